@@ -1,0 +1,162 @@
+package registry
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/distribution/distribution/v3/registry/api/errcode"
+	"github.com/gin-gonic/gin"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/slipway/slipway/storage"
+)
+
+func blobUnknown(d string) *apiError {
+	return oci(errcode.ErrorCodeBlobUnknown, "blob unknown to registry", d)
+}
+
+// getBlob answers HEAD and GET of a blob, with single byte ranges.
+func (r *Registry) getBlob(c *gin.Context, name, ref string) {
+	ctx := c.Request.Context()
+	d, err := parseDigest(ref)
+	if err != nil {
+		r.fail(c, err)
+		return
+	}
+	bd, err := r.meta.blobInRepo(ctx, name, d)
+	if errors.Is(err, storage.ErrNotFound) {
+		r.fail(c, blobUnknown(ref))
+		return
+	}
+	if err != nil {
+		r.fail(c, err)
+		return
+	}
+	h := c.Writer.Header()
+	h.Set("Docker-Content-Digest", d.String())
+	h.Set("ETag", `"`+d.String()+`"`)
+	h.Set("Accept-Ranges", "bytes")
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Cache-Control", "max-age=31536000")
+
+	start, length, partial, ok := parseRange(c.GetHeader("Range"), bd.Size)
+	if !ok {
+		h.Set("Content-Range", fmt.Sprintf("bytes */%d", bd.Size))
+		r.fail(c, oci(errcode.ErrorCodeRangeInvalid, "requested range not satisfiable", nil).withStatus(http.StatusRequestedRangeNotSatisfiable))
+		return
+	}
+	status := http.StatusOK
+	if partial {
+		status = http.StatusPartialContent
+		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, start+length-1, bd.Size))
+	}
+	h.Set("Content-Length", strconv.FormatInt(length, 10))
+	if c.Request.Method == http.MethodHead {
+		c.Status(status)
+		return
+	}
+	if r.redirect(c, bd) {
+		return
+	}
+	var rc io.ReadCloser = http.NoBody
+	if length > 0 {
+		rc, _, err = r.store.Get(ctx, bd.Data, storage.GetOptions{Offset: start, Length: length})
+		if err != nil {
+			h.Del("Content-Length")
+			h.Del("Content-Range")
+			r.fail(c, err)
+			return
+		}
+	}
+	defer rc.Close()
+	c.Status(status)
+	n, err := io.Copy(c.Writer, rc)
+	if err != nil || n != length {
+		// Headers are gone; the short body tells the client.
+		r.opts.Logger.WarnContext(ctx, "blob body cut short", "digest", d.String(), "sent", n, "want", length, "error", err)
+	}
+}
+
+// redirect sends a blob read to a presigned URL when the backend and the
+// configuration allow it.
+func (r *Registry) redirect(c *gin.Context, bd blobDesc) bool {
+	p, ok := r.store.(storage.Presigner)
+	if !ok || !r.opts.Redirect || c.GetHeader("Range") != "" {
+		return false
+	}
+	u, err := p.PresignGet(c.Request.Context(), bd.Data, r.opts.RedirectExpiry)
+	if err != nil {
+		return false
+	}
+	c.Writer.Header().Del("Content-Length")
+	c.Redirect(http.StatusTemporaryRedirect, u.String())
+	return true
+}
+
+// parseRange reads a single "bytes=a-b" range. No header: the whole blob.
+func parseRange(hdr string, size int64) (start, length int64, partial, ok bool) {
+	if hdr == "" {
+		return 0, size, false, true
+	}
+	spec, found := strings.CutPrefix(hdr, "bytes=")
+	if !found || strings.Contains(spec, ",") {
+		return 0, 0, false, false
+	}
+	a, b, found := strings.Cut(spec, "-")
+	if !found {
+		return 0, 0, false, false
+	}
+	if a == "" { // suffix range: last b bytes
+		n, err := strconv.ParseInt(b, 10, 64)
+		if err != nil || n <= 0 || size == 0 {
+			return 0, 0, false, false
+		}
+		n = min(n, size)
+		return size - n, n, true, true
+	}
+	s, err := strconv.ParseInt(a, 10, 64)
+	if err != nil || s < 0 || s >= size {
+		return 0, 0, false, false
+	}
+	e := size - 1
+	if b != "" {
+		e, err = strconv.ParseInt(b, 10, 64)
+		if err != nil || e < s {
+			return 0, 0, false, false
+		}
+		e = min(e, size-1)
+	}
+	return s, e - s + 1, true, true
+}
+
+// deleteBlob unlinks a blob from a repository; its bytes stay until garbage
+// collection finds no repository using them.
+func (r *Registry) deleteBlob(c *gin.Context, name, ref string) {
+	ctx := c.Request.Context()
+	d, err := parseDigest(ref)
+	if err != nil {
+		r.fail(c, err)
+		return
+	}
+	if _, err := r.store.Stat(ctx, blobLinkKey(name, d)); err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			err = blobUnknown(ref)
+		}
+		r.fail(c, err)
+		return
+	}
+	if err := r.meta.unlinkBlob(ctx, name, d); err != nil {
+		r.fail(c, err)
+		return
+	}
+	c.Status(http.StatusAccepted)
+}
+
+// blobLocation is where a committed blob can be read.
+func (r *Registry) blobLocation(name string, d digest.Digest) string {
+	return r.opts.PublicURL + "/v2/" + name + "/blobs/" + d.String()
+}

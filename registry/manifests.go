@@ -1,0 +1,361 @@
+package registry
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/distribution/distribution/v3"
+	"github.com/distribution/distribution/v3/manifest/manifestlist"
+	"github.com/distribution/distribution/v3/manifest/schema2"
+	"github.com/distribution/distribution/v3/registry/api/errcode"
+	"github.com/gin-gonic/gin"
+	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	// Registers the OCI manifest and index schemas with distribution.
+	_ "github.com/distribution/distribution/v3/manifest/ocischema"
+
+	"github.com/slipway/slipway/storage"
+)
+
+// maxManifestSize is the largest manifest accepted (the spec's suggested
+// minimum limit, and distribution's).
+const maxManifestSize = 4 << 20
+
+// manifestFields are the parts of any manifest the registry reads beyond
+// what distribution's schema packages expose (subject, artifactType).
+type manifestFields struct {
+	SchemaVersion int               `json:"schemaVersion"`
+	MediaType     string            `json:"mediaType"`
+	ArtifactType  string            `json:"artifactType"`
+	Config        *v1.Descriptor    `json:"config"`
+	Subject       *v1.Descriptor    `json:"subject"`
+	Annotations   map[string]string `json:"annotations"`
+}
+
+// indexTypes are manifests whose references are other manifests.
+var indexTypes = map[string]bool{
+	v1.MediaTypeImageIndex:             true,
+	manifestlist.MediaTypeManifestList: true,
+}
+
+// nonDistributable layers may live elsewhere; their presence is not checked.
+var nonDistributable = map[string]bool{
+	v1.MediaTypeImageLayerNonDistributable:     true, //nolint:staticcheck // still pushed by Windows images
+	v1.MediaTypeImageLayerNonDistributableGzip: true, //nolint:staticcheck
+	v1.MediaTypeImageLayerNonDistributableZstd: true, //nolint:staticcheck
+	schema2.MediaTypeForeignLayer:              true,
+}
+
+func manifestUnknown(ref string) *apiError {
+	return oci(errcode.ErrorCodeManifestUnknown, "manifest unknown to registry", ref)
+}
+
+func manifestInvalid(msg string, detail any) *apiError {
+	return oci(errcode.ErrorCodeManifestInvalid, msg, detail)
+}
+
+// parseRef reads a manifest reference: a digest or a tag.
+func parseRef(ref string) (tag string, d digest.Digest, err error) {
+	if strings.Contains(ref, ":") {
+		d, err = parseDigest(ref)
+		return "", d, err
+	}
+	if !tagPattern.MatchString(ref) {
+		return "", "", oci(errcode.ErrorCodeTagInvalid, "invalid tag", ref)
+	}
+	return ref, "", nil
+}
+
+func (r *Registry) putManifest(c *gin.Context, name, ref string) {
+	ctx := c.Request.Context()
+	tag, refDigest, err := parseRef(ref)
+	if err != nil {
+		r.fail(c, err)
+		return
+	}
+	// OCI 1.1 lets a push by digest name tags too: ?tag=a&tag=b.
+	tags := c.QueryArray("tag")
+	if tag != "" {
+		tags = append([]string{tag}, tags...)
+	}
+	for _, t := range tags {
+		if !tagPattern.MatchString(t) {
+			r.fail(c, oci(errcode.ErrorCodeTagInvalid, "invalid tag", t))
+			return
+		}
+	}
+	if c.Request.ContentLength > maxManifestSize {
+		r.fail(c, oci(errcode.ErrorCodeSizeInvalid, "manifest is larger than 4 MiB", nil).withStatus(http.StatusRequestEntityTooLarge))
+		return
+	}
+	raw, err := io.ReadAll(io.LimitReader(c.Request.Body, maxManifestSize+1))
+	if err != nil {
+		r.fail(c, manifestInvalid("could not read manifest body", nil))
+		return
+	}
+	if len(raw) > maxManifestSize {
+		r.fail(c, oci(errcode.ErrorCodeSizeInvalid, "manifest is larger than 4 MiB", nil).withStatus(http.StatusRequestEntityTooLarge))
+		return
+	}
+	if c.Request.ContentLength >= 0 && int64(len(raw)) != c.Request.ContentLength {
+		r.fail(c, manifestInvalid("manifest body shorter than Content-Length", nil))
+		return
+	}
+	alg := digest.Canonical
+	if refDigest != "" {
+		alg = refDigest.Algorithm()
+	} else if q := c.Query("digest"); q != "" {
+		qd, err := parseDigest(q)
+		if err != nil {
+			r.fail(c, err)
+			return
+		}
+		alg = qd.Algorithm()
+		refDigest = qd
+	}
+	d := alg.FromBytes(raw)
+	if refDigest != "" && d != refDigest {
+		r.fail(c, oci(errcode.ErrorCodeDigestInvalid, "digest does not match manifest", map[string]string{"expected": refDigest.String(), "computed": d.String()}))
+		return
+	}
+	rec, fields, err := r.validateManifest(ctx, name, c.GetHeader("Content-Type"), raw, d)
+	if err != nil {
+		r.fail(c, err)
+		return
+	}
+	// Order is the crash story: content, link, referrer index, tag.
+	if err := r.meta.putManifest(ctx, rec); err != nil {
+		r.fail(c, err)
+		return
+	}
+	if err := r.meta.linkManifest(ctx, name, d); err != nil {
+		r.fail(c, err)
+		return
+	}
+	if fields.Subject != nil {
+		if err := r.putReferrer(ctx, name, rec, fields); err != nil {
+			r.fail(c, err)
+			return
+		}
+		c.Header("OCI-Subject", fields.Subject.Digest.String())
+	}
+	for _, t := range tags {
+		if err := r.meta.setTag(ctx, name, t, d); err != nil {
+			r.fail(c, err)
+			return
+		}
+		c.Writer.Header().Add("OCI-Tag", t)
+	}
+	c.Header("Location", r.opts.PublicURL+"/v2/"+name+"/manifests/"+d.String())
+	c.Header("Docker-Content-Digest", d.String())
+	c.Header("Content-Length", "0")
+	c.Status(http.StatusCreated)
+}
+
+// validateManifest parses a manifest with distribution's schema packages and
+// checks that everything it references is in the repository.
+func (r *Registry) validateManifest(ctx context.Context, name, contentType string, raw []byte, d digest.Digest) (*manifestRecord, *manifestFields, error) {
+	var fields manifestFields
+	if err := json.Unmarshal(raw, &fields); err != nil {
+		return nil, nil, manifestInvalid("manifest is not valid JSON", err.Error())
+	}
+	mediaType := ""
+	if contentType != "" {
+		mt, _, err := mime.ParseMediaType(contentType)
+		if err != nil {
+			return nil, nil, manifestInvalid("invalid Content-Type", contentType)
+		}
+		mediaType = mt
+	}
+	if mediaType == "" {
+		mediaType = fields.MediaType
+	}
+	if fields.MediaType != "" && fields.MediaType != mediaType {
+		return nil, nil, manifestInvalid("mediaType in manifest does not match Content-Type", map[string]string{"manifest": fields.MediaType, "content_type": mediaType})
+	}
+	if fields.SchemaVersion != 2 {
+		return nil, nil, manifestInvalid("unsupported schemaVersion (only 2)", fields.SchemaVersion)
+	}
+	m, _, err := distribution.UnmarshalManifest(mediaType, raw)
+	if err != nil {
+		return nil, nil, manifestInvalid("unsupported or malformed manifest", err.Error())
+	}
+	for _, ref := range m.References() {
+		if err := ref.Digest.Validate(); err != nil {
+			return nil, nil, manifestInvalid("manifest references an invalid digest", ref.Digest.String())
+		}
+		switch {
+		case indexTypes[mediaType]:
+			_, err = r.meta.manifestInRepo(ctx, name, ref.Digest)
+		case nonDistributable[ref.MediaType]:
+			continue
+		default:
+			_, err = r.meta.blobInRepo(ctx, name, ref.Digest)
+		}
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil, nil, oci(errcode.ErrorCodeManifestBlobUnknown, "manifest references an unknown blob or manifest", ref.Digest.String())
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+	}
+	if fields.Subject != nil {
+		if err := fields.Subject.Digest.Validate(); err != nil {
+			return nil, nil, manifestInvalid("subject has an invalid digest", fields.Subject.Digest.String())
+		}
+	}
+	return &manifestRecord{Digest: d, MediaType: mediaType, Raw: raw}, &fields, nil
+}
+
+// putReferrer indexes a manifest under the subject it refers to.
+func (r *Registry) putReferrer(ctx context.Context, name string, rec *manifestRecord, f *manifestFields) error {
+	desc := v1.Descriptor{
+		MediaType:    rec.MediaType,
+		Digest:       rec.Digest,
+		Size:         int64(len(rec.Raw)),
+		ArtifactType: f.ArtifactType,
+		Annotations:  f.Annotations,
+	}
+	if desc.ArtifactType == "" && f.Config != nil {
+		desc.ArtifactType = f.Config.MediaType
+	}
+	b, _ := json.Marshal(desc)
+	return r.meta.putSmall(ctx, referrerKey(name, f.Subject.Digest, rec.Digest), b)
+}
+
+func (r *Registry) resolve(ctx context.Context, name, ref string) (*manifestRecord, error) {
+	tag, d, err := parseRef(ref)
+	if err != nil {
+		return nil, err
+	}
+	if tag != "" {
+		d, err = r.meta.tag(ctx, name, tag)
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil, manifestUnknown(ref)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	rec, err := r.meta.manifestInRepo(ctx, name, d)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, manifestUnknown(ref)
+	}
+	return rec, err
+}
+
+func (r *Registry) getManifest(c *gin.Context, name, ref string) {
+	rec, err := r.resolve(c.Request.Context(), name, ref)
+	if err != nil {
+		r.fail(c, err)
+		return
+	}
+	if !acceptable(c.Request.Header.Values("Accept"), rec.MediaType) {
+		r.fail(c, manifestUnknown(ref).withMessage("manifest exists, but in a media type the Accept header excludes: "+rec.MediaType))
+		return
+	}
+	h := c.Writer.Header()
+	h.Set("Content-Type", rec.MediaType)
+	h.Set("Content-Length", strconv.Itoa(len(rec.Raw)))
+	h.Set("Docker-Content-Digest", rec.Digest.String())
+	h.Set("ETag", `"`+rec.Digest.String()+`"`)
+	c.Status(http.StatusOK)
+	if c.Request.Method != http.MethodHead {
+		_, _ = c.Writer.Write(rec.Raw)
+	}
+}
+
+// acceptable: no Accept header, a wildcard, or the stored type listed. Like
+// distribution, a client that lists only other manifest types gets
+// MANIFEST_UNKNOWN rather than bytes it cannot parse.
+func acceptable(accept []string, mediaType string) bool {
+	if len(accept) == 0 {
+		return true
+	}
+	for _, h := range accept {
+		for _, part := range strings.Split(h, ",") {
+			mt, _, err := mime.ParseMediaType(strings.TrimSpace(part))
+			if err != nil {
+				continue
+			}
+			if mt == mediaType || mt == "*/*" || mt == "application/*" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (r *Registry) deleteManifest(c *gin.Context, name, ref string) {
+	ctx := c.Request.Context()
+	tag, d, err := parseRef(ref)
+	if err != nil {
+		r.fail(c, err)
+		return
+	}
+	if tag != "" {
+		if _, err := r.meta.tag(ctx, name, tag); err != nil {
+			if errors.Is(err, storage.ErrNotFound) {
+				err = manifestUnknown(ref)
+			}
+			r.fail(c, err)
+			return
+		}
+		if err := r.store.Delete(ctx, tagKey(name, tag)); err != nil {
+			r.fail(c, err)
+			return
+		}
+		c.Status(http.StatusAccepted)
+		return
+	}
+	rec, err := r.resolve(ctx, name, ref)
+	if err != nil {
+		r.fail(c, err)
+		return
+	}
+	// Tags first, so no tag is ever left pointing at an unlinked manifest.
+	if err := r.untagDigest(ctx, name, d); err != nil {
+		r.fail(c, err)
+		return
+	}
+	var f manifestFields
+	if json.Unmarshal(rec.Raw, &f) == nil && f.Subject != nil && f.Subject.Digest.Validate() == nil {
+		if err := r.store.Delete(ctx, referrerKey(name, f.Subject.Digest, d)); err != nil {
+			r.fail(c, err)
+			return
+		}
+	}
+	if err := r.store.Delete(ctx, manifestLinkKey(name, d)); err != nil {
+		r.fail(c, err)
+		return
+	}
+	c.Status(http.StatusAccepted)
+}
+
+// untagDigest removes every tag of the repository that points at d.
+func (r *Registry) untagDigest(ctx context.Context, name string, d digest.Digest) error {
+	keys, _, err := r.meta.listKeys(ctx, tagsPrefix(name), "", 0)
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		b, _, err := r.meta.readSmall(ctx, k, 256)
+		if err != nil {
+			continue
+		}
+		if string(bytes.TrimSpace(b)) == d.String() {
+			if err := r.store.Delete(ctx, k); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,244 @@
+package registry
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/slipway/slipway/storage"
+)
+
+// meta is the metadata layer under the handlers: descriptors, manifests,
+// links, tags and referrers on a storage.Store. Content-addressed records
+// are immutable and cached in process (bounded); links and tags are mutable
+// and always read from the store, so replicas never serve stale state.
+type meta struct {
+	store     storage.Store
+	blobs     *lru.Cache[digest.Digest, blobDesc]
+	manifests *lru.Cache[digest.Digest, *manifestRecord]
+	// catalogued remembers repositories known to have a catalog entry.
+	// Entries are only ever added, so a remembered name never goes stale.
+	catalogued *lru.Cache[string, struct{}]
+}
+
+// blobDesc is the immutable record of a stored blob: where its bytes are.
+type blobDesc struct {
+	Data string `json:"data"`
+	Size int64  `json:"size"`
+}
+
+// manifestRecord is a stored manifest: its bytes and the media type it was
+// pushed with.
+type manifestRecord struct {
+	Digest    digest.Digest
+	MediaType string
+	Raw       []byte
+}
+
+// maxCachedManifest bounds the memory of the manifest cache: at most
+// manifestCacheEntries × maxCachedManifest bytes.
+const (
+	blobCacheEntries     = 1 << 16
+	manifestCacheEntries = 4096
+	maxCachedManifest    = 64 << 10
+)
+
+func newMeta(store storage.Store) *meta {
+	b, _ := lru.New[digest.Digest, blobDesc](blobCacheEntries)
+	m, _ := lru.New[digest.Digest, *manifestRecord](manifestCacheEntries)
+	cat, _ := lru.New[string, struct{}](manifestCacheEntries)
+	return &meta{store: store, blobs: b, manifests: m, catalogued: cat}
+}
+
+func (m *meta) readSmall(ctx context.Context, key string, limit int64) ([]byte, storage.Info, error) {
+	rc, info, err := m.store.Get(ctx, key, storage.GetOptions{})
+	if err != nil {
+		return nil, info, err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, limit+1))
+	if err != nil {
+		return nil, info, err
+	}
+	if int64(len(b)) > limit {
+		return nil, info, fmt.Errorf("object %s is larger than %d bytes", key, limit)
+	}
+	return b, info, nil
+}
+
+func (m *meta) putSmall(ctx context.Context, key string, b []byte) error {
+	_, err := m.store.Put(ctx, key, bytes.NewReader(b), int64(len(b)))
+	return err
+}
+
+// blob returns the descriptor of a stored blob (storage.ErrNotFound if the
+// registry holds no such blob at all).
+func (m *meta) blob(ctx context.Context, d digest.Digest) (blobDesc, error) {
+	if bd, ok := m.blobs.Get(d); ok {
+		return bd, nil
+	}
+	b, _, err := m.readSmall(ctx, blobKey(d), 4096)
+	if err != nil {
+		return blobDesc{}, err
+	}
+	var bd blobDesc
+	if err := json.Unmarshal(b, &bd); err != nil {
+		return blobDesc{}, fmt.Errorf("blob descriptor %s: %w", d, err)
+	}
+	m.blobs.Add(d, bd)
+	return bd, nil
+}
+
+// commitBlob records that the data object holds the blob d. If the registry
+// already holds d, the new data object is dropped (dedupe) and the existing
+// descriptor wins.
+func (m *meta) commitBlob(ctx context.Context, d digest.Digest, dataKey string, size int64) (blobDesc, error) {
+	bd := blobDesc{Data: dataKey, Size: size}
+	b, _ := json.Marshal(bd)
+	_, err := m.store.PutIfAbsent(ctx, blobKey(d), bytes.NewReader(b), int64(len(b)))
+	switch {
+	case err == nil:
+		m.blobs.Add(d, bd)
+		return bd, nil
+	case errors.Is(err, storage.ErrPreconditionFailed):
+		existing, gerr := m.blob(ctx, d)
+		if gerr != nil {
+			return blobDesc{}, gerr
+		}
+		if existing.Data != dataKey {
+			_ = m.store.Delete(ctx, dataKey)
+		}
+		return existing, nil
+	default:
+		return blobDesc{}, err
+	}
+}
+
+// blobInRepo returns the descriptor of a blob linked into a repository.
+func (m *meta) blobInRepo(ctx context.Context, name string, d digest.Digest) (blobDesc, error) {
+	if _, err := m.store.Stat(ctx, blobLinkKey(name, d)); err != nil {
+		return blobDesc{}, err
+	}
+	return m.blob(ctx, d)
+}
+
+func (m *meta) linkBlob(ctx context.Context, name string, d digest.Digest) error {
+	if err := m.putSmall(ctx, blobLinkKey(name, d), nil); err != nil {
+		return err
+	}
+	return m.addToCatalog(ctx, name)
+}
+
+func (m *meta) unlinkBlob(ctx context.Context, name string, d digest.Digest) error {
+	return m.store.Delete(ctx, blobLinkKey(name, d))
+}
+
+// addToCatalog records the repository name once; an existing entry is fine.
+func (m *meta) addToCatalog(ctx context.Context, name string) error {
+	if m.catalogued.Contains(name) {
+		return nil
+	}
+	_, err := m.store.PutIfAbsent(ctx, catalogKey(name), bytes.NewReader(nil), 0)
+	if err != nil && !errors.Is(err, storage.ErrPreconditionFailed) {
+		return err
+	}
+	m.catalogued.Add(name, struct{}{})
+	return nil
+}
+
+// manifest returns a stored manifest by digest (any repository).
+func (m *meta) manifest(ctx context.Context, d digest.Digest) (*manifestRecord, error) {
+	if rec, ok := m.manifests.Get(d); ok {
+		return rec, nil
+	}
+	b, _, err := m.readSmall(ctx, manifestKey(d), maxManifestSize+1024)
+	if err != nil {
+		return nil, err
+	}
+	i := bytes.IndexByte(b, '\n')
+	if i < 0 {
+		return nil, fmt.Errorf("manifest record %s is corrupt", d)
+	}
+	rec := &manifestRecord{Digest: d, MediaType: string(b[:i]), Raw: b[i+1:]}
+	if len(rec.Raw) <= maxCachedManifest {
+		m.manifests.Add(d, rec)
+	}
+	return rec, nil
+}
+
+// putManifest stores manifest bytes content-addressed; an existing record
+// is kept (same digest, same bytes).
+func (m *meta) putManifest(ctx context.Context, rec *manifestRecord) error {
+	if strings.ContainsRune(rec.MediaType, '\n') {
+		return fmt.Errorf("media type contains a newline")
+	}
+	b := make([]byte, 0, len(rec.MediaType)+1+len(rec.Raw))
+	b = append(append(append(b, rec.MediaType...), '\n'), rec.Raw...)
+	_, err := m.store.PutIfAbsent(ctx, manifestKey(rec.Digest), bytes.NewReader(b), int64(len(b)))
+	if err != nil && !errors.Is(err, storage.ErrPreconditionFailed) {
+		return err
+	}
+	return nil
+}
+
+func (m *meta) manifestInRepo(ctx context.Context, name string, d digest.Digest) (*manifestRecord, error) {
+	if _, err := m.store.Stat(ctx, manifestLinkKey(name, d)); err != nil {
+		return nil, err
+	}
+	return m.manifest(ctx, d)
+}
+
+func (m *meta) linkManifest(ctx context.Context, name string, d digest.Digest) error {
+	if err := m.putSmall(ctx, manifestLinkKey(name, d), nil); err != nil {
+		return err
+	}
+	return m.addToCatalog(ctx, name)
+}
+
+// tag resolves a tag to a digest.
+func (m *meta) tag(ctx context.Context, name, tag string) (digest.Digest, error) {
+	b, _, err := m.readSmall(ctx, tagKey(name, tag), 256)
+	if err != nil {
+		return "", err
+	}
+	d, err := digest.Parse(strings.TrimSpace(string(b)))
+	if err != nil {
+		return "", fmt.Errorf("tag %s:%s is corrupt: %w", name, tag, err)
+	}
+	return d, nil
+}
+
+func (m *meta) setTag(ctx context.Context, name, tag string, d digest.Digest) error {
+	return m.putSmall(ctx, tagKey(name, tag), []byte(d.String()))
+}
+
+// listKeys lists keys under prefix after startAfter, up to n (n <= 0: all).
+func (m *meta) listKeys(ctx context.Context, prefix, startAfter string, n int) (keys []string, more bool, err error) {
+	for {
+		max := 1000
+		if n > 0 && n-len(keys) < max {
+			max = n - len(keys) + 1 // one extra to learn whether more follow
+		}
+		page, err := m.store.List(ctx, storage.ListOptions{Prefix: prefix, StartAfter: startAfter, MaxKeys: max})
+		if err != nil {
+			return nil, false, err
+		}
+		for _, o := range page.Objects {
+			if n > 0 && len(keys) == n {
+				return keys, true, nil
+			}
+			keys = append(keys, o.Key)
+			startAfter = o.Key
+		}
+		if !page.Truncated || len(page.Objects) == 0 {
+			return keys, false, nil
+		}
+	}
+}

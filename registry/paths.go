@@ -1,0 +1,83 @@
+package registry
+
+// Every storage key the registry uses is built here, so the layout can be
+// read (and changed) in one place. The layout, and the order in which a push
+// writes it, is the crash story: data, then descriptor, then repository link,
+// then tag. A crash between two writes leaves only unreferenced objects,
+// which garbage collection removes after a grace period.
+//
+//	data/<hh>/<upload-id>                        blob bytes, written once by an upload
+//	blobs/<alg>/<hh>/<hex>                       blob descriptor {"data":…, "size":…} (immutable)
+//	manifests/<alg>/<hh>/<hex>                   "<media type>\n" + manifest bytes (immutable)
+//	uploads/<upload-id>                          upload session state (JSON)
+//	repositories/<name>/_blobs/<alg>/<hex>       link: blob is in the repository
+//	repositories/<name>/_manifests/<alg>/<hex>   link: manifest is in the repository
+//	repositories/<name>/_tags/<tag>              tag → manifest digest
+//	repositories/<name>/_referrers/<alg>/<hex>/<alg>-<hex>
+//	                                             referrer descriptor (JSON) of a subject
+//	catalog/<hex(name)>                          repository exists (hex keeps lexical order flat)
+//
+// Repository name components never start with '_' (distribution/reference
+// grammar), so "_blobs" and friends cannot collide with a nested repository.
+
+import (
+	"encoding/hex"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+)
+
+func fanout(hexs string) string {
+	if len(hexs) < 2 {
+		return "00"
+	}
+	return hexs[:2]
+}
+
+func dataKey(uploadID string) string {
+	return "data/" + fanout(uploadID) + "/" + uploadID
+}
+
+func blobKey(d digest.Digest) string {
+	return "blobs/" + string(d.Algorithm()) + "/" + fanout(d.Encoded()) + "/" + d.Encoded()
+}
+
+func manifestKey(d digest.Digest) string {
+	return "manifests/" + string(d.Algorithm()) + "/" + fanout(d.Encoded()) + "/" + d.Encoded()
+}
+
+func uploadKey(id string) string { return "uploads/" + id }
+
+func repoKey(name string) string { return "repositories/" + name + "/" }
+
+func blobLinkKey(name string, d digest.Digest) string {
+	return repoKey(name) + "_blobs/" + string(d.Algorithm()) + "/" + d.Encoded()
+}
+
+func manifestLinkKey(name string, d digest.Digest) string {
+	return repoKey(name) + "_manifests/" + string(d.Algorithm()) + "/" + d.Encoded()
+}
+
+func tagsPrefix(name string) string { return repoKey(name) + "_tags/" }
+
+func tagKey(name, tag string) string { return tagsPrefix(name) + tag }
+
+func referrersPrefix(name string, subject digest.Digest) string {
+	return repoKey(name) + "_referrers/" + string(subject.Algorithm()) + "/" + subject.Encoded() + "/"
+}
+
+func referrerKey(name string, subject, referrer digest.Digest) string {
+	return referrersPrefix(name, subject) + string(referrer.Algorithm()) + "-" + referrer.Encoded()
+}
+
+const catalogPrefix = "catalog/"
+
+func catalogKey(name string) string { return catalogPrefix + hex.EncodeToString([]byte(name)) }
+
+func nameFromCatalogKey(key string) (string, bool) {
+	b, err := hex.DecodeString(strings.TrimPrefix(key, catalogPrefix))
+	if err != nil {
+		return "", false
+	}
+	return string(b), true
+}

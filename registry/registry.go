@@ -1,0 +1,59 @@
+// Package registry implements the OCI distribution API v1.1 (/v2/) on a
+// storage.Store: uploads, blobs, manifests, tags, referrers and catalog.
+package registry
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/slipway/slipway/storage"
+)
+
+// Options tune the registry.
+type Options struct {
+	// PublicURL is the externally visible base URL ("http://host:port")
+	// used in Location headers. Empty: Locations are relative paths, which
+	// every client resolves against the URL it called.
+	PublicURL string
+	// Redirect answers blob GETs with a presigned URL when the store can
+	// presign (S3); RedirectExpiry bounds the URL's life.
+	Redirect       bool
+	RedirectExpiry time.Duration
+	// Logger receives operational messages. nil: slog.Default().
+	Logger *slog.Logger
+	// Metrics, when set, receives the registry's own metrics.
+	Metrics prometheus.Registerer
+}
+
+// Registry serves /v2/ on a store.
+type Registry struct {
+	store   storage.Store
+	meta    *meta
+	opts    Options
+	uploads prometheus.Gauge
+}
+
+// New returns a registry on store.
+func New(store storage.Store, opts Options) *Registry {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.RedirectExpiry <= 0 {
+		opts.RedirectExpiry = 20 * time.Minute
+	}
+	r := &Registry{
+		store: store,
+		meta:  newMeta(store),
+		opts:  opts,
+		uploads: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "slipway_uploads_in_progress",
+			Help: "Blob upload requests (POST, PATCH, PUT) being served by this process.",
+		}),
+	}
+	if opts.Metrics != nil {
+		opts.Metrics.MustRegister(r.uploads)
+	}
+	return r
+}

@@ -1,0 +1,309 @@
+package registry
+
+import (
+	"bytes"
+	"crypto/md5"
+	"crypto/sha1"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+)
+
+func TestMonolithicUpload(t *testing.T) {
+	e := newEnv(t)
+	for _, alg := range []digest.Algorithm{digest.SHA256, digest.SHA512} {
+		t.Run(string(alg), func(t *testing.T) {
+			data := []byte("monolithic " + string(alg))
+			d := alg.FromBytes(data)
+			r := e.do("POST", "/v2/mono/blobs/uploads/?digest="+d.String(), data)
+			wantStatus(t, r, http.StatusCreated)
+			wantHeader(t, r, "Docker-Content-Digest", d.String())
+			wantHeader(t, r, "Location", "/v2/mono/blobs/"+d.String())
+			r = e.do("GET", r.Header.Get("Location"), nil)
+			wantStatus(t, r, http.StatusOK)
+			if !bytes.Equal(r.body, data) {
+				t.Errorf("GET returned %q, want %q", r.body, data)
+			}
+		})
+	}
+}
+
+func TestChunkedUpload(t *testing.T) {
+	e := newEnv(t)
+	for _, alg := range []digest.Algorithm{digest.SHA256, digest.SHA512} {
+		t.Run(string(alg), func(t *testing.T) {
+			chunks := []string{"first chunk|", "second|", "third and last"}
+			all := []byte(strings.Join(chunks, ""))
+			loc := e.startUpload("chunked")
+			off := 0
+			for _, c := range chunks {
+				r := e.do("PATCH", loc, []byte(c), "Content-Type", "application/octet-stream",
+					"Content-Range", fmt.Sprintf("%d-%d", off, off+len(c)-1))
+				wantStatus(t, r, http.StatusAccepted)
+				off += len(c)
+				wantHeader(t, r, "Range", fmt.Sprintf("0-%d", off-1))
+				loc = r.Header.Get("Location")
+			}
+			d := alg.FromBytes(all)
+			r := e.do("PUT", withQuery(loc, "digest="+d.String()), nil)
+			wantStatus(t, r, http.StatusCreated)
+			wantHeader(t, r, "Docker-Content-Digest", d.String())
+			r = e.do("GET", "/v2/chunked/blobs/"+d.String(), nil)
+			wantStatus(t, r, http.StatusOK)
+			if !bytes.Equal(r.body, all) {
+				t.Errorf("GET returned %q, want %q", r.body, all)
+			}
+			wantNoKeysUnder(t, e.store, "uploads/")
+		})
+	}
+}
+
+// A session opened for sha512 (?digest-algorithm=) and a last chunk sent
+// with the PUT.
+func TestChunkedUploadSHA512SessionWithFinalChunk(t *testing.T) {
+	e := newEnv(t)
+	r := e.do("POST", "/v2/r/blobs/uploads/?digest-algorithm=sha512", nil)
+	wantStatus(t, r, http.StatusAccepted)
+	loc := r.Header.Get("Location")
+	wantStatus(t, e.do("PATCH", loc, []byte("abc")), http.StatusAccepted)
+	d := digest.SHA512.FromString("abcdef")
+	wantStatus(t, e.do("PUT", withQuery(loc, "digest="+d.String()), []byte("def")), http.StatusCreated)
+	r = e.do("GET", "/v2/r/blobs/"+d.String(), nil)
+	if r.StatusCode != http.StatusOK || string(r.body) != "abcdef" {
+		t.Errorf("GET: %s", r)
+	}
+}
+
+func TestMonolithicUploadWrongDigest(t *testing.T) {
+	e := newEnv(t)
+	before := keys(t, e.store)
+	data := []byte("some bytes")
+	for _, d := range []digest.Digest{digest.FromString("other"), digest.SHA512.FromString("other")} {
+		r := e.do("POST", "/v2/repo/blobs/uploads/?digest="+d.String(), data)
+		wantError(t, r, http.StatusBadRequest, "DIGEST_INVALID")
+		wantError(t, e.do("GET", "/v2/repo/blobs/"+d.String(), nil), http.StatusNotFound, "BLOB_UNKNOWN")
+	}
+	wantError(t, e.do("GET", "/v2/repo/blobs/"+digest.FromBytes(data).String(), nil), http.StatusNotFound, "BLOB_UNKNOWN")
+	wantNoNewKeys(t, e.store, before)
+}
+
+func TestChunkedUploadWrongDigest(t *testing.T) {
+	e := newEnv(t)
+	for _, alg := range []digest.Algorithm{digest.SHA256, digest.SHA512} {
+		t.Run(string(alg), func(t *testing.T) {
+			before := keys(t, e.store)
+			loc := e.startUpload("repo")
+			r := e.do("PATCH", loc, []byte("chunk"), "Content-Range", "0-4")
+			wantStatus(t, r, http.StatusAccepted)
+			wrong := alg.FromString("not the chunk")
+			r = e.do("PUT", withQuery(r.Header.Get("Location"), "digest="+wrong.String()), nil)
+			wantError(t, r, http.StatusBadRequest, "DIGEST_INVALID")
+			wantError(t, e.do("GET", "/v2/repo/blobs/"+wrong.String(), nil), http.StatusNotFound, "BLOB_UNKNOWN")
+			wantError(t, e.do("GET", "/v2/repo/blobs/"+alg.FromString("chunk").String(), nil), http.StatusNotFound, "BLOB_UNKNOWN")
+			wantNoNewKeys(t, e.store, before)
+		})
+	}
+}
+
+func TestUnusableDigests(t *testing.T) {
+	e := newEnv(t)
+	data := []byte("payload")
+	m := md5.Sum(data)
+	s := sha1.Sum(data)
+	bad := []string{
+		"md5:" + hex.EncodeToString(m[:]),
+		"sha1:" + hex.EncodeToString(s[:]),
+		"sha256:" + strings.Repeat("a", 63), // too short
+		"sha256:" + strings.Repeat("a", 65), // too long
+		"sha512:" + strings.Repeat("a", 64), // sha256 length
+		"sha256:" + strings.Repeat("A", 64), // upper case
+		"sha256" + strings.Repeat("a", 64),  // no colon
+	}
+	loc := e.startUpload("repo")
+	wantStatus(t, e.do("PATCH", loc, data), http.StatusAccepted)
+	before := keys(t, e.store)
+	for _, d := range bad {
+		t.Run(d[:8], func(t *testing.T) {
+			wantError(t, e.do("POST", "/v2/repo/blobs/uploads/?digest="+d, data), http.StatusBadRequest, "DIGEST_INVALID")
+			wantError(t, e.do("PUT", withQuery(loc, "digest="+d), nil), http.StatusBadRequest, "DIGEST_INVALID")
+			if strings.Contains(d, ":") {
+				wantError(t, e.do("GET", "/v2/repo/blobs/"+d, nil), http.StatusBadRequest, "DIGEST_INVALID")
+			}
+		})
+	}
+	wantNoNewKeys(t, e.store, before)
+	// The session survives bad PUTs and still finishes.
+	wantStatus(t, e.do("PUT", withQuery(loc, "digest="+digest.FromBytes(data).String()), nil), http.StatusCreated)
+}
+
+// A monolithic POST whose body ends before its Content-Length.
+func TestMonolithicUploadTruncatedBody(t *testing.T) {
+	e := newEnv(t)
+	before := keys(t, e.store)
+	data := []byte(strings.Repeat("x", 1000))
+	d := digest.FromBytes(data)
+	r := e.raw("POST", "/v2/repo/blobs/uploads/?digest="+d.String(), len(data), data[:400],
+		"Content-Type", "application/octet-stream")
+	if r.StatusCode < 400 || r.StatusCode > 499 {
+		t.Errorf("truncated POST: want 4xx, got %d %q", r.StatusCode, r.body)
+	}
+	wantError(t, e.do("GET", "/v2/repo/blobs/"+d.String(), nil), http.StatusNotFound, "BLOB_UNKNOWN")
+	wantNoNewKeys(t, e.store, before)
+	// The whole body then goes through.
+	e.pushBlob("repo", data)
+}
+
+// A PATCH whose body ends before its Content-Length leaves the session as
+// it was; the client resends the chunk and finishes.
+func TestPatchTruncatedBodyThenResume(t *testing.T) {
+	for _, first := range []bool{true, false} {
+		t.Run(fmt.Sprintf("first-chunk=%v", first), func(t *testing.T) {
+			e := newEnv(t)
+			loc := e.startUpload("repo")
+			var sent []byte
+			if !first {
+				wantStatus(t, e.do("PATCH", loc, []byte("head|"), "Content-Range", "0-4"), http.StatusAccepted)
+				sent = []byte("head|")
+			}
+			before := keys(t, e.store)
+			chunk := []byte(strings.Repeat("y", 500))
+			rng := fmt.Sprintf("%d-%d", len(sent), len(sent)+len(chunk)-1)
+			r := e.raw("PATCH", loc, len(chunk), chunk[:123], "Content-Range", rng)
+			if r.StatusCode < 400 || r.StatusCode > 499 {
+				t.Errorf("truncated PATCH: want 4xx, got %d %q", r.StatusCode, r.body)
+			}
+			wantNoNewKeys(t, e.store, before)
+			r = e.do("GET", loc, nil)
+			wantStatus(t, r, http.StatusNoContent)
+			wantHeader(t, r, "Range", fmt.Sprintf("0-%d", max(len(sent)-1, 0)))
+
+			wantStatus(t, e.do("PATCH", loc, chunk, "Content-Range", rng), http.StatusAccepted)
+			all := append(sent, chunk...)
+			d := digest.FromBytes(all)
+			wantStatus(t, e.do("PUT", withQuery(loc, "digest="+d.String()), nil), http.StatusCreated)
+			r = e.do("GET", "/v2/repo/blobs/"+d.String(), nil)
+			if r.StatusCode != http.StatusOK || !bytes.Equal(r.body, all) {
+				t.Errorf("GET after resume: %d, %d bytes", r.StatusCode, len(r.body))
+			}
+		})
+	}
+}
+
+func TestOutOfOrderChunk(t *testing.T) {
+	e := newEnv(t)
+	loc := e.startUpload("repo")
+	wantStatus(t, e.do("PATCH", loc, []byte("0123456789"), "Content-Range", "0-9"), http.StatusAccepted)
+	before := keys(t, e.store)
+	for _, rng := range []string{"5-14", "11-20", "0-9", "10-12" /* 3 bytes announced, 10 sent */, "junk"} {
+		t.Run(rng, func(t *testing.T) {
+			r := e.do("PATCH", loc, []byte("abcdefghij"), "Content-Range", rng)
+			wantError(t, r, http.StatusRequestedRangeNotSatisfiable, "RANGE_INVALID")
+			wantHeader(t, r, "Range", "0-9")
+			if r.Header.Get("Location") == "" {
+				t.Errorf("416 without Location")
+			}
+		})
+	}
+	wantNoNewKeys(t, e.store, before)
+	r := e.do("GET", loc, nil)
+	wantStatus(t, r, http.StatusNoContent)
+	wantHeader(t, r, "Range", "0-9")
+	// The session goes on from where it was.
+	wantStatus(t, e.do("PATCH", loc, []byte("abcdefghij"), "Content-Range", "10-19"), http.StatusAccepted)
+	d := digest.FromString("0123456789abcdefghij")
+	wantStatus(t, e.do("PUT", withQuery(loc, "digest="+d.String()), nil), http.StatusCreated)
+}
+
+func TestUploadStatusAndCancel(t *testing.T) {
+	e := newEnv(t)
+	loc := e.startUpload("repo")
+	r := e.do("GET", loc, nil)
+	wantStatus(t, r, http.StatusNoContent)
+	wantHeader(t, r, "Range", "0-0")
+	wantHeader(t, r, "Location", loc)
+	wantStatus(t, e.do("PATCH", loc, []byte("abc")), http.StatusAccepted)
+	r = e.do("GET", loc, nil)
+	wantStatus(t, r, http.StatusNoContent)
+	wantHeader(t, r, "Range", "0-2")
+	if r.Header.Get("Docker-Upload-UUID") == "" {
+		t.Error("no Docker-Upload-UUID")
+	}
+	// Another repository cannot see the session.
+	other := strings.Replace(loc, "/v2/repo/", "/v2/other/", 1)
+	wantError(t, e.do("GET", other, nil), http.StatusNotFound, "BLOB_UPLOAD_UNKNOWN")
+
+	wantStatus(t, e.do("DELETE", loc, nil), http.StatusNoContent)
+	wantError(t, e.do("GET", loc, nil), http.StatusNotFound, "BLOB_UPLOAD_UNKNOWN")
+	wantError(t, e.do("PATCH", loc, []byte("x")), http.StatusNotFound, "BLOB_UPLOAD_UNKNOWN")
+	wantError(t, e.do("PUT", withQuery(loc, "digest="+digest.FromString("abc").String()), nil), http.StatusNotFound, "BLOB_UPLOAD_UNKNOWN")
+	wantError(t, e.do("DELETE", loc, nil), http.StatusNotFound, "BLOB_UPLOAD_UNKNOWN")
+	wantNoKeysUnder(t, e.store, "uploads/", "data/", "blobs/")
+	wantError(t, e.do("GET", "/v2/repo/blobs/uploads/not-an-id", nil), http.StatusNotFound, "BLOB_UPLOAD_UNKNOWN")
+}
+
+func TestEmptyBlobUpload(t *testing.T) {
+	e := newEnv(t)
+	loc := e.startUpload("repo")
+	d := digest.FromBytes(nil)
+	wantStatus(t, e.do("PUT", withQuery(loc, "digest="+d.String()), nil), http.StatusCreated)
+	r := e.do("GET", "/v2/repo/blobs/"+d.String(), nil)
+	wantStatus(t, r, http.StatusOK)
+	wantHeader(t, r, "Content-Length", "0")
+}
+
+func TestCrossRepositoryMount(t *testing.T) {
+	e := newEnv(t)
+	d := e.pushBlob("src", []byte("shared layer"))
+	r := e.do("POST", "/v2/dst/blobs/uploads/?mount="+d.String()+"&from=src", nil)
+	wantStatus(t, r, http.StatusCreated)
+	wantHeader(t, r, "Location", "/v2/dst/blobs/"+d.String())
+	wantHeader(t, r, "Docker-Content-Digest", d.String())
+	r = e.do("GET", "/v2/dst/blobs/"+d.String(), nil)
+	if r.StatusCode != http.StatusOK || string(r.body) != "shared layer" {
+		t.Errorf("GET mounted blob: %s", r)
+	}
+
+	// Source lacks the blob, or no source named: an ordinary session (202).
+	before := keys(t, e.store)
+	missing := digest.FromString("nowhere")
+	for _, q := range []string{"mount=" + missing.String() + "&from=src", "mount=" + d.String() + "&from=empty", "mount=" + d.String()} {
+		r = e.do("POST", "/v2/other/blobs/uploads/?"+q, nil)
+		wantStatus(t, r, http.StatusAccepted)
+		if !strings.HasPrefix(r.Header.Get("Location"), "/v2/other/blobs/uploads/") {
+			t.Errorf("fallback Location %q", r.Header.Get("Location"))
+		}
+	}
+	wantError(t, e.do("GET", "/v2/other/blobs/"+d.String(), nil), http.StatusNotFound, "BLOB_UNKNOWN")
+	for _, k := range keys(t, e.store) {
+		if !strings.HasPrefix(k, "uploads/") && !slices.Contains(before, k) {
+			t.Errorf("mount fallback left %s", k)
+		}
+	}
+}
+
+// An upload begun on one replica is continued and finished on another that
+// shares the store (or on the same one after a restart).
+func TestUploadAcrossInstances(t *testing.T) {
+	a := newEnv(t)
+	b := newEnvOn(t, a.dir)
+	loc := a.startUpload("repo")
+	wantStatus(t, a.do("PATCH", loc, []byte("from A|"), "Content-Range", "0-6"), http.StatusAccepted)
+	r := b.do("GET", loc, nil)
+	wantStatus(t, r, http.StatusNoContent)
+	wantHeader(t, r, "Range", "0-6")
+	wantStatus(t, b.do("PATCH", loc, []byte("from B|"), "Content-Range", "7-13"), http.StatusAccepted)
+	wantStatus(t, a.do("PATCH", loc, []byte("A again"), "Content-Range", "14-20"), http.StatusAccepted)
+	d := digest.FromString("from A|from B|A again")
+	wantStatus(t, b.do("PUT", withQuery(loc, "digest="+d.String()), nil), http.StatusCreated)
+	for _, e := range []*env{a, b} {
+		r := e.do("GET", "/v2/repo/blobs/"+d.String(), nil)
+		if r.StatusCode != http.StatusOK || string(r.body) != "from A|from B|A again" {
+			t.Errorf("GET: %s", r)
+		}
+	}
+}

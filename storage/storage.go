@@ -1,0 +1,159 @@
+// Package storage defines the object-store seam under Slipway: a flat
+// namespace of immutable-or-replaced objects addressed by '/'-separated keys,
+// with the conditional writes and multipart uploads that S3 offers. Backends
+// live in subpackages (storage/fs, storage/s3); storage/storagetest is the
+// suite every backend must pass.
+//
+// Key rules shared by every backend:
+//   - keys are non-empty, '/'-separated, no empty, "." or ".." components,
+//     and use only [A-Za-z0-9._:+=@-] in components;
+//   - a key is never also a "directory" of another key (no object at "a/b"
+//     while "a/b/c" exists): the layout in registry/paths.go guarantees it, and
+//     the filesystem backend relies on it;
+//   - List returns keys in byte-wise lexical order, as S3 does.
+package storage
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/url"
+	"time"
+)
+
+// Typed errors every backend maps its failures to. Test with errors.Is.
+var (
+	// ErrNotFound: the object (or multipart upload) does not exist.
+	ErrNotFound = errors.New("storage: not found")
+	// ErrPreconditionFailed: a conditional write lost (PutIfAbsent found the
+	// key, PutIfMatch found another ETag or no object). Never retried blindly.
+	ErrPreconditionFailed = errors.New("storage: precondition failed")
+	// ErrUnavailable: the backend cannot be reached or refused to serve;
+	// callers answer 503.
+	ErrUnavailable = errors.New("storage: unavailable")
+	// ErrInvalidKey: the key breaks the key rules above.
+	ErrInvalidKey = errors.New("storage: invalid key")
+)
+
+// Info describes one stored object.
+type Info struct {
+	Key     string
+	Size    int64
+	ETag    string // opaque version: changes whenever the object is replaced
+	ModTime time.Time
+}
+
+// ListOptions selects a page of keys. Keys come back in lexical order.
+type ListOptions struct {
+	Prefix     string // only keys starting with Prefix
+	Delimiter  string // "" (recursive) or "/" (group keys below Prefix into CommonPrefixes)
+	StartAfter string // only keys strictly greater than StartAfter
+	MaxKeys    int    // at most this many entries (objects + prefixes); <= 0 means 1000
+}
+
+// ListPage is one page of a listing.
+type ListPage struct {
+	Objects        []Info
+	CommonPrefixes []string // with Delimiter "/": "prefix/sub/" groups, in lexical order
+	// Truncated: more entries follow; continue with StartAfter = the last
+	// key or prefix of this page.
+	Truncated bool
+}
+
+// Part is one uploaded part of a multipart upload.
+type Part struct {
+	Number int // 1-based
+	ETag   string
+	Size   int64
+}
+
+// GetOptions narrows a read to a byte range.
+type GetOptions struct {
+	Offset int64 // first byte
+	Length int64 // bytes to read; <= 0 means to the end
+}
+
+// Store is the object store every backend implements.
+type Store interface {
+	// Get opens an object (or a range of it). The Info is the whole object's.
+	Get(ctx context.Context, key string, opts GetOptions) (io.ReadCloser, Info, error)
+	// Stat returns an object's Info without its content.
+	Stat(ctx context.Context, key string) (Info, error)
+	// Put writes (or replaces) an object atomically: readers see the old
+	// object or the whole new one, never a part. size may be -1 when unknown.
+	Put(ctx context.Context, key string, r io.Reader, size int64) (Info, error)
+	// PutIfAbsent writes only if no object has the key; otherwise it returns
+	// ErrPreconditionFailed and writes nothing.
+	PutIfAbsent(ctx context.Context, key string, r io.Reader, size int64) (Info, error)
+	// PutIfMatch replaces an object only if its current ETag is etag;
+	// otherwise (other ETag, or no object) it returns ErrPreconditionFailed.
+	PutIfMatch(ctx context.Context, key string, r io.Reader, size int64, etag string) (Info, error)
+	// Delete removes an object. Deleting a missing key is not an error.
+	Delete(ctx context.Context, key string) error
+	// List returns one page of keys.
+	List(ctx context.Context, opts ListOptions) (ListPage, error)
+
+	// CreateMultipart starts a multipart upload whose completed object will
+	// be key. Nothing is visible at key until CompleteMultipart.
+	CreateMultipart(ctx context.Context, key string) (uploadID string, err error)
+	// PutPart stores part number n (1-based). Re-putting a number replaces
+	// it. size may be -1 when unknown. Parts other than the last may need a
+	// minimum size (see MinPartSize).
+	PutPart(ctx context.Context, key, uploadID string, n int, r io.Reader, size int64) (Part, error)
+	// ListParts returns the stored parts in number order.
+	ListParts(ctx context.Context, key, uploadID string) ([]Part, error)
+	// CompleteMultipart assembles the parts (in the given order) into key,
+	// atomically replacing whatever was there.
+	CompleteMultipart(ctx context.Context, key, uploadID string, parts []Part) (Info, error)
+	// AbortMultipart drops an upload and its parts. A missing upload is not
+	// an error.
+	AbortMultipart(ctx context.Context, key, uploadID string) error
+	// MinPartSize is the smallest size a part other than the last may have
+	// (S3: 5 MiB; filesystem: 0).
+	MinPartSize() int64
+
+	// Ping tells whether the store is reachable and usable (for /readyz).
+	Ping(ctx context.Context) error
+}
+
+// Presigner is implemented by backends that can hand clients a time-limited
+// URL to read an object directly (S3). The registry redirects blob reads to
+// it when configured to.
+type Presigner interface {
+	PresignGet(ctx context.Context, key string, expiry time.Duration) (*url.URL, error)
+	PresignHead(ctx context.Context, key string, expiry time.Duration) (*url.URL, error)
+}
+
+// ValidKey reports whether key follows the key rules.
+func ValidKey(key string) bool {
+	if key == "" || len(key) > 1024 {
+		return false
+	}
+	start := 0
+	for i := 0; i <= len(key); i++ {
+		if i < len(key) && key[i] != '/' {
+			if !keyChar(key[i]) {
+				return false
+			}
+			continue
+		}
+		comp := key[start:i]
+		if comp == "" || comp == "." || comp == ".." {
+			return false
+		}
+		start = i + 1
+	}
+	return true
+}
+
+func keyChar(c byte) bool {
+	switch {
+	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		return true
+	}
+	switch c {
+	case '.', '_', ':', '+', '=', '@', '-':
+		return true
+	}
+	return false
+}
