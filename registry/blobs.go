@@ -103,7 +103,10 @@ func parseRange(hdr string, size int64) (start, length int64, partial, ok bool) 
 		return 0, size, false, true
 	}
 	spec, found := strings.CutPrefix(hdr, "bytes=")
-	if !found || strings.Contains(spec, ",") {
+	if !found {
+		return 0, size, false, true // RFC 9110 §14.2: ignore unknown units
+	}
+	if strings.Contains(spec, ",") {
 		return 0, 0, false, false
 	}
 	a, b, found := strings.Cut(spec, "-")

@@ -13,6 +13,7 @@ func TestBlobHeadAndGet(t *testing.T) {
 	data := []byte("0123456789abcdefghij")
 	for _, alg := range []digest.Algorithm{digest.SHA256, digest.SHA512} {
 		t.Run(string(alg), func(t *testing.T) {
+			e := e.in(t)
 			d := alg.FromBytes(data)
 			wantStatus(t, e.do("POST", "/v2/repo/blobs/uploads/?digest="+d.String(), data), http.StatusCreated)
 			for _, m := range []string{"HEAD", "GET"} {

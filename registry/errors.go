@@ -49,7 +49,9 @@ func (r *Registry) fail(c *gin.Context, err error) {
 		r.opts.Logger.ErrorContext(c.Request.Context(), "request failed",
 			"method", c.Request.Method, "path", c.Request.URL.Path, "error", err.Error())
 	}
-	c.Header("Content-Type", "application/json")
+	h := c.Writer.Header()
+	h.Set("Content-Type", "application/json")
+	h.Del("Content-Length") // a handler may have announced an empty body
 	c.Status(ae.status)
 	if c.Request.Method == http.MethodHead {
 		return

@@ -50,7 +50,23 @@ func newEnvOn(t *testing.T, dir string) *env {
 	New(store, Options{Logger: quiet}).Register(e)
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
+	// Whatever a test did, accepted or rejected, a client must never see
+	// an inconsistent repository.
+	t.Cleanup(func() {
+		problems, err := Verify(context.Background(), store)
+		if err != nil || len(problems) > 0 {
+			t.Errorf("store does not verify: %v %q", err, problems)
+		}
+	})
 	return &env{t: t, dir: dir, store: store, srv: srv}
+}
+
+// in returns the env reporting to t (a subtest's), so helpers that stop a
+// test stop the right one.
+func (e *env) in(t *testing.T) *env {
+	c := *e
+	c.t = t
+	return &c
 }
 
 // resp is a response with its body read.
@@ -86,7 +102,9 @@ func (e *env) doReader(method, path string, body io.Reader, size int64, hdr ...s
 	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
-		e.t.Fatalf("%s %s: %v", method, path, err)
+		// Reported, not fatal: the checks that follow say what was missed.
+		e.t.Errorf("%s %s: %v", method, path, err)
+		return resp{&http.Response{StatusCode: -1, Header: http.Header{}, Request: req}, []byte(err.Error())}
 	}
 	defer res.Body.Close()
 	b, err := io.ReadAll(res.Body)
@@ -124,7 +142,8 @@ func (e *env) raw(method, path string, contentLength int, body []byte, hdr ...st
 		e.t.Fatal(err)
 	}
 	_ = conn.(*net.TCPConn).CloseWrite()
-	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	sent, _ := http.NewRequest(method, path, nil) // for resp.String and HEAD handling
+	res, err := http.ReadResponse(bufio.NewReader(conn), sent)
 	if err != nil {
 		e.t.Fatalf("%s %s: reading response: %v", method, path, err)
 	}

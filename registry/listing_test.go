@@ -155,3 +155,30 @@ func TestReferrers(t *testing.T) {
 	}
 	wantError(t, e.do("GET", "/v2/repo/referrers/sha256:zz", nil), http.StatusBadRequest, "DIGEST_INVALID")
 }
+
+func TestBaseAndUnknownRoutes(t *testing.T) {
+	e := newEnv(t)
+	for _, m := range []string{"GET", "HEAD"} {
+		r := e.do(m, "/v2/", nil)
+		wantStatus(t, r, http.StatusOK)
+		wantHeader(t, r, "Docker-Distribution-API-Version", "registry/2.0")
+	}
+	wantError(t, e.do("GET", "/v2/repo/unknown/thing", nil), http.StatusNotFound, "UNSUPPORTED")
+	wantError(t, e.do("POST", "/v2/repo/manifests/latest", nil), http.StatusMethodNotAllowed, "UNSUPPORTED")
+}
+
+// Repository names may contain the route markers as components.
+func TestNamesContainingRouteWords(t *testing.T) {
+	e := newEnv(t)
+	for _, name := range []string{"x/blobs", "x/blobs/uploads", "x/manifests", "tags/list", "x/referrers"} {
+		man := e.image(name, "layer of "+name)
+		wantStatus(t, e.putManifest(name, "v1", v1.MediaTypeImageManifest, man), http.StatusCreated)
+		if got := pages(t, e, "/v2/"+name+"/tags/list", "tags"); len(got) != 1 || !slices.Equal(got[0], []string{"v1"}) {
+			t.Errorf("%s tags: %v", name, got)
+		}
+		loc := e.startUpload(name)
+		wantStatus(t, e.do("PATCH", loc, []byte("x")), http.StatusAccepted)
+		wantStatus(t, e.do("PUT", withQuery(loc, "digest="+digest.FromString("x").String()), nil), http.StatusCreated)
+		wantStatus(t, e.do("GET", "/v2/"+name+"/manifests/"+digest.FromBytes(man).String(), nil), http.StatusOK)
+	}
+}

@@ -113,6 +113,7 @@ func TestManifestRejected(t *testing.T) {
 		{"unsupported digest", "md5:" + strings.Repeat("a", 32), v1.MediaTypeImageManifest, man, 400, "DIGEST_INVALID"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			e := e.in(t)
 			wantError(t, e.putManifest("repo", tc.ref, tc.contentType, tc.body), tc.status, tc.code)
 			wantError(t, e.do("GET", "/v2/repo/manifests/"+digest.FromBytes(tc.body).String(), nil), http.StatusNotFound, "MANIFEST_UNKNOWN")
 		})

@@ -29,6 +29,9 @@ type meta struct {
 }
 
 // blobDesc is the immutable record of a stored blob: where its bytes are.
+// Replicas cache it forever, so garbage collection must never delete a
+// descriptor that a later push could re-create pointing at other data
+// without a grace period longer than any replica's cache lifetime.
 type blobDesc struct {
 	Data string `json:"data"`
 	Size int64  `json:"size"`

@@ -17,6 +17,7 @@ func TestInvalidRepositoryNames(t *testing.T) {
 	before := keys(t, e.store)
 	for _, name := range []string{"Upper", "a/Upper", "a//b", "-lead", "a/-lead", "trail-", strings.Repeat("a", 256), strings.Repeat("ab/", 86) + "c"} {
 		t.Run(name[:min(len(name), 20)], func(t *testing.T) {
+			e := e.in(t)
 			wantError(t, e.do("POST", "/v2/"+name+"/blobs/uploads/?digest="+d.String(), blob), http.StatusBadRequest, "NAME_INVALID")
 			wantError(t, e.do("POST", "/v2/"+name+"/blobs/uploads/", nil), http.StatusBadRequest, "NAME_INVALID")
 			wantError(t, e.putManifest(name, "latest", v1.MediaTypeImageManifest, man), http.StatusBadRequest, "NAME_INVALID")
@@ -36,6 +37,7 @@ func TestLongestValidRepositoryName(t *testing.T) {
 			t.Fatalf("name length %d", len(name))
 		}
 		t.Run(name[:10], func(t *testing.T) {
+			e := e.in(t)
 			before := keys(t, e.store)
 			data := []byte("long name blob")
 			d := digest.FromBytes(data)
@@ -67,6 +69,7 @@ func TestInvalidTags(t *testing.T) {
 		{"sha256:abc", "DIGEST_INVALID"},
 	} {
 		t.Run(tc.tag[:min(len(tc.tag), 20)], func(t *testing.T) {
+			e := e.in(t)
 			wantError(t, e.putManifest("repo", tc.tag, v1.MediaTypeImageManifest, man), http.StatusBadRequest, tc.code)
 			wantError(t, e.do("GET", "/v2/repo/manifests/"+tc.tag, nil), http.StatusBadRequest, tc.code)
 			wantError(t, e.do("DELETE", "/v2/repo/manifests/"+tc.tag, nil), http.StatusBadRequest, tc.code)

@@ -15,7 +15,8 @@ package registry
 //	repositories/<name>/_tags/<tag>              tag → manifest digest
 //	repositories/<name>/_referrers/<alg>/<hex>/<alg>-<hex>
 //	                                             referrer descriptor (JSON) of a subject
-//	catalog/<hex(name)>                          repository exists (hex keeps lexical order flat)
+//	catalog/<hex(name)>                          repository exists (hex keeps lexical order;
+//	                                             split every 200 chars with "+/" to stay under NAME_MAX)
 //
 // Repository name components never start with '_' (distribution/reference
 // grammar), so "_blobs" and friends cannot collide with a nested repository.
@@ -72,10 +73,29 @@ func referrerKey(name string, subject, referrer digest.Digest) string {
 
 const catalogPrefix = "catalog/"
 
-func catalogKey(name string) string { return catalogPrefix + hex.EncodeToString([]byte(name)) }
+// catalogComponent bounds one component of a catalog key: file systems
+// refuse names over 255 bytes and a repository name's hex reaches 510.
+const catalogComponent = 200
+
+// catalogKey encodes a repository name so that keys sort exactly as names
+// do. Hex is order-preserving; the "+/" cuts keep that order because every
+// key cut at a position has exactly the same 200 characters before it.
+func catalogKey(name string) string {
+	h := hex.EncodeToString([]byte(name))
+	var b strings.Builder
+	b.WriteString(catalogPrefix)
+	for len(h) > catalogComponent {
+		b.WriteString(h[:catalogComponent])
+		b.WriteString("+/")
+		h = h[catalogComponent:]
+	}
+	b.WriteString(h)
+	return b.String()
+}
 
 func nameFromCatalogKey(key string) (string, bool) {
-	b, err := hex.DecodeString(strings.TrimPrefix(key, catalogPrefix))
+	h := strings.ReplaceAll(strings.TrimPrefix(key, catalogPrefix), "+/", "")
+	b, err := hex.DecodeString(h)
 	if err != nil {
 		return "", false
 	}

@@ -32,6 +32,7 @@ type uploadState struct {
 	Data        string           `json:"data"`
 	MultipartID string           `json:"multipart_id,omitempty"`
 	Parts       []storage.Part   `json:"parts,omitempty"`
+	NextPart    int              `json:"next_part,omitempty"` // last part number claimed
 	Offset      int64            `json:"offset"`
 	Algorithm   digest.Algorithm `json:"algorithm"`
 	HashState   []byte           `json:"hash_state,omitempty"`
@@ -296,8 +297,19 @@ func (r *Registry) appendChunk(ctx context.Context, st *uploadState, body io.Rea
 		}
 		st.MultipartID = mid
 	}
+	// Claim the part number (and record a new multipart upload) before
+	// writing: a request racing on the same session loses here, before it
+	// could overwrite the winner's part, and no multipart upload is ever
+	// unknown to the session that owns it.
+	st.NextPart++
+	if err := r.saveUpload(ctx, st, false); err != nil {
+		if st.NextPart == 1 {
+			_ = r.store.AbortMultipart(context.WithoutCancel(ctx), st.Data, st.MultipartID)
+		}
+		return err
+	}
 	cr := &countingReader{r: io.TeeReader(body, st.hasher)}
-	part, err := r.store.PutPart(ctx, st.Data, st.MultipartID, len(st.Parts)+1, cr, size)
+	part, err := r.store.PutPart(ctx, st.Data, st.MultipartID, st.NextPart, cr, size)
 	if err != nil {
 		return bodyError(err)
 	}

@@ -16,8 +16,10 @@ import (
 // see that is wrong: a tag naming a manifest the repository lacks, a linked
 // manifest whose record or references are missing, a linked blob without a
 // descriptor or with data of the wrong size. A store written only by
-// Slipway, crashes included, verifies clean: unreferenced objects (orphans)
-// are not problems, they are garbage collection's work.
+// pushes, crashes included, verifies clean: unreferenced objects (orphans)
+// are not problems, they are garbage collection's work. (A client may
+// delete a blob that a manifest still uses — the API allows it — and Verify
+// then reports that manifest.)
 func Verify(ctx context.Context, store storage.Store) ([]string, error) {
 	m := newMeta(store)
 	keys, _, err := m.listKeys(ctx, "repositories/", "", 0)
