@@ -1,0 +1,49 @@
+# Slipway: `make run` serves on :5000 with ./data; `make test` is the whole
+# suite (the one command CI runs), installing what it needs first.
+
+GO          ?= go
+GOBIN       := $(shell $(GO) env GOPATH)/bin
+MODULE      := $(shell $(GO) list -m)
+# Pinned so every machine lints alike; staticcheck v0.8.2 is release 2026.2.2.
+STATICCHECK_VERSION := v0.8.2
+STATICCHECK := $(GOBIN)/staticcheck
+# Everything except the end-to-end tests, which need the services setup.sh
+# starts and run without -race (they drive real, slow clients).
+UNIT_PKGS    = $(shell $(GO) list -e ./... | grep -v '^$(MODULE)/integration')
+# make build VERSION=v1.2.3 stamps the version `slipway version` prints.
+VERSION     ?=
+LDFLAGS     := $(if $(VERSION),-ldflags "-X main.version=$(VERSION)")
+
+.PHONY: build run test tools lint unit integration clean
+
+build:
+	$(GO) build $(LDFLAGS) -o bin/slipway ./cmd/slipway
+
+run: build
+	bin/slipway serve
+
+test:
+	bash integration/scripts/setup.sh
+	$(MAKE) --no-print-directory lint
+	$(MAKE) --no-print-directory unit
+	$(MAKE) --no-print-directory integration
+
+# The race detector needs cgo, hence a C compiler.
+tools:
+	@command -v gcc >/dev/null || { apt-get update -q && apt-get install -y -q --no-install-recommends gcc libc6-dev; }
+	@$(STATICCHECK) -version 2>/dev/null | grep -qF '($(STATICCHECK_VERSION:v%=%))' || \
+		$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+lint: tools
+	test -z "$$(gofmt -l $$($(GO) list -e -f '{{.Dir}}' ./...))" || { gofmt -l $$($(GO) list -e -f '{{.Dir}}' ./...); exit 1; }
+	$(GO) vet ./...
+	$(STATICCHECK) ./...
+
+unit: tools
+	$(GO) test -race -count=1 $(UNIT_PKGS)
+
+integration:
+	$(GO) test -count=1 -timeout 40m ./integration/...
+
+clean:
+	rm -rf bin

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"runtime"
+	"runtime/debug"
+
+	"github.com/slipway/slipway/config"
+	"github.com/slipway/slipway/server"
+)
+
+const usage = `Usage:
+  slipway serve [--config FILE]   serve the registry (no FILE: built-in defaults)
+  slipway version                 print the version
+`
+
+// run is the whole command line; it returns the process exit code. ctx ends
+// on SIGTERM/SIGINT.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, env config.LookupEnv) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "serve":
+		return serve(ctx, args[1:], stderr, env)
+	case "version":
+		fmt.Fprintf(stdout, "slipway %s %s\n", versionString(), runtime.Version())
+		return 0
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "slipway: unknown command %q\n%s", args[0], usage)
+	return 2
+}
+
+func serve(ctx context.Context, args []string, stderr io.Writer, env config.LookupEnv) int {
+	fl := flag.NewFlagSet("slipway serve", flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	path := fl.String("config", "", "YAML configuration `file` (default: built-in defaults)")
+	if err := fl.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fl.NArg() > 0 {
+		fmt.Fprintf(stderr, "slipway serve: unexpected argument %q\n", fl.Arg(0))
+		return 2
+	}
+	cfg, err := config.Load(*path, env)
+	if err != nil {
+		fmt.Fprintf(stderr, "slipway: invalid configuration:\n%s\n", err)
+		return 1
+	}
+	logger := server.NewLogger(stderr, cfg.Log.SlogLevel())
+	srv, err := server.New(cfg, logger)
+	if err == nil {
+		err = srv.Run(ctx)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "slipway: %s\n", err)
+		return 1
+	}
+	return 0
+}
+
+// versionString is the -ldflags version, else "dev" with the VCS revision
+// the Go toolchain stamped into the binary, when it did.
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	v := "dev"
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return v
+	}
+	var rev, dirty string
+	for _, s := range info.Settings {
+		switch {
+		case s.Key == "vcs.revision":
+			rev = s.Value
+		case s.Key == "vcs.modified" && s.Value == "true":
+			dirty = ".dirty"
+		}
+	}
+	if rev == "" {
+		return v
+	}
+	return v + "+" + rev[:min(12, len(rev))] + dirty
+}

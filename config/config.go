@@ -1,0 +1,158 @@
+// Package config holds Slipway's one configuration struct: loaded from YAML,
+// overridden by SLIPWAY_* environment variables, validated before anything
+// starts. Every problem is reported with the key that holds it and where that
+// value came from (file:line, or the environment variable).
+//
+// Adding a section (storage.s3, auth, stages, ...) is adding a typed field
+// with a yaml tag, its default in Default and its checks in problems: the
+// loader, the line lookup and the env overrides work from the struct's tags.
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the whole configuration.
+type Config struct {
+	HTTP    HTTP    `yaml:"http"`
+	Storage Storage `yaml:"storage"`
+	Log     Log     `yaml:"log"`
+}
+
+// HTTP configures the listener every API shares.
+type HTTP struct {
+	// Addr is the host:port to listen on (":5000", "127.0.0.1:0").
+	Addr string `yaml:"addr"`
+	// PublicURL is the externally visible base URL, used in Location
+	// headers and the token realm. Empty: taken from each request's Host.
+	PublicURL string `yaml:"public_url"`
+	// Secret is shared by all replicas to sign state they hand to clients.
+	Secret string `yaml:"secret"`
+	// ShutdownTimeout bounds how long in-flight requests may run after
+	// SIGTERM/SIGINT.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+// Storage selects the object-store backend. Exactly one is in use; today
+// that is always the filesystem (an s3 section joins it later).
+type Storage struct {
+	Filesystem Filesystem `yaml:"filesystem"`
+	// TestWriteDelay makes every storage write wait this long first. It
+	// exists for crash tests (a kill -9 then lands inside a push); never
+	// set it in production.
+	TestWriteDelay time.Duration `yaml:"test_write_delay"`
+}
+
+// Filesystem is the local-folder backend.
+type Filesystem struct {
+	Root string `yaml:"root"`
+}
+
+// Log configures the JSON logger.
+type Log struct {
+	Level string `yaml:"level"` // debug|info|warn|error
+}
+
+// Default is the built-in configuration `slipway serve` uses without
+// --config, and the base every file is laid over (keys a file omits keep
+// these values).
+func Default() Config {
+	return Config{
+		HTTP: HTTP{
+			Addr:            ":5000",
+			ShutdownTimeout: 30 * time.Second,
+		},
+		Storage: Storage{Filesystem: Filesystem{Root: "./data"}},
+		Log:     Log{Level: "info"},
+	}
+}
+
+// minSecretLen keeps a configured secret out of brute-force reach.
+const minSecretLen = 16
+
+var logLevels = map[string]slog.Level{
+	"debug": slog.LevelDebug,
+	"info":  slog.LevelInfo,
+	"warn":  slog.LevelWarn,
+	"error": slog.LevelError,
+}
+
+// SlogLevel is the validated level as slog's type (info if unknown).
+func (l Log) SlogLevel() slog.Level {
+	return logLevels[l.Level] // the zero value is slog.LevelInfo
+}
+
+// problem is one invalid value: the dotted key that holds it and what is
+// wrong. The loader adds where the value came from.
+type problem struct {
+	key string
+	msg string
+}
+
+// Validate checks every value. Errors name the key but not the source; Load
+// reports the same checks with file:line or the environment variable.
+func (c Config) Validate() error {
+	return joinProblems(c.problems(), func(string) string { return "" })
+}
+
+func (c Config) problems() []problem {
+	var ps []problem
+	add := func(key, format string, args ...any) {
+		ps = append(ps, problem{key, fmt.Sprintf(format, args...)})
+	}
+	if msg := checkAddr(c.HTTP.Addr); msg != "" {
+		add("http.addr", "%s", msg)
+	}
+	if msg := checkPublicURL(c.HTTP.PublicURL); msg != "" {
+		add("http.public_url", "%s", msg)
+	}
+	if s := c.HTTP.Secret; s != "" && len(s) < minSecretLen {
+		add("http.secret", "must be at least %d characters (or empty)", minSecretLen)
+	}
+	if c.HTTP.ShutdownTimeout <= 0 {
+		add("http.shutdown_timeout", "must be a positive duration like \"30s\", got %q", c.HTTP.ShutdownTimeout.String())
+	}
+	if strings.TrimSpace(c.Storage.Filesystem.Root) == "" {
+		add("storage.filesystem.root", "must not be empty")
+	}
+	if _, ok := logLevels[c.Log.Level]; !ok {
+		add("log.level", "must be one of debug|info|warn|error, got %q", c.Log.Level)
+	}
+	return ps
+}
+
+func checkAddr(addr string) string {
+	if addr == "" {
+		return "must not be empty (host:port, e.g. \":5000\")"
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Sprintf("must be host:port, got %q", addr)
+	}
+	// A numeric port catches typos that net.Listen would take as a service name.
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Sprintf("port must be a number 0-65535, got %q", port)
+	}
+	return ""
+}
+
+func checkPublicURL(s string) string {
+	if s == "" {
+		return ""
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Sprintf("must be an absolute http(s) URL like \"https://registry.example.com\", got %q", s)
+	}
+	// Clients append /v2/... and /auth/... to it: anything else would break them.
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" || (u.Path != "" && u.Path != "/") {
+		return fmt.Sprintf("must be scheme://host[:port] only (no path, user, query or fragment), got %q", s)
+	}
+	return ""
+}

@@ -1,0 +1,89 @@
+package server
+
+import (
+	"log"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/slipway/slipway/registry"
+)
+
+// metrics are this server's own Prometheus collectors, on a registry of its
+// own (never the global default) so that tests and several servers in one
+// process do not collide.
+type metrics struct {
+	reg      *prometheus.Registry
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	bytesIn  *prometheus.CounterVec
+	bytesOut *prometheus.CounterVec
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "slipway_http_requests_total",
+			Help: "HTTP requests served, by route kind, method and status.",
+		}, []string{"route", "method", "status"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "slipway_http_request_duration_seconds",
+			Help: "Time from request start to the handler's return.",
+			// Up to 5 minutes: large blob transfers are requests too.
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300},
+		}, []string{"route", "method"}),
+		bytesIn: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "slipway_http_request_bytes_total",
+			Help: "Request body bytes read.",
+		}, []string{"route", "method"}),
+		bytesOut: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "slipway_http_response_bytes_total",
+			Help: "Response body bytes written.",
+		}, []string{"route", "method"}),
+	}
+	m.reg.MustRegister(m.requests, m.duration, m.bytesIn, m.bytesOut,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) observe(route, method string, status int, d time.Duration, in, out int64) {
+	method = methodLabel(method)
+	m.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
+	m.duration.WithLabelValues(route, method).Observe(d.Seconds())
+	m.bytesIn.WithLabelValues(route, method).Add(float64(in))
+	m.bytesOut.WithLabelValues(route, method).Add(float64(out))
+}
+
+// routeLabel keeps the route label low-cardinality: /v2/ paths (which embed
+// repository names and digests) become their kind, other paths the
+// registered route pattern, and anything unmatched "other".
+func routeLabel(c *gin.Context) string {
+	if kind := registry.Classify(c.Request.URL.Path); kind != "" {
+		return kind
+	}
+	if p := c.FullPath(); p != "" && p != "/v2" && p != "/v2/*path" {
+		return p
+	}
+	return "other"
+}
+
+// methodLabel bounds the method label: clients may send any token.
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return m
+	}
+	return "OTHER"
+}
+
+func (s *Server) metricsErrorLog() *log.Logger {
+	return slog.NewLogLogger(s.log.Handler(), slog.LevelError)
+}

@@ -1,0 +1,161 @@
+// Package server is the one place that wires Slipway together: the store
+// chosen by the configuration, the registry, the ops endpoints (/healthz,
+// /readyz, /metrics), logging, metrics and the HTTP server's lifecycle.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/slipway/slipway/config"
+	"github.com/slipway/slipway/registry"
+	"github.com/slipway/slipway/storage"
+	"github.com/slipway/slipway/storage/delay"
+	"github.com/slipway/slipway/storage/fs"
+)
+
+// readHeaderTimeout bounds slow-loris clients. There is deliberately no
+// Read/WriteTimeout: blob bodies can take minutes either way.
+const (
+	readHeaderTimeout = 10 * time.Second
+	idleTimeout       = 2 * time.Minute
+)
+
+// Server is one Slipway process's HTTP side. Run it once.
+type Server struct {
+	cfg      config.Config
+	log      *slog.Logger
+	store    storage.Store
+	engine   *gin.Engine
+	metrics  *metrics
+	http     *http.Server
+	ln       net.Listener
+	draining atomic.Bool // set when shutdown starts; /readyz then answers 503
+}
+
+// New builds the store named by cfg and everything on top of it. It does
+// not listen yet (see Listen and Run). logger receives JSON-ready records;
+// New adds the request id to those logged with a request's context.
+func New(cfg config.Config, logger *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("server: invalid config: %w", err)
+	}
+	fsStore, err := fs.New(cfg.Storage.Filesystem.Root)
+	if err != nil {
+		return nil, fmt.Errorf("server: storage: %w", err)
+	}
+	var store storage.Store = fsStore
+	if d := cfg.Storage.TestWriteDelay; d > 0 {
+		logger.Warn("storage writes are delayed for testing", "delay", d.String())
+		store = delay.Wrap(store, d)
+	}
+	return newServer(cfg, logger, store), nil
+}
+
+// newServer wires a server on a given store (tests pass fakes).
+func newServer(cfg config.Config, logger *slog.Logger, store storage.Store) *Server {
+	if _, ok := logger.Handler().(requestIDHandler); !ok {
+		logger = slog.New(requestIDHandler{logger.Handler()})
+	}
+	s := &Server{cfg: cfg, log: logger, store: store, metrics: newMetrics()}
+
+	// gin's mode is process-wide; release mode only silences its debug
+	// printing, and this process has no other gin engine to disagree.
+	gin.SetMode(gin.ReleaseMode)
+	e := gin.New()
+	// Client addresses come from the connection, never from headers a
+	// client can forge.
+	_ = e.SetTrustedProxies(nil)
+	e.ContextWithFallback = true
+	e.Use(s.observe, s.recover)
+	s.routeOps(e)
+	registry.New(store, registry.Options{
+		PublicURL: cfg.HTTP.PublicURL,
+		Logger:    logger,
+		Metrics:   s.metrics.reg,
+	}).Register(e)
+	s.engine = e
+
+	s.http = &http.Server{
+		Handler:           e,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	return s
+}
+
+// Handler is the whole HTTP surface, for tests with httptest.
+func (s *Server) Handler() http.Handler { return s.engine }
+
+// Listen binds http.addr. Run calls it when it has not been called; call it
+// first to learn the port picked for ":0" from Addr.
+func (s *Server) Listen() error {
+	if s.ln != nil {
+		return errors.New("server: already listening")
+	}
+	ln, err := net.Listen("tcp", s.cfg.HTTP.Addr)
+	if err != nil {
+		return fmt.Errorf("server: listen on %s: %w", s.cfg.HTTP.Addr, err)
+	}
+	s.ln = ln
+	return nil
+}
+
+// Addr is the address actually listened on ("127.0.0.1:41234"), or "" before
+// Listen.
+func (s *Server) Addr() string {
+	if s.ln == nil {
+		return ""
+	}
+	return s.ln.Addr().String()
+}
+
+// Run serves until ctx is done, then shuts down gracefully: it stops
+// accepting, lets in-flight requests finish within http.shutdown_timeout,
+// and cuts off whatever is still running after that. A clean or cut-off
+// shutdown returns nil; a failure to listen or serve returns the error.
+func (s *Server) Run(ctx context.Context) error {
+	if s.ln == nil {
+		if err := s.Listen(); err != nil {
+			return err
+		}
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.http.Serve(s.ln) }()
+	s.log.Info("listening", "addr", s.Addr(), "storage", "filesystem")
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("server: %w", err)
+	case <-ctx.Done():
+	}
+
+	s.draining.Store(true)
+	s.log.Info("shutting down", "timeout", s.cfg.HTTP.ShutdownTimeout.String())
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.HTTP.ShutdownTimeout)
+	defer cancel()
+	if err := s.http.Shutdown(sctx); err != nil {
+		// Requests still running past the timeout are cut off: the
+		// operator chose that bound, so it is not a failure of the process.
+		s.log.Warn("shutdown timeout passed, closing remaining connections", "error", err.Error())
+		_ = s.http.Close()
+	}
+	<-served // http.ErrServerClosed
+	if c, ok := s.store.(io.Closer); ok {
+		if err := c.Close(); err != nil {
+			s.log.Warn("closing storage", "error", err.Error())
+		}
+	}
+	s.log.Info("stopped")
+	return nil
+}
