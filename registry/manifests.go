@@ -47,11 +47,14 @@ var indexTypes = map[string]bool{
 }
 
 // nonDistributable layers may live elsewhere; their presence is not checked.
+// The OCI types are deprecated (image-spec keeps them for old Windows
+// images), so they are spelled out rather than taken from the deprecated
+// constants.
 var nonDistributable = map[string]bool{
-	v1.MediaTypeImageLayerNonDistributable:     true, //nolint:staticcheck // still pushed by Windows images
-	v1.MediaTypeImageLayerNonDistributableGzip: true, //nolint:staticcheck
-	v1.MediaTypeImageLayerNonDistributableZstd: true, //nolint:staticcheck
-	schema2.MediaTypeForeignLayer:              true,
+	"application/vnd.oci.image.layer.nondistributable.v1.tar":      true,
+	"application/vnd.oci.image.layer.nondistributable.v1.tar+gzip": true,
+	"application/vnd.oci.image.layer.nondistributable.v1.tar+zstd": true,
+	schema2.MediaTypeForeignLayer:                                  true,
 }
 
 func manifestUnknown(ref string) *apiError {

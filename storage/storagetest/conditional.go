@@ -36,12 +36,12 @@ func testPutAtomic(t *testing.T, s storage.Store) {
 			for !stop.Load() {
 				b, info, err := get(ctx, s, "atomic", storage.GetOptions{})
 				if err != nil {
-					errs <- fmt.Errorf("Get during replace: %w", err)
+					errs <- fmt.Errorf("get during replace: %w", err)
 					return
 				}
 				reads.Add(1)
 				if len(b) != size || info.Size != size || b[0] < 'A' || b[0] >= 'A'+versions || !bytes.Equal(b, vs[b[0]-'A']) {
-					errs <- fmt.Errorf("Get during replace: got %d bytes (Info.Size %d) that are not one whole version", len(b), info.Size)
+					errs <- fmt.Errorf("get during replace: got %d bytes (Info.Size %d) that are not one whole version", len(b), info.Size)
 					return
 				}
 			}
@@ -50,7 +50,7 @@ func testPutAtomic(t *testing.T, s storage.Store) {
 	for i := 1; i <= 24 || (reads.Load() < readers && len(errs) == 0); i++ {
 		v := vs[i%versions]
 		if _, err := s.Put(ctx, "atomic", bytes.NewReader(v), size); err != nil {
-			errs <- fmt.Errorf("Put during reads: %w", err)
+			errs <- fmt.Errorf("put during reads: %w", err)
 			break
 		}
 	}

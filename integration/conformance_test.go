@@ -1,0 +1,159 @@
+package integration
+
+import (
+	"encoding/xml"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/slipway/slipway/integration/internal/harness"
+)
+
+// junitSuites is the part of the conformance suite's junit.xml we read.
+type junitSuites struct {
+	Tests    int `xml:"tests,attr"`
+	Failures int `xml:"failures,attr"`
+	Errors   int `xml:"errors,attr"`
+	Skipped  int `xml:"skipped,attr"`
+	Disabled int `xml:"disabled,attr"`
+	Suites   []struct {
+		Tests    int `xml:"tests,attr"`
+		Failures int `xml:"failures,attr"`
+		Errors   int `xml:"errors,attr"`
+		Skipped  int `xml:"skipped,attr"`
+		Disabled int `xml:"disabled,attr"`
+		Cases    []struct {
+			Name      string `xml:"name,attr"`
+			Status    string `xml:"status,attr"`
+			SystemOut string `xml:"system-out"`
+		} `xml:"testcase"`
+	} `xml:"testsuite"`
+}
+
+// TestConformance runs the OCI distribution-spec conformance suite
+// (github.com/opencontainers/distribution-spec/conformance at
+// v0.0.0-20260831232431-97274622c111, built by setup.sh) with every API
+// workflow enabled (the suite's "dev" profile: spec 1.1 plus upload cancel,
+// required Docker-Content-Digest headers and ?tag= on manifest PUT) and its
+// default data sets, sha512 and referrers included, and requires zero
+// failures, zero errors and no disabled workflow.
+//
+// The suite's current variables replace the legacy ones (it still maps
+// them, with a warning each): OCI_ROOT_URL -> OCI_REGISTRY + OCI_TLS,
+// OCI_NAMESPACE -> OCI_REPO1, OCI_CROSSMOUNT_NAMESPACE -> OCI_REPO2,
+// OCI_TEST_PULL/PUSH -> OCI_API_PULL/PUSH, OCI_TEST_CONTENT_DISCOVERY ->
+// OCI_API_TAGS_LIST + OCI_API_REFERRER, OCI_TEST_CONTENT_MANAGEMENT ->
+// OCI_API_{TAGS,MANIFESTS,BLOBS}_DELETE, OCI_DEBUG -> OCI_LOG;
+// OCI_HIDE_SKIPPED_WORKFLOWS is gone (skips are always reported).
+//
+// SLIPWAY_IT_OCI_VERSION=1.1 selects the plain 1.1 profile instead. Any
+// OCI_* variable in the environment overrides ours (for
+// example OCI_FILTER_TEST or OCI_LOG=debug).
+func TestConformance(t *testing.T) {
+	bin := harness.ConformanceBinary(t)
+	reg := harness.Start(t)
+	tools := harness.NewTools(t)
+
+	version := os.Getenv("SLIPWAY_IT_OCI_VERSION")
+	if version == "" {
+		version = "dev"
+	}
+	results := t.TempDir()
+	env := []string{
+		"OCI_VERSION=" + version,
+		"OCI_REGISTRY=" + reg.Host,
+		"OCI_TLS=disabled",
+		"OCI_REPO1=conformance/a",
+		"OCI_REPO2=conformance/b",
+		"OCI_RESULTS_DIR=" + results,
+		"OCI_LOG=warn",
+		"OCI_API_PULL=true",
+		"OCI_API_PUSH=true",
+		"OCI_API_TAGS_LIST=true",
+		"OCI_API_REFERRER=true",
+		"OCI_API_TAGS_DELETE=true",
+		"OCI_API_MANIFESTS_DELETE=true",
+		"OCI_API_BLOBS_DELETE=true",
+		"OCI_DATA_SHA512=true",
+	}
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "OCI_") {
+			env = append(env, kv)
+		}
+	}
+	// Run from the results dir so no stray oci-conformance.yaml is read.
+	tools.Env = append(harness.FilterOCI(tools.Env), env...)
+	out, runErr := tools.Exec(harness.Cmd{Args: []string{bin}, Dir: results, Timeout: 10 * time.Minute})
+
+	// Keep the reports with the server logs.
+	keep := filepath.Join(harness.LogDir(), "conformance-"+harness.Kind())
+	_ = os.MkdirAll(keep, 0o755)
+	for _, f := range []string{"junit.xml", "report.html", "results.yaml"} {
+		if b, err := os.ReadFile(filepath.Join(results, f)); err == nil {
+			_ = os.WriteFile(filepath.Join(keep, f), b, 0o644)
+		}
+	}
+	_ = os.WriteFile(filepath.Join(keep, "output.txt"), []byte(out), 0o644)
+
+	data, err := os.ReadFile(filepath.Join(results, "junit.xml"))
+	if err != nil {
+		t.Fatalf("conformance wrote no junit.xml (run error: %v): %v\noutput:\n%s", runErr, err, out)
+	}
+	var ju junitSuites
+	if err := xml.Unmarshal(data, &ju); err != nil {
+		t.Fatalf("parsing junit.xml: %v", err)
+	}
+	if ju.Tests == 0 {
+		t.Fatalf("conformance ran no test\noutput:\n%s", out)
+	}
+	pass := ju.Tests - ju.Failures - ju.Errors - ju.Skipped - ju.Disabled
+	t.Logf("OCI conformance (%s, profile %s): %d tests: %d passed, %d failed, %d errors, %d skipped, %d disabled",
+		harness.Kind(), version, ju.Tests, pass, ju.Failures, ju.Errors, ju.Skipped, ju.Disabled)
+	t.Logf("API and data status:\n%s", reportSection(out))
+	t.Logf("reports: %s", keep)
+
+	if ju.Failures > 0 || ju.Errors > 0 {
+		const maxShown = 40
+		var failed []string
+		n := 0
+		for _, s := range ju.Suites {
+			for _, c := range s.Cases {
+				if c.Status == "failure" || c.Status == "error" {
+					if n++; n > maxShown {
+						continue
+					}
+					msg := strings.TrimSpace(c.SystemOut)
+					if len(msg) > 400 {
+						msg = msg[:400] + "..."
+					}
+					failed = append(failed, fmt.Sprintf("%s [%s]\n    %s", c.Name, c.Status, strings.ReplaceAll(msg, "\n", "\n    ")))
+				}
+			}
+		}
+		if n > maxShown {
+			failed = append(failed, fmt.Sprintf("... and %d more: see %s", n-maxShown, filepath.Join(keep, "output.txt")))
+		}
+		t.Errorf("OCI conformance: %d failures, %d errors (want 0); report.html in %s\n%s",
+			ju.Failures, ju.Errors, keep, strings.Join(failed, "\n"))
+	} else if ju.Disabled > 0 && version == "dev" {
+		t.Errorf("OCI conformance: %d workflows disabled, want every workflow to run", ju.Disabled)
+	} else if runErr != nil {
+		t.Errorf("conformance binary failed although junit.xml shows no failure: %v\n%s", runErr, out)
+	}
+}
+
+// reportSection returns the suite's "API conformance" and "Data
+// conformance" tables from its stdout.
+func reportSection(out string) string {
+	i := strings.Index(out, "OCI Conformance Result:")
+	if i < 0 {
+		return "(no summary in output)"
+	}
+	s := out[i:]
+	s = regexp.MustCompile(`\.{2,}`).ReplaceAllString(s, " ")
+	return strings.TrimSpace(s)
+}

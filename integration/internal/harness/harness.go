@@ -1,0 +1,489 @@
+// Package harness starts and stops the registry under test for the
+// integration tests, and runs the real clients (docker, ctr, crane, skopeo,
+// oras, the OCI conformance suite) against it.
+//
+// The registry under test is Slipway (cmd/slipway, built once per test
+// binary by Main) unless SLIPWAY_IT_REGISTRY=stock, which runs the stock
+// distribution registry (`registry`, v3.1.2) instead: a reference to debug
+// the tests themselves and to compare behaviour.
+//
+// Environment:
+//
+//	SLIPWAY_IT_REGISTRY=slipway|stock  which server to test (default slipway)
+//	SLIPWAY_IT_BINARY=PATH             use this slipway binary instead of building one
+//	SLIPWAY_IT_STOCK_BINARY=PATH       the stock registry binary (default: `registry` on PATH or in GOPATH/bin)
+//	SLIPWAY_IT_LOG_DIR=DIR             keep server logs and reports here (default: a temp dir, removed when all tests pass)
+//	SLIPWAY_IT_KEEP_LOGS=1             keep the default log dir even when all tests pass
+package harness
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Kinds of registry the harness can run.
+const (
+	KindSlipway = "slipway"
+	KindStock   = "stock"
+)
+
+var (
+	kind       string
+	slipwayBin string // set by Main in slipway mode
+	stockBin   string // set by Main in stock mode
+	logDir     string // set by Main
+	moduleRoot string // set by Main
+)
+
+// Kind is the registry under test: KindSlipway or KindStock.
+func Kind() string { return kind }
+
+// IsStock reports whether the tests run against the stock distribution
+// registry.
+func IsStock() bool { return kind == KindStock }
+
+// LogDir is the folder server logs and reports are copied to; it outlives
+// the tests when one fails.
+func LogDir() string { return logDir }
+
+// ModuleRoot is the root of the slipway module (where go.mod is).
+func ModuleRoot() string { return moduleRoot }
+
+// Main prepares the registry binary, runs the tests and cleans up. Call it
+// from TestMain: os.Exit(harness.Main(m)).
+func Main(m *testing.M) int {
+	kind = os.Getenv("SLIPWAY_IT_REGISTRY")
+	if kind == "" {
+		kind = KindSlipway
+	}
+	if kind != KindSlipway && kind != KindStock {
+		fmt.Fprintf(os.Stderr, "harness: SLIPWAY_IT_REGISTRY=%q: want %q or %q\n", kind, KindSlipway, KindStock)
+		return 2
+	}
+	root, err := findModuleRoot()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "harness: %v\n", err)
+		return 2
+	}
+	moduleRoot = root
+
+	removeLogDir := false
+	if d := os.Getenv("SLIPWAY_IT_LOG_DIR"); d != "" {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			fmt.Fprintf(os.Stderr, "harness: %v\n", err)
+			return 2
+		}
+		logDir = d
+	} else {
+		d, err := os.MkdirTemp("", "slipway-it-logs-")
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "harness: %v\n", err)
+			return 2
+		}
+		logDir = d
+		removeLogDir = os.Getenv("SLIPWAY_IT_KEEP_LOGS") == ""
+	}
+
+	var buildDir string
+	switch kind {
+	case KindSlipway:
+		if b := os.Getenv("SLIPWAY_IT_BINARY"); b != "" {
+			slipwayBin = b
+			break
+		}
+		buildDir, err = os.MkdirTemp("", "slipway-it-bin-")
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "harness: %v\n", err)
+			return 2
+		}
+		slipwayBin = filepath.Join(buildDir, "slipway")
+		start := time.Now()
+		cmd := exec.Command("go", "build", "-o", slipwayBin, "./cmd/slipway")
+		cmd.Dir = moduleRoot
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "harness: go build ./cmd/slipway failed: %v\n%s", err, out)
+			os.RemoveAll(buildDir)
+			return 1
+		}
+		fmt.Fprintf(os.Stderr, "harness: built %s in %s\n", slipwayBin, time.Since(start).Round(time.Millisecond))
+	case KindStock:
+		stockBin = os.Getenv("SLIPWAY_IT_STOCK_BINARY")
+		if stockBin == "" {
+			stockBin, err = lookTool("registry")
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "harness: stock registry binary not found (%v); run integration/scripts/setup.sh\n", err)
+				return 2
+			}
+		}
+	}
+	fmt.Fprintf(os.Stderr, "harness: registry under test: %s\n", kind)
+
+	code := m.Run()
+
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+	if code == 0 && removeLogDir {
+		os.RemoveAll(logDir)
+	} else {
+		fmt.Fprintf(os.Stderr, "harness: server logs and reports kept in %s\n", logDir)
+	}
+	return code
+}
+
+func findModuleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		if data, err := os.ReadFile(filepath.Join(d, "go.mod")); err == nil &&
+			regexp.MustCompile(`(?m)^module\s+github\.com/slipway/slipway\s*$`).Match(data) {
+			return d, nil
+		}
+		if filepath.Dir(d) == d {
+			return "", fmt.Errorf("no go.mod of github.com/slipway/slipway above %s", dir)
+		}
+	}
+}
+
+// Registry is one running registry process on 127.0.0.1.
+type Registry struct {
+	t       testing.TB
+	name    string // for log file names
+	Host    string // 127.0.0.1:PORT, what clients put in references
+	Root    string // storage root, kept across Kill/Restart
+	LogPath string // server output, appended across restarts
+	cfgPath string
+	// writeDelay is Slipway's storage.test_write_delay (crash tests).
+	writeDelay time.Duration
+
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	done    chan struct{} // closed when cmd has exited
+	waitErr error
+	starts  int
+}
+
+// Start runs a fresh registry with an empty storage root on a free port,
+// waits until it answers, and stops it (SIGTERM) when the test ends. If the
+// test failed, the tail of the server's log is shown.
+func Start(t testing.TB) *Registry {
+	t.Helper()
+	root := t.TempDir()
+	r := &Registry{
+		t:    t,
+		name: sanitize(t.Name()),
+		Root: filepath.Join(root, "data"),
+	}
+	if err := os.MkdirAll(r.Root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.CreateTemp(logDir, r.name+"-*.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	r.LogPath = f.Name()
+	r.cfgPath = filepath.Join(root, "config.yml")
+
+	t.Cleanup(func() {
+		if err := r.Stop(); err != nil {
+			t.Errorf("stopping %s: %v", kind, err)
+		}
+		if t.Failed() {
+			t.Logf("%s log (%s), last lines:\n%s", kind, r.LogPath, tail(r.LogPath, 40))
+		}
+	})
+
+	// A free port can be taken between our probe and the server's bind:
+	// retry with another one if the server says so.
+	for attempt := 0; ; attempt++ {
+		r.Host = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		if err := r.writeConfig(); err != nil {
+			t.Fatal(err)
+		}
+		err := r.start()
+		if err == nil {
+			return r
+		}
+		if attempt < 3 && strings.Contains(tail(r.LogPath, 20), "address already in use") {
+			continue
+		}
+		t.Fatalf("%v\n%s log (%s):\n%s", err, kind, r.LogPath, tail(r.LogPath, 80))
+	}
+}
+
+// URL is the registry's base URL, http://127.0.0.1:PORT.
+func (r *Registry) URL() string { return "http://" + r.Host }
+
+// Ref is a reference on this registry: Ref("it/app:1") = "127.0.0.1:PORT/it/app:1".
+func (r *Registry) Ref(repoAndTag string) string { return r.Host + "/" + repoAndTag }
+
+func (r *Registry) writeConfig() error {
+	var cfg string
+	switch kind {
+	case KindStock:
+		cfg = fmt.Sprintf(`version: 0.1
+log:
+  level: info
+  formatter: text
+storage:
+  filesystem:
+    rootdirectory: %q
+  delete:
+    enabled: true
+http:
+  addr: %q
+`, r.Root, r.Host)
+	default:
+		cfg = fmt.Sprintf(`http:
+  addr: %q
+  public_url: %q
+storage:
+  filesystem:
+    root: %q
+  test_write_delay: %s
+log:
+  level: debug
+`, r.Host, r.URL(), r.Root, r.writeDelay)
+	}
+	return os.WriteFile(r.cfgPath, []byte(cfg), 0o644)
+}
+
+func (r *Registry) start() error {
+	r.mu.Lock()
+	running := r.cmd != nil
+	r.mu.Unlock()
+	if running {
+		return errors.New("registry already running")
+	}
+	logf, err := os.OpenFile(r.LogPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
+	}
+	r.starts++
+	fmt.Fprintf(logf, "===== harness: start #%d of %s on %s, root %s, %s\n", r.starts, kind, r.Host, r.Root, time.Now().Format(time.RFC3339Nano))
+
+	var cmd *exec.Cmd
+	switch kind {
+	case KindStock:
+		cmd = exec.Command(stockBin, "serve", r.cfgPath)
+	default:
+		cmd = exec.Command(slipwayBin, "serve", "--config", r.cfgPath)
+	}
+	// The server must listen where the config says, whatever the caller's
+	// environment holds.
+	cmd.Env = filterEnv(os.Environ(), "SLIPWAY_HTTP_", "SLIPWAY_STORAGE_", "SLIPWAY_LOG_", "REGISTRY_", "OTEL_")
+	if kind == KindStock {
+		// distribution v3 exports traces to localhost:4318 unless told not to.
+		cmd.Env = append(cmd.Env, "OTEL_TRACES_EXPORTER=none")
+	}
+	cmd.Stdout = logf
+	cmd.Stderr = logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("starting %s: %w", kind, err)
+	}
+	done := make(chan struct{})
+	r.mu.Lock()
+	r.cmd, r.done, r.waitErr = cmd, done, nil
+	r.mu.Unlock()
+	go func() {
+		err := cmd.Wait()
+		logf.Close()
+		r.mu.Lock()
+		r.waitErr = err
+		r.mu.Unlock()
+		close(done)
+	}()
+
+	// Slipway answers /healthz; the stock registry has no such route on its
+	// main port, so wait for /v2/ there.
+	probe := "/healthz"
+	if kind == KindStock {
+		probe = "/v2/"
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	client := &http.Client{Timeout: 2 * time.Second}
+	var lastErr error
+	for time.Now().Before(deadline) {
+		select {
+		case <-done:
+			r.mu.Lock()
+			r.cmd = nil
+			werr := r.waitErr
+			r.mu.Unlock()
+			return fmt.Errorf("%s exited before it answered %s: %v", kind, probe, werr)
+		default:
+		}
+		resp, err := client.Get(r.URL() + probe)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			lastErr = fmt.Errorf("GET %s: %s", probe, resp.Status)
+		} else {
+			lastErr = err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	r.Kill()
+	return fmt.Errorf("%s did not answer GET %s with 200 within 30s: %v", kind, probe, lastErr)
+}
+
+// Stop sends SIGTERM and waits (up to 30s, then SIGKILL). It is a no-op if
+// the server is not running. A server that exits with an error after
+// SIGTERM is reported.
+func (r *Registry) Stop() error {
+	r.mu.Lock()
+	cmd, done := r.cmd, r.done
+	r.mu.Unlock()
+	if cmd == nil {
+		return nil
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	var err error
+	select {
+	case <-done:
+		r.mu.Lock()
+		err = r.waitErr
+		r.mu.Unlock()
+	case <-time.After(30 * time.Second):
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+		err = errors.New("did not exit within 30s of SIGTERM; killed")
+	}
+	r.mu.Lock()
+	r.cmd = nil
+	r.mu.Unlock()
+	// The stock registry only drains on SIGTERM with http.draintimeout set,
+	// and then waits out idle keep-alive connections and exits 1: let it die
+	// of the signal instead, and don't count that against it.
+	var ee *exec.ExitError
+	if kind == KindStock && errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGTERM {
+			err = nil
+		}
+	}
+	return err
+}
+
+// Kill stops the server with SIGKILL, as a crash would, and waits for it.
+func (r *Registry) Kill() {
+	r.mu.Lock()
+	cmd, done := r.cmd, r.done
+	r.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	<-done
+	r.mu.Lock()
+	r.cmd = nil
+	r.mu.Unlock()
+}
+
+// Restart starts the server again on the same port and storage root (after
+// Stop or Kill; a running server is stopped first).
+func (r *Registry) Restart() {
+	r.t.Helper()
+	if err := r.Stop(); err != nil {
+		r.t.Logf("stopping before restart: %v", err)
+	}
+	if err := r.start(); err != nil {
+		r.t.Fatalf("restart: %v\n%s log (%s):\n%s", err, kind, r.LogPath, tail(r.LogPath, 80))
+	}
+}
+
+// SetWriteDelay makes every storage write of Slipway wait d, from the next
+// Restart on, so that a Kill lands inside a push. 0 turns it off.
+func (r *Registry) SetWriteDelay(d time.Duration) {
+	r.t.Helper()
+	if kind != KindSlipway {
+		r.t.Fatalf("write delays are a Slipway test hook")
+	}
+	r.writeDelay = d
+	if err := r.writeConfig(); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// Running reports whether the server process is alive.
+func (r *Registry) Running() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cmd == nil {
+		return false
+	}
+	select {
+	case <-r.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// Logs returns the server's output so far.
+func (r *Registry) Logs() string {
+	b, _ := os.ReadFile(r.LogPath)
+	return string(b)
+}
+
+func freePort(t testing.TB) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Sprintf("(%v)", err)
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	for i, l := range lines {
+		if len(l) > 500 {
+			lines[i] = l[:500] + "..."
+		}
+	}
+	if len(lines) > n {
+		lines = append([]string{fmt.Sprintf("... (%d earlier lines)", len(lines)-n)}, lines[len(lines)-n:]...)
+	}
+	return strings.Join(lines, "\n")
+}
+
+func sanitize(name string) string {
+	return regexp.MustCompile(`[^A-Za-z0-9._-]+`).ReplaceAllString(name, "_")
+}
+
+func filterEnv(env []string, dropPrefixes ...string) []string {
+	out := env[:0:0]
+outer:
+	for _, kv := range env {
+		for _, p := range dropPrefixes {
+			if strings.HasPrefix(kv, p) {
+				continue outer
+			}
+		}
+		out = append(out, kv)
+	}
+	return out
+}

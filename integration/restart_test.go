@@ -1,0 +1,76 @@
+package integration
+
+import (
+	"bytes"
+	"net/http"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/validate"
+
+	"github.com/slipway/slipway/integration/internal/harness"
+)
+
+// TestBaseEndpoint: GET /v2/ answers 200 with the API version header docker
+// checks for.
+func TestBaseEndpoint(t *testing.T) {
+	reg := harness.Start(t)
+	resp, err := http.Get(reg.URL() + "/v2/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("GET /v2/: %s, want 200", resp.Status)
+	}
+	if got := resp.Header.Get("Docker-Distribution-API-Version"); got != "registry/2.0" {
+		t.Errorf("GET /v2/: Docker-Distribution-API-Version %q, want registry/2.0", got)
+	}
+}
+
+// TestRestart: content pushed before a SIGKILL, and before a clean
+// SIGTERM stop, is all there after a restart on the same storage root.
+func TestRestart(t *testing.T) {
+	reg := harness.Start(t)
+	plat := v1.Platform{OS: "linux", Architecture: "amd64"}
+	check := func(t *testing.T, ref string, img v1.Image) {
+		t.Helper()
+		desc, err := remote.Get(parseRef(t, ref))
+		if err != nil {
+			t.Fatalf("remote.Get %s: %v", ref, err)
+		}
+		if !bytes.Equal(desc.Manifest, mustRaw(t, img)) {
+			t.Errorf("%s: manifest bytes differ after restart", ref)
+		}
+		rimg, err := desc.Image()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := validate.Image(rimg); err != nil {
+			t.Errorf("%s: %v", ref, err)
+		}
+	}
+
+	before := ociImage(t, 2, 256<<10, plat)
+	if err := remote.Write(parseRef(t, reg.Ref("it/restart:kill")), before); err != nil {
+		t.Fatal(err)
+	}
+	reg.Kill()
+	if reg.Running() {
+		t.Fatal("server still running after Kill")
+	}
+	reg.Restart()
+	check(t, reg.Ref("it/restart:kill"), before)
+
+	after := ociImage(t, 2, 256<<10, plat)
+	if err := remote.Write(parseRef(t, reg.Ref("it/restart:term")), after); err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Stop(); err != nil {
+		t.Errorf("SIGTERM stop: %v", err)
+	}
+	reg.Restart()
+	check(t, reg.Ref("it/restart:kill"), before)
+	check(t, reg.Ref("it/restart:term"), after)
+}
