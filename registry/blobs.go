@@ -62,19 +62,22 @@ func (r *Registry) getBlob(c *gin.Context, name, ref string) {
 	if r.redirect(c, bd) {
 		return
 	}
-	var rc io.ReadCloser = http.NoBody
-	if length > 0 {
-		rc, _, err = r.store.Get(ctx, bd.Data, storage.GetOptions{Offset: start, Length: length})
-		if err != nil {
-			h.Del("Content-Length")
-			h.Del("Content-Range")
-			r.fail(c, err)
-			return
-		}
-	}
+	rc := newSegmentsReader(ctx, r.store, bd.segments(), start, length)
 	defer rc.Close()
+	// Open the first segment before the status goes out, so a missing
+	// object or an unreachable store is still an error response.
+	first := make([]byte, min(length, 32<<10))
+	k, err := io.ReadFull(rc, first)
+	if err != nil {
+		h.Del("Content-Length")
+		h.Del("Content-Range")
+		r.fail(c, err)
+		return
+	}
 	c.Status(status)
+	_, _ = c.Writer.Write(first[:k])
 	n, err := io.Copy(c.Writer, rc)
+	n += int64(k)
 	if err != nil || n != length {
 		// Headers are gone; the short body tells the client.
 		r.opts.Logger.WarnContext(ctx, "blob body cut short", "digest", d.String(), "sent", n, "want", length, "error", err)
@@ -85,7 +88,7 @@ func (r *Registry) getBlob(c *gin.Context, name, ref string) {
 // configuration allow it.
 func (r *Registry) redirect(c *gin.Context, bd blobDesc) bool {
 	p, ok := r.store.(storage.Presigner)
-	if !ok || !r.opts.Redirect || c.GetHeader("Range") != "" {
+	if !ok || !r.opts.Redirect || c.GetHeader("Range") != "" || bd.Data == "" {
 		return false
 	}
 	u, err := p.PresignGet(c.Request.Context(), bd.Data, r.opts.RedirectExpiry)

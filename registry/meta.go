@@ -33,8 +33,28 @@ type meta struct {
 // descriptor that a later push could re-create pointing at other data
 // without a grace period longer than any replica's cache lifetime.
 type blobDesc struct {
-	Data string `json:"data"`
-	Size int64  `json:"size"`
+	Data     string    `json:"data,omitempty"` // the one segment, in the usual case
+	Size     int64     `json:"size"`
+	Segments []segment `json:"segments,omitempty"` // several segments, in order
+}
+
+// segments lists where the blob's bytes are, in order.
+func (b blobDesc) segments() []segment {
+	if b.Data != "" {
+		return []segment{{Key: b.Data, Size: b.Size}}
+	}
+	return b.Segments
+}
+
+func newBlobDesc(segs []segment) blobDesc {
+	var size int64
+	for _, s := range segs {
+		size += s.Size
+	}
+	if len(segs) == 1 {
+		return blobDesc{Data: segs[0].Key, Size: size}
+	}
+	return blobDesc{Size: size, Segments: segs}
 }
 
 // manifestRecord is a stored manifest: its bytes and the media type it was
@@ -87,7 +107,7 @@ func (m *meta) blob(ctx context.Context, d digest.Digest) (blobDesc, error) {
 	if bd, ok := m.blobs.Get(d); ok {
 		return bd, nil
 	}
-	b, _, err := m.readSmall(ctx, blobKey(d), 4096)
+	b, _, err := m.readSmall(ctx, blobKey(d), 4<<20)
 	if err != nil {
 		return blobDesc{}, err
 	}
@@ -99,11 +119,11 @@ func (m *meta) blob(ctx context.Context, d digest.Digest) (blobDesc, error) {
 	return bd, nil
 }
 
-// commitBlob records that the data object holds the blob d. If the registry
-// already holds d, the new data object is dropped (dedupe) and the existing
+// commitBlob records that the segments hold the blob d. If the registry
+// already holds d, the new segments are dropped (dedupe) and the existing
 // descriptor wins.
-func (m *meta) commitBlob(ctx context.Context, d digest.Digest, dataKey string, size int64) (blobDesc, error) {
-	bd := blobDesc{Data: dataKey, Size: size}
+func (m *meta) commitBlob(ctx context.Context, d digest.Digest, segs []segment) (blobDesc, error) {
+	bd := newBlobDesc(segs)
 	b, _ := json.Marshal(bd)
 	_, err := m.store.PutIfAbsent(ctx, blobKey(d), bytes.NewReader(b), int64(len(b)))
 	switch {
@@ -115,8 +135,14 @@ func (m *meta) commitBlob(ctx context.Context, d digest.Digest, dataKey string, 
 		if gerr != nil {
 			return blobDesc{}, gerr
 		}
-		if existing.Data != dataKey {
-			_ = m.store.Delete(ctx, dataKey)
+		mine := map[string]bool{}
+		for _, s := range existing.segments() {
+			mine[s.Key] = true
+		}
+		for _, s := range segs {
+			if !mine[s.Key] {
+				_ = m.store.Delete(context.WithoutCancel(ctx), s.Key)
+			}
 		}
 		return existing, nil
 	default:

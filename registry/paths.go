@@ -6,8 +6,9 @@ package registry
 // then tag. A crash between two writes leaves only unreferenced objects,
 // which garbage collection removes after a grace period.
 //
-//	data/<hh>/<upload-id>                        blob bytes, written once by an upload
-//	blobs/<alg>/<hh>/<hex>                       blob descriptor {"data":…, "size":…} (immutable)
+//	data/<hh>/<segment-id>                       blob bytes: one segment, written once by one request
+//	blobs/<alg>/<hh>/<hex>                       blob descriptor {"data":…,"size":…} or
+//	                                             {"segments":[…],"size":…} (immutable)
 //	manifests/<alg>/<hh>/<hex>                   "<media type>\n" + manifest bytes (immutable)
 //	uploads/<upload-id>                          upload session state (JSON)
 //	repositories/<name>/_blobs/<alg>/<hex>       link: blob is in the repository
@@ -35,8 +36,8 @@ func fanout(hexs string) string {
 	return hexs[:2]
 }
 
-func dataKey(uploadID string) string {
-	return "data/" + fanout(uploadID) + "/" + uploadID
+func dataKey(segmentID string) string {
+	return "data/" + fanout(segmentID) + "/" + segmentID
 }
 
 func blobKey(d digest.Digest) string {

@@ -21,6 +21,9 @@ type Options struct {
 	// presign (S3); RedirectExpiry bounds the URL's life.
 	Redirect       bool
 	RedirectExpiry time.Duration
+	// PartSize is how much of a request body is buffered per part on
+	// stores with a minimum part size (S3). 0: 16 MiB.
+	PartSize int64
 	// Logger receives operational messages. nil: slog.Default().
 	Logger *slog.Logger
 	// Metrics, when set, receives the registry's own metrics.
@@ -39,6 +42,9 @@ type Registry struct {
 func New(store storage.Store, opts Options) *Registry {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.PartSize <= 0 {
+		opts.PartSize = defaultPartSize
 	}
 	if opts.RedirectExpiry <= 0 {
 		opts.RedirectExpiry = 20 * time.Minute

@@ -24,21 +24,19 @@ import (
 )
 
 // uploadState is an upload session, stored so that any replica (or this
-// one after a restart) can continue it. The bytes stream into the final
-// data object through a multipart upload; committing is a descriptor write.
+// one after a restart) can continue it. Each PATCH writes its bytes once,
+// into a new segment (see segments.go); the session lists the segments and
+// carries the hash state, so finishing is a descriptor write.
 type uploadState struct {
-	ID          string           `json:"id"`
-	Repo        string           `json:"repo"`
-	Data        string           `json:"data"`
-	MultipartID string           `json:"multipart_id,omitempty"`
-	Parts       []storage.Part   `json:"parts,omitempty"`
-	NextPart    int              `json:"next_part,omitempty"` // last part number claimed
-	Offset      int64            `json:"offset"`
-	Algorithm   digest.Algorithm `json:"algorithm"`
-	HashState   []byte           `json:"hash_state,omitempty"`
-	Started     time.Time        `json:"started"`
-	etag        string           // version read, for compare-and-set
-	hasher      hash.Hash        // restored from HashState
+	ID        string           `json:"id"`
+	Repo      string           `json:"repo"`
+	Segments  []segment        `json:"segments,omitempty"`
+	Offset    int64            `json:"offset"`
+	Algorithm digest.Algorithm `json:"algorithm"`
+	HashState []byte           `json:"hash_state,omitempty"`
+	Started   time.Time        `json:"started"`
+	etag      string           // version read, for compare-and-set
+	hasher    hash.Hash        // restored from HashState
 }
 
 func uploadUnknown(id string) *apiError {
@@ -96,7 +94,6 @@ func (r *Registry) startUpload(c *gin.Context, name string) {
 		}
 	}
 	st := &uploadState{ID: newUploadID(), Repo: name, Algorithm: alg, Started: time.Now().UTC()}
-	st.Data = dataKey(st.ID)
 	st.hasher = alg.Hash()
 	if err := r.saveUpload(ctx, st, true); err != nil {
 		r.fail(c, err)
@@ -112,12 +109,9 @@ func (r *Registry) mount(ctx context.Context, name, mount, from string) (digest.
 	if err != nil {
 		return "", err
 	}
-	if from == "" {
-		// Automatic content discovery across repositories is not offered:
-		// it would leak blobs between repositories a caller can't read.
-		return "", nil
-	}
-	if !validName(from) {
+	if from == "" || !validName(from) {
+		// No automatic discovery across repositories: it would hand out
+		// blobs of repositories the caller may not read.
 		return "", nil
 	}
 	if _, err := r.meta.blobInRepo(ctx, from, d); err != nil {
@@ -131,23 +125,26 @@ func (r *Registry) mount(ctx context.Context, name, mount, from string) (digest.
 
 // putMonolithic stores a whole blob sent with POST ?digest=.
 func (r *Registry) putMonolithic(ctx context.Context, name string, d digest.Digest, req *http.Request) error {
-	key := dataKey(newUploadID())
 	h := d.Algorithm().Hash()
-	cr := &countingReader{r: io.TeeReader(req.Body, h)}
-	if _, err := r.store.Put(ctx, key, cr, req.ContentLength); err != nil {
-		return bodyError(err)
+	seg, err := r.writeSegment(ctx, io.TeeReader(req.Body, h), req.ContentLength)
+	if err != nil {
+		return err
 	}
 	if got := digest.NewDigest(d.Algorithm(), h); got != d {
-		_ = r.store.Delete(context.WithoutCancel(ctx), key)
-		return oci(errcode.ErrorCodeDigestInvalid, "digest does not match content", map[string]string{"expected": d.String(), "computed": got.String()})
+		r.deleteSegments(ctx, []segment{seg})
+		return digestMismatch(d, got)
 	}
-	return r.commit(ctx, name, d, key, cr.n)
+	return r.commit(ctx, name, d, []segment{seg})
 }
 
-// commit makes a written data object a blob of the repository: descriptor
+func digestMismatch(want, got digest.Digest) *apiError {
+	return oci(errcode.ErrorCodeDigestInvalid, "digest does not match content", map[string]string{"expected": want.String(), "computed": got.String()})
+}
+
+// commit makes written segments a blob of the repository: descriptor
 // (dedupe on an existing digest), then link.
-func (r *Registry) commit(ctx context.Context, name string, d digest.Digest, key string, size int64) error {
-	if _, err := r.meta.commitBlob(ctx, d, key, size); err != nil {
+func (r *Registry) commit(ctx context.Context, name string, d digest.Digest, segs []segment) error {
+	if _, err := r.meta.commitBlob(ctx, d, segs); err != nil {
 		return err
 	}
 	return r.meta.linkBlob(ctx, name, d)
@@ -173,9 +170,6 @@ func (r *Registry) uploadHeaders(c *gin.Context, name string, st *uploadState) {
 	h.Set("Docker-Upload-UUID", st.ID)
 	h.Set("Range", fmt.Sprintf("0-%d", max(st.Offset-1, 0)))
 	h.Set("Content-Length", "0")
-	if min := r.store.MinPartSize(); min > 0 {
-		h.Set("OCI-Chunk-Min-Length", strconv.FormatInt(min, 10))
-	}
 }
 
 // loadUpload reads a session and restores its hash state.
@@ -183,7 +177,7 @@ func (r *Registry) loadUpload(ctx context.Context, name, id string) (*uploadStat
 	if len(id) != 32 || strings.Trim(id, "0123456789abcdef") != "" {
 		return nil, uploadUnknown(id)
 	}
-	b, info, err := r.meta.readSmall(ctx, uploadKey(id), 1<<20)
+	b, info, err := r.meta.readSmall(ctx, uploadKey(id), 4<<20)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, uploadUnknown(id)
 	}
@@ -260,10 +254,6 @@ func (r *Registry) patchUpload(c *gin.Context, name, id string) {
 		r.fail(c, err)
 		return
 	}
-	if err := r.saveUpload(ctx, st, false); err != nil {
-		r.fail(c, err)
-		return
-	}
 	r.accepted(c, name, st)
 }
 
@@ -285,47 +275,36 @@ func (r *Registry) chunkSize(c *gin.Context, name string, st *uploadState) (int6
 	return end - start + 1, true
 }
 
-// appendChunk streams a chunk into the next part of the data object.
+// appendChunk writes a chunk as a new segment and records it in the
+// session with compare-and-set. A request that loses the race (another
+// request advanced the session meanwhile) drops its segment and gets 409.
 func (r *Registry) appendChunk(ctx context.Context, st *uploadState, body io.Reader, size int64) error {
 	if size == 0 {
 		return nil
 	}
-	if st.MultipartID == "" {
-		mid, err := r.store.CreateMultipart(ctx, st.Data)
-		if err != nil {
-			return err
-		}
-		st.MultipartID = mid
-	}
-	// Claim the part number (and record a new multipart upload) before
-	// writing: a request racing on the same session loses here, before it
-	// could overwrite the winner's part, and no multipart upload is ever
-	// unknown to the session that owns it.
-	st.NextPart++
-	if err := r.saveUpload(ctx, st, false); err != nil {
-		if st.NextPart == 1 {
-			_ = r.store.AbortMultipart(context.WithoutCancel(ctx), st.Data, st.MultipartID)
-		}
+	before, err := st.hasher.(encoding.BinaryMarshaler).MarshalBinary()
+	if err != nil {
 		return err
 	}
-	cr := &countingReader{r: io.TeeReader(body, st.hasher)}
-	part, err := r.store.PutPart(ctx, st.Data, st.MultipartID, st.NextPart, cr, size)
+	seg, err := r.writeSegment(ctx, io.TeeReader(body, st.hasher), size)
 	if err != nil {
-		return bodyError(err)
+		return err
 	}
-	if cr.n == 0 {
-		return nil
+	if seg.Size == 0 {
+		r.deleteSegments(ctx, []segment{seg})
+		return st.hasher.(encoding.BinaryUnmarshaler).UnmarshalBinary(before)
 	}
-	if size >= 0 && cr.n != size {
-		return oci(errcode.ErrorCodeSizeInvalid, "chunk shorter than announced", nil)
+	st.Segments = append(st.Segments, seg)
+	st.Offset += seg.Size
+	if err := r.saveUpload(ctx, st, false); err != nil {
+		r.deleteSegments(ctx, []segment{seg})
+		return err
 	}
-	st.Parts = append(st.Parts, part)
-	st.Offset += cr.n
 	return nil
 }
 
 // finishUpload handles PUT ?digest=: the last chunk (if any), verify,
-// complete the data object, commit.
+// commit.
 func (r *Registry) finishUpload(c *gin.Context, name, id string) {
 	r.uploads.Inc()
 	defer r.uploads.Dec()
@@ -348,27 +327,20 @@ func (r *Registry) finishUpload(c *gin.Context, name, id string) {
 		r.fail(c, err)
 		return
 	}
-	if d.Algorithm() == st.Algorithm {
-		if got := digest.NewDigest(st.Algorithm, st.hasher); got != d {
-			r.dropUpload(ctx, st)
-			r.fail(c, oci(errcode.ErrorCodeDigestInvalid, "digest does not match content", map[string]string{"expected": d.String(), "computed": got.String()}))
-			return
-		}
-	}
-	if err := r.completeData(ctx, st); err != nil {
-		r.fail(c, err)
-		return
-	}
+	got := digest.NewDigest(st.Algorithm, st.hasher)
 	if d.Algorithm() != st.Algorithm {
-		// The session hashed another algorithm: verify from the stored bytes.
-		if err := r.verifyStored(ctx, st.Data, d); err != nil {
-			r.dropUpload(ctx, st)
-			_ = r.store.Delete(context.WithoutCancel(ctx), st.Data)
+		// The session hashed another algorithm: hash the stored bytes.
+		if got, err = r.hashSegments(ctx, st.Segments, st.Offset, d.Algorithm()); err != nil {
 			r.fail(c, err)
 			return
 		}
 	}
-	if err := r.commit(ctx, name, d, st.Data, st.Offset); err != nil {
+	if got != d {
+		r.dropUpload(ctx, st)
+		r.fail(c, digestMismatch(d, got))
+		return
+	}
+	if err := r.commit(ctx, name, d, st.Segments); err != nil {
 		r.fail(c, err)
 		return
 	}
@@ -376,50 +348,21 @@ func (r *Registry) finishUpload(c *gin.Context, name, id string) {
 	r.created(c, name, d)
 }
 
-// completeData turns the session's parts into the data object. A retried
-// PUT after a crash finds the multipart already completed: the data object
-// with the session's size is accepted as is.
-func (r *Registry) completeData(ctx context.Context, st *uploadState) error {
-	if len(st.Parts) == 0 {
-		if st.MultipartID != "" {
-			_ = r.store.AbortMultipart(ctx, st.Data, st.MultipartID)
-		}
-		_, err := r.store.Put(ctx, st.Data, bytes.NewReader(nil), 0)
-		return err
+func (r *Registry) hashSegments(ctx context.Context, segs []segment, size int64, alg digest.Algorithm) (digest.Digest, error) {
+	rd := newSegmentsReader(ctx, r.store, segs, 0, size)
+	defer rd.Close()
+	h := alg.Hash()
+	if _, err := io.Copy(h, rd); err != nil {
+		return "", err
 	}
-	_, err := r.store.CompleteMultipart(ctx, st.Data, st.MultipartID, st.Parts)
-	if errors.Is(err, storage.ErrNotFound) {
-		if info, serr := r.store.Stat(ctx, st.Data); serr == nil && info.Size == st.Offset {
-			return nil
-		}
-	}
-	return err
+	return digest.NewDigest(alg, h), nil
 }
 
-func (r *Registry) verifyStored(ctx context.Context, key string, d digest.Digest) error {
-	rc, _, err := r.store.Get(ctx, key, storage.GetOptions{})
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	h := d.Algorithm().Hash()
-	if _, err := io.Copy(h, rc); err != nil {
-		return err
-	}
-	if got := digest.NewDigest(d.Algorithm(), h); got != d {
-		return oci(errcode.ErrorCodeDigestInvalid, "digest does not match content", map[string]string{"expected": d.String(), "computed": got.String()})
-	}
-	return nil
-}
-
-// dropUpload forgets a session and its parts; used on cancel and on a
+// dropUpload forgets a session and its segments; used on cancel and on a
 // failed final verification.
 func (r *Registry) dropUpload(ctx context.Context, st *uploadState) {
-	ctx = context.WithoutCancel(ctx)
-	if st.MultipartID != "" {
-		_ = r.store.AbortMultipart(ctx, st.Data, st.MultipartID)
-	}
-	_ = r.store.Delete(ctx, uploadKey(st.ID))
+	r.deleteSegments(ctx, st.Segments)
+	_ = r.store.Delete(context.WithoutCancel(ctx), uploadKey(st.ID))
 }
 
 func (r *Registry) cancelUpload(c *gin.Context, name, id string) {

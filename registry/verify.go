@@ -57,9 +57,16 @@ func Verify(ctx context.Context, store storage.Store) ([]string, error) {
 				report("%s: blob descriptor: %v", k, err)
 				continue
 			}
-			info, err := store.Stat(ctx, bd.Data)
-			if err != nil || info.Size != bd.Size {
-				report("%s: blob data %s missing or wrong size (%v)", k, bd.Data, err)
+			var total int64
+			for _, seg := range bd.segments() {
+				info, err := store.Stat(ctx, seg.Key)
+				if err != nil || info.Size != seg.Size {
+					report("%s: blob data %s missing or wrong size (%v)", k, seg.Key, err)
+				}
+				total += seg.Size
+			}
+			if total != bd.Size {
+				report("%s: segments hold %d bytes, descriptor says %d", k, total, bd.Size)
 			}
 		}
 	}

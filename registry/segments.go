@@ -1,0 +1,173 @@
+package registry
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/slipway/slipway/storage"
+)
+
+// A blob's bytes are one or more segments: data objects written once, each
+// by one request (a monolithic upload, or one PATCH of a chunked upload).
+// Committing a blob lists its segments in the descriptor; no byte is ever
+// copied to assemble them. docker, containerd and crane send a layer in one
+// request, so nearly every blob is one segment (and can be redirected to a
+// presigned URL); a client that sends many chunks gets as many segments,
+// read back in sequence.
+type segment struct {
+	Key  string `json:"key"`
+	Size int64  `json:"size"`
+}
+
+// defaultPartSize is how much of a request body is buffered per multipart
+// part on stores with a minimum part size (S3).
+const defaultPartSize = 16 << 20
+
+// writeSegment streams one request body into a new data object. size may be
+// -1 (chunked transfer). On stores without a minimum part size the body is
+// one Put; otherwise a body that fits in one part is one Put, and a larger
+// one is a multipart upload of partSize parts completed before returning.
+// On error nothing is left visible.
+func (r *Registry) writeSegment(ctx context.Context, body io.Reader, size int64) (segment, error) {
+	key := dataKey(newUploadID())
+	cr := &countingReader{r: body}
+	if r.store.MinPartSize() == 0 || (size >= 0 && size <= r.opts.PartSize) {
+		if _, err := r.store.Put(ctx, key, cr, size); err != nil {
+			return segment{}, bodyError(err)
+		}
+		return segment{Key: key, Size: cr.n}, nil
+	}
+	buf := make([]byte, r.opts.PartSize)
+	n, err := io.ReadFull(cr, buf)
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		if size >= 0 && int64(n) != size {
+			return segment{}, bodyError(io.ErrUnexpectedEOF)
+		}
+		if _, err := r.store.Put(ctx, key, bytes.NewReader(buf[:n]), int64(n)); err != nil {
+			return segment{}, err
+		}
+		return segment{Key: key, Size: int64(n)}, nil
+	}
+	if err != nil {
+		return segment{}, bodyError(err)
+	}
+	return r.writeMultipart(ctx, key, cr, buf, size)
+}
+
+// writeMultipart uploads a body larger than one part: buf holds the first
+// part already.
+func (r *Registry) writeMultipart(ctx context.Context, key string, cr *countingReader, buf []byte, size int64) (seg segment, err error) {
+	id, err := r.store.CreateMultipart(ctx, key)
+	if err != nil {
+		return segment{}, err
+	}
+	defer func() {
+		if err != nil {
+			_ = r.store.AbortMultipart(context.WithoutCancel(ctx), key, id)
+		}
+	}()
+	var parts []storage.Part
+	n := len(buf)
+	for {
+		p, err := r.store.PutPart(ctx, key, id, len(parts)+1, bytes.NewReader(buf[:n]), int64(n))
+		if err != nil {
+			return segment{}, err
+		}
+		parts = append(parts, p)
+		n, err = io.ReadFull(cr, buf)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+			return segment{}, bodyError(err)
+		}
+		if err != nil { // short read: the last part
+			p, err := r.store.PutPart(ctx, key, id, len(parts)+1, bytes.NewReader(buf[:n]), int64(n))
+			if err != nil {
+				return segment{}, err
+			}
+			parts = append(parts, p)
+			break
+		}
+	}
+	if size >= 0 && cr.n != size {
+		return segment{}, bodyError(io.ErrUnexpectedEOF)
+	}
+	if _, err := r.store.CompleteMultipart(ctx, key, id, parts); err != nil {
+		return segment{}, err
+	}
+	return segment{Key: key, Size: cr.n}, nil
+}
+
+// deleteSegments drops data objects nobody will reference.
+func (r *Registry) deleteSegments(ctx context.Context, segs []segment) {
+	ctx = context.WithoutCancel(ctx)
+	for _, s := range segs {
+		_ = r.store.Delete(ctx, s.Key)
+	}
+}
+
+// segmentsReader reads length bytes from offset start of a blob made of
+// segs, opening each segment only when the reader reaches it.
+type segmentsReader struct {
+	ctx    context.Context
+	store  storage.Store
+	segs   []segment
+	start  int64 // offset within the remaining segments
+	remain int64
+	cur    io.ReadCloser
+	left   int64 // bytes still expected from cur
+}
+
+func newSegmentsReader(ctx context.Context, store storage.Store, segs []segment, start, length int64) *segmentsReader {
+	return &segmentsReader{ctx: ctx, store: store, segs: segs, start: start, remain: length}
+}
+
+func (s *segmentsReader) Read(p []byte) (int, error) {
+	for s.remain > 0 {
+		if s.cur == nil {
+			for len(s.segs) > 0 && s.start >= s.segs[0].Size {
+				s.start -= s.segs[0].Size
+				s.segs = s.segs[1:]
+			}
+			if len(s.segs) == 0 {
+				return 0, fmt.Errorf("blob segments end %d bytes early", s.remain)
+			}
+			seg := s.segs[0]
+			n := min(seg.Size-s.start, s.remain)
+			rc, _, err := s.store.Get(s.ctx, seg.Key, storage.GetOptions{Offset: s.start, Length: n})
+			if err != nil {
+				return 0, err
+			}
+			s.cur, s.left, s.segs, s.start = rc, n, s.segs[1:], 0
+		}
+		if int64(len(p)) > s.left {
+			p = p[:s.left]
+		}
+		n, err := s.cur.Read(p)
+		s.remain -= int64(n)
+		s.left -= int64(n)
+		if s.left == 0 || errors.Is(err, io.EOF) {
+			s.cur.Close()
+			s.cur = nil
+			if s.left > 0 {
+				return n, fmt.Errorf("blob segment ended %d bytes early: %w", s.left, io.ErrUnexpectedEOF)
+			}
+			err = nil
+		}
+		if n > 0 || err != nil {
+			return n, err
+		}
+	}
+	return 0, io.EOF
+}
+
+func (s *segmentsReader) Close() error {
+	if s.cur != nil {
+		return s.cur.Close()
+	}
+	return nil
+}
