@@ -43,6 +43,9 @@ type HTTP struct {
 // that is always the filesystem (an s3 section joins it later).
 type Storage struct {
 	Filesystem Filesystem `yaml:"filesystem"`
+	// S3, when present, selects an S3-compatible bucket instead of the
+	// filesystem.
+	S3 *S3 `yaml:"s3"`
 	// TestWriteDelay makes every storage write wait this long first. It
 	// exists for crash tests (a kill -9 then lands inside a push); never
 	// set it in production.
@@ -52,6 +55,55 @@ type Storage struct {
 // Filesystem is the local-folder backend.
 type Filesystem struct {
 	Root string `yaml:"root"`
+}
+
+// S3 is the S3-compatible backend (MinIO, AWS S3, Ceph RGW, R2, ...).
+type S3 struct {
+	Endpoint string `yaml:"endpoint"` // host:port, or an http(s) URL
+	Bucket   string `yaml:"bucket"`
+	Region   string `yaml:"region"`
+	// AccessKey and SecretKey; both empty: the AWS_*/MINIO_* environment
+	// variables, then the instance's IAM role.
+	AccessKey    string `yaml:"access_key"`
+	SecretKey    string `yaml:"secret_key"`
+	Secure       bool   `yaml:"secure"`        // TLS to the endpoint
+	Root         string `yaml:"root"`          // optional key prefix inside the bucket
+	CreateBucket bool   `yaml:"create_bucket"` // create it at start instead of refusing to start
+	// Redirect answers blob GETs with a presigned URL (307) so bytes flow
+	// from the bucket to the client directly.
+	Redirect         bool          `yaml:"redirect"`
+	RedirectEndpoint string        `yaml:"redirect_endpoint"` // public host for presigned URLs
+	RedirectExpiry   time.Duration `yaml:"redirect_expiry"`
+	// PartSize of multipart writes, and the memory one streaming request
+	// may buffer: "16MiB"; at least 5MiB.
+	PartSize string `yaml:"part_size"`
+}
+
+// PartSizeBytes is part_size in bytes (0 when unset or invalid).
+func (s S3) PartSizeBytes() int64 {
+	n, _ := parseSize(s.PartSize)
+	return n
+}
+
+// parseSize reads "16MiB", "5MB", "1048576".
+func parseSize(s string) (int64, bool) {
+	s = strings.TrimSpace(s)
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}, {"B", 1}}
+	mult := int64(1)
+	for _, u := range units {
+		if rest, ok := strings.CutSuffix(s, u.suffix); ok {
+			s, mult = strings.TrimSpace(rest), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, false
+	}
+	return n * mult, true
 }
 
 // Log configures the JSON logger.
@@ -118,8 +170,28 @@ func (c Config) problems() []problem {
 	if c.HTTP.ShutdownTimeout <= 0 {
 		add("http.shutdown_timeout", "must be a positive duration like \"30s\", got %q", c.HTTP.ShutdownTimeout.String())
 	}
-	if strings.TrimSpace(c.Storage.Filesystem.Root) == "" {
+	if c.Storage.S3 != nil {
+		s3 := c.Storage.S3
+		if s3.Endpoint == "" {
+			add("storage.s3.endpoint", "must not be empty (host:port or an http(s) URL)")
+		}
+		if s3.Bucket == "" {
+			add("storage.s3.bucket", "must not be empty")
+		}
+		if (s3.AccessKey == "") != (s3.SecretKey == "") {
+			add("storage.s3.secret_key", "access_key and secret_key go together (or both empty for the credential chain)")
+		}
+		if n, ok := parseSize(s3.PartSize); s3.PartSize != "" && (!ok || n < 5<<20 || n > 5<<30) {
+			add("storage.s3.part_size", "must be a size from 5MiB to 5GiB like \"16MiB\", got %q", s3.PartSize)
+		}
+		if s3.RedirectExpiry < 0 || s3.RedirectExpiry > 7*24*time.Hour {
+			add("storage.s3.redirect_expiry", "must be between 0s and 168h, got %s", s3.RedirectExpiry)
+		}
+	} else if strings.TrimSpace(c.Storage.Filesystem.Root) == "" {
 		add("storage.filesystem.root", "must not be empty")
+	}
+	if c.Storage.TestWriteDelay < 0 {
+		add("storage.test_write_delay", "must not be negative")
 	}
 	if _, ok := logLevels[c.Log.Level]; !ok {
 		add("log.level", "must be one of debug|info|warn|error, got %q", c.Log.Level)

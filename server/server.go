@@ -21,6 +21,7 @@ import (
 	"github.com/slipway/slipway/storage"
 	"github.com/slipway/slipway/storage/delay"
 	"github.com/slipway/slipway/storage/fs"
+	"github.com/slipway/slipway/storage/s3"
 )
 
 // readHeaderTimeout bounds slow-loris clients. There is deliberately no
@@ -49,16 +50,37 @@ func New(cfg config.Config, logger *slog.Logger) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("server: invalid config: %w", err)
 	}
-	fsStore, err := fs.New(cfg.Storage.Filesystem.Root)
+	store, err := openStore(cfg.Storage)
 	if err != nil {
 		return nil, fmt.Errorf("server: storage: %w", err)
 	}
-	var store storage.Store = fsStore
 	if d := cfg.Storage.TestWriteDelay; d > 0 {
 		logger.Warn("storage writes are delayed for testing", "delay", d.String())
 		store = delay.Wrap(store, d)
 	}
 	return newServer(cfg, logger, store), nil
+}
+
+// openStore opens the configured backend: the S3 bucket when storage.s3
+// is set, else the filesystem folder.
+func openStore(cfg config.Storage) (storage.Store, error) {
+	if c := cfg.S3; c != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		return s3.New(ctx, s3.Config{
+			Endpoint:         c.Endpoint,
+			Bucket:           c.Bucket,
+			Region:           c.Region,
+			AccessKey:        c.AccessKey,
+			SecretKey:        c.SecretKey,
+			Secure:           c.Secure,
+			Root:             c.Root,
+			CreateBucket:     c.CreateBucket,
+			RedirectEndpoint: c.RedirectEndpoint,
+			PartSize:         c.PartSizeBytes(),
+		})
+	}
+	return fs.New(cfg.Filesystem.Root)
 }
 
 // newServer wires a server on a given store (tests pass fakes).
@@ -78,11 +100,16 @@ func newServer(cfg config.Config, logger *slog.Logger, store storage.Store) *Ser
 	e.ContextWithFallback = true
 	e.Use(s.observe, s.recover)
 	s.routeOps(e)
-	registry.New(store, registry.Options{
+	regOpts := registry.Options{
 		PublicURL: cfg.HTTP.PublicURL,
 		Logger:    logger,
 		Metrics:   s.metrics.reg,
-	}).Register(e)
+	}
+	if c := cfg.Storage.S3; c != nil {
+		regOpts.Redirect, regOpts.RedirectExpiry = c.Redirect, c.RedirectExpiry
+		regOpts.PartSize = c.PartSizeBytes()
+	}
+	registry.New(store, regOpts).Register(e)
 	s.engine = e
 
 	s.http = &http.Server{

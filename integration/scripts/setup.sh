@@ -19,6 +19,7 @@ CRANE_VERSION=v0.22.1
 ORAS_VERSION=v1.3.6
 STATICCHECK_VERSION=v0.8.2
 REGISTRY_VERSION=v3.1.2
+MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 CONFORMANCE_VERSION=v0.0.0-20260831232431-97274622c111
 
 CACHE_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/slipway-it"
@@ -87,6 +88,9 @@ go_tool crane "github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION"
 go_tool oras "oras.land/oras/cmd/oras@$ORAS_VERSION"
 go_tool staticcheck "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
 go_tool registry "github.com/distribution/distribution/v3/cmd/registry@$REGISTRY_VERSION"
+# MinIO: the S3 server the storage/s3 tests and the S3 integration tests
+# start themselves (about two minutes to build; cached in GOBIN).
+go_tool minio "github.com/minio/minio@$MINIO_VERSION"
 
 # --- OCI conformance suite ---------------------------------------------------
 # At this version the suite is a `main` package meant for `go build` (its

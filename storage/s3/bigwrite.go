@@ -1,0 +1,162 @@
+package s3
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/minio/minio-go/v7"
+
+	"github.com/slipway/slipway/storage"
+)
+
+// putMultipart writes a body larger than PartSize as a multipart upload of
+// PartSize parts, completed under the write's precondition. minio-go's
+// PutObject would split the body itself, but it drops If-None-Match and
+// If-Match from CompleteMultipartUpload (completeUploadOpts), the one
+// request where checking them is atomic with the write.
+//
+// size may be -1; then first holds the first PartSize bytes, already read
+// from r into a pooled buffer that is reused for the following parts.
+func (s *Store) putMultipart(ctx context.Context, op, key, obj string, r io.Reader, size int64, first []byte, c cond) (_ storage.Info, err error) {
+	src, err := s.newParts(ctx, r, size, first)
+	if err != nil {
+		return storage.Info{}, fmt.Errorf("s3: %s %q: %w", op, key, err)
+	}
+	defer src.release()
+	id, err := s.core.NewMultipartUpload(ctx, s.bucket, obj, s.options(cond{}))
+	if err != nil {
+		return storage.Info{}, s.fail(ctx, op, key, err)
+	}
+	defer func() {
+		if err != nil {
+			s.abort(ctx, obj, id)
+		}
+	}()
+	var parts []minio.CompletePart
+	var total int64
+	for n := 1; ; n++ {
+		b, err := src.next()
+		if err != nil {
+			return storage.Info{}, fmt.Errorf("s3: %s %q: reading body: %w", op, key, err)
+		}
+		if b == nil {
+			break
+		}
+		if n > maxPartNumber {
+			return storage.Info{}, fmt.Errorf("s3: %s %q: body exceeds %d parts of %d bytes", op, key, maxPartNumber, s.partSize)
+		}
+		p, err := s.core.PutObjectPart(ctx, s.bucket, obj, id, n, b.reader(), b.size, s.partOptions())
+		if err != nil {
+			return storage.Info{}, s.fail(ctx, op, key, err)
+		}
+		parts = append(parts, minio.CompletePart{PartNumber: n, ETag: p.ETag})
+		total += b.size
+	}
+	ui, err := s.complete(ctx, obj, id, parts, c)
+	if err != nil {
+		return storage.Info{}, s.writeFail(ctx, op, key, nil, err, c)
+	}
+	return uploaded(key, total, ui), nil
+}
+
+func (s *Store) partOptions() minio.PutObjectPartOptions {
+	return minio.PutObjectPartOptions{DisableContentSha256: s.unsigned}
+}
+
+// complete finishes an upload on the single-attempt client: a resent
+// complete whose first answer was lost would find no upload any more.
+func (s *Store) complete(ctx context.Context, obj, id string, parts []minio.CompletePart, c cond) (minio.UploadInfo, error) {
+	var ui minio.UploadInfo
+	err := s.retryUnapplied(ctx, true, func() error {
+		var e error
+		ui, e = s.once.CompleteMultipartUpload(ctx, s.bucket, obj, id, parts, s.options(c))
+		return e
+	})
+	return ui, err
+}
+
+// abort drops a failed upload, even when ctx is already cancelled.
+func (s *Store) abort(ctx context.Context, obj, id string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	_ = s.core.AbortMultipartUpload(ctx, s.bucket, obj, id)
+}
+
+// parts cuts a body into PartSize parts: sections of a seekable reader, or
+// copies into one reused buffer (so parts can be resent on retries).
+type parts struct {
+	s     *Store
+	r     io.Reader
+	size  int64 // -1: until EOF
+	whole *body // seekable reader, read by position
+	buf   []byte
+	bp    *[]byte // pooled buffer to give back
+	first bool    // buf already holds the first part
+	done  int64
+	eof   bool
+}
+
+func (s *Store) newParts(ctx context.Context, r io.Reader, size int64, first []byte) (*parts, error) {
+	p := &parts{s: s, r: r, size: size, buf: first, first: first != nil}
+	if size >= 0 {
+		b, err := newBody(ctx, r, size)
+		if err != nil {
+			return nil, err
+		}
+		if b.stream == nil {
+			p.whole = b
+			return p, nil
+		}
+	}
+	if p.buf == nil {
+		p.bp = s.bufs.Get().(*[]byte)
+		p.buf = *p.bp
+	}
+	return p, nil
+}
+
+func (p *parts) release() {
+	if p.bp != nil {
+		p.s.bufs.Put(p.bp)
+	}
+}
+
+// next returns the next part, or nil after the last.
+func (p *parts) next() (*body, error) {
+	want := int64(len(p.buf))
+	if p.size >= 0 {
+		want = min(p.s.partSize, p.size-p.done)
+		if want == 0 {
+			return nil, nil
+		}
+	}
+	if p.whole != nil {
+		b := &body{size: want, at: p.whole.at, off: p.whole.off + p.done}
+		p.done += want
+		return b, nil
+	}
+	if p.first {
+		p.first = false
+		p.done += want
+		return bytesBody(p.buf), nil
+	}
+	if p.eof {
+		return nil, nil
+	}
+	n, err := io.ReadFull(p.r, p.buf[:want])
+	p.done += int64(n)
+	switch {
+	case p.size >= 0 && (err == io.EOF || err == io.ErrUnexpectedEOF):
+		return nil, fmt.Errorf("body ended after %d of %d bytes: %w", p.done, p.size, io.ErrUnexpectedEOF)
+	case p.size >= 0 && err != nil:
+		return nil, err
+	case err == io.EOF:
+		return nil, nil
+	case err == io.ErrUnexpectedEOF:
+		p.eof = true
+	case err != nil:
+		return nil, err
+	}
+	return bytesBody(p.buf[:n]), nil
+}

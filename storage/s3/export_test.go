@@ -1,0 +1,16 @@
+package s3
+
+import "context"
+
+// IncompleteUploads counts the bucket's unfinished multipart uploads, so
+// tests can check that failed writes abort theirs.
+func (s *Store) IncompleteUploads(ctx context.Context) (int, error) {
+	n := 0
+	for u := range s.client.ListIncompleteUploads(ctx, s.bucket, "", true) {
+		if u.Err != nil {
+			return n, u.Err
+		}
+		n++
+	}
+	return n, nil
+}
