@@ -22,7 +22,17 @@ import (
 type Config struct {
 	HTTP    HTTP    `yaml:"http"`
 	Storage Storage `yaml:"storage"`
+	Uploads Uploads `yaml:"uploads"`
 	Log     Log     `yaml:"log"`
+}
+
+// Uploads configures the housekeeping of blob upload sessions.
+type Uploads struct {
+	// PurgeAfter: a session untouched this long is forgotten (its client
+	// has gone), and incomplete multipart uploads this old are aborted.
+	PurgeAfter time.Duration `yaml:"purge_after"`
+	// PurgeInterval: how often each replica looks for such sessions.
+	PurgeInterval time.Duration `yaml:"purge_interval"`
 }
 
 // HTTP configures the listener every API shares.
@@ -121,6 +131,7 @@ func Default() Config {
 			ShutdownTimeout: 30 * time.Second,
 		},
 		Storage: Storage{Filesystem: Filesystem{Root: "./data"}},
+		Uploads: Uploads{PurgeAfter: 24 * time.Hour, PurgeInterval: time.Hour},
 		Log:     Log{Level: "info"},
 	}
 }
@@ -189,6 +200,12 @@ func (c Config) problems() []problem {
 		}
 	} else if strings.TrimSpace(c.Storage.Filesystem.Root) == "" {
 		add("storage.filesystem.root", "must not be empty")
+	}
+	if c.Uploads.PurgeAfter < time.Hour {
+		add("uploads.purge_after", "must be at least 1h (clients pause between chunks), got %s", c.Uploads.PurgeAfter)
+	}
+	if c.Uploads.PurgeInterval < time.Minute {
+		add("uploads.purge_interval", "must be at least 1m, got %s", c.Uploads.PurgeInterval)
 	}
 	if c.Storage.TestWriteDelay < 0 {
 		add("storage.test_write_delay", "must not be negative")

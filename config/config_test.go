@@ -57,6 +57,7 @@ log:
 			ShutdownTimeout: 90 * time.Second,
 		},
 		Storage: Storage{Filesystem: Filesystem{Root: "/var/lib/slipway"}},
+		Uploads: Default().Uploads,
 		Log:     Log{Level: "debug"},
 	}
 	if cfg != want {
@@ -105,6 +106,7 @@ func TestEnvOverrides(t *testing.T) {
 			ShutdownTimeout: 5 * time.Second,
 		},
 		Storage: Storage{Filesystem: Filesystem{Root: "/srv/data"}},
+		Uploads: Default().Uploads,
 		Log:     Log{Level: "error"},
 	}
 	if cfg != want {
@@ -224,5 +226,23 @@ func TestSlogLevel(t *testing.T) {
 func TestExampleConfigLoads(t *testing.T) {
 	if _, err := Load("../config.example.yml", nil); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestS3Section(t *testing.T) {
+	cfg, err := Parse("c.yml", []byte("storage:\n  s3:\n    endpoint: 127.0.0.1:9000\n    bucket: b\n    part_size: 32MiB\n    redirect: true\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Storage.S3 == nil || cfg.Storage.S3.Bucket != "b" || cfg.Storage.S3.PartSizeBytes() != 32<<20 || !cfg.Storage.S3.Redirect {
+		t.Fatalf("s3 section read as %+v", cfg.Storage.S3)
+	}
+	_, err = Parse("c.yml", []byte("storage:\n  s3:\n    endpoint: 127.0.0.1:9000\n    bucket: b\n    part_size: 1MiB\n"), nil)
+	if err == nil || !strings.Contains(err.Error(), "c.yml:5: storage.s3.part_size") {
+		t.Fatalf("a too-small part size: %v, want an error naming c.yml:5 and storage.s3.part_size", err)
+	}
+	_, err = Parse("c.yml", []byte("storage:\n  s3:\n    endpoint: 127.0.0.1:9000\n"), nil)
+	if err == nil || !strings.Contains(err.Error(), "storage.s3.bucket") {
+		t.Fatalf("a missing bucket: %v, want an error naming storage.s3.bucket", err)
 	}
 }

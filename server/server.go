@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"sync/atomic"
@@ -41,6 +42,7 @@ type Server struct {
 	http     *http.Server
 	ln       net.Listener
 	draining atomic.Bool // set when shutdown starts; /readyz then answers 503
+	registry *registry.Registry
 }
 
 // New builds the store named by cfg and everything on top of it. It does
@@ -59,6 +61,30 @@ func New(cfg config.Config, logger *slog.Logger) (*Server, error) {
 		store = delay.Wrap(store, d)
 	}
 	return newServer(cfg, logger, store), nil
+}
+
+// purgeUploads forgets abandoned upload sessions every purge interval until
+// ctx ends. The first run waits a random part of the interval, so replicas
+// started together do not all list the store at once.
+func (s *Server) purgeUploads(ctx context.Context) {
+	every := s.cfg.Uploads.PurgeInterval
+	wait := time.Duration(rand.Int64N(int64(every)))
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = every
+		sessions, multiparts, err := s.registry.PurgeUploads(ctx, time.Now().Add(-s.cfg.Uploads.PurgeAfter))
+		if err != nil {
+			s.log.Warn("purging abandoned uploads", "error", err.Error())
+			continue
+		}
+		if sessions+multiparts > 0 {
+			s.log.Info("purged abandoned uploads", "sessions", sessions, "multipart_uploads", multiparts)
+		}
+	}
 }
 
 // openStore opens the configured backend: the S3 bucket when storage.s3
@@ -109,7 +135,8 @@ func newServer(cfg config.Config, logger *slog.Logger, store storage.Store) *Ser
 		regOpts.Redirect, regOpts.RedirectExpiry = c.Redirect, c.RedirectExpiry
 		regOpts.PartSize = c.PartSizeBytes()
 	}
-	registry.New(store, regOpts).Register(e)
+	s.registry = registry.New(store, regOpts)
+	s.registry.Register(e)
 	s.engine = e
 
 	s.http = &http.Server{
@@ -159,7 +186,12 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	served := make(chan error, 1)
 	go func() { served <- s.http.Serve(s.ln) }()
-	s.log.Info("listening", "addr", s.Addr(), "storage", "filesystem")
+	backend := "filesystem"
+	if s.cfg.Storage.S3 != nil {
+		backend = "s3"
+	}
+	s.log.Info("listening", "addr", s.Addr(), "storage", backend)
+	go s.purgeUploads(ctx)
 
 	select {
 	case err := <-served:

@@ -157,3 +157,12 @@ func keyChar(c byte) bool {
 	}
 	return false
 }
+
+// StaleMultipartAborter is implemented by backends that can find multipart
+// uploads nobody completed (a process died inside a request) and abort
+// them, so their parts stop costing storage.
+type StaleMultipartAborter interface {
+	// AbortStaleMultipart aborts the uploads under prefix started before
+	// cutoff and returns how many it aborted.
+	AbortStaleMultipart(ctx context.Context, prefix string, cutoff time.Time) (int, error)
+}

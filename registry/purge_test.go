@@ -1,0 +1,36 @@
+package registry
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+)
+
+func TestPurgeUploadsForgetsOnlyStaleSessions(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	stale := e.startUpload("purge")
+	wantStatus(t, e.do("PATCH", stale, []byte("some bytes")), http.StatusAccepted)
+	// A multipart upload left incomplete by a dead process.
+	if _, err := e.store.CreateMultipart(ctx, dataKey(newUploadID())); err != nil {
+		t.Fatal(err)
+	}
+
+	r := New(e.store, Options{})
+	if s, m, err := r.PurgeUploads(ctx, time.Now().Add(-time.Hour)); err != nil || s != 0 || m != 0 {
+		t.Fatalf("purge with a cutoff in the past: %d sessions, %d multipart, %v; want nothing purged", s, m, err)
+	}
+	wantStatus(t, e.do("GET", stale, nil), http.StatusNoContent)
+
+	s, m, err := r.PurgeUploads(ctx, time.Now().Add(time.Hour))
+	if err != nil || s != 1 || m != 1 {
+		t.Fatalf("purge: %d sessions, %d multipart, %v; want 1 and 1", s, m, err)
+	}
+	wantError(t, e.do("GET", stale, nil), http.StatusNotFound, "BLOB_UPLOAD_UNKNOWN")
+	wantError(t, e.do("PATCH", stale, []byte("more")), http.StatusNotFound, "BLOB_UPLOAD_UNKNOWN")
+	// Purging twice (another replica) is harmless.
+	if s, m, err := r.PurgeUploads(ctx, time.Now().Add(time.Hour)); err != nil || s != 0 || m != 0 {
+		t.Fatalf("second purge: %d, %d, %v; want nothing left", s, m, err)
+	}
+}
