@@ -10,11 +10,13 @@ import (
 	"github.com/gin-gonic/gin"
 )
 
-// route is one parsed /v2/ path.
-type route struct {
-	kind string // base, catalog, tags, blob, upload, manifest, referrers
-	name string // repository
-	ref  string // digest, tag or upload id
+// Route is one parsed /v2/ path: what a request acts on. Authorization
+// middleware uses it to know which repository and which kind of object a
+// request touches.
+type Route struct {
+	Kind string // one of the Kind* constants
+	Name string // repository ("" for base and catalog)
+	Ref  string // digest, tag or upload id
 }
 
 // Route kinds, also used as low-cardinality metric labels.
@@ -33,36 +35,36 @@ var tagPattern = regexp.MustCompile(`^[\w][\w.-]{0,127}$`)
 // Classify names the kind of a /v2/ path without validating it, for logs
 // and metrics. It returns "" for paths outside /v2/.
 func Classify(path string) string {
-	rt, ok := parseRoute(path)
+	rt, ok := ParseRoute(path)
 	if !ok {
 		return ""
 	}
-	return rt.kind
+	return rt.Kind
 }
 
-// parseRoute splits a /v2/ path. Repository names may contain '/', so the
+// ParseRoute splits a /v2/ path. Repository names may contain '/', so the
 // path is cut at the last route marker.
-func parseRoute(path string) (route, bool) {
+func ParseRoute(path string) (Route, bool) {
 	rest, ok := strings.CutPrefix(path, "/v2/")
 	if !ok {
 		if path == "/v2" {
-			return route{kind: KindBase}, true
+			return Route{Kind: KindBase}, true
 		}
-		return route{}, false
+		return Route{}, false
 	}
 	switch rest {
 	case "":
-		return route{kind: KindBase}, true
+		return Route{Kind: KindBase}, true
 	case "_catalog":
-		return route{kind: KindCatalog}, true
+		return Route{Kind: KindCatalog}, true
 	}
 	if name, ok := strings.CutSuffix(rest, "/tags/list"); ok {
-		return route{kind: KindTags, name: name}, true
+		return Route{Kind: KindTags, Name: name}, true
 	}
 	if i := strings.LastIndex(rest, "/blobs/uploads"); i > 0 {
 		id := strings.TrimPrefix(strings.TrimPrefix(rest[i+len("/blobs/uploads"):], "/"), "")
 		if !strings.Contains(id, "/") {
-			return route{kind: KindUpload, name: rest[:i], ref: id}, true
+			return Route{Kind: KindUpload, Name: rest[:i], Ref: id}, true
 		}
 	}
 	for _, m := range []struct{ marker, kind string }{
@@ -71,34 +73,35 @@ func parseRoute(path string) (route, bool) {
 		if i := strings.LastIndex(rest, m.marker); i > 0 {
 			ref := rest[i+len(m.marker):]
 			if ref != "" && !strings.Contains(ref, "/") {
-				return route{kind: m.kind, name: rest[:i], ref: ref}, true
+				return Route{Kind: m.kind, Name: rest[:i], Ref: ref}, true
 			}
 		}
 	}
-	return route{}, false
+	return Route{}, false
 }
 
-// Register adds the /v2/ routes to an engine.
-func (r *Registry) Register(e *gin.Engine) {
+// Register adds the /v2/ routes to a router (an engine, or a group that
+// carries middleware such as authorization).
+func (r *Registry) Register(e gin.IRouter) {
 	e.Any("/v2", r.serve)
 	e.Any("/v2/*path", r.serve)
 }
 
 func (r *Registry) serve(c *gin.Context) {
 	c.Header("Docker-Distribution-API-Version", "registry/2.0")
-	rt, ok := parseRoute(c.Request.URL.Path)
+	rt, ok := ParseRoute(c.Request.URL.Path)
 	if !ok {
 		r.fail(c, oci(errcode.ErrorCodeUnsupported, "unknown /v2/ route", nil).withStatus(http.StatusNotFound))
 		return
 	}
-	if rt.name != "" {
-		if _, err := reference.WithName(rt.name); err != nil {
-			r.fail(c, oci(errcode.ErrorCodeNameInvalid, "invalid repository name", rt.name))
+	if rt.Name != "" {
+		if _, err := reference.WithName(rt.Name); err != nil {
+			r.fail(c, oci(errcode.ErrorCodeNameInvalid, "invalid repository name", rt.Name))
 			return
 		}
 	}
 	m := c.Request.Method
-	switch rt.kind {
+	switch rt.Kind {
 	case KindBase:
 		if m == http.MethodGet || m == http.MethodHead {
 			c.Header("Content-Type", "application/json")
@@ -112,55 +115,55 @@ func (r *Registry) serve(c *gin.Context) {
 		}
 	case KindTags:
 		if m == http.MethodGet {
-			r.listTags(c, rt.name)
+			r.listTags(c, rt.Name)
 			return
 		}
 	case KindReferrers:
 		if m == http.MethodGet {
-			r.referrers(c, rt.name, rt.ref)
+			r.referrers(c, rt.Name, rt.Ref)
 			return
 		}
 	case KindBlob:
 		switch m {
 		case http.MethodGet, http.MethodHead:
-			r.getBlob(c, rt.name, rt.ref)
+			r.getBlob(c, rt.Name, rt.Ref)
 			return
 		case http.MethodDelete:
-			r.deleteBlob(c, rt.name, rt.ref)
+			r.deleteBlob(c, rt.Name, rt.Ref)
 			return
 		}
 	case KindUpload:
-		if rt.ref == "" {
+		if rt.Ref == "" {
 			if m == http.MethodPost {
-				r.startUpload(c, rt.name)
+				r.startUpload(c, rt.Name)
 				return
 			}
 			break
 		}
 		switch m {
 		case http.MethodGet:
-			r.uploadStatus(c, rt.name, rt.ref)
+			r.uploadStatus(c, rt.Name, rt.Ref)
 			return
 		case http.MethodPatch:
-			r.patchUpload(c, rt.name, rt.ref)
+			r.patchUpload(c, rt.Name, rt.Ref)
 			return
 		case http.MethodPut:
-			r.finishUpload(c, rt.name, rt.ref)
+			r.finishUpload(c, rt.Name, rt.Ref)
 			return
 		case http.MethodDelete:
-			r.cancelUpload(c, rt.name, rt.ref)
+			r.cancelUpload(c, rt.Name, rt.Ref)
 			return
 		}
 	case KindManifest:
 		switch m {
 		case http.MethodGet, http.MethodHead:
-			r.getManifest(c, rt.name, rt.ref)
+			r.getManifest(c, rt.Name, rt.Ref)
 			return
 		case http.MethodPut:
-			r.putManifest(c, rt.name, rt.ref)
+			r.putManifest(c, rt.Name, rt.Ref)
 			return
 		case http.MethodDelete:
-			r.deleteManifest(c, rt.name, rt.ref)
+			r.deleteManifest(c, rt.Name, rt.Ref)
 			return
 		}
 	}
