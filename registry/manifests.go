@@ -247,6 +247,16 @@ func (r *Registry) resolve(ctx context.Context, name, ref string) (*manifestReco
 		if err != nil {
 			return nil, err
 		}
+		// A tag always names a manifest linked in its repository: the link
+		// is written before the tag, and a delete removes the tags before
+		// the link (Verify checks it). So a tag read is the only read of
+		// mutable state a pull by tag needs; the record is immutable and
+		// cached.
+		rec, err := r.meta.manifest(ctx, d)
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil, manifestUnknown(ref)
+		}
+		return rec, err
 	}
 	rec, err := r.meta.manifestInRepo(ctx, name, d)
 	if errors.Is(err, storage.ErrNotFound) {
