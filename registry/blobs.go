@@ -76,7 +76,9 @@ func (r *Registry) getBlob(c *gin.Context, name, ref string) {
 	}
 	c.Status(status)
 	_, _ = c.Writer.Write(first[:k])
-	n, err := io.Copy(c.Writer, rc)
+	buf := r.getBuffer()
+	n, err := io.CopyBuffer(c.Writer, rc, buf)
+	r.putBuffer(buf)
 	n += int64(k)
 	if err != nil || n != length {
 		// Headers are gone; the short body tells the client.

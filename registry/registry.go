@@ -36,6 +36,11 @@ type Registry struct {
 	meta    *meta
 	opts    Options
 	uploads prometheus.Gauge
+	// copyBuffers is a free list of the buffers blob bodies are sent
+	// through: 1 MiB reads fetch a cold blob from disk faster than
+	// io.Copy's 32 KiB (bench/run.sh, pull-16m: 0.53x -> ~0.8x of stock).
+	// A channel rather than a sync.Pool, which the GC empties.
+	copyBuffers chan []byte
 }
 
 // New returns a registry on store.
@@ -58,6 +63,7 @@ func New(store storage.Store, opts Options) *Registry {
 			Help: "Blob upload requests (POST, PATCH, PUT) being served by this process.",
 		}),
 	}
+	r.copyBuffers = make(chan []byte, copyBufferCount)
 	if opts.Metrics != nil {
 		opts.Metrics.MustRegister(r.uploads)
 	}

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/slipway/slipway/storage"
 )
 
@@ -59,7 +61,7 @@ func (s *Store) spool(ctx context.Context, r io.Reader, size int64) (_ *temp, er
 		src = io.LimitReader(src, size)
 	}
 	// Hide File.ReadFrom so our larger buffer is used for generic readers.
-	n, err := io.CopyBuffer(struct{ io.Writer }{f}, src, make([]byte, 256<<10))
+	n, err := io.CopyBuffer(&writeback{f: f}, src, make([]byte, 256<<10))
 	if err != nil {
 		return nil, err
 	}
@@ -191,4 +193,25 @@ func (s *Store) match(key, p, etag string) error {
 		return fmt.Errorf("fs: put %q: etag changed: %w", key, storage.ErrPreconditionFailed)
 	}
 	return nil
+}
+
+// writeback starts the kernel writing every full writebackChunk the file
+// receives (sync_file_range, which does not wait), so the fsync at the end
+// waits for the tail only: receiving the body and writing it to disk
+// overlap instead of following each other.
+type writeback struct {
+	f         *os.File
+	off, done int64
+}
+
+const writebackChunk = 8 << 20
+
+func (w *writeback) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	w.off += int64(n)
+	if w.off-w.done >= writebackChunk {
+		_ = unix.SyncFileRange(int(w.f.Fd()), w.done, w.off-w.done, unix.SYNC_FILE_RANGE_WRITE)
+		w.done = w.off
+	}
+	return n, err
 }
