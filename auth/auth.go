@@ -94,11 +94,12 @@ func New(ctx context.Context, store storage.Store, opts Options) (*Service, erro
 		return nil, fmt.Errorf("auth: signing key: %w", err)
 	}
 	if generated {
-		msg := "generated a new token signing key"
+		// On a shared bucket, other hosts will not see this file: say so.
+		level, msg := slog.LevelInfo, "generated a new token signing key"
 		if opts.Remote {
-			msg += "; every replica must use this same file (copy it, or point auth.signing_key at a shared secret)"
+			level, msg = slog.LevelWarn, msg+"; every replica must use this same file (copy it, or point auth.signing_key at a shared secret)"
 		}
-		s.log.Warn(msg, "path", a.SigningKey, "kid", signing.kid, "algorithm", signing.alg)
+		s.log.Log(ctx, level, msg, "path", a.SigningKey, "kid", signing.kid, "algorithm", signing.alg)
 	} else if fi, err := os.Stat(a.SigningKey); err == nil && fi.Mode().Perm()&0o077 != 0 {
 		s.log.Warn("the token signing key is readable by other users: chmod 600 it", "path", a.SigningKey)
 	}

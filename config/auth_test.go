@@ -93,6 +93,22 @@ func TestSigningKeyFollowsRoot(t *testing.T) {
 	}
 }
 
+func TestStagesReplaceDefaults(t *testing.T) {
+	cfg, err := Parse("c.yml", []byte("stages:\n  - {name: qa, prefix: qa/, fixed_tags: [\"v*\", \"[0-9]*\"]}\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Stages) != 1 || cfg.Stages[0].Immutable || len(cfg.Stages[0].PromoteFrom) != 0 {
+		t.Fatalf("stages = %+v", cfg.Stages)
+	}
+	st := cfg.Stages[0]
+	for tag, want := range map[string]bool{"v1.2": true, "2024.01": true, "latest": false, "stable": false} {
+		if st.IsFixedTag(tag) != want {
+			t.Errorf("IsFixedTag(%q) = %v", tag, !want)
+		}
+	}
+}
+
 func TestEmptyStagesList(t *testing.T) {
 	cfg, err := Parse("c.yml", []byte("stages: []\n"), nil)
 	if err != nil {
@@ -129,7 +145,7 @@ func TestAuthErrorsNameKeyAndLine(t *testing.T) {
 		{"stage overlap", "stages:\n  - name: a\n    prefix: a/\n  - name: b\n    prefix: a/b/\n", `c.yml:5: stages[1].prefix: "a/b/" overlaps stages[0].prefix`},
 		{"stage dup", "stages:\n  - name: a\n    prefix: a/\n  - name: a\n    prefix: b/\n", `c.yml:4: stages[1].name: stage "a" is defined twice`},
 		{"promote from", "stages:\n  - name: a\n    prefix: a/\n    promote_from: [nope]\n", `c.yml:4: stages[0].promote_from[0]: must name another stage, got "nope"`},
-		{"fixed tags", "stages:\n  - name: a\n    prefix: a/\n    fixed_tags: [\"[0-9]*\"]\n", `c.yml:4: stages[0].fixed_tags[0]: must be a tag glob`},
+		{"fixed tags", "stages:\n  - name: a\n    prefix: a/\n    fixed_tags: [\"[0-9\"]\n", `c.yml:4: stages[0].fixed_tags[0]: must be a tag pattern`},
 		{"users not a list", "auth:\n  users: ci\n", `c.yml:2: auth.users: must be a list`},
 	}
 	for _, tc := range cases {
@@ -148,5 +164,18 @@ func TestCheckGrant(t *testing.T) {
 	}
 	if f, _ := CheckGrant(Grant{Repos: "UPPER/*", Actions: []string{"pull"}}); f != "repos" {
 		t.Fatalf("upper-case glob accepted (field %q)", f)
+	}
+}
+
+// The example documents the defaults: loading it changes nothing.
+func TestExampleConfigIsTheDefaults(t *testing.T) {
+	cfg, err := Load("../config.example.yml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Default()
+	want.Auth.Users, want.Auth.VerificationKeys, want.Auth.AnonymousPull = []User{}, []string{}, []string{}
+	if !reflect.DeepEqual(cfg, want) {
+		t.Fatalf("example:  %+v\ndefaults: %+v", cfg, want)
 	}
 }

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"path"
 	"strings"
 )
 
@@ -15,9 +16,20 @@ type Stage struct {
 	// Immutable: nobody, admins included, pushes or deletes here through
 	// /v2/; only the promotion service writes.
 	Immutable bool `yaml:"immutable"`
-	// FixedTags are tag globs ('*' matches any run of characters) that,
-	// once set, are never re-pointed.
+	// FixedTags are tag patterns that, once set, are never re-pointed.
+	// The syntax is Go's path.Match: '*' any run of characters, '?' one,
+	// '[0-9]' a class ("v*", "[0-9]*").
 	FixedTags []string `yaml:"fixed_tags"`
+}
+
+// IsFixedTag reports whether tag matches one of the stage's fixed_tags.
+func (s Stage) IsFixedTag(tag string) bool {
+	for _, p := range s.FixedTags {
+		if ok, _ := path.Match(p, tag); ok {
+			return true
+		}
+	}
+	return false
 }
 
 func defaultStages() []Stage {
@@ -71,23 +83,10 @@ func stageProblems(stages []Stage) []problem {
 			}
 		}
 		for j, t := range s.FixedTags {
-			if !validTagGlob(t) {
-				add(fmt.Sprintf("%s.fixed_tags[%d]", key, j), "must be a tag glob like \"v*\" (A-Z a-z 0-9 . _ - and *), got %q", t)
+			if _, err := path.Match(t, ""); err != nil || t == "" || strings.Contains(t, "/") {
+				add(fmt.Sprintf("%s.fixed_tags[%d]", key, j), "must be a tag pattern like \"v*\" or \"[0-9]*\", got %q", t)
 			}
 		}
 	}
 	return ps
-}
-
-func validTagGlob(s string) bool {
-	if s == "" || len(s) > 128 {
-		return false
-	}
-	for _, c := range []byte(s) {
-		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("._-*", c) >= 0
-		if !ok {
-			return false
-		}
-	}
-	return true
 }
