@@ -125,7 +125,8 @@ func (s *Service) Policy() *Policy { return s.policy }
 // JWKSet is the public key set tokens verify against.
 func (s *Service) JWKSet() JWKS { return s.keys.jwks }
 
-// Principal is the caller a request was authenticated as.
+// Principal is the caller a request was authenticated as. The /v2/ and
+// /api/ middleware put it in the request's context (see PrincipalFrom).
 type Principal struct {
 	Name  string // login name ("ci", "robot$ci"); "" for an anonymous token
 	Admin bool

@@ -84,6 +84,8 @@ func (s *Service) Token(c *gin.Context) {
 	sub := ""
 	if acct != nil {
 		sub = acct.Name
+		// The access log names who got the token.
+		c.Request = c.Request.WithContext(WithPrincipal(ctx, Principal{Name: acct.Name, Admin: acct.Admin, Robot: acct.Robot}))
 	}
 	token, issued, err := s.tokens.issue(sub, granted)
 	if err != nil {

@@ -117,8 +117,18 @@ func (s *Service) V2(c *gin.Context) {
 	if need.typ == TypeRepository && req.Method == http.MethodPost {
 		s.checkMount(c, claims)
 	}
-	c.Request = req.WithContext(WithPrincipal(req.Context(), Principal{Name: claims.Subject, Robot: strings.HasPrefix(claims.Subject, RobotPrefix)}))
+	c.Request = req.WithContext(WithPrincipal(req.Context(), s.principal(claims.Subject)))
 	c.Next()
+}
+
+// principal describes a token's subject without a store read: robots are
+// never admins, and users are in memory.
+func (s *Service) principal(sub string) Principal {
+	p := Principal{Name: sub, Robot: strings.HasPrefix(sub, RobotPrefix)}
+	if u, ok := s.users[sub]; ok {
+		p.Admin = u.Admin
+	}
+	return p
 }
 
 // checkMount: a cross-repository mount reads "from", so it needs pull

@@ -439,4 +439,18 @@ func TestNoSecretsInLogs(t *testing.T) {
 	if !strings.Contains(out, `"msg":"login failed"`) {
 		t.Error("failed login not logged")
 	}
+	// Access lines name the account (never its credentials).
+	accounts := map[string]bool{}
+	for _, l := range logs.lines(t) {
+		if l["msg"] == "request" {
+			if a, ok := l["account"].(string); ok {
+				accounts[fmt.Sprint(l["route"], " ", a)] = true
+			}
+		}
+	}
+	for _, want := range []string{"/auth/token ci", "/auth/token robot$bot", "tags ci", "/api/v1/robots " + adminUser} {
+		if !accounts[want] {
+			t.Errorf("no access line with route+account %q in %v", want, accounts)
+		}
+	}
 }
