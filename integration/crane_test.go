@@ -17,7 +17,11 @@ import (
 // every blob, no upload), then checks `crane digest` and the manifest bytes
 // are the same in both repositories.
 func TestCraneCopyMount(t *testing.T) {
-	reg := harness.Start(t)
+	eachBackend(t, allBackends, testCraneCopyMount)
+}
+
+func testCraneCopyMount(t *testing.T, b backend) {
+	reg := b.start(t)
 	tools := harness.NewTools(t)
 
 	img := ociImage(t, 3, 512<<10, v1.Platform{OS: "linux", Architecture: "amd64"})
@@ -76,4 +80,5 @@ func TestCraneCopyMount(t *testing.T) {
 	}
 	// The destination's blobs really are readable there.
 	tools.Run("crane", "validate", "--insecure", "--remote", reg.Ref("it/crane-dst:1"))
+	checkBlobReads(t, reg, b, "crane/")
 }

@@ -20,22 +20,17 @@ import (
 
 	"github.com/slipway/slipway/integration/internal/harness"
 	"github.com/slipway/slipway/registry"
-	"github.com/slipway/slipway/storage/fs"
 )
 
 // Each storage write waits this long in the crash rounds, so a kill lands
 // between the writes of one request rather than between requests.
 const crashWriteDelay = 40 * time.Millisecond
 
-// verifyStore opens the (stopped) server's storage root and requires that
-// nothing a client could see is inconsistent.
+// verifyStore opens the server's storage (folder or bucket) and requires
+// that nothing a client could see is inconsistent.
 func verifyStore(t *testing.T, reg *harness.Registry) {
 	t.Helper()
-	st, err := fs.New(reg.Root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	problems, err := registry.Verify(context.Background(), st)
+	problems, err := registry.Verify(context.Background(), reg.Store(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,9 +74,17 @@ func requirePulls(t *testing.T, ref string, want v1.Image) {
 // TestCrashDuringPush kills -9 the server at spread-out moments of image
 // pushes. After each restart: the store verifies clean, every push that
 // completed before still pulls, the interrupted tag is absent or whole, and
-// pushing it again succeeds.
+// pushing it again succeeds. On a folder and on a MinIO bucket.
 func TestCrashDuringPush(t *testing.T) {
-	reg := harness.Start(t)
+	eachBackend(t, crashBackends, testCrashDuringPush)
+}
+
+// crashBackends: the crash tests kill Slipway, never MinIO (see
+// TestS3Outage for that).
+var crashBackends = []backend{fsBackend, s3Backend}
+
+func testCrashDuringPush(t *testing.T, b backend) {
+	reg := b.start(t)
 	plat := v1.Platform{OS: "linux", Architecture: "amd64"}
 	done := map[string]v1.Image{"it/crash:base": ociImage(t, 2, 128<<10, plat)}
 	if err := remote.Write(parseRef(t, reg.Ref("it/crash:base")), done["it/crash:base"]); err != nil {
@@ -110,7 +113,7 @@ func TestCrashDuringPush(t *testing.T) {
 			requirePulls(t, reg.Ref(ref), want)
 		}
 		visible := requireWholeOrAbsent(t, reg.Ref(tag))
-		t.Logf("round %d: killed after %dms, tag visible after restart: %v", round, 100+round*300, visible)
+		t.Logf("round %d: killed after %dms, tag visible after restart: %v", round, 100+round*110, visible)
 
 		if err := remote.Write(parseRef(t, reg.Ref(tag)), img); err != nil {
 			t.Fatalf("re-pushing %s after the crash: %v", tag, err)
@@ -129,7 +132,11 @@ func TestCrashDuringPush(t *testing.T) {
 // manifest PUT (record, link, tag) and requires the tag to be absent or to
 // name the whole manifest after the restart.
 func TestCrashDuringManifestPut(t *testing.T) {
-	reg := harness.Start(t)
+	eachBackend(t, crashBackends, testCrashDuringManifestPut)
+}
+
+func testCrashDuringManifestPut(t *testing.T, b backend) {
+	reg := b.start(t)
 	plat := v1.Platform{OS: "linux", Architecture: "amd64"}
 	base := ociImage(t, 1, 64<<10, plat)
 	if err := remote.Write(parseRef(t, reg.Ref("it/mcrash:base")), base); err != nil {
@@ -178,7 +185,11 @@ func TestCrashDuringManifestPut(t *testing.T) {
 // after the restart the session still holds exactly the chunks that were
 // acknowledged, and the upload finishes with the right digest.
 func TestCrashDuringChunkedUpload(t *testing.T) {
-	reg := harness.Start(t)
+	eachBackend(t, crashBackends, testCrashDuringChunkedUpload)
+}
+
+func testCrashDuringChunkedUpload(t *testing.T, b backend) {
+	reg := b.start(t)
 	const chunk = 1 << 20
 	blob := make([]byte, 2*chunk)
 	if _, err := rand.Read(blob); err != nil {

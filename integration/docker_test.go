@@ -16,8 +16,17 @@ import (
 // survived; a second push must find every layer already there. Then
 // containerd's ctr (the containerd dockerd runs) pulls the same tag with
 // --plain-http and must see the same manifest digest.
+//
+// It runs on a folder (fs) and on a MinIO bucket with redirected blob GETs
+// (s3-redirect: docker and containerd follow the 307 to MinIO). The 50 MiB
+// layer makes this the slowest client test, so it does not run on s3
+// without redirects; conformance and the crash tests cover that read path.
 func TestDocker(t *testing.T) {
-	reg := harness.Start(t)
+	eachBackend(t, []backend{fsBackend, s3RedirectBackend}, testDocker)
+}
+
+func testDocker(t *testing.T, b backend) {
+	reg := b.start(t)
 	tools := harness.NewTools(t)
 	tools.RequireDocker()
 
@@ -73,6 +82,7 @@ func TestDocker(t *testing.T) {
 	if !strings.Contains(repoDigests, repo+"@"+pushDigest) {
 		t.Errorf("after pull, RepoDigests %s lacks %s@%s", strings.TrimSpace(repoDigests), repo, pushDigest)
 	}
+	checkBlobReads(t, reg, b, "docker/")
 
 	// Pushing again uploads nothing: every layer is found by HEAD.
 	repushOut := tools.Run("docker", "push", ref)
@@ -110,5 +120,6 @@ func TestDocker(t *testing.T) {
 		if !regexp.MustCompile(regexp.QuoteMeta(ref) + `\s+\S+\s+\S+\s+complete \(4/4\)`).MatchString(check) {
 			t.Errorf("ctr images check does not report %s complete (4/4):\n%s", ref, check)
 		}
+		checkBlobReads(t, reg, b, "containerd/")
 	})
 }

@@ -11,8 +11,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
-
-	"github.com/slipway/slipway/integration/internal/harness"
 )
 
 // TestMultiArch pushes an index of three platform images with
@@ -21,7 +19,11 @@ import (
 // (validate), and platform resolution. Once with OCI media types, once with
 // Docker's manifest list.
 func TestMultiArch(t *testing.T) {
-	reg := harness.Start(t)
+	eachBackend(t, allBackends, testMultiArch)
+}
+
+func testMultiArch(t *testing.T, b backend) {
+	reg := b.start(t)
 	platforms := []v1.Platform{
 		{OS: "linux", Architecture: "amd64"},
 		{OS: "linux", Architecture: "arm64", Variant: "v8"},
@@ -125,4 +127,5 @@ func TestMultiArch(t *testing.T) {
 			}
 		})
 	}
+	checkBlobReads(t, reg, b, "go-containerregistry")
 }

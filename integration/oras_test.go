@@ -16,7 +16,11 @@ import (
 // with --distribution-spec v1.1-referrers-api, since oras otherwise falls
 // back to the tag scheme on a 404); then pulls the referrer's file back.
 func TestOras(t *testing.T) {
-	reg := harness.Start(t)
+	eachBackend(t, allBackends, testOras)
+}
+
+func testOras(t *testing.T, b backend) {
+	reg := b.start(t)
 	tools := harness.NewTools(t)
 
 	nonce := make([]byte, 16)
@@ -94,4 +98,5 @@ func TestOras(t *testing.T) {
 	if string(got) != sbom {
 		t.Errorf("pulled sbom.json = %q, want %q", got, sbom)
 	}
+	checkBlobReads(t, reg, b, "oras/")
 }

@@ -30,9 +30,14 @@ func TestBaseEndpoint(t *testing.T) {
 }
 
 // TestRestart: content pushed before a SIGKILL, and before a clean
-// SIGTERM stop, is all there after a restart on the same storage root.
+// SIGTERM stop, is all there after a restart on the same storage root (or
+// bucket).
 func TestRestart(t *testing.T) {
-	reg := harness.Start(t)
+	eachBackend(t, []backend{fsBackend, s3Backend}, testRestart)
+}
+
+func testRestart(t *testing.T, b backend) {
+	reg := b.start(t)
 	plat := v1.Platform{OS: "linux", Architecture: "amd64"}
 	check := func(t *testing.T, ref string, img v1.Image) {
 		t.Helper()

@@ -20,7 +20,11 @@ const refNameAnnotation = "org.opencontainers.image.ref.name"
 // to the registry with skopeo, and back into a fresh layout; the manifest
 // digest must be the same at all three places, and the copy back complete.
 func TestSkopeo(t *testing.T) {
-	reg := harness.Start(t)
+	eachBackend(t, allBackends, testSkopeo)
+}
+
+func testSkopeo(t *testing.T, b backend) {
+	reg := b.start(t)
 	tools := harness.NewTools(t)
 
 	img := ociImage(t, 2, 1<<20, v1.Platform{OS: "linux", Architecture: "amd64"})
@@ -78,4 +82,5 @@ func TestSkopeo(t *testing.T) {
 	if !bytes.Equal(mustRaw(t, back), mustRaw(t, img)) {
 		t.Errorf("manifest copied back differs from the original")
 	}
+	checkBlobReads(t, reg, b, "skopeo/")
 }

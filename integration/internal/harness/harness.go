@@ -14,9 +14,17 @@
 //	SLIPWAY_IT_STOCK_BINARY=PATH       the stock registry binary (default: `registry` on PATH or in GOPATH/bin)
 //	SLIPWAY_IT_LOG_DIR=DIR             keep server logs and reports here (default: a temp dir, removed when all tests pass)
 //	SLIPWAY_IT_KEEP_LOGS=1             keep the default log dir even when all tests pass
+//	SLIPWAY_IT_MINIO=PATH              the MinIO server binary (default: `minio` on PATH or in GOPATH/bin)
+//
+// Storage is an empty folder (Start) or a MinIO bucket (StartOpts with
+// Options.S3): a fresh bucket on the MinIO shared by the whole test binary
+// (SharedMinIO, started on first use and stopped by Main), or on a private
+// MinIO a test may stop and start (StartMinIO).
 package harness
 
 import (
+	cryptorand "crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -30,6 +38,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
 // Kinds of registry the harness can run.
@@ -52,6 +62,16 @@ func Kind() string { return kind }
 // IsStock reports whether the tests run against the stock distribution
 // registry.
 func IsStock() bool { return kind == KindStock }
+
+// SlipwayBinary is the slipway binary under test (built by Main), for
+// tests that run it directly; it fails the test against the stock registry.
+func SlipwayBinary(t testing.TB) string {
+	t.Helper()
+	if kind != KindSlipway {
+		t.Fatalf("this test runs the slipway binary itself: SLIPWAY_IT_REGISTRY=%s cannot run it", kind)
+	}
+	return slipwayBin
+}
 
 // LogDir is the folder server logs and reports are copied to; it outlives
 // the tests when one fails.
@@ -131,6 +151,7 @@ func Main(m *testing.M) int {
 	fmt.Fprintf(os.Stderr, "harness: registry under test: %s\n", kind)
 
 	code := m.Run()
+	stopShared()
 
 	if buildDir != "" {
 		os.RemoveAll(buildDir)
@@ -159,14 +180,43 @@ func findModuleRoot() (string, error) {
 	}
 }
 
+// Options selects how StartOpts runs the registry.
+type Options struct {
+	// S3 runs the registry on a MinIO bucket instead of a folder.
+	S3 *S3
+	// NoPublicURL leaves http.public_url empty, so Slipway builds Location
+	// headers from each request's Host (and keeps a client that talks
+	// through a proxy on the proxy).
+	NoPublicURL bool
+}
+
+// S3 is the bucket a registry stores its state in.
+type S3 struct {
+	// MinIO serves the bucket; nil means SharedMinIO.
+	MinIO *MinIO
+	// Bucket is the bucket's name; "" creates a fresh one (MinIO.NewBucket).
+	Bucket string
+	// Redirect answers blob GETs with a 307 to a presigned MinIO URL.
+	Redirect bool
+	// CreateBucket sets storage.s3.create_bucket.
+	CreateBucket bool
+	// Root is the key prefix inside the bucket (storage.s3.root).
+	Root string
+	// PartSize is storage.s3.part_size ("" for Slipway's default).
+	PartSize string
+}
+
 // Registry is one running registry process on 127.0.0.1.
 type Registry struct {
-	t       testing.TB
-	name    string // for log file names
-	Host    string // 127.0.0.1:PORT, what clients put in references
-	Root    string // storage root, kept across Kill/Restart
-	LogPath string // server output, appended across restarts
-	cfgPath string
+	t           testing.TB
+	name        string // for log file names
+	Host        string // 127.0.0.1:PORT, what clients put in references
+	Root        string // filesystem storage root, kept across Kill/Restart ("" on S3)
+	S3          *S3    // the bucket on S3 (MinIO and Bucket filled in), else nil
+	noPublicURL bool
+	LogPath     string // server output, appended across restarts
+	cfgPath     string
+	secret      string // http.secret, shared with replicas
 	// writeDelay is Slipway's storage.test_write_delay (crash tests).
 	writeDelay time.Duration
 
@@ -182,22 +232,67 @@ type Registry struct {
 // test failed, the tail of the server's log is shown.
 func Start(t testing.TB) *Registry {
 	t.Helper()
-	root := t.TempDir()
-	r := &Registry{
-		t:    t,
-		name: sanitize(t.Name()),
-		Root: filepath.Join(root, "data"),
+	return StartOpts(t, Options{})
+}
+
+// StartOpts is Start with a choice of storage: an empty folder, or a bucket
+// (a fresh one on the shared MinIO unless opts.S3 names one).
+func StartOpts(t testing.TB, opts Options) *Registry {
+	t.Helper()
+	r := &Registry{t: t, name: sanitize(t.Name()), secret: randomHex(16), noPublicURL: opts.NoPublicURL}
+	if opts.S3 != nil {
+		s := *opts.S3
+		if s.MinIO == nil {
+			s.MinIO = SharedMinIO(t)
+		}
+		if s.Bucket == "" {
+			s.Bucket = s.MinIO.NewBucket(t)
+		}
+		r.S3 = &s
+	} else {
+		r.Root = filepath.Join(t.TempDir(), "data")
+		if err := os.MkdirAll(r.Root, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := os.MkdirAll(r.Root, 0o755); err != nil {
-		t.Fatal(err)
+	r.launch()
+	return r
+}
+
+// StartReplica starts a second registry process on the same storage (the
+// same bucket, or the same folder), with its own port and log, stopped when
+// the test ends: two replicas behind one load balancer, as it were.
+func (r *Registry) StartReplica(t testing.TB) *Registry {
+	t.Helper()
+	r2 := &Registry{t: t, name: r.name + "-replica", Root: r.Root, secret: r.secret, writeDelay: r.writeDelay, noPublicURL: r.noPublicURL}
+	if r.S3 != nil {
+		s := *r.S3
+		r2.S3 = &s
 	}
+	r2.launch()
+	return r2
+}
+
+// Backend is "fs" or "s3".
+func (r *Registry) Backend() string {
+	if r.S3 != nil {
+		return "s3"
+	}
+	return "fs"
+}
+
+// launch prepares the log and config of a new Registry and starts it on a
+// free port.
+func (r *Registry) launch() {
+	t := r.t
+	t.Helper()
 	f, err := os.CreateTemp(logDir, r.name+"-*.log")
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.Close()
 	r.LogPath = f.Name()
-	r.cfgPath = filepath.Join(root, "config.yml")
+	r.cfgPath = filepath.Join(t.TempDir(), "config.yml")
 
 	t.Cleanup(func() {
 		if err := r.Stop(); err != nil {
@@ -217,13 +312,20 @@ func Start(t testing.TB) *Registry {
 		}
 		err := r.start()
 		if err == nil {
-			return r
+			return
 		}
 		if attempt < 3 && strings.Contains(tail(r.LogPath, 20), "address already in use") {
 			continue
 		}
 		t.Fatalf("%v\n%s log (%s):\n%s", err, kind, r.LogPath, tail(r.LogPath, 80))
 	}
+}
+
+func (r *Registry) storageDesc() string {
+	if s := r.S3; s != nil {
+		return fmt.Sprintf("bucket %s on MinIO %s (redirect %t)", s.Bucket, s.MinIO.Addr, s.Redirect)
+	}
+	return "root " + r.Root
 }
 
 // URL is the registry's base URL, http://127.0.0.1:PORT.
@@ -236,29 +338,62 @@ func (r *Registry) writeConfig() error {
 	var cfg string
 	switch kind {
 	case KindStock:
+		storage := fmt.Sprintf("  filesystem:\n    rootdirectory: %q\n", r.Root)
+		if s := r.S3; s != nil {
+			storage = fmt.Sprintf(`  s3:
+    accesskey: %q
+    secretkey: %q
+    region: %q
+    regionendpoint: %q
+    forcepathstyle: true
+    bucket: %q
+    secure: false
+    rootdirectory: %q
+  redirect:
+    disable: %t
+`, MinIOAccessKey, MinIOSecretKey, MinIORegion, s.MinIO.Endpoint(), s.Bucket, "/"+s.Root, !s.Redirect)
+		}
 		cfg = fmt.Sprintf(`version: 0.1
 log:
   level: info
   formatter: text
 storage:
-  filesystem:
-    rootdirectory: %q
-  delete:
+%s  delete:
     enabled: true
 http:
   addr: %q
-`, r.Root, r.Host)
+  secret: %q
+`, storage, r.Host, r.secret)
 	default:
+		storage := fmt.Sprintf("  filesystem:\n    root: %q\n", r.Root)
+		if s := r.S3; s != nil {
+			storage = fmt.Sprintf(`  s3:
+    endpoint: %q
+    bucket: %q
+    access_key: %q
+    secret_key: %q
+    secure: false
+    root: %q
+    create_bucket: %t
+    redirect: %t
+`, s.MinIO.Addr, s.Bucket, MinIOAccessKey, MinIOSecretKey, s.Root, s.CreateBucket, s.Redirect)
+			if s.PartSize != "" {
+				storage += fmt.Sprintf("    part_size: %q\n", s.PartSize)
+			}
+		}
+		publicURL := r.URL()
+		if r.noPublicURL {
+			publicURL = ""
+		}
 		cfg = fmt.Sprintf(`http:
   addr: %q
   public_url: %q
+  secret: %q
 storage:
-  filesystem:
-    root: %q
-  test_write_delay: %s
+%s  test_write_delay: %s
 log:
   level: debug
-`, r.Host, r.URL(), r.Root, r.writeDelay)
+`, r.Host, publicURL, r.secret, storage, r.writeDelay)
 	}
 	return os.WriteFile(r.cfgPath, []byte(cfg), 0o644)
 }
@@ -275,7 +410,7 @@ func (r *Registry) start() error {
 		return err
 	}
 	r.starts++
-	fmt.Fprintf(logf, "===== harness: start #%d of %s on %s, root %s, %s\n", r.starts, kind, r.Host, r.Root, time.Now().Format(time.RFC3339Nano))
+	fmt.Fprintf(logf, "===== harness: start #%d of %s on %s, %s, %s\n", r.starts, kind, r.Host, r.storageDesc(), time.Now().Format(time.RFC3339Nano))
 
 	var cmd *exec.Cmd
 	switch kind {
@@ -293,7 +428,9 @@ func (r *Registry) start() error {
 	}
 	cmd.Stdout = logf
 	cmd.Stderr = logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Its own process group (Kill reaches its children); killed with the
+	// test binary if that dies without cleaning up (a -timeout panic).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return fmt.Errorf("starting %s: %w", kind, err)
@@ -356,6 +493,7 @@ func (r *Registry) Stop() error {
 	if cmd == nil {
 		return nil
 	}
+	closeIdleClientConns()
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	var err error
 	select {
@@ -381,6 +519,21 @@ func (r *Registry) Stop() error {
 		}
 	}
 	return err
+}
+
+// closeIdleClientConns closes the idle keep-alive connections of the HTTP
+// clients in this process (net/http's and go-containerregistry's default
+// transports). A connection dialed but never used (the transport dials
+// ahead when requests run in parallel) stays "new" on the server side, and
+// http.Server.Shutdown waits 5s before it counts such a connection as idle:
+// without this every graceful stop after a go-containerregistry push took
+// 5s longer.
+func closeIdleClientConns() {
+	for _, rt := range []http.RoundTripper{http.DefaultTransport, remote.DefaultTransport} {
+		if c, ok := rt.(interface{ CloseIdleConnections() }); ok {
+			c.CloseIdleConnections()
+		}
+	}
 }
 
 // Kill stops the server with SIGKILL, as a crash would, and waits for it.
@@ -451,6 +604,23 @@ func freePort(t testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// freePortErr is freePort outside a test (0 if none: the bind then fails
+// with a clear error).
+func freePortErr() int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = cryptorand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 func tail(path string, n int) string {

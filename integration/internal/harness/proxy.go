@@ -2,6 +2,7 @@ package harness
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -17,12 +18,16 @@ type Exchange struct {
 	Path   string
 	Query  url.Values
 	Status int
+	Err    string // the proxy's error when the registry gave no response
 }
 
 func (e Exchange) String() string {
 	q := ""
 	if len(e.Query) > 0 {
 		q = "?" + e.Query.Encode()
+	}
+	if e.Err != "" {
+		return fmt.Sprintf("%s %s%s -> %d (%s)", e.Method, e.Path, q, e.Status, e.Err)
 	}
 	return fmt.Sprintf("%s %s%s -> %d", e.Method, e.Path, q, e.Status)
 }
@@ -33,8 +38,17 @@ func (e Exchange) String() string {
 type RecordingProxy struct {
 	Host string // 127.0.0.1:PORT of the proxy
 
-	mu  sync.Mutex
-	log []Exchange
+	mu     sync.Mutex
+	log    []Exchange
+	bodies func(*http.Request, io.ReadCloser) io.ReadCloser
+}
+
+// SetBodyFilter makes the proxy pass every request body through f (nil:
+// unchanged), e.g. to slow an upload down.
+func (p *RecordingProxy) SetBodyFilter(f func(req *http.Request, body io.ReadCloser) io.ReadCloser) {
+	p.mu.Lock()
+	p.bodies = f
+	p.mu.Unlock()
 }
 
 // NewRecordingProxy serves on a free loopback port until the test ends. The
@@ -47,7 +61,24 @@ func NewRecordingProxy(t testing.TB, target *Registry) *RecordingProxy {
 		t.Fatal(err)
 	}
 	p := &RecordingProxy{}
-	rp := httputil.NewSingleHostReverseProxy(u)
+	rp := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) {
+		pr.SetURL(u)
+		pr.Out.Host = pr.In.Host // Host passes through unchanged
+		p.mu.Lock()
+		f := p.bodies
+		p.mu.Unlock()
+		if f != nil && pr.Out.Body != nil && pr.Out.Body != http.NoBody {
+			pr.Out.Body = f(pr.Out, pr.Out.Body)
+		}
+	}}
+	// A failed round trip (the registry cut the connection) is recorded as
+	// the 502 the client gets.
+	rp.ErrorHandler = func(w http.ResponseWriter, req *http.Request, err error) {
+		p.mu.Lock()
+		p.log = append(p.log, Exchange{Method: req.Method, Path: req.URL.Path, Query: req.URL.Query(), Status: http.StatusBadGateway, Err: err.Error()})
+		p.mu.Unlock()
+		w.WriteHeader(http.StatusBadGateway)
+	}
 	rp.ModifyResponse = func(resp *http.Response) error {
 		req := resp.Request
 		p.mu.Lock()

@@ -1,0 +1,101 @@
+package integration
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/slipway/slipway/integration/internal/harness"
+)
+
+// backend is a storage the client tests run the registry on: each test body
+// runs once per backend, as a subtest named after it
+// (go test -run 'TestSkopeo/s3-redirect' picks one).
+type backend struct {
+	name string
+	s3   *harness.S3 // nil: a folder (storage.filesystem)
+}
+
+var (
+	// fsBackend: an empty folder per test.
+	fsBackend = backend{name: "fs"}
+	// s3Backend: a fresh bucket on the shared MinIO, blob GETs served by
+	// Slipway (the bytes stream through it).
+	s3Backend = backend{name: "s3", s3: &harness.S3{}}
+	// s3RedirectBackend: a fresh bucket, blob GETs answered 307 with a
+	// presigned MinIO URL (the production setting).
+	s3RedirectBackend = backend{name: "s3-redirect", s3: &harness.S3{Redirect: true}}
+
+	allBackends = []backend{fsBackend, s3Backend, s3RedirectBackend}
+)
+
+// start runs a registry on the backend for this test.
+func (b backend) start(t *testing.T) *harness.Registry {
+	t.Helper()
+	if b.s3 == nil {
+		return harness.Start(t)
+	}
+	s := *b.s3
+	return harness.StartOpts(t, harness.Options{S3: &s})
+}
+
+// eachBackend runs f as a subtest per backend.
+func eachBackend(t *testing.T, bs []backend, f func(t *testing.T, b backend)) {
+	t.Helper()
+	for _, b := range bs {
+		t.Run(b.name, func(t *testing.T) { f(t, b) })
+	}
+}
+
+// redirects reports whether blob GETs on b are answered with a 307.
+func (b backend) redirects() bool { return b.s3 != nil && b.s3.Redirect }
+
+// blobGETs counts, in Slipway's access log, the blob GETs from clients whose
+// User-Agent contains ua ("" for any) that were answered with a redirect
+// (307) and with the bytes (200/206).
+func blobGETs(t *testing.T, reg *harness.Registry, ua string) (redirected, served int) {
+	t.Helper()
+	for _, line := range strings.Split(reg.Logs(), "\n") {
+		if !strings.HasPrefix(line, "{") {
+			continue
+		}
+		var e struct {
+			Msg, Method, Route string
+			UserAgent          string `json:"user_agent"`
+			Status             int
+		}
+		if json.Unmarshal([]byte(line), &e) != nil || e.Msg != "request" || e.Method != "GET" || e.Route != "blob" {
+			continue
+		}
+		if !strings.Contains(e.UserAgent, ua) {
+			continue
+		}
+		switch e.Status {
+		case 307:
+			redirected++
+		case 200, 206:
+			served++
+		}
+	}
+	return redirected, served
+}
+
+// checkBlobReads requires that the client (by User-Agent) read blobs the
+// way the backend says: through a redirect on s3-redirect, from Slipway
+// itself elsewhere. Slipway only: the stock registry logs another format.
+func checkBlobReads(t *testing.T, reg *harness.Registry, b backend, ua string) {
+	t.Helper()
+	if harness.IsStock() {
+		return
+	}
+	red, served := blobGETs(t, reg, ua)
+	t.Logf("blob GETs by %q: %d redirected (307), %d served (200/206)", ua, red, served)
+	switch {
+	case b.redirects() && red == 0:
+		t.Errorf("%s: no blob GET by %q was redirected (307) to MinIO; %d were served by Slipway", b.name, ua, served)
+	case !b.redirects() && red > 0:
+		t.Errorf("%s: %d blob GETs by %q were redirected although redirect is off", b.name, red, ua)
+	case !b.redirects() && served == 0:
+		t.Errorf("%s: no blob GET by %q reached Slipway", b.name, ua)
+	}
+}
