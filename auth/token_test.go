@@ -5,6 +5,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
@@ -170,5 +171,30 @@ func TestV2Middleware(t *testing.T) {
 	serve(h2, http.MethodPost, "/v2/staging/app/blobs/uploads/?"+url.Values{"mount": {"sha256:abc"}, "from": {"staging/app"}}.Encode(), "", bearer...)
 	if !strings.Contains(seen, "mount=") {
 		t.Errorf("mount from a readable repository dropped: %q", seen)
+	}
+	// ci may pull staging/lib, but the token does not say so: 401
+	// insufficient_scope, asking for both scopes, so that the client
+	// fetches a token that mounts (not a silent plain upload).
+	const both = `scope="repository:staging/app:pull,push repository:staging/lib:pull"`
+	mountLib := "/v2/staging/app/blobs/uploads/?" + url.Values{"mount": {"sha256:abc"}, "from": {"staging/lib"}}.Encode()
+	seen = "unset"
+	rec := serve(h2, http.MethodPost, mountLib, "", bearer...)
+	if ch := rec.Header().Get("WWW-Authenticate"); rec.Code != 401 || !strings.Contains(ch, both) || !strings.Contains(ch, `error="insufficient_scope"`) || seen != "unset" {
+		t.Errorf("mount from a repository the account may pull, token without it = %d %q (handler saw %q)", rec.Code, ch, seen)
+	}
+	// Without a token the challenge asks for both at once.
+	rec = serve(h2, http.MethodPost, mountLib, "")
+	if ch := rec.Header().Get("WWW-Authenticate"); rec.Code != 401 || !strings.Contains(ch, both) {
+		t.Errorf("mount without a token = %d %q", rec.Code, ch)
+	}
+	// The challenge's scope, as one parameter, gets the token that mounts.
+	rec = serve(h, http.MethodGet, "/auth/token?"+url.Values{"scope": {"repository:staging/app:pull,push repository:staging/lib:pull"}}.Encode(), "", basicHeader("ci", ciPass)...)
+	var tr TokenResponse
+	if err := json.Unmarshal(rec.Body.Bytes(), &tr); rec.Code != 200 || err != nil {
+		t.Fatalf("token for the challenge's scope = %d %s", rec.Code, rec.Body)
+	}
+	serve(h2, http.MethodPost, mountLib, "", "Authorization", "Bearer "+tr.Token)
+	if !strings.Contains(seen, "mount=") || !strings.Contains(seen, "from=staging%2Flib") {
+		t.Errorf("mount with a token for both repositories dropped: %q", seen)
 	}
 }

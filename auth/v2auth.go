@@ -17,6 +17,10 @@ import (
 type requirement struct {
 	typ, name string
 	actions   []string // every one of them; none: any valid token will do
+	// mountFrom is the source of a cross-repository mount: its pull is
+	// not required (without it the mount is dropped), but challenges ask
+	// for it, so that a client can get a token that mounts.
+	mountFrom string
 }
 
 // accessDetail is the "detail" of an UNAUTHORIZED or DENIED error, shaped
@@ -37,7 +41,7 @@ type accessDetail struct {
 //	                              since cancelling one's own upload is
 //	                              part of pushing)
 //
-// A cross-repository mount also needs pull on "from"; see V2.
+// A cross-repository mount also needs pull on "from"; see checkMount.
 func required(path, method string) requirement {
 	rt, ok := registry.ParseRoute(path)
 	if !ok || rt.Kind == registry.KindBase {
@@ -68,7 +72,28 @@ func (r requirement) scope() string {
 	if len(r.actions) == 0 {
 		return ""
 	}
-	return FormatScope(Access{Type: r.typ, Name: r.name, Actions: r.actions})
+	s := FormatScope(Access{Type: r.typ, Name: r.name, Actions: r.actions})
+	if r.mountFrom != "" {
+		s += " " + FormatScope(Access{Type: TypeRepository, Name: r.mountFrom, Actions: []string{ActionPull}})
+	}
+	return s
+}
+
+// mountSource is the repository a POST ?mount=&from= reads, when it is a
+// valid name other than the target's ("" otherwise).
+func mountSource(r *http.Request, need requirement) string {
+	if need.typ != TypeRepository || r.Method != http.MethodPost {
+		return ""
+	}
+	q := r.URL.Query()
+	from := q.Get("from")
+	if q.Get("mount") == "" || from == "" || from == need.name {
+		return ""
+	}
+	if _, err := reference.WithName(from); err != nil {
+		return ""
+	}
+	return from
 }
 
 func (r requirement) satisfiedBy(c *Claims) bool {
@@ -95,11 +120,13 @@ func (r requirement) detail() []accessDetail {
 // could get that scope (the client fetches a new token and retries), and
 // 403 DENIED when policy forbids it (docker prints "denied: …"): a
 // repository the account has no grant on, or push/delete in an immutable
-// stage, which even admins never get.
+// stage, which even admins never get. A cross-repository mount's
+// challenges also ask for pull on "from" (see checkMount).
 func (s *Service) V2(c *gin.Context) {
 	c.Header("Docker-Distribution-API-Version", "registry/2.0")
 	req := c.Request
 	need := required(req.URL.Path, req.Method)
+	need.mountFrom = mountSource(req, need)
 	raw, ok := bearerToken(req)
 	if !ok {
 		s.challenge(c, need, "", "authentication required")
@@ -114,8 +141,8 @@ func (s *Service) V2(c *gin.Context) {
 		s.insufficient(c, need, claims)
 		return
 	}
-	if need.typ == TypeRepository && req.Method == http.MethodPost {
-		s.checkMount(c, claims)
+	if need.typ == TypeRepository && req.Method == http.MethodPost && !s.checkMount(c, need, claims) {
+		return
 	}
 	c.Request = req.WithContext(WithPrincipal(req.Context(), s.principal(claims.Subject)))
 	c.Next()
@@ -132,20 +159,34 @@ func (s *Service) principal(sub string) Principal {
 }
 
 // checkMount: a cross-repository mount reads "from", so it needs pull
-// there too. Without it the mount is dropped and the request becomes a
-// plain upload (202), as when the source does not have the blob.
-func (s *Service) checkMount(c *gin.Context, claims *Claims) {
+// there too. When the token lacks it but the account may pull there, the
+// answer is 401 insufficient_scope, whose challenge asks for both scopes
+// (the client fetches that token and retries), and checkMount returns
+// false. Otherwise the mount is dropped and the request becomes a plain
+// upload (202), as when the source does not have the blob.
+func (s *Service) checkMount(c *gin.Context, need requirement, claims *Claims) bool {
 	q := c.Request.URL.Query()
 	if q.Get("mount") == "" {
-		return
+		return true
 	}
 	if from := q.Get("from"); from != "" && claims.Allows(TypeRepository, from, ActionPull) {
-		return
+		return true
+	}
+	if need.mountFrom != "" && claims.Subject != "" {
+		ctx := c.Request.Context()
+		acct, err := s.account(ctx, claims.Subject)
+		if err != nil {
+			s.log.WarnContext(ctx, "looking up an account for a mount; uploading instead", "account", claims.Subject, "error", err.Error())
+		} else if acct != nil && slices.Contains(s.policy.Allowed(acct, TypeRepository, need.mountFrom), ActionPull) {
+			s.challenge(c, need, "insufficient_scope", "insufficient scope: the token does not grant "+need.scope())
+			return false
+		}
 	}
 	q.Del("mount")
 	q.Del("from")
 	q.Del("digest") // ignored beside a mount; alone it would mean a monolithic upload
 	c.Request.URL.RawQuery = q.Encode()
+	return true
 }
 
 // insufficient answers a valid token that does not grant what is needed.

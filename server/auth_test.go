@@ -455,6 +455,22 @@ func TestMountNeedsPullOnSource(t *testing.T) {
 	if rec.Code != http.StatusCreated {
 		t.Fatalf("mount with pull on the source = %d %s, want 201", rec.Code, rec.Body)
 	}
+
+	// A token for staging/other alone (as a client caching one token per
+	// repository holds), where ci may pull shared/src: 401
+	// insufficient_scope naming both scopes, then the token the challenge
+	// asks for mounts.
+	narrow := token(t, h, ciUser, ciPass, "repository:staging/other:pull,push")
+	mount := "/v2/staging/other/blobs/uploads/?mount=" + visible + "&from=shared/src"
+	rec = send(h, http.MethodPost, mount, "", bearer(narrow)...)
+	ch := rec.Header().Get("WWW-Authenticate")
+	const both = "repository:staging/other:pull,push repository:shared/src:pull"
+	if rec.Code != http.StatusUnauthorized || !strings.Contains(ch, `scope="`+both+`"`) || !strings.Contains(ch, `error="insufficient_scope"`) {
+		t.Fatalf("mount with a token lacking pull on the source = %d %q, want 401 insufficient_scope for %q", rec.Code, ch, both)
+	}
+	if rec := send(h, http.MethodPost, mount, "", bearer(token(t, h, ciUser, ciPass, both))...); rec.Code != http.StatusCreated {
+		t.Fatalf("mount with the token the challenge asked for = %d %s, want 201", rec.Code, rec.Body)
+	}
 }
 
 func TestKeyRotation(t *testing.T) {
