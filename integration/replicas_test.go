@@ -48,6 +48,23 @@ func testReplicas(t *testing.T, b backend) {
 	// the signing key).
 	client := harness.NewClient(a.User())
 
+	t.Run("token-across", func(t *testing.T) {
+		if harness.IsStock() {
+			t.Fatal("this subtest checks Slipway's tokens: run it against Slipway")
+		}
+		// Both replicas sign with the same auth.signing_key: a token one
+		// issues is good on the other, and they publish the same key set.
+		for _, pair := range [][2]*harness.Registry{{a, bb}, {bb, a}} {
+			tok := pair[0].Token(t, a.User(), "repository:it/replicas-token:pull")
+			if st, ch := v2Get(t, pair[1].URL()+"/v2/it/replicas-token/tags/list", tok); st != http.StatusNotFound {
+				t.Errorf("token from %s on %s: %d %+v, want 404 (accepted; no such repository)", pair[0].Host, pair[1].Host, st, ch)
+			}
+		}
+		if ka, kb := jwks(t, a), jwks(t, bb); len(ka) != 1 || len(kb) != 1 || !keysEqual(ka, kb) {
+			t.Errorf("the replicas publish different key sets: %d and %d keys", len(ka), len(kb))
+		}
+	})
+
 	t.Run("upload-across", func(t *testing.T) {
 		const chunk = 1 << 20
 		blob := randomBytes(t, 2*chunk+777)
