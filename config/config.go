@@ -24,6 +24,10 @@ type Config struct {
 	Storage Storage `yaml:"storage"`
 	Uploads Uploads `yaml:"uploads"`
 	Log     Log     `yaml:"log"`
+	Auth    Auth    `yaml:"auth"`
+	// Stages are the ordered repository prefixes an image is promoted
+	// through (staging/ -> production/); see stages.go.
+	Stages []Stage `yaml:"stages"`
 }
 
 // Uploads configures the housekeeping of blob upload sessions.
@@ -133,6 +137,8 @@ func Default() Config {
 		Storage: Storage{Filesystem: Filesystem{Root: "./data"}},
 		Uploads: Uploads{PurgeAfter: 24 * time.Hour, PurgeInterval: time.Hour},
 		Log:     Log{Level: "info"},
+		Auth:    defaultAuth(),
+		Stages:  defaultStages(),
 	}
 }
 
@@ -213,6 +219,8 @@ func (c Config) problems() []problem {
 	if _, ok := logLevels[c.Log.Level]; !ok {
 		add("log.level", "must be one of debug|info|warn|error, got %q", c.Log.Level)
 	}
+	ps = append(ps, c.Auth.problems()...)
+	ps = append(ps, stageProblems(c.Stages)...)
 	return ps
 }
 

@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -20,7 +21,7 @@ func TestDefaultIsValid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg != Default() {
+	if !reflect.DeepEqual(cfg, Default()) {
 		t.Fatalf("Load(\"\") = %+v, want Default()", cfg)
 	}
 	if cfg.HTTP.Addr != ":5000" || cfg.Storage.Filesystem.Root != "./data" {
@@ -59,8 +60,11 @@ log:
 		Storage: Storage{Filesystem: Filesystem{Root: "/var/lib/slipway"}},
 		Uploads: Default().Uploads,
 		Log:     Log{Level: "debug"},
+		Auth:    Default().Auth,
+		Stages:  Default().Stages,
 	}
-	if cfg != want {
+	want.Auth.SigningKey = "/var/lib/slipway/keys/token.pem" // follows the root
+	if !reflect.DeepEqual(cfg, want) {
 		t.Fatalf("got %+v\nwant %+v", cfg, want)
 	}
 }
@@ -72,7 +76,7 @@ func TestPartialFileKeepsDefaults(t *testing.T) {
 	}
 	want := Default()
 	want.Log.Level = "warn"
-	if cfg != want {
+	if !reflect.DeepEqual(cfg, want) {
 		t.Fatalf("got %+v, want %+v", cfg, want)
 	}
 }
@@ -108,8 +112,11 @@ func TestEnvOverrides(t *testing.T) {
 		Storage: Storage{Filesystem: Filesystem{Root: "/srv/data"}},
 		Uploads: Default().Uploads,
 		Log:     Log{Level: "error"},
+		Auth:    Default().Auth,
+		Stages:  Default().Stages,
 	}
-	if cfg != want {
+	want.Auth.SigningKey = "/srv/data/keys/token.pem"
+	if !reflect.DeepEqual(cfg, want) {
 		t.Fatalf("got %+v\nwant %+v", cfg, want)
 	}
 }

@@ -43,6 +43,14 @@ func Parse(name string, data []byte, env LookupEnv) (Config, error) {
 	var msgs []string
 	if env != nil {
 		msgs = applyEnv(&cfg, env, src.env)
+		if v, ok := env(AdminPasswordEnv); ok {
+			cfg.Auth.AdminPassword = v
+		}
+	}
+	// An unset signing key follows the storage root, so one setting moves
+	// all of a server's local state.
+	if !src.set("auth.signing_key") {
+		cfg.Auth.SigningKey = defaultSigningKey(cfg.Storage.Filesystem.Root)
 	}
 	for _, p := range cfg.problems() {
 		msgs = append(msgs, format(src.where(p.key), p))
@@ -74,6 +82,13 @@ func (s sources) where(key string) string {
 		}
 	}
 	return s.file
+}
+
+// set reports whether the file or a variable gave key a value.
+func (s sources) set(key string) bool {
+	_, inEnv := s.env[key]
+	_, inFile := s.lines[key]
+	return inEnv || inFile
 }
 
 func parentKey(k string) string {

@@ -32,11 +32,18 @@ var (
 // start runs a registry on the backend for this test.
 func (b backend) start(t *testing.T) *harness.Registry {
 	t.Helper()
-	if b.s3 == nil {
-		return harness.Start(t)
+	return b.startOpts(t, harness.Options{})
+}
+
+// startOpts is start with options (their S3 is the backend's).
+func (b backend) startOpts(t *testing.T, opts harness.Options) *harness.Registry {
+	t.Helper()
+	opts.S3 = nil
+	if b.s3 != nil {
+		s := *b.s3
+		opts.S3 = &s
 	}
-	s := *b.s3
-	return harness.StartOpts(t, harness.Options{S3: &s})
+	return harness.StartOpts(t, opts)
 }
 
 // eachBackend runs f as a subtest per backend.

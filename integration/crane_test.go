@@ -21,17 +21,22 @@ func TestCraneCopyMount(t *testing.T) {
 }
 
 func testCraneCopyMount(t *testing.T, b backend) {
-	reg := b.start(t)
+	// No public_url: the token realm names the host a request came to, so
+	// crane, talking to the proxy, gets its tokens through the proxy too
+	// (go-containerregistry refuses a loopback realm on another port).
+	reg := b.startOpts(t, harness.Options{NoPublicURL: true})
 	tools := harness.NewTools(t)
 
 	img := ociImage(t, 3, 512<<10, v1.Platform{OS: "linux", Architecture: "amd64"})
 	want := mustDigest(t, img)
-	if err := remote.Write(parseRef(t, reg.Ref("it/crane-src:1")), img); err != nil {
+	if err := remote.Write(parseRef(t, reg.Ref("it/crane-src:1")), img, as(reg.User())); err != nil {
 		t.Fatalf("pushing the source image: %v", err)
 	}
 
 	// crane talks to the registry through a recording proxy.
 	proxy := harness.NewRecordingProxy(t, reg)
+	tools.CraneLogin(proxy.Host, reg.User())
+	tools.CraneLogin(reg.Host, reg.User())
 	tools.Run("crane", "copy", "--insecure", proxy.Ref("it/crane-src:1"), proxy.Ref("it/crane-dst:1"))
 
 	// Which blobs were mounted, and did anything get uploaded?

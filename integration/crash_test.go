@@ -41,9 +41,9 @@ func verifyStore(t *testing.T, reg *harness.Registry) {
 
 // requireWholeOrAbsent: a tag pushed while the server died either does not
 // exist or names a complete, valid image.
-func requireWholeOrAbsent(t *testing.T, ref string) (visible bool) {
+func requireWholeOrAbsent(t *testing.T, ref string, auth remote.Option) (visible bool) {
 	t.Helper()
-	img, err := remote.Image(parseRef(t, ref))
+	img, err := remote.Image(parseRef(t, ref), auth)
 	var terr *transport.Error
 	if errors.As(err, &terr) && terr.StatusCode == http.StatusNotFound {
 		return false
@@ -57,9 +57,9 @@ func requireWholeOrAbsent(t *testing.T, ref string) (visible bool) {
 	return true
 }
 
-func requirePulls(t *testing.T, ref string, want v1.Image) {
+func requirePulls(t *testing.T, ref string, want v1.Image, auth remote.Option) {
 	t.Helper()
-	img, err := remote.Image(parseRef(t, ref))
+	img, err := remote.Image(parseRef(t, ref), auth)
 	if err != nil {
 		t.Fatalf("%s no longer pulls: %v", ref, err)
 	}
@@ -87,7 +87,7 @@ func testCrashDuringPush(t *testing.T, b backend) {
 	reg := b.start(t)
 	plat := v1.Platform{OS: "linux", Architecture: "amd64"}
 	done := map[string]v1.Image{"it/crash:base": ociImage(t, 2, 128<<10, plat)}
-	if err := remote.Write(parseRef(t, reg.Ref("it/crash:base")), done["it/crash:base"]); err != nil {
+	if err := remote.Write(parseRef(t, reg.Ref("it/crash:base")), done["it/crash:base"], as(reg.User())); err != nil {
 		t.Fatal(err)
 	}
 
@@ -99,7 +99,7 @@ func testCrashDuringPush(t *testing.T, b backend) {
 		reg.Restart()
 
 		errc := make(chan error, 1)
-		go func() { errc <- remote.Write(parseRef(t, reg.Ref(tag)), img) }()
+		go func() { errc <- remote.Write(parseRef(t, reg.Ref(tag)), img, as(reg.User())) }()
 		time.Sleep(time.Duration(100+round*110) * time.Millisecond)
 		reg.Kill()
 		if err := <-errc; err != nil {
@@ -110,15 +110,15 @@ func testCrashDuringPush(t *testing.T, b backend) {
 		reg.SetWriteDelay(0)
 		reg.Restart()
 		for ref, want := range done {
-			requirePulls(t, reg.Ref(ref), want)
+			requirePulls(t, reg.Ref(ref), want, as(reg.User()))
 		}
-		visible := requireWholeOrAbsent(t, reg.Ref(tag))
+		visible := requireWholeOrAbsent(t, reg.Ref(tag), as(reg.User()))
 		t.Logf("round %d: killed after %dms, tag visible after restart: %v", round, 100+round*110, visible)
 
-		if err := remote.Write(parseRef(t, reg.Ref(tag)), img); err != nil {
+		if err := remote.Write(parseRef(t, reg.Ref(tag)), img, as(reg.User())); err != nil {
 			t.Fatalf("re-pushing %s after the crash: %v", tag, err)
 		}
-		requirePulls(t, reg.Ref(tag), img)
+		requirePulls(t, reg.Ref(tag), img, as(reg.User()))
 		done[tag] = img
 	}
 	if interrupted == 0 {
@@ -139,9 +139,14 @@ func testCrashDuringManifestPut(t *testing.T, b backend) {
 	reg := b.start(t)
 	plat := v1.Platform{OS: "linux", Architecture: "amd64"}
 	base := ociImage(t, 1, 64<<10, plat)
-	if err := remote.Write(parseRef(t, reg.Ref("it/mcrash:base")), base); err != nil {
+	if err := remote.Write(parseRef(t, reg.Ref("it/mcrash:base")), base, as(reg.User())); err != nil {
 		t.Fatal(err)
 	}
+	// The client's token for pushing here, fetched before the rounds so
+	// each PUT goes out at once: re-putting base is a no-op.
+	client := harness.NewClient(reg.User())
+	do(t, client, http.MethodPut, reg.URL()+"/v2/it/mcrash/manifests/base", mustRaw(t, base),
+		map[string]string{"Content-Type": "application/vnd.oci.image.manifest.v1+json"}, http.StatusCreated)
 	reg.SetWriteDelay(crashWriteDelay)
 	interrupted := 0
 	for round := range 5 {
@@ -155,7 +160,7 @@ func testCrashDuringManifestPut(t *testing.T, b backend) {
 		go func() {
 			req, _ := http.NewRequest(http.MethodPut, reg.URL()+"/v2/it/mcrash/manifests/"+tag, bytes.NewReader(raw))
 			req.Header.Set("Content-Type", "application/vnd.oci.image.manifest.v1+json")
-			resp, err := http.DefaultClient.Do(req)
+			resp, err := client.Do(req)
 			if err == nil {
 				resp.Body.Close()
 				if resp.StatusCode != http.StatusCreated {
@@ -171,9 +176,9 @@ func testCrashDuringManifestPut(t *testing.T, b backend) {
 		}
 		verifyStore(t, reg)
 		reg.Restart()
-		requirePulls(t, reg.Ref("it/mcrash:base"), base)
-		if requireWholeOrAbsent(t, reg.Ref("it/mcrash:"+tag)) {
-			requirePulls(t, reg.Ref("it/mcrash:"+tag), img)
+		requirePulls(t, reg.Ref("it/mcrash:base"), base, as(reg.User()))
+		if requireWholeOrAbsent(t, reg.Ref("it/mcrash:"+tag), as(reg.User())) {
+			requirePulls(t, reg.Ref("it/mcrash:"+tag), img, as(reg.User()))
 		}
 	}
 	if interrupted == 0 {
@@ -196,13 +201,14 @@ func testCrashDuringChunkedUpload(t *testing.T, b backend) {
 		t.Fatal(err)
 	}
 	dgst := fmt.Sprintf("sha256:%x", sha256.Sum256(blob))
+	client := harness.NewClient(reg.User())
 
-	resp := do(t, http.MethodPost, reg.URL()+"/v2/it/ucrash/blobs/uploads/", nil, nil, http.StatusAccepted)
+	resp := do(t, client, http.MethodPost, reg.URL()+"/v2/it/ucrash/blobs/uploads/", nil, nil, http.StatusAccepted)
 	loc := reg.URL() + resp.Header.Get("Location")
 	if resp.Header.Get("Location")[0] != '/' {
 		loc = resp.Header.Get("Location")
 	}
-	do(t, http.MethodPatch, loc, blob[:chunk], map[string]string{"Content-Range": fmt.Sprintf("0-%d", chunk-1)}, http.StatusAccepted)
+	do(t, client, http.MethodPatch, loc, blob[:chunk], map[string]string{"Content-Range": fmt.Sprintf("0-%d", chunk-1)}, http.StatusAccepted)
 
 	// The second chunk stalls half way; the server dies while reading it.
 	pr, pw := io.Pipe()
@@ -215,7 +221,7 @@ func testCrashDuringChunkedUpload(t *testing.T, b backend) {
 	go func() {
 		req, _ := http.NewRequest(http.MethodPatch, loc, pr)
 		req.Header.Set("Content-Type", "application/octet-stream")
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := client.Do(req)
 		if err == nil {
 			resp.Body.Close()
 		}
@@ -227,13 +233,13 @@ func testCrashDuringChunkedUpload(t *testing.T, b backend) {
 	verifyStore(t, reg)
 	reg.Restart()
 
-	st := do(t, http.MethodGet, loc, nil, nil, http.StatusNoContent)
+	st := do(t, client, http.MethodGet, loc, nil, nil, http.StatusNoContent)
 	if got, want := st.Header.Get("Range"), fmt.Sprintf("0-%d", chunk-1); got != want {
 		t.Fatalf("upload status after restart: Range %q, want %q", got, want)
 	}
-	do(t, http.MethodPatch, loc, blob[chunk:], map[string]string{"Content-Range": fmt.Sprintf("%d-%d", chunk, 2*chunk-1)}, http.StatusAccepted)
-	do(t, http.MethodPut, loc+"?digest="+dgst, nil, nil, http.StatusCreated)
-	got := do(t, http.MethodGet, reg.URL()+"/v2/it/ucrash/blobs/"+dgst, nil, nil, http.StatusOK)
+	do(t, client, http.MethodPatch, loc, blob[chunk:], map[string]string{"Content-Range": fmt.Sprintf("%d-%d", chunk, 2*chunk-1)}, http.StatusAccepted)
+	do(t, client, http.MethodPut, loc+"?digest="+dgst, nil, nil, http.StatusCreated)
+	got := do(t, client, http.MethodGet, reg.URL()+"/v2/it/ucrash/blobs/"+dgst, nil, nil, http.StatusOK)
 	if !bytes.Equal(got.body, blob) {
 		t.Fatal("blob read back differs from what was uploaded")
 	}
@@ -244,8 +250,8 @@ type response struct {
 	body []byte
 }
 
-// do sends one request and requires a status.
-func do(t *testing.T, method, url string, body []byte, hdr map[string]string, want int) response {
+// do sends one request with client and requires a status.
+func do(t *testing.T, client *http.Client, method, url string, body []byte, hdr map[string]string, want int) response {
 	t.Helper()
 	req, err := http.NewRequest(method, url, bytes.NewReader(body))
 	if err != nil {
@@ -255,7 +261,7 @@ func do(t *testing.T, method, url string, body []byte, hdr map[string]string, wa
 	for k, v := range hdr {
 		req.Header.Set(k, v)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)
 	}

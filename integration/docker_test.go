@@ -29,6 +29,7 @@ func testDocker(t *testing.T, b backend) {
 	reg := b.start(t)
 	tools := harness.NewTools(t)
 	tools.RequireDocker()
+	tools.DockerLogin(reg.Host, reg.User())
 
 	ctx := filepath.Join(tools.Dir, "ctx")
 	if err := os.MkdirAll(ctx, 0o755); err != nil {
@@ -101,7 +102,7 @@ func testDocker(t *testing.T, b backend) {
 		t.Cleanup(func() {
 			_, _ = tools.Exec(harness.Cmd{Args: []string{"ctr", "--address", sock, "--namespace", "slipwaytest", "images", "rm", "--sync", ref}})
 		})
-		ctr("images", "pull", "--plain-http", ref)
+		ctr("images", "pull", "--plain-http", "--user", reg.User().String(), ref)
 		// REF TYPE DIGEST SIZE PLATFORMS LABELS
 		ls := ctr("images", "ls")
 		var got string

@@ -9,13 +9,23 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/slipway/slipway/integration/internal/harness"
 )
+
+// as makes go-containerregistry log in as c (Basic credentials, exchanged
+// for tokens at the registry's token endpoint).
+func as(c harness.Credentials) remote.Option {
+	return remote.WithAuth(&authn.Basic{Username: c.Username, Password: c.Password})
+}
 
 // writeRandomFile writes size bytes of random (incompressible) data.
 func writeRandomFile(t *testing.T, path string, size int64) {

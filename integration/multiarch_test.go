@@ -52,13 +52,13 @@ func testMultiArch(t *testing.T, b backend) {
 			wantDigest := mustDigest(t, idx)
 
 			ref := parseRef(t, reg.Ref(fmt.Sprintf("it/multiarch-%s:1", tc.name)))
-			if err := remote.WriteIndex(ref, idx); err != nil {
+			if err := remote.WriteIndex(ref, idx, as(reg.User())); err != nil {
 				t.Fatalf("remote.WriteIndex %s: %v", ref, err)
 			}
 
 			// The index, by tag and by digest.
 			for _, r := range []string{ref.String(), ref.Context().Digest(wantDigest.String()).String()} {
-				desc, err := remote.Get(parseRef(t, r))
+				desc, err := remote.Get(parseRef(t, r), as(reg.User()))
 				if err != nil {
 					t.Fatalf("remote.Get %s: %v", r, err)
 				}
@@ -86,7 +86,7 @@ func testMultiArch(t *testing.T, b backend) {
 			}
 			for _, m := range im.Manifests {
 				cref := ref.Context().Digest(m.Digest.String())
-				desc, err := remote.Get(cref)
+				desc, err := remote.Get(cref, as(reg.User()))
 				if err != nil {
 					t.Fatalf("remote.Get %s (%s): %v", cref, m.Platform, err)
 				}
@@ -100,7 +100,7 @@ func testMultiArch(t *testing.T, b backend) {
 			}
 
 			// Every blob downloads and verifies (digests, diff IDs, sizes).
-			ridx, err := remote.Index(ref)
+			ridx, err := remote.Index(ref, as(reg.User()))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -110,7 +110,7 @@ func testMultiArch(t *testing.T, b backend) {
 
 			// Platform resolution picks the right child.
 			for _, m := range im.Manifests {
-				img, err := remote.Image(ref, remote.WithPlatform(*m.Platform))
+				img, err := remote.Image(ref, remote.WithPlatform(*m.Platform), as(reg.User()))
 				if err != nil {
 					t.Fatalf("remote.Image(%s, %s): %v", ref, m.Platform, err)
 				}

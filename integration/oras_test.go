@@ -35,6 +35,7 @@ func testOras(t *testing.T, b backend) {
 		}
 	}
 	ref := reg.Ref("it/oras:1")
+	tools.OrasLogin(reg.Host, reg.User())
 
 	var pushed struct {
 		Digest       string `json:"digest"`

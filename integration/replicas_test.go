@@ -44,6 +44,26 @@ func TestReplicas(t *testing.T) {
 func testReplicas(t *testing.T, b backend) {
 	a := b.start(t)
 	bb := a.StartReplica(t)
+	// One client for both replicas: a token from A is good on B (they share
+	// the signing key).
+	client := harness.NewClient(a.User())
+
+	t.Run("token-across", func(t *testing.T) {
+		if harness.IsStock() {
+			t.Fatal("this subtest checks Slipway's tokens: run it against Slipway")
+		}
+		// Both replicas sign with the same auth.signing_key: a token one
+		// issues is good on the other, and they publish the same key set.
+		for _, pair := range [][2]*harness.Registry{{a, bb}, {bb, a}} {
+			tok := pair[0].Token(t, a.User(), "repository:it/replicas-token:pull")
+			if st, ch := v2Get(t, pair[1].URL()+"/v2/it/replicas-token/tags/list", tok); st != http.StatusNotFound {
+				t.Errorf("token from %s on %s: %d %+v, want 404 (accepted; no such repository)", pair[0].Host, pair[1].Host, st, ch)
+			}
+		}
+		if ka, kb := jwks(t, a), jwks(t, bb); len(ka) != 1 || len(kb) != 1 || !keysEqual(ka, kb) {
+			t.Errorf("the replicas publish different key sets: %d and %d keys", len(ka), len(kb))
+		}
+	})
 
 	t.Run("upload-across", func(t *testing.T) {
 		const chunk = 1 << 20
@@ -51,27 +71,27 @@ func testReplicas(t *testing.T, b backend) {
 		dgst := digest.FromBytes(blob)
 		repo := "it/replicas-upload"
 
-		resp := do(t, http.MethodPost, a.URL()+"/v2/"+repo+"/blobs/uploads/", nil, nil, http.StatusAccepted)
+		resp := do(t, client, http.MethodPost, a.URL()+"/v2/"+repo+"/blobs/uploads/", nil, nil, http.StatusAccepted)
 		loc := onReplica(t, a, resp.Header.Get("Location"))
-		resp = do(t, http.MethodPatch, loc, blob[:chunk], map[string]string{"Content-Range": fmt.Sprintf("0-%d", chunk-1)}, http.StatusAccepted)
+		resp = do(t, client, http.MethodPatch, loc, blob[:chunk], map[string]string{"Content-Range": fmt.Sprintf("0-%d", chunk-1)}, http.StatusAccepted)
 		if got, want := resp.Header.Get("Range"), fmt.Sprintf("0-%d", chunk-1); got != want {
 			t.Errorf("PATCH on A: Range %q, want %q", got, want)
 		}
 
 		// B sees the session A wrote, and takes it over.
 		locB := onReplica(t, bb, resp.Header.Get("Location"))
-		st := do(t, http.MethodGet, locB, nil, nil, http.StatusNoContent)
+		st := do(t, client, http.MethodGet, locB, nil, nil, http.StatusNoContent)
 		if got, want := st.Header.Get("Range"), fmt.Sprintf("0-%d", chunk-1); got != want {
 			t.Errorf("upload status on B: Range %q, want %q", got, want)
 		}
-		resp = do(t, http.MethodPatch, locB, blob[chunk:], map[string]string{"Content-Range": fmt.Sprintf("%d-%d", chunk, len(blob)-1)}, http.StatusAccepted)
+		resp = do(t, client, http.MethodPatch, locB, blob[chunk:], map[string]string{"Content-Range": fmt.Sprintf("%d-%d", chunk, len(blob)-1)}, http.StatusAccepted)
 		locB = onReplica(t, bb, resp.Header.Get("Location"))
-		put := do(t, http.MethodPut, withDigest(t, locB, dgst), nil, nil, http.StatusCreated)
+		put := do(t, client, http.MethodPut, withDigest(t, locB, dgst), nil, nil, http.StatusCreated)
 		if got := put.Header.Get("Docker-Content-Digest"); got != dgst.String() {
 			t.Errorf("PUT on B: Docker-Content-Digest %q, want %s", got, dgst)
 		}
 		for _, r := range []*harness.Registry{a, bb} {
-			got := do(t, http.MethodGet, r.URL()+"/v2/"+repo+"/blobs/"+dgst.String(), nil, nil, http.StatusOK)
+			got := do(t, client, http.MethodGet, r.URL()+"/v2/"+repo+"/blobs/"+dgst.String(), nil, nil, http.StatusOK)
 			if !bytes.Equal(got.body, blob) {
 				t.Errorf("GET through %s: %d bytes, digest %s; want %d bytes, %s", r.Host, len(got.body), digest.FromBytes(got.body), len(blob), dgst)
 			}
@@ -83,9 +103,10 @@ func testReplicas(t *testing.T, b backend) {
 
 	t.Run("push-A-pull-B", func(t *testing.T) {
 		tools := harness.NewTools(t)
+		tools.CraneLogin(bb.Host, bb.User())
 		img := ociImage(t, 3, 256<<10, v1.Platform{OS: "linux", Architecture: "amd64"})
 		want := mustDigest(t, img)
-		if err := remote.Write(parseRef(t, a.Ref("it/replicas-image:1")), img); err != nil {
+		if err := remote.Write(parseRef(t, a.Ref("it/replicas-image:1")), img, as(a.User())); err != nil {
 			t.Fatalf("push through A: %v", err)
 		}
 		if got := strings.TrimSpace(tools.Run("crane", "digest", "--insecure", bb.Ref("it/replicas-image:1"))); got != want.String() {
@@ -108,6 +129,7 @@ func testReplicas(t *testing.T, b backend) {
 		// A store of its own, so every data object in it is one of these blobs.
 		a := b.start(t)
 		bb := a.StartReplica(t)
+		client := harness.NewClient(a.User())
 		const rounds = 4
 		var blobs []digest.Digest
 		for round := range rounds {
@@ -116,14 +138,14 @@ func testReplicas(t *testing.T, b backend) {
 				dgst := digest.FromBytes(blob)
 				blobs = append(blobs, dgst)
 				repo := fmt.Sprintf("it/replicas-race-%s", mode)
-				statuses := raceUpload(t, []*harness.Registry{a, bb}, repo, blob, mode)
+				statuses := raceUpload(t, client, []*harness.Registry{a, bb}, repo, blob, mode)
 				for i, st := range statuses {
 					if st != http.StatusCreated {
 						t.Errorf("round %d %s: replica %d answered %d, want 201", round, mode, i, st)
 					}
 				}
 				for _, r := range []*harness.Registry{a, bb} {
-					got := do(t, http.MethodGet, r.URL()+"/v2/"+repo+"/blobs/"+dgst.String(), nil, nil, http.StatusOK)
+					got := do(t, client, http.MethodGet, r.URL()+"/v2/"+repo+"/blobs/"+dgst.String(), nil, nil, http.StatusOK)
 					if !bytes.Equal(got.body, blob) {
 						t.Errorf("round %d %s: GET through %s returns other bytes", round, mode, r.Host)
 					}
@@ -178,7 +200,10 @@ func withDigest(t *testing.T, loc string, d digest.Digest) string {
 // set). mode "chunked": POST, then one PATCH with the body (chunked
 // transfer encoding, size unknown), then PUT ?digest= on every replica at
 // the same moment.
-func raceUpload(t *testing.T, regs []*harness.Registry, repo string, blob []byte, mode string) []int {
+//
+// client must log in (see harness.AuthTransport): it fetches its token
+// before a body starts, so the bodies still start together.
+func raceUpload(t *testing.T, client *http.Client, regs []*harness.Registry, repo string, blob []byte, mode string) []int {
 	t.Helper()
 	dgst := digest.FromBytes(blob)
 	half := len(blob) / 2
@@ -200,7 +225,7 @@ func raceUpload(t *testing.T, regs []*harness.Registry, repo string, blob []byte
 		}()
 		return pr
 	}
-	client := &http.Client{Timeout: 2 * time.Minute}
+	client = &http.Client{Transport: client.Transport, Timeout: 2 * time.Minute}
 	send := func(method, u string, r io.Reader, size int64) (int, http.Header, string, error) {
 		req, err := http.NewRequest(method, u, r)
 		if err != nil {
@@ -239,7 +264,7 @@ func raceUpload(t *testing.T, regs []*harness.Registry, repo string, blob []byte
 	case "chunked":
 		locs := make([]string, len(regs))
 		for i, r := range regs {
-			resp := do(t, http.MethodPost, r.URL()+"/v2/"+repo+"/blobs/uploads/", nil, nil, http.StatusAccepted)
+			resp := do(t, client, http.MethodPost, r.URL()+"/v2/"+repo+"/blobs/uploads/", nil, nil, http.StatusAccepted)
 			locs[i] = onReplica(t, r, resp.Header.Get("Location"))
 		}
 		for i, r := range regs {

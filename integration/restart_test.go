@@ -12,8 +12,9 @@ import (
 	"github.com/slipway/slipway/integration/internal/harness"
 )
 
-// TestBaseEndpoint: GET /v2/ answers 200 with the API version header docker
-// checks for.
+// TestBaseEndpoint: GET /v2/ without a token answers 401 with the Bearer
+// challenge (realm: the token endpoint on the public URL; service) and the
+// API version header docker checks for; with a token, 200 with that header.
 func TestBaseEndpoint(t *testing.T) {
 	reg := harness.Start(t)
 	resp, err := http.Get(reg.URL() + "/v2/")
@@ -21,11 +22,27 @@ func TestBaseEndpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
+	if got := resp.Header.Get("Docker-Distribution-API-Version"); got != "registry/2.0" {
+		t.Errorf("GET /v2/ without a token: Docker-Distribution-API-Version %q, want registry/2.0", got)
+	}
+	if !harness.IsStock() { // the stock registry runs without auth
+		ch, ok := harness.ParseBearerChallenge(resp.Header.Get("WWW-Authenticate"))
+		if resp.StatusCode != http.StatusUnauthorized || !ok || ch.Realm != reg.URL()+"/auth/token" || ch.Service != "slipway" || ch.Scope != "" {
+			t.Errorf("GET /v2/ without a token: %s, WWW-Authenticate %q; want 401 with a Bearer challenge, realm %s/auth/token, service slipway, no scope",
+				resp.Status, resp.Header.Get("WWW-Authenticate"), reg.URL())
+		}
+	}
+
+	resp, err = harness.NewClient(reg.User()).Get(reg.URL() + "/v2/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		t.Errorf("GET /v2/: %s, want 200", resp.Status)
+		t.Errorf("GET /v2/ with a token: %s, want 200", resp.Status)
 	}
 	if got := resp.Header.Get("Docker-Distribution-API-Version"); got != "registry/2.0" {
-		t.Errorf("GET /v2/: Docker-Distribution-API-Version %q, want registry/2.0", got)
+		t.Errorf("GET /v2/ with a token: Docker-Distribution-API-Version %q, want registry/2.0", got)
 	}
 }
 
@@ -41,7 +58,7 @@ func testRestart(t *testing.T, b backend) {
 	plat := v1.Platform{OS: "linux", Architecture: "amd64"}
 	check := func(t *testing.T, ref string, img v1.Image) {
 		t.Helper()
-		desc, err := remote.Get(parseRef(t, ref))
+		desc, err := remote.Get(parseRef(t, ref), as(reg.User()))
 		if err != nil {
 			t.Fatalf("remote.Get %s: %v", ref, err)
 		}
@@ -58,7 +75,7 @@ func testRestart(t *testing.T, b backend) {
 	}
 
 	before := ociImage(t, 2, 256<<10, plat)
-	if err := remote.Write(parseRef(t, reg.Ref("it/restart:kill")), before); err != nil {
+	if err := remote.Write(parseRef(t, reg.Ref("it/restart:kill")), before, as(reg.User())); err != nil {
 		t.Fatal(err)
 	}
 	reg.Kill()
@@ -69,7 +86,7 @@ func testRestart(t *testing.T, b backend) {
 	check(t, reg.Ref("it/restart:kill"), before)
 
 	after := ociImage(t, 2, 256<<10, plat)
-	if err := remote.Write(parseRef(t, reg.Ref("it/restart:term")), after); err != nil {
+	if err := remote.Write(parseRef(t, reg.Ref("it/restart:term")), after, as(reg.User())); err != nil {
 		t.Fatal(err)
 	}
 	if err := reg.Stop(); err != nil {

@@ -36,12 +36,13 @@ import (
 // Slipway with the digest header; a Range GET is served by Slipway (206).
 func TestS3Redirect(t *testing.T) {
 	reg := s3RedirectBackend.start(t)
+	client := harness.NewClient(reg.User())
 	blob := randomBytes(t, 1<<20+3)
 	dgst := digest.FromBytes(blob)
-	do(t, http.MethodPost, reg.URL()+"/v2/it/redirect/blobs/uploads/?digest="+dgst.String(), blob, nil, http.StatusCreated)
+	do(t, client, http.MethodPost, reg.URL()+"/v2/it/redirect/blobs/uploads/?digest="+dgst.String(), blob, nil, http.StatusCreated)
 	blobURL := reg.URL() + "/v2/it/redirect/blobs/" + dgst.String()
 
-	head := do(t, http.MethodHead, blobURL, nil, nil, http.StatusOK)
+	head := do(t, client, http.MethodHead, blobURL, nil, nil, http.StatusOK)
 	if got := head.Header.Get("Docker-Content-Digest"); got != dgst.String() {
 		t.Errorf("HEAD: Docker-Content-Digest %q, want %s", got, dgst)
 	}
@@ -49,7 +50,7 @@ func TestS3Redirect(t *testing.T) {
 		t.Errorf("HEAD: Content-Length %q, want %d", got, len(blob))
 	}
 
-	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	noFollow := &http.Client{Transport: client.Transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := noFollow.Get(blobURL)
 	if err != nil {
 		t.Fatal(err)
@@ -62,15 +63,16 @@ func TestS3Redirect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if loc.Host != reg.S3.MinIO.Addr || loc.Query().Get("X-Amz-Signature") == "" || !strings.HasPrefix(loc.Path, "/"+reg.S3.Bucket+"/data/") {
-		t.Errorf("GET: redirected to %s, want a presigned URL on MinIO %s for a data/ object of bucket %s", loc, reg.S3.MinIO.Addr, reg.S3.Bucket)
+	if loc.Host != reg.S3.RedirectHost() || loc.Query().Get("X-Amz-Signature") == "" || !strings.HasPrefix(loc.Path, "/"+reg.S3.Bucket+"/data/") {
+		t.Errorf("GET: redirected to %s, want a presigned URL on MinIO (%s) for a data/ object of bucket %s", loc, reg.S3.RedirectHost(), reg.S3.Bucket)
 	}
-	got := do(t, http.MethodGet, loc.String(), nil, nil, http.StatusOK)
+	// The presigned URL needs no token (the client sends none off /v2/).
+	got := do(t, client, http.MethodGet, loc.String(), nil, nil, http.StatusOK)
 	if !bytes.Equal(got.body, blob) {
 		t.Errorf("presigned URL returned %d bytes (%s), want the blob", len(got.body), digest.FromBytes(got.body))
 	}
 
-	part := do(t, http.MethodGet, blobURL, nil, map[string]string{"Range": "bytes=100-199"}, http.StatusPartialContent)
+	part := do(t, client, http.MethodGet, blobURL, nil, map[string]string{"Range": "bytes=100-199"}, http.StatusPartialContent)
 	if !bytes.Equal(part.body, blob[100:200]) {
 		t.Errorf("Range GET: wrong bytes")
 	}
@@ -130,9 +132,10 @@ func (r *slowReader) Read(p []byte) (int, error) {
 
 func (r *slowReader) Close() error { return r.rc.Close() }
 
-// getStatus is the status of GET url (0 on a transport error).
-func getStatus(url string) (int, []byte, error) {
-	c := &http.Client{Timeout: 30 * time.Second}
+// getStatus is the status of GET url (0 on a transport error), logged in
+// as the registry's user.
+func getStatus(reg *harness.Registry, url string) (int, []byte, error) {
+	c := &http.Client{Transport: harness.AuthTransport(reg.User()), Timeout: 30 * time.Second}
 	resp, err := c.Get(url)
 	if err != nil {
 		return 0, nil, err
@@ -156,7 +159,7 @@ func TestS3Outage(t *testing.T) {
 	plat := v1.Platform{OS: "linux", Architecture: "amd64"}
 
 	base := ociImage(t, 2, 128<<10, plat)
-	if err := remote.Write(parseRef(t, reg.Ref("it/outage:base")), base); err != nil {
+	if err := remote.Write(parseRef(t, reg.Ref("it/outage:base")), base, as(reg.User())); err != nil {
 		t.Fatal(err)
 	}
 
@@ -177,7 +180,7 @@ func TestS3Outage(t *testing.T) {
 	errc := make(chan error, 1)
 	go func() {
 		// One attempt: the point is what the client sees, not whether it retries.
-		errc <- remote.Write(ref, img, remote.WithContext(ctx), remote.WithRetryBackoff(remote.Backoff{Steps: 1}))
+		errc <- remote.Write(ref, img, remote.WithContext(ctx), remote.WithRetryBackoff(remote.Backoff{Steps: 1}), as(reg.User()))
 	}()
 	select {
 	case <-slow.reached:
@@ -215,10 +218,10 @@ func TestS3Outage(t *testing.T) {
 	if !reg.Running() {
 		t.Fatalf("slipway exited when MinIO stopped")
 	}
-	if st, body, err := getStatus(reg.URL() + "/healthz"); err != nil || st != http.StatusOK {
+	if st, body, err := getStatus(reg, reg.URL()+"/healthz"); err != nil || st != http.StatusOK {
 		t.Errorf("GET /healthz during the outage: %d %v %s, want 200", st, err, body)
 	}
-	st, body, err := getStatus(reg.URL() + "/readyz")
+	st, body, err := getStatus(reg, reg.URL()+"/readyz")
 	var ready struct{ Status, Reason string }
 	_ = json.Unmarshal(body, &ready)
 	switch {
@@ -232,7 +235,7 @@ func TestS3Outage(t *testing.T) {
 		t.Logf("GET /readyz during the outage: 503 %s", body)
 	}
 	readStart := time.Now()
-	if st, body, err := getStatus(reg.URL() + "/v2/it/outage/manifests/base"); err != nil || st != http.StatusServiceUnavailable {
+	if st, body, err := getStatus(reg, reg.URL()+"/v2/it/outage/manifests/base"); err != nil || st != http.StatusServiceUnavailable {
 		t.Errorf("GET a manifest during the outage: %d %v %s, want 503", st, err, body)
 	} else {
 		t.Logf("GET a manifest during the outage: 503 after %s: %s", time.Since(readStart).Round(time.Millisecond), bytes.TrimSpace(body))
@@ -247,7 +250,7 @@ func TestS3Outage(t *testing.T) {
 	back := time.Now()
 	deadline := back.Add(30 * time.Second)
 	for {
-		st, body, err := getStatus(reg.URL() + "/readyz")
+		st, body, err := getStatus(reg, reg.URL()+"/readyz")
 		if err == nil && st == http.StatusOK {
 			t.Logf("/readyz 200 %s after MinIO restarted", time.Since(back).Round(time.Millisecond))
 			break
@@ -273,19 +276,19 @@ func TestS3Outage(t *testing.T) {
 	}
 	t.Logf("left by the failed push: %d incomplete multipart uploads %v, %d upload sessions",
 		len(incomplete), incomplete, len(listStore(t, reg, "uploads/")))
-	if requireWholeOrAbsent(t, ref.String()) {
+	if requireWholeOrAbsent(t, ref.String(), as(reg.User())) {
 		t.Errorf("%s is visible although its push failed", ref)
 	}
-	requirePulls(t, reg.Ref("it/outage:base"), base)
+	requirePulls(t, reg.Ref("it/outage:base"), base, as(reg.User()))
 
 	// A retried push (at full speed) succeeds and pulls back.
 	slow.unthrottled.Store(true)
 	retry := time.Now()
-	if err := remote.Write(ref, img, remote.WithContext(ctx)); err != nil {
+	if err := remote.Write(ref, img, remote.WithContext(ctx), as(reg.User())); err != nil {
 		t.Fatalf("retried push after the outage: %v", err)
 	}
 	t.Logf("retried push took %s", time.Since(retry).Round(time.Millisecond))
-	requirePulls(t, ref.String(), img)
+	requirePulls(t, ref.String(), img, as(reg.User()))
 	verifyStore(t, reg)
 }
 
@@ -371,12 +374,12 @@ func TestS3Bucket(t *testing.T) {
 			t.Fatalf("bucket %s missing although create_bucket is true and slipway started", bucket)
 		}
 		img := ociImage(t, 1, 64<<10, v1.Platform{OS: "linux", Architecture: "amd64"})
-		if err := remote.Write(parseRef(t, reg.Ref("it/created:1")), img); err != nil {
+		if err := remote.Write(parseRef(t, reg.Ref("it/created:1")), img, as(reg.User())); err != nil {
 			t.Fatal(err)
 		}
-		requirePulls(t, reg.Ref("it/created:1"), img)
+		requirePulls(t, reg.Ref("it/created:1"), img, as(reg.User()))
 		// A second replica on the now existing bucket, create_bucket still on.
-		requirePulls(t, reg.StartReplica(t).Ref("it/created:1"), img)
+		requirePulls(t, reg.StartReplica(t).Ref("it/created:1"), img, as(reg.User()))
 	})
 
 	t.Run("unreachable", func(t *testing.T) {
@@ -442,6 +445,8 @@ func TestS3OutageDocker(t *testing.T) {
 	// No public_url: Locations stay relative, so docker stays on the proxy.
 	reg := harness.StartOpts(t, harness.Options{S3: &harness.S3{MinIO: m, Redirect: true}, NoPublicURL: true})
 	proxy := harness.NewRecordingProxy(t, reg)
+	// The token realm follows the Host, so docker logs in through the proxy.
+	tools.DockerLogin(proxy.Host, reg.User())
 
 	var unthrottled atomic.Bool
 	reached := make(chan struct{})
@@ -506,7 +511,7 @@ func TestS3OutageDocker(t *testing.T) {
 	if !reg.Running() {
 		t.Fatal("slipway exited when MinIO stopped")
 	}
-	if st, body, err := getStatus(reg.URL() + "/readyz"); err != nil || st != http.StatusServiceUnavailable {
+	if st, body, err := getStatus(reg, reg.URL()+"/readyz"); err != nil || st != http.StatusServiceUnavailable {
 		t.Errorf("GET /readyz during the outage: %d %v %s, want 503", st, err, body)
 	}
 
@@ -537,7 +542,7 @@ func TestS3OutageDocker(t *testing.T) {
 	if got := strings.TrimSpace(tools.Run("docker", "image", "inspect", "-f", "{{.Id}}", ref)); got != imageID {
 		t.Errorf("pulled image ID %s, built %s", got, imageID)
 	}
-	if st, body, err := getStatus(reg.URL() + "/readyz"); err != nil || st != http.StatusOK {
+	if st, body, err := getStatus(reg, reg.URL()+"/readyz"); err != nil || st != http.StatusOK {
 		t.Errorf("GET /readyz after the outage: %d %v %s, want 200", st, err, body)
 	}
 	verifyStore(t, reg)

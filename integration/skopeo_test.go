@@ -39,9 +39,9 @@ func testSkopeo(t *testing.T, b backend) {
 	}
 
 	dest := reg.Ref("it/skopeo:1")
-	tools.Run("skopeo", "--insecure-policy", "copy", "--dest-tls-verify=false", "oci:"+srcDir+":v1", "docker://"+dest)
+	tools.Run("skopeo", "--insecure-policy", "copy", "--dest-tls-verify=false", "--dest-creds", reg.User().String(), "oci:"+srcDir+":v1", "docker://"+dest)
 
-	desc, err := remote.Get(parseRef(t, dest))
+	desc, err := remote.Get(parseRef(t, dest), as(reg.User()))
 	if err != nil {
 		t.Fatalf("remote.Get %s: %v", dest, err)
 	}
@@ -53,7 +53,7 @@ func testSkopeo(t *testing.T, b backend) {
 	}
 
 	dstDir := filepath.Join(tools.Dir, "dst-layout")
-	tools.Run("skopeo", "--insecure-policy", "copy", "--src-tls-verify=false", "docker://"+dest, "oci:"+dstDir+":v1")
+	tools.Run("skopeo", "--insecure-policy", "copy", "--src-tls-verify=false", "--src-creds", reg.User().String(), "docker://"+dest, "oci:"+dstDir+":v1")
 
 	ii, err := layout.ImageIndexFromPath(dstDir)
 	if err != nil {

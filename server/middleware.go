@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/slipway/slipway/auth"
 )
 
 // RequestIDHeader carries the request id in and out.
@@ -77,7 +79,7 @@ func (s *Server) observe(c *gin.Context) {
 		case status >= 500:
 			level = slog.LevelError
 		}
-		s.log.LogAttrs(c.Request.Context(), level, "request",
+		attrs := []slog.Attr{
 			slog.String("method", c.Request.Method),
 			slog.String("path", c.Request.URL.Path),
 			slog.String("route", route),
@@ -87,7 +89,13 @@ func (s *Server) observe(c *gin.Context) {
 			slog.Float64("duration_ms", float64(d.Microseconds())/1000),
 			slog.String("remote", c.Request.RemoteAddr),
 			slog.String("user_agent", c.Request.UserAgent()),
-		)
+		}
+		// Who made the request (a login name, never a credential), once
+		// the auth middleware or the token endpoint has established it.
+		if p, ok := auth.PrincipalFrom(c.Request.Context()); ok && p.Name != "" {
+			attrs = append(attrs, slog.String("account", p.Name))
+		}
+		s.log.LogAttrs(c.Request.Context(), level, "request", attrs...)
 	}()
 	c.Next()
 }

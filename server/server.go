@@ -1,6 +1,8 @@
 // Package server is the one place that wires Slipway together: the store
-// chosen by the configuration, the registry, the ops endpoints (/healthz,
-// /readyz, /metrics), logging, metrics and the HTTP server's lifecycle.
+// chosen by the configuration, the registry behind the token service's
+// middleware, the token service's own endpoints (/auth/..., /api/v1/...),
+// the ops endpoints (/healthz, /readyz, /metrics), logging, metrics and the
+// HTTP server's lifecycle.
 package server
 
 import (
@@ -17,6 +19,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/slipway/slipway/auth"
 	"github.com/slipway/slipway/config"
 	"github.com/slipway/slipway/registry"
 	"github.com/slipway/slipway/storage"
@@ -43,6 +46,7 @@ type Server struct {
 	ln       net.Listener
 	draining atomic.Bool // set when shutdown starts; /readyz then answers 503
 	registry *registry.Registry
+	auth     *auth.Service
 }
 
 // New builds the store named by cfg and everything on top of it. It does
@@ -60,7 +64,14 @@ func New(cfg config.Config, logger *slog.Logger) (*Server, error) {
 		logger.Warn("storage writes are delayed for testing", "delay", d.String())
 		store = delay.Wrap(store, d)
 	}
-	return newServer(cfg, logger, store), nil
+	s, err := newServer(cfg, logger, store)
+	if err != nil {
+		if c, ok := store.(io.Closer); ok {
+			_ = c.Close()
+		}
+		return nil, err
+	}
+	return s, nil
 }
 
 // purgeUploads forgets abandoned upload sessions every purge interval until
@@ -110,11 +121,26 @@ func openStore(cfg config.Storage) (storage.Store, error) {
 }
 
 // newServer wires a server on a given store (tests pass fakes).
-func newServer(cfg config.Config, logger *slog.Logger, store storage.Store) *Server {
+func newServer(cfg config.Config, logger *slog.Logger, store storage.Store) (*Server, error) {
+	return newServerWith(cfg, logger, store, auth.Options{})
+}
+
+// newServerWith is newServer with the test hooks of auth.Options (Now,
+// CompareHash); their configuration fields are filled from cfg.
+func newServerWith(cfg config.Config, logger *slog.Logger, store storage.Store, ao auth.Options) (*Server, error) {
 	if _, ok := logger.Handler().(requestIDHandler); !ok {
 		logger = slog.New(requestIDHandler{logger.Handler()})
 	}
 	s := &Server{cfg: cfg, log: logger, store: store, metrics: newMetrics()}
+	ao.Auth, ao.Stages, ao.PublicURL, ao.Logger = cfg.Auth, cfg.Stages, cfg.HTTP.PublicURL, logger
+	ao.Remote = cfg.Storage.S3 != nil
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	a, err := auth.New(ctx, store, ao)
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	s.auth = a
 
 	// gin's mode is process-wide; release mode only silences its debug
 	// printing, and this process has no other gin engine to disagree.
@@ -136,7 +162,8 @@ func newServer(cfg config.Config, logger *slog.Logger, store storage.Store) *Ser
 		regOpts.PartSize = c.PartSizeBytes()
 	}
 	s.registry = registry.New(store, regOpts)
-	s.registry.Register(e)
+	s.routeAuth(e)
+	s.registry.Register(e.Group("", a.V2))
 	s.engine = e
 
 	s.http = &http.Server{
@@ -145,7 +172,26 @@ func newServer(cfg config.Config, logger *slog.Logger, store storage.Store) *Ser
 		IdleTimeout:       idleTimeout,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	return s
+	return s, nil
+}
+
+// routeAuth adds the token service's endpoints: the token endpoint and key
+// set (open to all), and the robot accounts API (admins).
+func (s *Server) routeAuth(e *gin.Engine) {
+	e.GET("/auth/token", s.auth.Token)
+	e.POST("/auth/token", s.auth.Token)
+	e.GET("/auth/jwks.json", s.auth.JWKS)
+	robots := e.Group("/api/v1/robots", s.auth.API, s.auth.RequireAdmin)
+	robots.POST("", s.auth.CreateRobot)
+	robots.GET("", s.auth.ListRobots)
+	robots.GET("/:name", s.auth.GetRobot)
+	robots.DELETE("/:name", s.auth.RevokeRobot)
+}
+
+// Close releases what the server holds besides the listener (Run does it
+// on shutdown): background writes finish first.
+func (s *Server) Close() {
+	s.auth.Close()
 }
 
 // Handler is the whole HTTP surface, for tests with httptest.
@@ -210,6 +256,7 @@ func (s *Server) Run(ctx context.Context) error {
 		_ = s.http.Close()
 	}
 	<-served // http.ErrServerClosed
+	s.Close()
 	if c, ok := s.store.(io.Closer); ok {
 		if err := c.Close(); err != nil {
 			s.log.Warn("closing storage", "error", err.Error())

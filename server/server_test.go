@@ -9,13 +9,16 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"golang.org/x/crypto/bcrypt"
 
+	"github.com/slipway/slipway/auth"
 	"github.com/slipway/slipway/config"
 	"github.com/slipway/slipway/storage"
 	"github.com/slipway/slipway/storage/fs"
@@ -63,12 +66,40 @@ func (failingStore) Ping(context.Context) error {
 	return fmt.Errorf("bucket gone: %w", storage.ErrUnavailable)
 }
 
+// Test accounts: an admin and a user with grants. Their bcrypt hashes use
+// the lowest cost, so tests stay fast.
+const (
+	adminUser = "ops"
+	adminPass = "ops-password"
+	ciUser    = "ci"
+	ciPass    = "ci-password"
+)
+
 func testConfig(t *testing.T) config.Config {
+	t.Helper()
 	cfg := config.Default()
 	cfg.HTTP.Addr = "127.0.0.1:0"
 	cfg.Storage.Filesystem.Root = t.TempDir()
+	cfg.Auth.SigningKey = filepath.Join(t.TempDir(), "keys", "token.pem")
+	cfg.Auth.Users = []config.User{
+		{Name: adminUser, PasswordHash: testHash(t, adminPass), Admin: true},
+		{Name: ciUser, PasswordHash: testHash(t, ciPass), Grants: []config.Grant{
+			{Repos: "staging/*", Actions: []string{"pull", "push"}},
+			{Repos: "production/*", Actions: []string{"pull", "push", "delete"}},
+			{Repos: "shared/*", Actions: []string{"pull"}},
+		}},
+	}
 	cfg.Log.Level = "debug"
 	return cfg
+}
+
+func testHash(t *testing.T, pw string) string {
+	t.Helper()
+	h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(h)
 }
 
 func newTestServer(t *testing.T, store storage.Store) (*Server, *logBuffer) {
@@ -81,8 +112,27 @@ func newTestServer(t *testing.T, store storage.Store) (*Server, *logBuffer) {
 		}
 		store = st
 	}
+	return newTestServerWith(t, cfg, store, auth.Options{})
+}
+
+// newTestServerWith wires a server on cfg and store (nil: a filesystem
+// store at cfg's root) with auth's test hooks.
+func newTestServerWith(t *testing.T, cfg config.Config, store storage.Store, ao auth.Options) (*Server, *logBuffer) {
+	t.Helper()
+	if store == nil {
+		st, err := fs.New(cfg.Storage.Filesystem.Root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		store = st
+	}
 	logs := &logBuffer{}
-	return newServer(cfg, NewLogger(logs, slog.LevelDebug), store), logs
+	s, err := newServerWith(cfg, NewLogger(logs, slog.LevelDebug), store, ao)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s, logs
 }
 
 func do(h http.Handler, method, target string, hdr http.Header) *httptest.ResponseRecorder {
@@ -137,8 +187,9 @@ func TestReadyzWhileDraining(t *testing.T) {
 func TestMetrics(t *testing.T) {
 	s, _ := newTestServer(t, nil)
 	h := s.Handler()
-	do(h, http.MethodGet, "/v2/", nil)
-	do(h, http.MethodGet, "/v2/library/app/manifests/latest", nil)
+	bearer := http.Header{"Authorization": {"Bearer " + token(t, h, adminUser, adminPass, "repository:library/app:pull")}}
+	do(h, http.MethodGet, "/v2/", bearer)
+	do(h, http.MethodGet, "/v2/library/app/manifests/latest", bearer)
 	do(h, "BREW", "/nowhere", nil)
 
 	rec := do(h, http.MethodGet, "/metrics", nil)
@@ -226,7 +277,7 @@ func TestAccessLogHasNoSecrets(t *testing.T) {
 		"X-Request-Id":  {"req-42"},
 	}
 	rec := do(s.Handler(), http.MethodGet, "/v2/library/app/tags/list?n=10&token=secret-query-BBB", hdr)
-	if rec.Code != http.StatusNotFound {
+	if rec.Code != http.StatusUnauthorized {
 		t.Fatalf("status = %d", rec.Code)
 	}
 	out := logs.String()
@@ -246,7 +297,7 @@ func TestAccessLogHasNoSecrets(t *testing.T) {
 	}
 	want := map[string]any{
 		"request_id": "req-42", "method": "GET", "path": "/v2/library/app/tags/list",
-		"route": "tags", "status": float64(404), "remote": "192.0.2.1:1234",
+		"route": "tags", "status": float64(401), "remote": "192.0.2.1:1234",
 	}
 	for k, v := range want {
 		if access[k] != v {

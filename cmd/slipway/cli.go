@@ -15,12 +15,14 @@ import (
 
 const usage = `Usage:
   slipway serve [--config FILE]   serve the registry (no FILE: built-in defaults)
+  slipway passwd [--cost N]       print the bcrypt hash of the password on stdin,
+                                  for auth.users[].password_hash
   slipway version                 print the version
 `
 
 // run is the whole command line; it returns the process exit code. ctx ends
 // on SIGTERM/SIGINT.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer, env config.LookupEnv) int {
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, env config.LookupEnv) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2
@@ -28,6 +30,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env confi
 	switch args[0] {
 	case "serve":
 		return serve(ctx, args[1:], stderr, env)
+	case "passwd":
+		return passwd(args[1:], stdin, stdout, stderr)
 	case "version":
 		fmt.Fprintf(stdout, "slipway %s %s\n", versionString(), runtime.Version())
 		return 0

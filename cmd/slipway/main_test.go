@@ -14,13 +14,17 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/slipway/slipway/config"
 )
 
 func noEnv(string) (string, bool) { return "", false }
 
 func TestVersion(t *testing.T) {
 	var out, errb bytes.Buffer
-	if code := run(context.Background(), []string{"version"}, &out, &errb, noEnv); code != 0 {
+	if code := run(context.Background(), []string{"version"}, nil, &out, &errb, noEnv); code != 0 {
 		t.Fatalf("exit %d, stderr %q", code, errb.String())
 	}
 	if !strings.HasPrefix(out.String(), "slipway dev") {
@@ -31,7 +35,7 @@ func TestVersion(t *testing.T) {
 func TestUsageErrors(t *testing.T) {
 	for _, args := range [][]string{nil, {"frobnicate"}, {"serve", "extra"}, {"serve", "--bogus"}} {
 		var out, errb bytes.Buffer
-		if code := run(context.Background(), args, &out, &errb, noEnv); code != 2 {
+		if code := run(context.Background(), args, nil, &out, &errb, noEnv); code != 2 {
 			t.Errorf("%q: exit %d, want 2", args, code)
 		}
 		if errb.Len() == 0 {
@@ -46,7 +50,7 @@ func TestServeBadConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out, errb bytes.Buffer
-	code := run(context.Background(), []string{"serve", "--config", path}, &out, &errb, noEnv)
+	code := run(context.Background(), []string{"serve", "--config", path}, nil, &out, &errb, noEnv)
 	if code != 1 {
 		t.Fatalf("exit %d, want 1", code)
 	}
@@ -63,7 +67,7 @@ func TestServeStopsWhenContextEnds(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	var out, errb bytes.Buffer
-	code := run(ctx, []string{"serve"}, &out, &errb, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	code := run(ctx, []string{"serve"}, nil, &out, &errb, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 	if code != 0 {
 		t.Fatalf("exit %d, stderr %q", code, errb.String())
 	}
@@ -100,17 +104,23 @@ func TestBinary(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill() })
 
-	// The "listening" log line tells the port picked for :0.
+	// The "listening" log line tells the port picked for :0; before it,
+	// auth on by default created an admin and printed its password once.
 	lines := bufio.NewScanner(stderr)
-	addr := ""
+	addr, password := "", ""
 	for addr == "" && lines.Scan() {
-		var rec struct{ Msg, Addr string }
-		if json.Unmarshal(lines.Bytes(), &rec) == nil && rec.Msg == "listening" {
-			addr = rec.Addr
+		var rec struct{ Msg, Addr, Password string }
+		if json.Unmarshal(lines.Bytes(), &rec) == nil {
+			if rec.Msg == "listening" {
+				addr = rec.Addr
+			}
+			if rec.Password != "" {
+				password = rec.Password
+			}
 		}
 	}
-	if addr == "" {
-		t.Fatal("no listening line on stderr")
+	if addr == "" || password == "" {
+		t.Fatalf("no listening line (%q) or no generated admin password on stderr", addr)
 	}
 	go func() { _, _ = io.Copy(io.Discard, stderr) }()
 
@@ -121,6 +131,25 @@ func TestBinary(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("readyz = %d", resp.StatusCode)
+	}
+	// /v2/ wants a token; the admin gets one with the printed password.
+	if code := get(t, "http://"+addr+"/v2/", ""); code != http.StatusUnauthorized {
+		t.Fatalf("GET /v2/ without a token = %d, want 401", code)
+	}
+	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/auth/token?service=slipway", nil)
+	req.SetBasicAuth("admin", password)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tok struct{ Token string }
+	err = json.NewDecoder(resp.Body).Decode(&tok)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || tok.Token == "" {
+		t.Fatalf("admin login = %d %v", resp.StatusCode, err)
+	}
+	if code := get(t, "http://"+addr+"/v2/", tok.Token); code != http.StatusOK {
+		t.Fatalf("GET /v2/ with the admin's token = %d", code)
 	}
 
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -135,5 +164,80 @@ func TestBinary(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("no exit within 10s of SIGTERM")
+	}
+}
+
+func get(t *testing.T, url, token string) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func TestServeCreatesAdminFromEnv(t *testing.T) {
+	root := t.TempDir()
+	env := map[string]string{
+		"SLIPWAY_HTTP_ADDR":               "127.0.0.1:0",
+		"SLIPWAY_STORAGE_FILESYSTEM_ROOT": root,
+		"SLIPWAY_ADMIN_PASSWORD":          "env-admin-password",
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var out, errb bytes.Buffer
+	if code := run(ctx, []string{"serve"}, nil, &out, &errb, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); code != 0 {
+		t.Fatalf("exit %d, stderr %q", code, errb.String())
+	}
+	if strings.Contains(errb.String(), "env-admin-password") {
+		t.Fatal("the admin password is in the log")
+	}
+	var rec struct {
+		PasswordHash string `json:"password_hash"`
+	}
+	b, err := os.ReadFile(filepath.Join(root, "auth", "users", "admin"))
+	if err == nil {
+		err = json.Unmarshal(b, &rec)
+	}
+	if err != nil || bcrypt.CompareHashAndPassword([]byte(rec.PasswordHash), []byte("env-admin-password")) != nil {
+		t.Fatalf("stored admin %q does not verify the env password: %v", b, err)
+	}
+	// The signing key followed the storage root.
+	if fi, err := os.Stat(filepath.Join(root, "keys", "token.pem")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("signing key: %v %v", fi, err)
+	}
+}
+
+func TestPasswd(t *testing.T) {
+	for _, input := range []string{"s3cret pass", "s3cret pass\n", "s3cret pass\r\n"} {
+		var out, errb bytes.Buffer
+		if code := run(context.Background(), []string{"passwd", "--cost", "10"}, strings.NewReader(input), &out, &errb, noEnv); code != 0 {
+			t.Fatalf("%q: exit %d, stderr %q", input, code, errb.String())
+		}
+		hash := strings.TrimSuffix(out.String(), "\n")
+		if !strings.HasPrefix(hash, "$2a$10$") || strings.Count(out.String(), "\n") != 1 {
+			t.Fatalf("%q: output %q", input, out.String())
+		}
+		if err := bcrypt.CompareHashAndPassword([]byte(hash), []byte("s3cret pass")); err != nil {
+			t.Fatalf("%q: hash does not verify: %v", input, err)
+		}
+		if !config.ValidBcryptHash(hash) {
+			t.Fatalf("config would refuse %q", hash)
+		}
+	}
+	for _, bad := range []string{"", "\n", "one\ntwo\n", strings.Repeat("x", 73)} {
+		var out, errb bytes.Buffer
+		if code := run(context.Background(), []string{"passwd"}, strings.NewReader(bad), &out, &errb, noEnv); code != 1 || out.Len() != 0 || errb.Len() == 0 {
+			t.Errorf("%q: exit %d, out %q", bad, code, out.String())
+		}
+	}
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"passwd", "--cost", "4"}, strings.NewReader("x"), &out, &errb, noEnv); code != 2 {
+		t.Errorf("cost 4: exit %d", code)
 	}
 }

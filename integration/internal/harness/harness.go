@@ -185,9 +185,11 @@ type Options struct {
 	// S3 runs the registry on a MinIO bucket instead of a folder.
 	S3 *S3
 	// NoPublicURL leaves http.public_url empty, so Slipway builds Location
-	// headers from each request's Host (and keeps a client that talks
-	// through a proxy on the proxy).
+	// headers and the token realm from each request's Host (and keeps a
+	// client that talks through a proxy on the proxy).
 	NoPublicURL bool
+	// Lockout sets auth.lockout (nil: Slipway's defaults).
+	Lockout *Lockout
 }
 
 // S3 is the bucket a registry stores its state in.
@@ -196,7 +198,8 @@ type S3 struct {
 	MinIO *MinIO
 	// Bucket is the bucket's name; "" creates a fresh one (MinIO.NewBucket).
 	Bucket string
-	// Redirect answers blob GETs with a 307 to a presigned MinIO URL.
+	// Redirect answers blob GETs with a 307 to a presigned MinIO URL, on
+	// RedirectHost (storage.s3.redirect_endpoint).
 	Redirect bool
 	// CreateBucket sets storage.s3.create_bucket.
 	CreateBucket bool
@@ -204,6 +207,20 @@ type S3 struct {
 	Root string
 	// PartSize is storage.s3.part_size ("" for Slipway's default).
 	PartSize string
+}
+
+// RedirectHost is the host presigned URLs name with Redirect on:
+// localhost:PORT, the same MinIO under a host name other than the
+// registry's 127.0.0.1. Go's http.Client keeps the Authorization header
+// when it follows a redirect to the same host name (ports aside), and
+// clients that set it on the request itself (the conformance suite) would
+// send their registry token along to MinIO, which refuses a presigned
+// request that also carries an Authorization header (400 InvalidRequest,
+// "request has multiple authentication types"; S3 does the same). A
+// registry and its bucket's endpoint are different hosts in production.
+func (s *S3) RedirectHost() string {
+	_, port, _ := net.SplitHostPort(s.MinIO.Addr)
+	return "localhost:" + port
 }
 
 // Registry is one running registry process on 127.0.0.1.
@@ -219,6 +236,11 @@ type Registry struct {
 	secret      string // http.secret, shared with replicas
 	// writeDelay is Slipway's storage.test_write_delay (crash tests).
 	writeDelay time.Duration
+	// signingKey and verificationKeys are auth.signing_key and
+	// auth.verification_keys; replicas share them.
+	signingKey       string
+	verificationKeys []string
+	lockout          *Lockout
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -239,7 +261,11 @@ func Start(t testing.TB) *Registry {
 // (a fresh one on the shared MinIO unless opts.S3 names one).
 func StartOpts(t testing.TB, opts Options) *Registry {
 	t.Helper()
-	r := &Registry{t: t, name: sanitize(t.Name()), secret: randomHex(16), noPublicURL: opts.NoPublicURL}
+	if err := makeAccounts(); err != nil {
+		t.Fatalf("making the test accounts: %v", err)
+	}
+	r := &Registry{t: t, name: sanitize(t.Name()), secret: randomHex(16), noPublicURL: opts.NoPublicURL,
+		signingKey: defaultSigningKey(t), lockout: opts.Lockout}
 	if opts.S3 != nil {
 		s := *opts.S3
 		if s.MinIO == nil {
@@ -264,7 +290,8 @@ func StartOpts(t testing.TB, opts Options) *Registry {
 // the test ends: two replicas behind one load balancer, as it were.
 func (r *Registry) StartReplica(t testing.TB) *Registry {
 	t.Helper()
-	r2 := &Registry{t: t, name: r.name + "-replica", Root: r.Root, secret: r.secret, writeDelay: r.writeDelay, noPublicURL: r.noPublicURL}
+	r2 := &Registry{t: t, name: r.name + "-replica", Root: r.Root, secret: r.secret, writeDelay: r.writeDelay, noPublicURL: r.noPublicURL,
+		signingKey: r.signingKey, verificationKeys: r.verificationKeys, lockout: r.lockout}
 	if r.S3 != nil {
 		s := *r.S3
 		r2.S3 = &s
@@ -380,6 +407,9 @@ http:
 			if s.PartSize != "" {
 				storage += fmt.Sprintf("    part_size: %q\n", s.PartSize)
 			}
+			if s.Redirect {
+				storage += fmt.Sprintf("    redirect_endpoint: %q\n", s.RedirectHost())
+			}
 		}
 		publicURL := r.URL()
 		if r.noPublicURL {
@@ -393,7 +423,7 @@ storage:
 %s  test_write_delay: %s
 log:
   level: debug
-`, r.Host, publicURL, r.secret, storage, r.writeDelay)
+%s`, r.Host, publicURL, r.secret, storage, r.writeDelay, r.authConfig())
 	}
 	return os.WriteFile(r.cfgPath, []byte(cfg), 0o644)
 }
@@ -421,7 +451,7 @@ func (r *Registry) start() error {
 	}
 	// The server must listen where the config says, whatever the caller's
 	// environment holds.
-	cmd.Env = filterEnv(os.Environ(), "SLIPWAY_HTTP_", "SLIPWAY_STORAGE_", "SLIPWAY_LOG_", "REGISTRY_", "OTEL_")
+	cmd.Env = filterEnv(os.Environ(), "SLIPWAY_HTTP_", "SLIPWAY_STORAGE_", "SLIPWAY_LOG_", "SLIPWAY_AUTH_", "SLIPWAY_ADMIN_PASSWORD=", "SLIPWAY_STAGES", "REGISTRY_", "OTEL_")
 	if kind == KindStock {
 		// distribution v3 exports traces to localhost:4318 unless told not to.
 		cmd.Env = append(cmd.Env, "OTEL_TRACES_EXPORTER=none")

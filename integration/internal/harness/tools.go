@@ -83,6 +83,11 @@ type Tools struct {
 	t   testing.TB
 	Env []string // environment of every command
 	Dir string   // working folder of every command (a temp dir)
+	// DockerConfig is the folder DOCKER_CONFIG names (config.json is
+	// where docker, crane and oras keep logins).
+	DockerConfig string
+
+	secrets []string // replaced by *** in logged command lines
 }
 
 // NewTools prepares the per-test environment.
@@ -103,7 +108,51 @@ func NewTools(t testing.TB) *Tools {
 		"REGISTRY_AUTH_FILE="+filepath.Join(dir, "containers-auth.json"),
 		"DOCKER_CLI_HINTS=false",
 	)
-	return &Tools{t: t, Env: env, Dir: work}
+	x := &Tools{t: t, Env: env, Dir: work, DockerConfig: dockerCfg}
+	if makeAccounts() == nil {
+		x.Redact(admin.Password, user.Password)
+	}
+	return x
+}
+
+// Redact hides secrets in the command lines Exec logs.
+func (x *Tools) Redact(secrets ...string) {
+	for _, s := range secrets {
+		if s != "" {
+			x.secrets = append(x.secrets, s)
+		}
+	}
+}
+
+func (x *Tools) redact(s string) string {
+	for _, sec := range x.secrets {
+		s = strings.ReplaceAll(s, sec, "***")
+	}
+	return s
+}
+
+// DockerLogin runs `docker login host -u USER --password-stdin` (the
+// password on stdin) and fails the test if it fails; it returns the
+// output.
+func (x *Tools) DockerLogin(host string, c Credentials) string {
+	x.t.Helper()
+	x.Redact(c.Password)
+	return x.RunCmd(Cmd{Args: []string{"docker", "login", host, "-u", c.Username, "--password-stdin"}, Stdin: c.Password})
+}
+
+// CraneLogin stores c for host in DOCKER_CONFIG with `crane auth login`.
+func (x *Tools) CraneLogin(host string, c Credentials) {
+	x.t.Helper()
+	x.Redact(c.Password)
+	x.RunCmd(Cmd{Args: []string{"crane", "auth", "login", host, "-u", c.Username, "--password-stdin"}, Stdin: c.Password})
+}
+
+// OrasLogin stores c for host with `oras login --plain-http` (oras checks
+// the credentials against the registry).
+func (x *Tools) OrasLogin(host string, c Credentials) {
+	x.t.Helper()
+	x.Redact(c.Password)
+	x.RunCmd(Cmd{Args: []string{"oras", "login", "--plain-http", host, "-u", c.Username, "--password-stdin"}, Stdin: c.Password})
 }
 
 // Path resolves a client binary or fails the test with a clear message.
@@ -122,6 +171,7 @@ type Cmd struct {
 	Env     []string      // added to Tools.Env
 	Dir     string        // default Tools.Dir
 	Timeout time.Duration // default DefaultTimeout
+	Stdin   string        // standard input ("" for none)
 }
 
 // Exec runs c and returns its combined output and error; it does not fail
@@ -141,6 +191,9 @@ func (x *Tools) Exec(c Cmd) (string, error) {
 	if cmd.Dir == "" {
 		cmd.Dir = x.Dir
 	}
+	if c.Stdin != "" {
+		cmd.Stdin = strings.NewReader(c.Stdin)
+	}
 	var out bytes.Buffer
 	cmd.Stdout = &out
 	cmd.Stderr = &out
@@ -150,7 +203,7 @@ func (x *Tools) Exec(c Cmd) (string, error) {
 	if ctx.Err() == context.DeadlineExceeded {
 		err = fmt.Errorf("timed out after %s: %w", timeout, err)
 	}
-	x.t.Logf("$ %s  (%s%s)", strings.Join(c.Args, " "), time.Since(start).Round(time.Millisecond), errSuffix(err))
+	x.t.Logf("$ %s  (%s%s)", x.redact(strings.Join(c.Args, " ")), time.Since(start).Round(time.Millisecond), errSuffix(err))
 	return out.String(), err
 }
 
@@ -165,7 +218,7 @@ func (x *Tools) RunCmd(c Cmd) string {
 	x.t.Helper()
 	out, err := x.Exec(c)
 	if err != nil {
-		x.t.Fatalf("%s: %v\noutput:\n%s", strings.Join(c.Args, " "), err, lastLines(out, 60))
+		x.t.Fatalf("%s: %v\noutput:\n%s", x.redact(strings.Join(c.Args, " ")), err, lastLines(out, 60))
 	}
 	return out
 }

@@ -1,0 +1,80 @@
+package auth
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+)
+
+// API is the /api/ middleware: it identifies the caller from
+// "Authorization: Bearer <token from /auth/token>" or from HTTP Basic
+// credentials (throttled like every login), checks the account still
+// exists, and puts the Principal in the request's context. Handlers decide
+// what the principal may do (RequireAdmin).
+func (s *Service) API(c *gin.Context) {
+	ctx := c.Request.Context()
+	var acct *Account
+	if raw, ok := bearerToken(c.Request); ok {
+		claims, err := s.tokens.verify(raw)
+		if err != nil || claims.Subject == "" {
+			s.apiUnauthorized(c, "invalid or expired token")
+			return
+		}
+		if acct, err = s.account(ctx, claims.Subject); err != nil {
+			s.apiStoreFail(c, err)
+			return
+		}
+		if acct == nil {
+			s.apiUnauthorized(c, "the token's account no longer exists")
+			return
+		}
+	} else if user, pw, ok := c.Request.BasicAuth(); ok {
+		var err error
+		acct, err = s.authenticate(ctx, user, pw, c.ClientIP())
+		var throttled *throttledError
+		switch {
+		case errors.As(err, &throttled):
+			retryAfter(c, throttled.wait)
+			apiFail(c, http.StatusTooManyRequests, "too many failed logins: try again later")
+			return
+		case errors.Is(err, errBadCredentials):
+			s.apiUnauthorized(c, "incorrect username or password")
+			return
+		case err != nil:
+			s.apiStoreFail(c, err)
+			return
+		}
+	} else {
+		s.apiUnauthorized(c, "authentication required: a Bearer token from /auth/token, or Basic credentials")
+		return
+	}
+	p := Principal{Name: acct.Name, Admin: acct.Admin, Robot: acct.Robot}
+	c.Request = c.Request.WithContext(WithPrincipal(ctx, p))
+	c.Next()
+}
+
+// RequireAdmin lets only admins through (after API).
+func (s *Service) RequireAdmin(c *gin.Context) {
+	if p, ok := PrincipalFrom(c.Request.Context()); !ok || !p.Admin {
+		apiFail(c, http.StatusForbidden, "only administrators may do this")
+		return
+	}
+	c.Next()
+}
+
+func (s *Service) apiUnauthorized(c *gin.Context, msg string) {
+	c.Header("WWW-Authenticate", `Bearer realm="`+quoteEscape(s.realm(c.Request.Host, c.Request.TLS != nil))+
+		`",service="`+quoteEscape(s.opts.Auth.Service)+`"`)
+	c.Writer.Header().Add("WWW-Authenticate", `Basic realm="`+quoteEscape(s.opts.Auth.Service)+`"`)
+	apiFail(c, http.StatusUnauthorized, msg)
+}
+
+func (s *Service) apiStoreFail(c *gin.Context, err error) {
+	s.log.ErrorContext(c.Request.Context(), "api request failed", "path", c.Request.URL.Path, "error", err.Error())
+	if isUnavailable(err) {
+		apiFail(c, http.StatusServiceUnavailable, "storage is unavailable, try again later")
+		return
+	}
+	apiFail(c, http.StatusInternalServerError, "internal error")
+}

@@ -1,0 +1,163 @@
+package auth
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// leeway is the clock skew tolerated between replicas and clients.
+const leeway = 30 * time.Second
+
+// refreshType marks refresh tokens in their JWT header ("typ"); access
+// tokens have "JWT". A refresh token also has its own audience, so neither
+// kind is ever accepted as the other.
+const refreshType = "refresh+jwt"
+
+// Access is one entry of a token's "access" claim, as in the Docker token
+// specification: the actions granted on one resource.
+type Access struct {
+	Type    string   `json:"type"`
+	Name    string   `json:"name"`
+	Actions []string `json:"actions"`
+}
+
+// Claims are the claims of an access token.
+type Claims struct {
+	jwt.RegisteredClaims
+	Access []Access `json:"access"`
+}
+
+// Allows reports whether the token grants action on typ:name.
+func (c *Claims) Allows(typ, name, action string) bool {
+	for _, a := range c.Access {
+		if a.Type != typ || a.Name != name {
+			continue
+		}
+		for _, got := range a.Actions {
+			if got == action || got == "*" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// refreshClaims are the claims of a refresh token: whom it is for, and the
+// binding ("bnd") that must still match the account when it is used (a
+// robot's random id, a user's credential fingerprint).
+type refreshClaims struct {
+	jwt.RegisteredClaims
+	Bind string `json:"bnd"`
+}
+
+// tokens issues and verifies both kinds of token.
+type tokens struct {
+	keys            *keySet
+	issuer, service string
+	ttl, refreshTTL time.Duration
+	now             func() time.Time
+	access, refresh *jwt.Parser
+}
+
+func newTokens(keys *keySet, issuer, service string, ttl, refreshTTL time.Duration, now func() time.Time) *tokens {
+	opts := func(aud string) []jwt.ParserOption {
+		return []jwt.ParserOption{
+			jwt.WithValidMethods(keys.algs),
+			jwt.WithIssuer(issuer),
+			jwt.WithAudience(aud),
+			jwt.WithExpirationRequired(),
+			jwt.WithIssuedAt(),
+			jwt.WithLeeway(leeway),
+			jwt.WithTimeFunc(now),
+		}
+	}
+	return &tokens{
+		keys: keys, issuer: issuer, service: service, ttl: ttl, refreshTTL: refreshTTL, now: now,
+		access:  jwt.NewParser(opts(service)...),
+		refresh: jwt.NewParser(opts(refreshAudience(service))...),
+	}
+}
+
+func refreshAudience(service string) string { return service + "#refresh" }
+
+func (t *tokens) registered(sub, aud string, now time.Time, ttl time.Duration) jwt.RegisteredClaims {
+	return jwt.RegisteredClaims{
+		Issuer:    t.issuer,
+		Subject:   sub,
+		Audience:  jwt.ClaimStrings{aud},
+		ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
+		NotBefore: jwt.NewNumericDate(now),
+		IssuedAt:  jwt.NewNumericDate(now),
+		ID:        rand.Text(),
+	}
+}
+
+func (t *tokens) sign(claims jwt.Claims, typ string) (string, error) {
+	k := t.keys.signing
+	tok := jwt.NewWithClaims(k.method, claims)
+	tok.Header["kid"] = k.kid
+	tok.Header["typ"] = typ
+	return tok.SignedString(k.private)
+}
+
+// issue signs an access token for sub (empty: anonymous) granting access.
+func (t *tokens) issue(sub string, access []Access) (token string, issued time.Time, err error) {
+	now := t.now().Truncate(time.Second)
+	if access == nil {
+		access = []Access{}
+	}
+	token, err = t.sign(&Claims{RegisteredClaims: t.registered(sub, t.service, now, t.ttl), Access: access}, "JWT")
+	return token, now, err
+}
+
+// issueRefresh signs a refresh token for sub bound to bind.
+func (t *tokens) issueRefresh(sub, bind string) (string, error) {
+	now := t.now().Truncate(time.Second)
+	return t.sign(&refreshClaims{RegisteredClaims: t.registered(sub, refreshAudience(t.service), now, t.refreshTTL), Bind: bind}, refreshType)
+}
+
+// keyFor is the key function: the token's kid must name a key of the set,
+// and its alg must be that key's own (so a public key can never be used
+// as an HMAC secret, whatever the header says).
+func (t *tokens) keyFor(wantTyp string) jwt.Keyfunc {
+	return func(tok *jwt.Token) (any, error) {
+		if typ, _ := tok.Header["typ"].(string); typ != wantTyp {
+			return nil, fmt.Errorf("token type %q, want %q", typ, wantTyp)
+		}
+		kid, _ := tok.Header["kid"].(string)
+		k, ok := t.keys.byKID[kid]
+		if !ok {
+			return nil, errors.New("unknown signing key")
+		}
+		if tok.Method.Alg() != k.alg {
+			return nil, fmt.Errorf("algorithm %s does not match key %s (%s)", tok.Method.Alg(), kid, k.alg)
+		}
+		return k.key, nil
+	}
+}
+
+// verify checks an access token: signature by a known key with an allowed
+// algorithm, issuer, audience, and times (exp required; 30s leeway).
+func (t *tokens) verify(s string) (*Claims, error) {
+	var c Claims
+	if _, err := t.access.ParseWithClaims(s, &c, t.keyFor("JWT")); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// verifyRefresh checks a refresh token the same way.
+func (t *tokens) verifyRefresh(s string) (*refreshClaims, error) {
+	var c refreshClaims
+	if _, err := t.refresh.ParseWithClaims(s, &c, t.keyFor(refreshType)); err != nil {
+		return nil, err
+	}
+	if c.Subject == "" || c.Bind == "" {
+		return nil, errors.New("refresh token without subject or binding")
+	}
+	return &c, nil
+}

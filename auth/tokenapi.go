@@ -1,0 +1,229 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/distribution/distribution/v3/registry/api/errcode"
+	"github.com/gin-gonic/gin"
+)
+
+// maxFormBytes bounds an OAuth2 token request body.
+const maxFormBytes = 64 << 10
+
+// TokenResponse is the answer of /auth/token (Docker token specification;
+// "access_token" and "scope" for OAuth2 clients).
+type TokenResponse struct {
+	Token        string `json:"token"`
+	AccessToken  string `json:"access_token"`
+	ExpiresIn    int    `json:"expires_in"`
+	IssuedAt     string `json:"issued_at"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+	Scope        string `json:"scope,omitempty"`
+}
+
+// tokenRequest is a GET or POST token request, read.
+type tokenRequest struct {
+	oauth    bool   // POST: errors also carry the OAuth2 fields
+	grant    string // "anonymous", "password" or "refresh_token"
+	service  string
+	scopes   []string
+	offline  bool // also return a refresh token
+	username string
+	password string
+	refresh  string
+}
+
+// errBadRequest is a malformed token request (400).
+type errBadRequest struct{ msg, oauth string }
+
+func (e *errBadRequest) Error() string { return e.msg }
+
+// Token serves GET and POST /auth/token.
+//
+// GET (Docker token specification): ?service=&scope=…&scope=…, with HTTP
+// Basic credentials or anonymously; offline_token=true also returns a
+// refresh token. POST (OAuth2 form, as `docker login` and containerd use):
+// grant_type=password (username, password) or grant_type=refresh_token
+// (refresh_token); access_type=offline returns a refresh token with a
+// password grant. The token grants the intersection of the scopes asked
+// for and what the account may do.
+func (s *Service) Token(c *gin.Context) {
+	c.Header("Cache-Control", "no-store")
+	c.Header("Pragma", "no-cache")
+	req, err := readTokenRequest(c)
+	if err == nil && req.service != "" && req.service != s.opts.Auth.Service {
+		err = &errBadRequest{msg: "unknown service " + quoteShort(req.service), oauth: "invalid_request"}
+	}
+	var requested []Access
+	if err == nil {
+		if requested, err = ParseScopes(req.scopes); err != nil {
+			err = &errBadRequest{msg: err.Error(), oauth: "invalid_scope"}
+		}
+	}
+	if err != nil {
+		s.tokenFail(c, req, err)
+		return
+	}
+	ctx, addr := c.Request.Context(), c.ClientIP()
+	var acct *Account
+	switch req.grant {
+	case "password":
+		acct, err = s.authenticate(ctx, req.username, req.password, addr)
+	case "refresh_token":
+		acct, err = s.refreshAccount(ctx, req.refresh, addr)
+	}
+	if err != nil {
+		s.tokenFail(c, req, err)
+		return
+	}
+	granted := s.policy.Grant(acct, requested)
+	sub := ""
+	if acct != nil {
+		sub = acct.Name
+		// The access log names who got the token.
+		c.Request = c.Request.WithContext(WithPrincipal(ctx, Principal{Name: acct.Name, Admin: acct.Admin, Robot: acct.Robot}))
+	}
+	token, issued, err := s.tokens.issue(sub, granted)
+	if err != nil {
+		s.tokenFail(c, req, err)
+		return
+	}
+	resp := TokenResponse{
+		Token: token, AccessToken: token,
+		ExpiresIn: int(s.tokens.ttl / time.Second),
+		IssuedAt:  issued.UTC().Format(time.RFC3339),
+		Scope:     grantedScope(granted),
+	}
+	if req.offline && req.grant == "password" {
+		if resp.RefreshToken, err = s.tokens.issueRefresh(acct.Name, acct.bind); err != nil {
+			s.tokenFail(c, req, err)
+			return
+		}
+	}
+	c.JSON(http.StatusOK, resp)
+}
+
+func readTokenRequest(c *gin.Context) (tokenRequest, error) {
+	r := c.Request
+	if r.Method == http.MethodGet {
+		q := r.URL.Query()
+		req := tokenRequest{grant: "anonymous", service: q.Get("service"), scopes: q["scope"], offline: q.Get("offline_token") == "true"}
+		if r.Header.Get("Authorization") != "" {
+			user, pw, ok := r.BasicAuth()
+			if !ok {
+				return req, errBadCredentials
+			}
+			req.grant, req.username, req.password = "password", user, pw
+		}
+		return req, nil
+	}
+	req := tokenRequest{oauth: true}
+	r.Body = http.MaxBytesReader(c.Writer, r.Body, maxFormBytes)
+	if err := r.ParseForm(); err != nil {
+		return req, &errBadRequest{msg: "unreadable form: " + err.Error(), oauth: "invalid_request"}
+	}
+	f := r.PostForm
+	req.grant, req.service, req.scopes = f.Get("grant_type"), f.Get("service"), f["scope"]
+	req.offline = f.Get("access_type") == "offline"
+	switch req.grant {
+	case "password":
+		req.username, req.password = f.Get("username"), f.Get("password")
+		if req.username == "" {
+			return req, &errBadRequest{msg: "grant_type=password needs username and password", oauth: "invalid_request"}
+		}
+	case "refresh_token":
+		req.refresh = f.Get("refresh_token")
+		if req.refresh == "" {
+			return req, &errBadRequest{msg: "grant_type=refresh_token needs refresh_token", oauth: "invalid_request"}
+		}
+	default:
+		return req, &errBadRequest{msg: "grant_type must be password or refresh_token", oauth: "unsupported_grant_type"}
+	}
+	return req, nil
+}
+
+// refreshAccount checks a refresh token and the account it names as it is
+// now: a robot revoked (or re-created: another id) or a user whose password
+// changed gets nothing, at once.
+func (s *Service) refreshAccount(ctx context.Context, token, addr string) (*Account, error) {
+	if wait := s.throttle.waitAddress(addr); wait > 0 {
+		return nil, &throttledError{wait: wait}
+	}
+	claims, err := s.tokens.verifyRefresh(token)
+	if err != nil {
+		s.throttle.failAddress(addr)
+		return nil, errBadRefresh
+	}
+	acct, err := s.account(ctx, claims.Subject)
+	if err != nil {
+		return nil, err
+	}
+	if acct == nil || acct.bind != claims.Bind {
+		s.log.InfoContext(ctx, "refresh token refused: account revoked or changed", "account", claims.Subject, "remote", addr)
+		return nil, errBadRefresh
+	}
+	if acct.Robot {
+		s.robots.touch(strings.TrimPrefix(acct.Name, RobotPrefix), acct.bind)
+	}
+	return acct, nil
+}
+
+// errBadRefresh: invalid, expired or revoked refresh token.
+var errBadRefresh = errors.New("invalid, expired or revoked refresh token")
+
+func (s *Service) tokenFail(c *gin.Context, req tokenRequest, err error) {
+	var status int
+	var code errcode.ErrorCode
+	var oauth string
+	msg := err.Error()
+	var bad *errBadRequest
+	var throttled *throttledError
+	switch {
+	case errors.As(err, &bad):
+		status, code, oauth = http.StatusBadRequest, errcode.ErrorCodeUnsupported, bad.oauth
+	case errors.As(err, &throttled):
+		retryAfter(c, throttled.wait)
+		status, code, oauth = http.StatusTooManyRequests, errcode.ErrorCodeTooManyRequests, "invalid_grant"
+		msg = "too many failed logins: try again later"
+	case errors.Is(err, errBadCredentials), errors.Is(err, errBadRefresh):
+		status, code, oauth = http.StatusUnauthorized, errcode.ErrorCodeUnauthorized, "invalid_grant"
+	case isUnavailable(err):
+		status, code, oauth = http.StatusServiceUnavailable, errcode.ErrorCodeUnavailable, "temporarily_unavailable"
+		msg = "storage is unavailable, try again later"
+		s.log.ErrorContext(c.Request.Context(), "token request failed", "error", err.Error())
+	default:
+		status, code, oauth = http.StatusInternalServerError, errcode.ErrorCodeUnknown, "server_error"
+		msg = "internal error"
+		s.log.ErrorContext(c.Request.Context(), "token request failed", "error", err.Error())
+	}
+	body := ociBody{Errors: []errcode.Error{{Code: code, Message: msg}}}
+	if req.oauth {
+		body.OAuthError, body.Description = oauth, msg
+	}
+	writeOCI(c, status, body)
+}
+
+// grantedScope is the OAuth2 "scope" of an answer: the granted entries.
+func grantedScope(granted []Access) string {
+	var parts []string
+	for _, a := range granted {
+		if len(a.Actions) > 0 {
+			parts = append(parts, FormatScope(a))
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+func quoteShort(s string) string {
+	return `"` + truncate(s, 64) + `"`
+}
+
+// JWKS serves the public keys tokens verify against.
+func (s *Service) JWKS(c *gin.Context) {
+	c.Header("Cache-Control", "public, max-age=300")
+	c.JSON(http.StatusOK, s.keys.jwks)
+}
