@@ -1,0 +1,329 @@
+#!/usr/bin/env bash
+# bench/run-s3.sh — Slipway vs the stock distribution registry v3.1.2, both
+# on S3 (one local MinIO), with raw minio-go PutObject/GetObject as the
+# limit. See BENCHMARKS.md ("On S3").
+#
+# One MinIO (/root/go/bin/minio or $MINIO_BIN) with its data dir under
+# BENCH_DIR (a real disk, not tmpfs); a bucket per system: raw, slipway,
+# stock. Registry instances, all on loopback, talking to MinIO directly:
+#   slipway          storage.s3 redirect: true   (push, pull, manifest rows)
+#   slipway-noredir  storage.s3 redirect: false  (pull rows), same bucket
+#   stock            storage.redirect.disable: false  (push, pull, manifest rows)
+#   stock-noredir    storage.redirect.disable: true   (pull rows), same bucket
+# Slipway has token auth on (an admin user for this run, like run.sh).
+#
+# Phase "count" (first; ~1 min): for each of the four configurations, a
+# fresh registry instance talks to MinIO through bench/s3count (a counting
+# reverse proxy) and regbench -scenario s3-ops pushes one 16 MiB blob
+# docker-style, pulls it (twice), pushes config + manifest, GETs the
+# manifest by tag (once, then 10 more) and HEADs it 10 times; the S3
+# requests of each step are recorded (a presigned GET sent by the client
+# after a redirect passes through the proxy too and is counted).
+#
+# Phase "rows": for each row, REPS repetitions, the systems in alternating
+# order; before each timed run: sync, drop_caches, sleep SLEEP, wait for a
+# quiet machine (like run.sh).
+#
+# Knobs: REPS=3 SLEEP=10 DROP=1 DURATION=5s BENCH_DIR=/work/slipway-bench
+#   PHASES="count rows" ROWS="push-16m push-256k pull-16m pull-256k manifest-head manifest-get"
+#   REGBENCH_FLAGS (extra regbench flags for the rows, e.g. "-n 8" for a smoke test)
+#   QUIET_PCT=10 QUIET_MAX=20 SLIPWAY_BIN STOCK_BIN MINIO_BIN KEEP=0 RESULTS
+#   BASE_PORT=5300 (registries 5301.., MinIO BASE_PORT+50, proxies BASE_PORT+60..)
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+REPS=${REPS:-3}
+SLEEP=${SLEEP:-10}
+DROP=${DROP:-1}
+DURATION=${DURATION:-5s}
+PHASES=${PHASES:-count rows}
+ROWS=${ROWS:-push-16m push-256k pull-16m pull-256k manifest-head manifest-get}
+BENCH_DIR=${BENCH_DIR:-/work/slipway-bench}
+QUIET_PCT=${QUIET_PCT:-10}
+QUIET_MAX=${QUIET_MAX:-20}
+KEEP=${KEEP:-0}
+BASE_PORT=${BASE_PORT:-5300}
+MINIO_BIN=${MINIO_BIN:-/root/go/bin/minio}
+STOCK_VERSION=v3.1.2
+RESULTS=${RESULTS:-$REPO/bench/results/s3-$(date -u +%Y%m%dT%H%M%SZ).jsonl}
+COMMAND="REPS=$REPS SLEEP=$SLEEP DROP=$DROP DURATION=$DURATION bench/run-s3.sh"
+
+log() { printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+die() {
+	log "FATAL: $*"
+	exit 2
+}
+
+mkdir -p "$BENCH_DIR"
+BENCH_DIR=$(cd "$BENCH_DIR" && pwd)
+case $(stat -f -c %T "$BENCH_DIR") in tmpfs | ramfs) die "$BENCH_DIR is tmpfs: benchmark a real disk" ;; esac
+RUN_DIR=$(mktemp -d "$BENCH_DIR/s3run.XXXXXX")
+mkdir -p "$(dirname "$RESULTS")"
+: >"$RESULTS"
+CLIENT_LOG=$RUN_DIR/regbench.log
+
+declare -A PID URL
+cleanup() {
+	local k
+	for k in "${!PID[@]}"; do kill "${PID[$k]}" 2>/dev/null || true; done
+	for k in "${!PID[@]}"; do wait "${PID[$k]}" 2>/dev/null || true; done
+	if [[ $KEEP == 1 ]]; then
+		log "kept $RUN_DIR"
+	else
+		for f in "$RUN_DIR"/*.log; do [[ -s $f ]] && cp "$f" "${RESULTS%.jsonl}.$(basename "$f")"; done
+		rm -rf "$RUN_DIR"
+	fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- build ----------------------------------------------------------------------
+log "building regbench, s3count, slipway"
+RB=$RUN_DIR/regbench
+(cd "$REPO/bench" && go build -o "$RB" ./regbench && go build -o "$RUN_DIR/s3count" ./s3count) || die "bench does not build"
+if [[ -z ${SLIPWAY_BIN:-} ]]; then
+	(cd "$REPO" && go build -o bin/slipway ./cmd/slipway) || die "Slipway does not build"
+	SLIPWAY_BIN=$REPO/bin/slipway
+fi
+STOCK_BIN=${STOCK_BIN:-$(go env GOPATH)/bin/registry}
+if [[ ! -x $STOCK_BIN ]]; then
+	go install "github.com/distribution/distribution/v3/cmd/registry@$STOCK_VERSION"
+	STOCK_BIN=$(go env GOPATH)/bin/registry
+fi
+mkdir -p "$RUN_DIR/bin"
+cp "$STOCK_BIN" "$RUN_DIR/bin/distribution-$STOCK_VERSION"
+STOCK_EXE=$RUN_DIR/bin/distribution-$STOCK_VERSION
+[[ -x $MINIO_BIN ]] || die "no MinIO at $MINIO_BIN"
+
+# --- credentials ------------------------------------------------------------------
+export MINIO_ROOT_USER=benchadmin
+MINIO_ROOT_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
+export MINIO_ROOT_PASSWORD
+BENCH_USER=bench
+BENCH_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
+BENCH_HASH=$(printf '%s' "$BENCH_PASSWORD" | "$SLIPWAY_BIN" passwd --cost 10) || die "slipway passwd failed"
+export REGBENCH_USER=$BENCH_USER REGBENCH_PASSWORD=$BENCH_PASSWORD
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+wait_http() { # name url codes...
+	local name=$1 url=$2 i code
+	shift 2
+	for ((i = 0; i < 150; i++)); do
+		code=$(curl -sS -o /dev/null -w '%{http_code}' "$url" 2>/dev/null || true)
+		for c in "$@"; do [[ $code == "$c" ]] && return 0; done
+		kill -0 "${PID[$name]}" 2>/dev/null || break
+		sleep 0.2
+	done
+	tail -20 "$RUN_DIR/$name.log" >&2 || true
+	die "$name did not answer $* on $url (last: $code)"
+}
+
+# --- MinIO ----------------------------------------------------------------------------
+MINIO_PORT=$((BASE_PORT + 50))
+MINIO_EP=127.0.0.1:$MINIO_PORT
+port_free "$MINIO_PORT" || die "port $MINIO_PORT in use (set BASE_PORT)"
+mkdir -p "$RUN_DIR/minio-data"
+"$MINIO_BIN" server --quiet --address "$MINIO_EP" --console-address "127.0.0.1:$((BASE_PORT + 51))" "$RUN_DIR/minio-data" >>"$RUN_DIR/minio.log" 2>&1 &
+PID[minio]=$!
+wait_http minio "http://$MINIO_EP/minio/health/ready" 200
+log "MinIO at $MINIO_EP (pid ${PID[minio]}, data $RUN_DIR/minio-data)"
+for b in raw stock; do
+	"$RB" -scenario raw-push-16m -phase setup -state "$RUN_DIR/mkbucket" -s3-endpoint "$MINIO_EP" -s3-bucket "$b" 2>>"$CLIENT_LOG" >/dev/null || die "cannot create bucket $b"
+done
+
+# --- registries -------------------------------------------------------------------------
+# start NAME PORT S3ENDPOINT: NAME is slipway[-noredir][-count] or stock[...]
+start() {
+	local name=$1 port=$2 ep=$3 cfg=$RUN_DIR/$1.yml redirect=true
+	[[ $name == *noredir* ]] && redirect=false
+	port_free "$port" || die "port $port in use (set BASE_PORT)"
+	case $name in
+	slipway*)
+		cat >"$cfg" <<-EOF
+			http:
+			  addr: "127.0.0.1:$port"
+			storage:
+			  s3:
+			    endpoint: "http://$ep"
+			    bucket: slipway
+			    region: us-east-1
+			    access_key: "$MINIO_ROOT_USER"
+			    secret_key: "$MINIO_ROOT_PASSWORD"
+			    create_bucket: true
+			    redirect: $redirect
+			log:
+			  level: warn
+			auth:
+			  signing_key: "$RUN_DIR/slipway-token.pem"
+			  users:
+			    - name: "$BENCH_USER"
+			      password_hash: "$BENCH_HASH"
+			      admin: true
+		EOF
+		local unset_env=()
+		for v in $(compgen -e); do [[ $v == SLIPWAY_* || $v == AWS_* ]] && unset_env+=(-u "$v"); done
+		env "${unset_env[@]}" "$SLIPWAY_BIN" serve --config "$cfg" >>"$RUN_DIR/$name.log" 2>&1 &
+		;;
+	stock*)
+		local disable=false
+		[[ $redirect == false ]] && disable=true
+		cat >"$cfg" <<-EOF
+			version: 0.1
+			log:
+			  level: error
+			  accesslog:
+			    disabled: true
+			storage:
+			  cache:
+			    blobdescriptor: inmemory
+			  s3:
+			    accesskey: "$MINIO_ROOT_USER"
+			    secretkey: "$MINIO_ROOT_PASSWORD"
+			    region: us-east-1
+			    regionendpoint: "http://$ep"
+			    bucket: stock
+			    secure: false
+			    v4auth: true
+			    forcepathstyle: true
+			  redirect:
+			    disable: $disable
+			http:
+			  addr: "127.0.0.1:$port"
+		EOF
+		OTEL_TRACES_EXPORTER=none "$STOCK_EXE" serve "$cfg" >>"$RUN_DIR/$name.log" 2>&1 &
+		;;
+	esac
+	PID[$name]=$!
+	URL[$name]=http://127.0.0.1:$port
+	wait_http "$name" "${URL[$name]}/v2/" 200 401
+	log "$name at ${URL[$name]} (pid ${PID[$name]}, S3 via $ep)"
+}
+stop() {
+	kill "${PID[$1]}" 2>/dev/null || true
+	wait "${PID[$1]}" 2>/dev/null || true
+	unset "PID[$1]"
+}
+
+# --- machine facts ----------------------------------------------------------------------
+disk_dev=$(df --output=source "$BENCH_DIR" | tail -1)
+machine() {
+	echo "- Command: \`$COMMAND\` (median of $REPS, systems alternating)"
+	echo "- Date: $(date -u +%Y-%m-%dT%H:%MZ)"
+	echo "- CPU: $(nproc) × $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo); memory $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo); kernel $(uname -sr)"
+	echo "- MinIO: $("$MINIO_BIN" --version 2>&1 | head -1) ($MINIO_BIN), one drive: $RUN_DIR/minio-data on $disk_dev ($(findmnt -n -o FSTYPE -T "$BENCH_DIR"))"
+	echo "- Page cache: $([[ $DROP == 1 ]] && echo "sync + drop_caches + ${SLEEP}s sleep before every timed run" || echo "not dropped")"
+	echo "- Go: $(go version | awk '{print $3}'); stock: $("$STOCK_BIN" --version 2>&1 | awk '{print $NF}'); Slipway: $(cd "$REPO" && git rev-parse --short HEAD) ($(cd "$REPO" && git status --porcelain | grep -qv '^?? bench' && echo "+ uncommitted changes" || echo clean))"
+}
+machine | sed 's/^/# /' >>"$RESULTS"
+
+# --- phase: count -------------------------------------------------------------------------
+if [[ " $PHASES " == *" count "* ]]; then
+	i=0
+	for sys in slipway slipway-noredir stock stock-noredir; do
+		i=$((i + 1))
+		lp=$((BASE_PORT + 60 + i)) cp=$((BASE_PORT + 70 + i))
+		name=$sys-count
+		"$RUN_DIR/s3count" -listen "127.0.0.1:$lp" -target "http://$MINIO_EP" -control "127.0.0.1:$cp" >>"$RUN_DIR/s3count.log" 2>&1 &
+		PID[proxy-$sys]=$!
+		wait_http "proxy-$sys" "http://127.0.0.1:$cp/take" 200
+		start "$name" $((BASE_PORT + 10 + i)) "127.0.0.1:$lp"
+		sleep 1
+		if out=$("$RB" -url "${URL[$name]}" -scenario s3-ops -label "$sys" -s3-counter "127.0.0.1:$cp" 2>>"$CLIENT_LOG"); then
+			printf '%s\n' "$out" >>"$RESULTS"
+			log "counted $sys: $(python3 -c 'import json,sys; e=json.loads(sys.argv[1])["extra"]; print(", ".join("%s %d" % (k, v["total"]) for k, v in e.items()))' "$out")"
+		else
+			printf '%s\n' "$out" >>"$RESULTS"
+			log "count $sys FAILED: $(tail -1 "$CLIENT_LOG")"
+		fi
+		stop "$name"
+		stop "proxy-$sys"
+	done
+fi
+
+# --- phase: rows ---------------------------------------------------------------------------
+busy_pct() {
+	local a b
+	read -r -a a </proc/stat
+	sleep 1
+	read -r -a b </proc/stat
+	local busy=$(((b[1] + b[2] + b[3] + b[6] + b[7] + b[8]) - (a[1] + a[2] + a[3] + a[6] + a[7] + a[8])))
+	local idle=$(((b[4] + b[5]) - (a[4] + a[5])))
+	echo $((100 * busy / (busy + idle > 0 ? busy + idle : 1)))
+}
+BG=0
+prep() {
+	sync
+	[[ $DROP == 1 ]] && { echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || log "WARNING: cannot drop caches"; }
+	sleep "$SLEEP"
+	local waited=0
+	BG=$(busy_pct)
+	while ((BG > QUIET_PCT && waited < QUIET_MAX)); do
+		((waited == 0)) && log "machine busy (${BG}% CPU): waiting up to ${QUIET_MAX}s"
+		BG=$(busy_pct)
+		waited=$((waited + 1))
+	done
+}
+failures=0
+measure() { # system row rep
+	local sys=$1 row=$2 rep=$3 out rc=0 args
+	if [[ $sys == raw ]]; then
+		args=(-scenario "raw-$row" -s3-endpoint "$MINIO_EP" -s3-bucket raw)
+	else
+		args=(-url "${URL[$sys]}" -scenario "$row")
+	fi
+	args+=(-state "$RUN_DIR/state-$sys" -label "$sys" -rep "$rep" -duration "$DURATION")
+	# shellcheck disable=SC2206
+	args+=(${REGBENCH_FLAGS:-})
+	if ! out=$(timeout 900 "$RB" "${args[@]}" -phase setup 2>>"$CLIENT_LOG"); then
+		failures=$((failures + 1))
+		printf '%s\n' "$out" >>"$RESULTS"
+		log "$row rep $rep $sys: setup FAILED: $(tail -1 "$CLIENT_LOG")"
+		return
+	fi
+	prep
+	local pid=${PID[$sys]:-${PID[minio]}}
+	out=$(timeout 900 "$RB" "${args[@]}" -phase run -bg-busy-pct "$BG" -server-pid "$pid" -also-pids "${PID[minio]}" 2>>"$CLIENT_LOG") || rc=$?
+	printf '%s\n' "$out" >>"$RESULTS"
+	if ((rc != 0)); then
+		failures=$((failures + 1))
+		log "$row rep $rep $sys: FAILED: $(tail -1 "$CLIENT_LOG")"
+		return
+	fi
+	log "$row rep $rep $sys: $(sed -n 's/.*"value":\([0-9.e+-]*\).*/\1/p' <<<"$out") $(sed -n 's/.*"metric":"\([^"]*\)".*/\1/p' <<<"$out") (p99 $(sed -n 's/.*"p99_ms":\([0-9.e+-]*\).*/\1/p' <<<"$out") ms, bg ${BG}%)"
+}
+if [[ " $PHASES " == *" rows "* ]]; then
+	start slipway $((BASE_PORT + 1)) "$MINIO_EP"
+	start slipway-noredir $((BASE_PORT + 2)) "$MINIO_EP"
+	start stock $((BASE_PORT + 3)) "$MINIO_EP"
+	start stock-noredir $((BASE_PORT + 4)) "$MINIO_EP"
+	read -r -a RS <<<"$ROWS"
+	started=$SECONDS
+	for i in "${!RS[@]}"; do
+		row=${RS[$i]}
+		case $row in
+		push-*) systems=(raw slipway stock) ;;
+		pull-*) systems=(raw slipway stock slipway-noredir stock-noredir) ;;
+		manifest-*) systems=(slipway stock) ;;
+		*) die "unknown row $row" ;;
+		esac
+		for ((rep = 1; rep <= REPS; rep++)); do
+			order=("${systems[@]}")
+			if (((rep + i) % 2 == 0)); then
+				order=()
+				for ((j = ${#systems[@]} - 1; j >= 0; j--)); do order+=("${systems[$j]}"); done
+			fi
+			for sys in "${order[@]}"; do measure "$sys" "$row" "$rep"; done
+		done
+	done
+	log "rows measured in $((SECONDS - started)) s, $failures failed"
+fi
+
+{
+	echo "### S3: Slipway vs stock distribution $STOCK_VERSION vs raw minio-go"
+	echo
+	machine
+	echo
+	python3 "$REPO/bench/s3summary.py" "$RESULTS"
+} | tee "${RESULTS%.jsonl}.md"
+log "raw results: $RESULTS"
+((failures == 0)) || exit 1
