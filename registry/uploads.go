@@ -240,21 +240,29 @@ func (r *Registry) uploadStatus(c *gin.Context, name, id string) {
 func (r *Registry) patchUpload(c *gin.Context, name, id string) {
 	r.uploads.Inc()
 	defer r.uploads.Dec()
+	if st, ok := r.receiveChunk(c, name, id); ok {
+		r.accepted(c, name, st)
+	}
+}
+
+// receiveChunk loads a session and appends the request's body, if any, to
+// it. When it returns false it has answered the request.
+func (r *Registry) receiveChunk(c *gin.Context, name, id string) (*uploadState, bool) {
 	ctx := c.Request.Context()
 	st, err := r.loadUpload(ctx, name, id)
 	if err != nil {
 		r.fail(c, err)
-		return
+		return nil, false
 	}
 	size, ok := r.chunkSize(c, name, st)
 	if !ok {
-		return
+		return nil, false
 	}
 	if err := r.appendChunk(ctx, st, c.Request.Body, size); err != nil {
 		r.fail(c, err)
-		return
+		return nil, false
 	}
-	r.accepted(c, name, st)
+	return st, true
 }
 
 // chunkSize checks a chunk's Content-Range against the session: it must
@@ -309,22 +317,13 @@ func (r *Registry) finishUpload(c *gin.Context, name, id string) {
 	r.uploads.Inc()
 	defer r.uploads.Dec()
 	ctx := c.Request.Context()
-	st, err := r.loadUpload(ctx, name, id)
-	if err != nil {
-		r.fail(c, err)
-		return
-	}
 	d, err := parseDigest(c.Query("digest"))
 	if err != nil {
 		r.fail(c, err)
 		return
 	}
-	size, ok := r.chunkSize(c, name, st)
+	st, ok := r.receiveChunk(c, name, id)
 	if !ok {
-		return
-	}
-	if err := r.appendChunk(ctx, st, c.Request.Body, size); err != nil {
-		r.fail(c, err)
 		return
 	}
 	got := digest.NewDigest(st.Algorithm, st.hasher)
