@@ -48,11 +48,8 @@ STOCK_VERSION=v3.1.2
 RESULTS=${RESULTS:-$REPO/bench/results/s3-$(date -u +%Y%m%dT%H%M%SZ).jsonl}
 COMMAND="REPS=$REPS SLEEP=$SLEEP DROP=$DROP DURATION=$DURATION bench/run-s3.sh"
 
-log() { printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
-die() {
-	log "FATAL: $*"
-	exit 2
-}
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 mkdir -p "$BENCH_DIR"
 BENCH_DIR=$(cd "$BENCH_DIR" && pwd)
@@ -104,7 +101,6 @@ BENCH_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
 BENCH_HASH=$(printf '%s' "$BENCH_PASSWORD" | "$SLIPWAY_BIN" passwd --cost 10) || die "slipway passwd failed"
 export REGBENCH_USER=$BENCH_USER REGBENCH_PASSWORD=$BENCH_PASSWORD
 
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 wait_http() { # name url codes...
 	local name=$1 url=$2 i code
 	shift 2
@@ -241,15 +237,6 @@ if [[ " $PHASES " == *" count "* ]]; then
 fi
 
 # --- phase: rows ---------------------------------------------------------------------------
-busy_pct() {
-	local a b
-	read -r -a a </proc/stat
-	sleep 1
-	read -r -a b </proc/stat
-	local busy=$(((b[1] + b[2] + b[3] + b[6] + b[7] + b[8]) - (a[1] + a[2] + a[3] + a[6] + a[7] + a[8])))
-	local idle=$(((b[4] + b[5]) - (a[4] + a[5])))
-	echo $((100 * busy / (busy + idle > 0 ? busy + idle : 1)))
-}
 BG=0
 prep() {
 	sync

@@ -48,11 +48,8 @@ STOCK_VERSION=v3.1.2
 RESULTS=${RESULTS:-$REPO/bench/results/$(date -u +%Y%m%dT%H%M%SZ).jsonl}
 COMMAND="REPS=$REPS SLEEP=$SLEEP DROP=$DROP DURATION=$DURATION REGISTRIES=\"$REGISTRIES\" bench/run.sh"
 
-log() { printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
-die() {
-	log "FATAL: $*"
-	exit 2
-}
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 read -r -a REGS <<<"$REGISTRIES"
 for r in "${REGS[@]}"; do
@@ -132,7 +129,6 @@ fi
 export REGBENCH_USER=$BENCH_USER REGBENCH_PASSWORD=$BENCH_PASSWORD
 
 # --- start the registries ----------------------------------------------------
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 start() {
 	local r=$1 port cfg code data=$RUN_DIR/$1-data
@@ -214,17 +210,6 @@ if [[ $DROP == 1 ]]; then
 		log "WARNING: cannot write /proc/sys/vm/drop_caches (not root?): measuring with a warm page cache"
 	fi
 fi
-# busy_pct: percent of all CPUs busy over the next second (other load on
-# the machine: the registries are idle while this runs).
-busy_pct() {
-	local a b
-	read -r -a a </proc/stat
-	sleep 1
-	read -r -a b </proc/stat
-	local busy=$(((b[1] + b[2] + b[3] + b[6] + b[7] + b[8]) - (a[1] + a[2] + a[3] + a[6] + a[7] + a[8])))
-	local idle=$(((b[4] + b[5]) - (a[4] + a[5])))
-	echo $((100 * busy / (busy + idle > 0 ? busy + idle : 1)))
-}
 BG=0
 prep() {
 	sync
