@@ -47,11 +47,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer, env config.Look
 	fl := flag.NewFlagSet("slipway serve", flag.ContinueOnError)
 	fl.SetOutput(stderr)
 	path := fl.String("config", "", "YAML configuration `file` (default: built-in defaults)")
-	if err := fl.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code, ok := parseFlags(fl, args); !ok {
+		return code
 	}
 	if fl.NArg() > 0 {
 		fmt.Fprintf(stderr, "slipway serve: unexpected argument %q\n", fl.Arg(0))
@@ -98,4 +95,16 @@ func versionString() string {
 		return v
 	}
 	return v + "+" + rev[:min(12, len(rev))] + dirty
+}
+
+// parseFlags parses a subcommand's flags. When it returns false the caller
+// exits with code: 0 after -h, 2 after a usage error (already printed).
+func parseFlags(fl *flag.FlagSet, args []string) (code int, ok bool) {
+	if err := fl.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0, false
+		}
+		return 2, false
+	}
+	return 0, true
 }

@@ -22,11 +22,8 @@ func passwd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fl := flag.NewFlagSet("slipway passwd", flag.ContinueOnError)
 	fl.SetOutput(stderr)
 	cost := fl.Int("cost", bcrypt.DefaultCost, "bcrypt `cost` (10-16; each step doubles the work)")
-	if err := fl.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code, ok := parseFlags(fl, args); !ok {
+		return code
 	}
 	if fl.NArg() > 0 {
 		fmt.Fprintf(stderr, "slipway passwd: unexpected argument %q (the password is read from stdin)\n", fl.Arg(0))
