@@ -122,6 +122,11 @@ mkdir -p "$RUN_DIR/minio-data"
 "$MINIO_BIN" server --quiet --address "$MINIO_EP" --console-address "127.0.0.1:$((BASE_PORT + 51))" "$RUN_DIR/minio-data" >>"$RUN_DIR/minio.log" 2>&1 &
 PID[minio]=$!
 wait_http minio "http://$MINIO_EP/minio/health/ready" 200
+# ready is 200 before the object layer is up; it then says so in a header.
+for ((i = 0; i < 150; i++)); do
+	curl -sSI "http://$MINIO_EP/minio/health/ready" 2>/dev/null | grep -qi '^x-minio-server-status: *unavailable' || break
+	sleep 0.2
+done
 log "MinIO at $MINIO_EP (pid ${PID[minio]}, data $RUN_DIR/minio-data)"
 for b in raw stock; do
 	"$RB" -scenario raw-push-16m -phase setup -state "$RUN_DIR/mkbucket" -s3-endpoint "$MINIO_EP" -s3-bucket "$b" 2>>"$CLIENT_LOG" >/dev/null || die "cannot create bucket $b"

@@ -114,10 +114,12 @@ func startMinIO(dir string) (*minioServer, error) {
 	go func() { _ = srv.cmd.Wait(); close(srv.exited) }()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		resp, err := http.Get("http://" + addr + "/minio/health/live")
+		// Live answers 200 before the object layer is up; until then it
+		// also sets x-minio-server-status: unavailable and S3 calls fail.
+		resp, err := http.Get("http://" + addr + "/minio/health/ready")
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			if resp.StatusCode == http.StatusOK && resp.Header.Get("X-Minio-Server-Status") != "unavailable" {
 				return srv, nil
 			}
 		}

@@ -190,13 +190,16 @@ func (m *MinIO) start() error {
 			return fmt.Errorf("minio exited before it was live:\n%s", tail(m.LogPath, 20))
 		default:
 		}
-		resp, err := client.Get(m.Endpoint() + "/minio/health/live")
+		// Live answers 200 before the object layer is up; until then it
+		// also sets x-minio-server-status: unavailable and S3 calls fail.
+		resp, err := client.Get(m.Endpoint() + "/minio/health/ready")
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			status := resp.Header.Get("X-Minio-Server-Status")
+			if resp.StatusCode == http.StatusOK && status != "unavailable" {
 				return nil
 			}
-			lastErr = fmt.Errorf("GET /minio/health/live: %s", resp.Status)
+			lastErr = fmt.Errorf("GET /minio/health/ready: %s (server status %q)", resp.Status, status)
 		} else {
 			lastErr = err
 		}
