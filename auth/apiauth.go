@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"errors"
 	"net/http"
 
@@ -77,4 +78,22 @@ func (s *Service) apiStoreFail(c *gin.Context, err error) {
 		return
 	}
 	apiFail(c, http.StatusInternalServerError, "internal error")
+}
+
+// Allowed returns the actions the request's principal (see API) may take on
+// repository repo under the policy, stage rules included. No principal:
+// what anonymous callers may do.
+func (s *Service) Allowed(ctx context.Context, repo string) ([]string, error) {
+	p, ok := PrincipalFrom(ctx)
+	if !ok || p.Name == "" {
+		return s.policy.Allowed(nil, TypeRepository, repo), nil
+	}
+	acct, err := s.account(ctx, p.Name)
+	if err != nil {
+		return nil, err
+	}
+	if acct == nil {
+		return nil, nil
+	}
+	return s.policy.Allowed(acct, TypeRepository, repo), nil
 }

@@ -28,6 +28,8 @@ type Config struct {
 	// Stages are the ordered repository prefixes an image is promoted
 	// through (staging/ -> production/); see stages.go.
 	Stages []Stage `yaml:"stages"`
+	// Promotion configures the promotion service (webhooks).
+	Promotion Promotion `yaml:"promotion"`
 }
 
 // Uploads configures the housekeeping of blob upload sessions.
@@ -221,6 +223,7 @@ func (c Config) problems() []problem {
 	}
 	ps = append(ps, c.Auth.problems()...)
 	ps = append(ps, stageProblems(c.Stages)...)
+	ps = append(ps, c.Promotion.problems()...)
 	return ps
 }
 

@@ -1,7 +1,6 @@
 package registry
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -364,7 +363,7 @@ func (r *Registry) untagDigest(ctx context.Context, name string, d digest.Digest
 		if err != nil {
 			continue
 		}
-		if string(bytes.TrimSpace(b)) == d.String() {
+		if td, _, err := parseTag(b); err == nil && td == d {
 			if err := r.store.Delete(ctx, k); err != nil {
 				return err
 			}

@@ -237,7 +237,7 @@ func (m *meta) tag(ctx context.Context, name, tag string) (digest.Digest, error)
 	if err != nil {
 		return "", err
 	}
-	d, err := digest.Parse(strings.TrimSpace(string(b)))
+	d, _, err := parseTag(b)
 	if err != nil {
 		return "", fmt.Errorf("tag %s:%s is corrupt: %w", name, tag, err)
 	}
