@@ -3,8 +3,11 @@ package promote
 import (
 	"context"
 	"errors"
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/opencontainers/go-digest"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/slipway/slipway/config"
@@ -22,11 +25,13 @@ type Identify func(ctx context.Context) string
 
 // Options configure a Service.
 type Options struct {
-	Stages   []config.Stage
-	Allowed  Authorizer
-	Actor    Identify
-	Webhooks []config.Webhook
-	Logger   *slog.Logger
+	Stages  []config.Stage
+	Allowed Authorizer
+	Actor   Identify
+	// Outbox receives an event for every promotion and rollback that
+	// changed a tag (webhooks); nil: none.
+	Outbox Outbox
+	Logger *slog.Logger
 	// Now is the clock (tests); nil: time.Now.
 	Now func() time.Time
 }
@@ -39,6 +44,16 @@ type Service struct {
 	meta  *registry.Metadata
 	opts  Options
 	log   *slog.Logger
+	locks keyedMutex
+	// shapes caches what the inventory shows of each digest.
+	shapes *lru.Cache[digest.Digest, shape]
+}
+
+// Outbox durably queues an event for delivery. id identifies the event:
+// queuing the same id again is a no-op, so a roll forward that repeats a
+// crashed writer's steps sends nothing twice.
+type Outbox interface {
+	Enqueue(ctx context.Context, id, event string, payload any) error
 }
 
 // New returns the service on the registry's metadata and its store.
@@ -49,7 +64,52 @@ func New(store storage.Store, meta *registry.Metadata, opts Options) *Service {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Service{store: store, meta: meta, opts: opts, log: opts.Logger}
+	return &Service{store: store, meta: meta, opts: opts, log: opts.Logger, locks: keyedMutex{m: map[string]*keyedEntry{}}, shapes: newShapes()}
+}
+
+// keyedMutex serialises promotions of one tag inside this process, so they
+// queue instead of spinning on compare-and-set (other replicas still race,
+// and the ledger's compare-and-set settles that).
+type keyedMutex struct {
+	mu sync.Mutex
+	m  map[string]*keyedEntry
+}
+
+type keyedEntry struct {
+	mu   sync.Mutex
+	refs int
+}
+
+func (k *keyedMutex) lock(key string) (unlock func()) {
+	k.mu.Lock()
+	e := k.m[key]
+	if e == nil {
+		e = &keyedEntry{}
+		k.m[key] = e
+	}
+	e.refs++
+	k.mu.Unlock()
+	e.mu.Lock()
+	return func() {
+		e.mu.Unlock()
+		k.mu.Lock()
+		if e.refs--; e.refs == 0 {
+			delete(k.m, key)
+		}
+		k.mu.Unlock()
+	}
+}
+
+// notify queues the webhook event of a record that changed its tag.
+func (s *Service) notify(ctx context.Context, rec Record) error {
+	if s.opts.Outbox == nil || rec.Outcome == OutcomeNoop {
+		return nil
+	}
+	event := config.EventPromotion
+	if rec.RollbackOf != "" {
+		event = config.EventRollback
+	}
+	return s.opts.Outbox.Enqueue(context.WithoutCancel(ctx), rec.ID, event, rec)
 }
 
 // Stages are the configured stages, in order.

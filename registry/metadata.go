@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -307,4 +308,32 @@ func parseTag(b []byte) (digest.Digest, int64, error) {
 		}
 	}
 	return d, seq, nil
+}
+
+// ReadBlob returns the content of a small stored blob (an image config),
+// refusing blobs larger than limit.
+func (md *Metadata) ReadBlob(ctx context.Context, d digest.Digest, limit int64) ([]byte, error) {
+	bd, err := md.m.blob(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	if bd.Size > limit {
+		return nil, fmt.Errorf("blob %s is %d bytes, more than %d", d, bd.Size, limit)
+	}
+	rd := newSegmentsReader(ctx, md.m.store, bd.segments(), 0, bd.Size)
+	defer rd.Close()
+	b := make([]byte, bd.Size)
+	if _, err := io.ReadFull(rd, b); err != nil {
+		return nil, fmt.Errorf("blob %s: %w", d, err)
+	}
+	return b, nil
+}
+
+// RepositoryExists reports whether anything was ever pushed to repo.
+func (md *Metadata) RepositoryExists(ctx context.Context, repo string) (bool, error) {
+	_, err := md.m.store.Stat(ctx, catalogKey(repo))
+	if errors.Is(err, storage.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
 }

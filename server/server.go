@@ -21,6 +21,7 @@ import (
 
 	"github.com/slipway/slipway/auth"
 	"github.com/slipway/slipway/config"
+	"github.com/slipway/slipway/promote"
 	"github.com/slipway/slipway/registry"
 	"github.com/slipway/slipway/storage"
 	"github.com/slipway/slipway/storage/delay"
@@ -47,6 +48,7 @@ type Server struct {
 	draining atomic.Bool // set when shutdown starts; /readyz then answers 503
 	registry *registry.Registry
 	auth     *auth.Service
+	promote  *promote.Service
 }
 
 // New builds the store named by cfg and everything on top of it. It does
@@ -162,7 +164,17 @@ func newServerWith(cfg config.Config, logger *slog.Logger, store storage.Store, 
 		regOpts.PartSize = c.PartSizeBytes()
 	}
 	s.registry = registry.New(store, regOpts)
+	s.promote = promote.New(store, s.registry.Metadata(), promote.Options{
+		Stages:  cfg.Stages,
+		Allowed: a.Allowed,
+		Actor: func(ctx context.Context) string {
+			p, _ := auth.PrincipalFrom(ctx)
+			return p.Name
+		},
+		Logger: logger,
+	})
 	s.routeAuth(e)
+	s.promote.Register(e.Group("/api/v1", a.API))
 	s.registry.Register(e.Group("", a.V2))
 	s.engine = e
 

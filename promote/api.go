@@ -1,0 +1,163 @@
+package promote
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+)
+
+// maxRequestBody bounds a promotion request.
+const maxRequestBody = 64 << 10
+
+// Register adds the API under r (mounted at /api/v1 behind the auth
+// middleware):
+//
+//	POST /promotions                 promote (201 record; 200 for a no-op)
+//	GET  /promotions                 ledger, newest first (?repository=&tag=&stage=&limit=&cursor=)
+//	GET  /promotions/{id}            one record
+//	POST /promotions/{id}/rollback   re-point the tag to the record's previous digest
+//	GET  /repositories               repositories (?q=&stage=&limit=&cursor=)
+//	GET  /repositories/{name}/tags   tags with digest, size, platforms, stages
+func (s *Service) Register(r gin.IRouter) {
+	r.POST("/promotions", s.postPromotion)
+	r.GET("/promotions", s.listPromotions)
+	r.GET("/promotions/:id", s.getPromotion)
+	r.POST("/promotions/:id/rollback", s.postRollback)
+	r.GET("/repositories", s.listRepositories)
+	r.GET("/repositories/*path", s.repositoryTags)
+}
+
+// fail answers err as {"code","message"}; anything but an *Error is a 500
+// whose detail goes to the log, not to the client.
+func (s *Service) fail(c *gin.Context, err error) {
+	var e *Error
+	if !errors.As(storeError(err), &e) {
+		s.log.ErrorContext(c.Request.Context(), "promotion api failed", "path", c.Request.URL.Path, "error", err.Error())
+		e = errorf(http.StatusInternalServerError, CodeInternal, "internal error")
+	}
+	c.AbortWithStatusJSON(e.Status, e)
+}
+
+func (s *Service) postPromotion(c *gin.Context) {
+	var req Request
+	if err := decodeJSON(c, &req); err != nil {
+		s.fail(c, err)
+		return
+	}
+	rec, created, err := s.Promote(c.Request.Context(), req)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	status := http.StatusCreated
+	if !created {
+		status = http.StatusOK
+	}
+	c.Header("Location", "/api/v1/promotions/"+rec.ID)
+	c.JSON(status, rec)
+}
+
+func decodeJSON(c *gin.Context, v any) error {
+	if ct := c.ContentType(); ct != "" && ct != "application/json" {
+		return invalid("Content-Type must be application/json, got %q", ct)
+	}
+	dec := json.NewDecoder(io.LimitReader(c.Request.Body, maxRequestBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, io.EOF) {
+			return invalid("request body is empty: a JSON object is expected")
+		}
+		return invalid("request body is not valid: %v", err)
+	}
+	return nil
+}
+
+func (s *Service) listPromotions(c *gin.Context) {
+	limit := 0
+	if l := c.Query("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 {
+			s.fail(c, invalid("limit must be a positive integer, got %q", l))
+			return
+		}
+		limit = n
+	}
+	page, err := s.History(c.Request.Context(), Query{
+		Repository: c.Query("repository"), Tag: c.Query("tag"), Stage: c.Query("stage"),
+		Limit: limit, Cursor: c.Query("cursor"),
+	})
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, page)
+}
+
+func (s *Service) getPromotion(c *gin.Context) {
+	rec, err := s.Get(c.Request.Context(), c.Param("id"))
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, rec)
+}
+
+func (s *Service) postRollback(c *gin.Context) {
+	var body struct {
+		Reason string `json:"reason"`
+	}
+	if c.Request.ContentLength != 0 {
+		if err := decodeJSON(c, &body); err != nil {
+			s.fail(c, err)
+			return
+		}
+	}
+	rec, err := s.Rollback(c.Request.Context(), c.Param("id"), body.Reason)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.Header("Location", "/api/v1/promotions/"+rec.ID)
+	c.JSON(http.StatusCreated, rec)
+}
+
+func (s *Service) listRepositories(c *gin.Context) {
+	limit := 0
+	if l := c.Query("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 {
+			s.fail(c, invalid("limit must be a positive integer, got %q", l))
+			return
+		}
+		limit = n
+	}
+	page, err := s.Repositories(c.Request.Context(), RepositoryQuery{
+		Search: c.Query("q"), Stage: c.Query("stage"), Limit: limit, Cursor: c.Query("cursor"),
+	})
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, page)
+}
+
+// repositoryTags serves /repositories/{name}/tags; names contain slashes,
+// so the route is a wildcard.
+func (s *Service) repositoryTags(c *gin.Context) {
+	name, ok := strings.CutSuffix(strings.TrimPrefix(c.Param("path"), "/"), "/tags")
+	if !ok {
+		s.fail(c, errorf(http.StatusNotFound, CodeNotFound, "no such endpoint: use /api/v1/repositories/{name}/tags"))
+		return
+	}
+	tags, err := s.Tags(c.Request.Context(), name)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"repository": name, "tags": tags})
+}

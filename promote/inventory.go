@@ -1,0 +1,260 @@
+package promote
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/slipway/slipway/config"
+	"github.com/slipway/slipway/storage"
+)
+
+// Limits of Repositories.
+const (
+	defaultRepos = 100
+	maxRepos     = 1000
+)
+
+// shape is what the inventory shows of a manifest: it never changes for a
+// digest, so it is computed once and cached.
+type shape struct {
+	MediaType string
+	Size      int64
+	Platforms []string
+}
+
+func newShapes() *lru.Cache[digest.Digest, shape] {
+	c, _ := lru.New[digest.Digest, shape](1 << 14)
+	return c
+}
+
+// Repositories lists the repositories the caller may pull, in name order.
+func (s *Service) Repositories(ctx context.Context, q RepositoryQuery) (RepositoryPage, error) {
+	if err := s.requireCaller(ctx); err != nil {
+		return RepositoryPage{}, err
+	}
+	limit := q.Limit
+	switch {
+	case limit < 0 || limit > maxRepos:
+		return RepositoryPage{}, invalid("limit must be between 1 and %d", maxRepos)
+	case limit == 0:
+		limit = defaultRepos
+	}
+	if q.Stage != "" {
+		if _, ok := s.stage(q.Stage); !ok {
+			return RepositoryPage{}, invalid("unknown stage %q", q.Stage)
+		}
+	}
+	page := RepositoryPage{Repositories: []RepositoryInfo{}}
+	after := q.Cursor
+	for {
+		names, more, err := s.meta.Repositories(ctx, after, 1000)
+		if err != nil {
+			return RepositoryPage{}, storeError(err)
+		}
+		for _, name := range names {
+			after = name
+			info := s.repoInfo(name)
+			if (q.Search != "" && !strings.Contains(name, q.Search)) || (q.Stage != "" && info.Stage != q.Stage) ||
+				!s.may(ctx, name, actionPull) {
+				continue
+			}
+			if len(page.Repositories) == limit {
+				page.NextCursor = page.Repositories[limit-1].Name
+				return page, nil
+			}
+			page.Repositories = append(page.Repositories, info)
+		}
+		if !more {
+			return page, nil
+		}
+	}
+}
+
+func (s *Service) repoInfo(name string) RepositoryInfo {
+	if st, ok := config.StageOf(s.opts.Stages, name); ok {
+		return RepositoryInfo{Name: name, Stage: st.Name, App: strings.TrimPrefix(name, st.Prefix)}
+	}
+	return RepositoryInfo{Name: name, App: name}
+}
+
+// StageCounts counts the repositories of each stage the caller may pull.
+func (s *Service) StageCounts(ctx context.Context) (map[string]int, error) {
+	if err := s.requireCaller(ctx); err != nil {
+		return nil, err
+	}
+	counts := map[string]int{}
+	for _, st := range s.opts.Stages {
+		counts[st.Name] = 0
+	}
+	after := ""
+	for {
+		names, more, err := s.meta.Repositories(ctx, after, 1000)
+		if err != nil {
+			return nil, storeError(err)
+		}
+		for _, name := range names {
+			after = name
+			if info := s.repoInfo(name); info.Stage != "" && s.may(ctx, name, actionPull) {
+				counts[info.Stage]++
+			}
+		}
+		if !more {
+			return counts, nil
+		}
+	}
+}
+
+// Tags describes every tag of a repository: digest, size, platforms, when
+// it was written, which stages hold the digest, and the promotion that set
+// it.
+func (s *Service) Tags(ctx context.Context, repo string) ([]TagInfo, error) {
+	if err := s.requireCaller(ctx); err != nil {
+		return nil, err
+	}
+	if !repoName.MatchString(repo) {
+		return nil, invalid("invalid repository name %q", repo)
+	}
+	if !s.may(ctx, repo, actionPull) {
+		return nil, errorf(http.StatusNotFound, CodeNotFound, "repository %s does not exist or you may not see it", repo)
+	}
+	tags, err := s.meta.Tags(ctx, repo)
+	if err != nil {
+		return nil, storeError(err)
+	}
+	if len(tags) == 0 {
+		if ok, err := s.meta.RepositoryExists(ctx, repo); err != nil {
+			return nil, storeError(err)
+		} else if !ok {
+			return nil, errorf(http.StatusNotFound, CodeNotFound, "repository %s does not exist or you may not see it", repo)
+		}
+	}
+	info := s.repoInfo(repo)
+	// Which digests each stage's repository of the same app holds: one
+	// listing per stage instead of a lookup per tag and stage.
+	held := map[string]map[digest.Digest]bool{}
+	if info.Stage != "" {
+		for _, st := range s.opts.Stages {
+			ds, err := s.meta.Manifests(ctx, st.Prefix+info.App)
+			if err != nil {
+				return nil, storeError(err)
+			}
+			set := make(map[digest.Digest]bool, len(ds))
+			for _, d := range ds {
+				set[d] = true
+			}
+			held[st.Name] = set
+		}
+	}
+	promotable := false
+	if st, ok := s.stage(info.Stage); ok {
+		promotable = len(st.PromoteFrom) > 0
+	}
+	out := make([]TagInfo, len(tags))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(16)
+	for i, tag := range tags {
+		g.Go(func() error {
+			ti, err := s.tagInfo(gctx, repo, tag, promotable)
+			if errors.Is(err, storage.ErrNotFound) {
+				return nil // deleted while listing
+			}
+			if err != nil {
+				return err
+			}
+			for _, st := range s.opts.Stages {
+				if held[st.Name][ti.Digest] {
+					ti.Stages = append(ti.Stages, st.Name)
+				}
+			}
+			out[i] = ti
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, storeError(err)
+	}
+	return slices.DeleteFunc(out, func(t TagInfo) bool { return t.Tag == "" }), nil
+}
+
+func (s *Service) tagInfo(ctx context.Context, repo, tag string, promotable bool) (TagInfo, error) {
+	st, err := s.meta.Tag(ctx, repo, tag)
+	if err != nil {
+		return TagInfo{}, err
+	}
+	sh, err := s.shape(ctx, repo, st.Digest, 0)
+	if err != nil {
+		return TagInfo{}, err
+	}
+	ti := TagInfo{Tag: tag, Digest: st.Digest, MediaType: sh.MediaType, Size: sh.Size, Platforms: sh.Platforms, UpdatedAt: st.ModTime.UTC(), Stages: []string{}}
+	if promotable && st.Seq > 0 {
+		if rec, ok, err := s.head(ctx, repo, tag); err == nil && ok {
+			ti.Promoted = &rec
+		}
+	}
+	return ti, nil
+}
+
+// shape computes (once per digest) a manifest's media type, total size
+// and platforms.
+func (s *Service) shape(ctx context.Context, repo string, d digest.Digest, depth int) (shape, error) {
+	if sh, ok := s.shapes.Get(d); ok {
+		return sh, nil
+	}
+	m, err := s.meta.ManifestInRepo(ctx, repo, d)
+	if err != nil {
+		return shape{}, err
+	}
+	sh := shape{MediaType: m.MediaType, Size: int64(len(m.Raw))}
+	refs, err := m.References()
+	if err != nil {
+		s.shapes.Add(d, sh) // unparseable (an artifact type we do not know): size of the manifest only
+		return sh, nil
+	}
+	for _, b := range refs.Blobs {
+		sh.Size += b.Size
+	}
+	if refs.Config != nil && !slices.ContainsFunc(refs.Blobs, func(b v1.Descriptor) bool { return b.Digest == refs.Config.Digest }) {
+		sh.Size += refs.Config.Size
+	}
+	for _, c := range refs.Children {
+		if c.Platform != nil {
+			sh.Platforms = append(sh.Platforms, platformString(*c.Platform))
+		}
+		if depth < maxDepth {
+			if cs, err := s.shape(ctx, repo, c.Digest, depth+1); err == nil {
+				sh.Size += cs.Size
+			}
+		}
+	}
+	if refs.Config != nil && len(refs.Children) == 0 && refs.Config.Size <= 1<<20 && isImageConfig(refs.Config.MediaType) {
+		if b, err := s.meta.ReadBlob(ctx, refs.Config.Digest, 1<<20); err == nil {
+			var p v1.Platform
+			if json.Unmarshal(b, &p) == nil && p.OS != "" {
+				sh.Platforms = []string{platformString(p)}
+			}
+		}
+	}
+	s.shapes.Add(d, sh)
+	return sh, nil
+}
+
+func isImageConfig(mt string) bool {
+	return mt == v1.MediaTypeImageConfig || mt == "application/vnd.docker.container.image.v1+json"
+}
+
+func platformString(p v1.Platform) string {
+	s := p.OS + "/" + p.Architecture
+	if p.Variant != "" {
+		s += "/" + p.Variant
+	}
+	return s
+}
