@@ -49,11 +49,11 @@ type Service struct {
 	shapes *lru.Cache[digest.Digest, shape]
 }
 
-// Outbox durably queues an event for delivery. id identifies the event:
-// queuing the same id again is a no-op, so a roll forward that repeats a
+// Outbox durably queues an event for delivery (webhook.Outbox). id and at
+// identify the event: queuing them again is a no-op, so a roll forward that repeats a
 // crashed writer's steps sends nothing twice.
 type Outbox interface {
-	Enqueue(ctx context.Context, id, event string, payload any) error
+	EnqueueOnce(ctx context.Context, id string, at time.Time, event string, payload any) error
 }
 
 // New returns the service on the registry's metadata and its store.
@@ -109,7 +109,7 @@ func (s *Service) notify(ctx context.Context, rec Record) error {
 	if rec.RollbackOf != "" {
 		event = config.EventRollback
 	}
-	return s.opts.Outbox.Enqueue(context.WithoutCancel(ctx), rec.ID, event, rec)
+	return s.opts.Outbox.EnqueueOnce(context.WithoutCancel(ctx), rec.ID, rec.At, event, rec)
 }
 
 // Stages are the configured stages, in order.

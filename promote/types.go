@@ -127,19 +127,19 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Message }
 
-// Codes of Error.
+// Codes of Error: snake case, like the rest of /api/ (auth.APIError).
 const (
-	CodeInvalid        = "INVALID_REQUEST"  // 400
-	CodeUnauthorized   = "UNAUTHORIZED"     // 401
-	CodeDenied         = "DENIED"           // 403
-	CodeNotFound       = "NOT_FOUND"        // 404
-	CodeFixedTag       = "FIXED_TAG"        // 409
-	CodeGuardFailed    = "GUARD_FAILED"     // 409
-	CodeEdgeNotAllowed = "EDGE_NOT_ALLOWED" // 409
-	CodeConflict       = "CONFLICT"         // 409: verification failed, contention
-	CodeNotManifest    = "NOT_A_MANIFEST"   // 422
-	CodeUnavailable    = "UNAVAILABLE"      // 503
-	CodeInternal       = "INTERNAL"         // 500
+	CodeInvalid        = "bad_request"      // 400
+	CodeUnauthorized   = "unauthorized"     // 401
+	CodeDenied         = "forbidden"        // 403
+	CodeNotFound       = "not_found"        // 404
+	CodeFixedTag       = "fixed_tag"        // 409
+	CodeGuardFailed    = "guard_failed"     // 409
+	CodeEdgeNotAllowed = "edge_not_allowed" // 409
+	CodeConflict       = "conflict"         // 409: verification failed, contention
+	CodeNotManifest    = "not_a_manifest"   // 422
+	CodeUnavailable    = "unavailable"      // 503
+	CodeInternal       = "internal"         // 500
 )
 
 func errorf(status int, code, format string, args ...any) *Error {

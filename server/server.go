@@ -22,6 +22,7 @@ import (
 	"github.com/slipway/slipway/auth"
 	"github.com/slipway/slipway/config"
 	"github.com/slipway/slipway/promote"
+	"github.com/slipway/slipway/promote/webhook"
 	"github.com/slipway/slipway/registry"
 	"github.com/slipway/slipway/storage"
 	"github.com/slipway/slipway/storage/delay"
@@ -49,6 +50,7 @@ type Server struct {
 	registry *registry.Registry
 	auth     *auth.Service
 	promote  *promote.Service
+	outbox   *webhook.Outbox // nil without promotion.webhooks
 }
 
 // New builds the store named by cfg and everything on top of it. It does
@@ -164,7 +166,13 @@ func newServerWith(cfg config.Config, logger *slog.Logger, store storage.Store, 
 		regOpts.PartSize = c.PartSizeBytes()
 	}
 	s.registry = registry.New(store, regOpts)
+	var outbox promote.Outbox
+	if len(cfg.Promotion.Webhooks) > 0 {
+		s.outbox = webhook.New(store, webhook.Options{Hooks: cfg.Promotion.Webhooks, Logger: logger})
+		outbox = s.outbox
+	}
 	s.promote = promote.New(store, s.registry.Metadata(), promote.Options{
+		Outbox: outbox,
 		Stages:  cfg.Stages,
 		Allowed: a.Allowed,
 		Actor: func(ctx context.Context) string {
@@ -250,6 +258,12 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.log.Info("listening", "addr", s.Addr(), "storage", backend)
 	go s.purgeUploads(ctx)
+	outboxDone := make(chan struct{})
+	if s.outbox != nil {
+		go func() { s.outbox.Run(ctx); close(outboxDone) }()
+	} else {
+		close(outboxDone)
+	}
 
 	select {
 	case err := <-served:
@@ -268,6 +282,7 @@ func (s *Server) Run(ctx context.Context) error {
 		_ = s.http.Close()
 	}
 	<-served // http.ErrServerClosed
+	<-outboxDone
 	s.Close()
 	if c, ok := s.store.(io.Closer); ok {
 		if err := c.Close(); err != nil {

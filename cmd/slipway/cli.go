@@ -17,7 +17,17 @@ const usage = `Usage:
   slipway serve [--config FILE]   serve the registry (no FILE: built-in defaults)
   slipway passwd [--cost N]       print the bcrypt hash of the password on stdin,
                                   for auth.users[].password_hash
+  slipway promote SOURCE --to STAGE [--tag TAG] [--expect-digest D]
+                [--expect-previous D|none] [--reason TEXT] [--json]
+                                  promote an image (staging/app:1.4.2) to a stage
+  slipway history [APP] [--tag T] [--stage S] [--limit N] [--json]
+                                  the promotion ledger, newest first
+  slipway rollback ID [--reason TEXT] [--json]
+                                  re-point a promotion's tag to its previous digest
   slipway version                 print the version
+
+promote, history and rollback call the server at $SLIPWAY_URL as
+$SLIPWAY_USER with $SLIPWAY_PASSWORD (a robot: robot$NAME and its secret).
 `
 
 // run is the whole command line; it returns the process exit code. ctx ends
@@ -32,6 +42,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return serve(ctx, args[1:], stderr, env)
 	case "passwd":
 		return passwd(args[1:], stdin, stdout, stderr)
+	case "promote":
+		return promoteCmd(ctx, args[1:], stdout, stderr, env)
+	case "history":
+		return historyCmd(ctx, args[1:], stdout, stderr, env)
+	case "rollback":
+		return rollbackCmd(ctx, args[1:], stdout, stderr, env)
 	case "version":
 		fmt.Fprintf(stdout, "slipway %s %s\n", versionString(), runtime.Version())
 		return 0

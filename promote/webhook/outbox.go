@@ -126,6 +126,15 @@ func New(store storage.Store, opts Options) *Outbox {
 // already wrote (best effort) and returns the error, so the caller may
 // retry without doubling deliveries.
 func (o *Outbox) Enqueue(ctx context.Context, event string, payload any) error {
+	return o.EnqueueOnce(ctx, randomHex(16), o.opts.Now().UTC(), event, payload)
+}
+
+// EnqueueOnce is Enqueue for an event with its own id and time (a ledger
+// record's): queuing the same id and time again writes nothing, so a
+// caller that repeats a crashed writer's steps does not double the
+// deliveries still pending. (One already delivered is sent again, with the
+// same delivery id: receivers dedupe on X-Slipway-Delivery.)
+func (o *Outbox) EnqueueOnce(ctx context.Context, id string, at time.Time, event string, payload any) error {
 	if event == "" {
 		return errors.New("webhook: empty event")
 	}
@@ -136,8 +145,10 @@ func (o *Outbox) Enqueue(ctx context.Context, event string, payload any) error {
 	if len(data) > maxPayload {
 		return fmt.Errorf("webhook: %s payload is %d bytes, more than %d", event, len(data), maxPayload)
 	}
-	now := o.opts.Now().UTC()
-	id := randomHex(16)
+	if !validEventID(id) {
+		return fmt.Errorf("webhook: invalid event id %q", id)
+	}
+	now := at.UTC()
 	var written []string
 	for i, h := range o.opts.Hooks {
 		if len(h.Events) > 0 && !slices.Contains(h.Events, event) {
@@ -148,6 +159,9 @@ func (o *Outbox) Enqueue(ctx context.Context, event string, payload any) error {
 		b, err := json.Marshal(d)
 		if err == nil {
 			_, err = o.store.PutIfAbsent(ctx, key, bytes.NewReader(b), int64(len(b)))
+			if errors.Is(err, storage.ErrPreconditionFailed) {
+				continue // queued before
+			}
 		}
 		if err != nil {
 			o.unwrite(ctx, written)
@@ -214,4 +228,17 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b) // never fails (crypto/rand panics instead)
 	return hex.EncodeToString(b)
+}
+
+// validEventID keeps ids usable inside storage keys.
+func validEventID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '-') {
+			return false
+		}
+	}
+	return true
 }

@@ -495,3 +495,22 @@ func TestKeysAreValidAndOldestFirst(t *testing.T) {
 		}
 	}
 }
+
+// EnqueueOnce with an id and time already queued writes nothing more: a
+// roll forward repeating a crashed promotion's steps queues one delivery.
+func TestEnqueueOnceIsIdempotent(t *testing.T) {
+	store := newStore(t, t.TempDir())
+	o := New(store, Options{Hooks: []config.Webhook{{URL: "http://127.0.0.1:1/hook", Secret: "0123456789abcdef"}}})
+	at := time.Now()
+	for range 3 {
+		if err := o.EnqueueOnce(context.Background(), "7fffffff-abc", at, config.EventPromotion, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := o.Pending(context.Background()); err != nil || n != 1 {
+		t.Fatalf("Pending = %d, %v; want 1", n, err)
+	}
+	if err := o.EnqueueOnce(context.Background(), "../x", at, config.EventPromotion, nil); err == nil {
+		t.Fatal("an id unusable in a key was accepted")
+	}
+}

@@ -190,6 +190,9 @@ type Options struct {
 	NoPublicURL bool
 	// Lockout sets auth.lockout (nil: Slipway's defaults).
 	Lockout *Lockout
+	// ExtraConfig is appended to Slipway's YAML configuration (top-level
+	// sections the harness does not write itself, such as promotion).
+	ExtraConfig string
 }
 
 // S3 is the bucket a registry stores its state in.
@@ -241,6 +244,7 @@ type Registry struct {
 	signingKey       string
 	verificationKeys []string
 	lockout          *Lockout
+	extraConfig      string
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -265,7 +269,7 @@ func StartOpts(t testing.TB, opts Options) *Registry {
 		t.Fatalf("making the test accounts: %v", err)
 	}
 	r := &Registry{t: t, name: sanitize(t.Name()), secret: randomHex(16), noPublicURL: opts.NoPublicURL,
-		signingKey: defaultSigningKey(t), lockout: opts.Lockout}
+		signingKey: defaultSigningKey(t), lockout: opts.Lockout, extraConfig: opts.ExtraConfig}
 	if opts.S3 != nil {
 		s := *opts.S3
 		if s.MinIO == nil {
@@ -291,7 +295,7 @@ func StartOpts(t testing.TB, opts Options) *Registry {
 func (r *Registry) StartReplica(t testing.TB) *Registry {
 	t.Helper()
 	r2 := &Registry{t: t, name: r.name + "-replica", Root: r.Root, secret: r.secret, writeDelay: r.writeDelay, noPublicURL: r.noPublicURL,
-		signingKey: r.signingKey, verificationKeys: r.verificationKeys, lockout: r.lockout}
+		signingKey: r.signingKey, verificationKeys: r.verificationKeys, lockout: r.lockout, extraConfig: r.extraConfig}
 	if r.S3 != nil {
 		s := *r.S3
 		r2.S3 = &s
@@ -423,7 +427,7 @@ storage:
 %s  test_write_delay: %s
 log:
   level: debug
-%s`, r.Host, publicURL, r.secret, storage, r.writeDelay, r.authConfig())
+%s%s`, r.Host, publicURL, r.secret, storage, r.writeDelay, r.authConfig(), r.extraConfig)
 	}
 	return os.WriteFile(r.cfgPath, []byte(cfg), 0o644)
 }
