@@ -24,8 +24,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math"
-	"strconv"
-	"strings"
 	"time"
 )
 
@@ -47,15 +45,6 @@ func chainPrefix(repo, tag string) string {
 
 func chainKey(repo, tag string, seq int64) string {
 	return chainPrefix(repo, tag) + fmt.Sprintf("%012d", maxSeq-seq)
-}
-
-func seqFromChainKey(key string) (int64, bool) {
-	i := strings.LastIndexByte(key, '/')
-	n, err := strconv.ParseInt(key[i+1:], 10, 64)
-	if err != nil || n < 0 || n > maxSeq {
-		return 0, false
-	}
-	return maxSeq - n, true
 }
 
 func recordKey(id string) string { return allPrefix + id }

@@ -172,7 +172,7 @@ func newServerWith(cfg config.Config, logger *slog.Logger, store storage.Store, 
 		outbox = s.outbox
 	}
 	s.promote = promote.New(store, s.registry.Metadata(), promote.Options{
-		Outbox: outbox,
+		Outbox:  outbox,
 		Stages:  cfg.Stages,
 		Allowed: a.Allowed,
 		Actor: func(ctx context.Context) string {
