@@ -175,6 +175,7 @@ func TestExampleConfigIsTheDefaults(t *testing.T) {
 	}
 	want := Default()
 	want.Auth.Users, want.Auth.VerificationKeys, want.Auth.AnonymousPull = []User{}, []string{}, []string{}
+	want.Promotion.Webhooks = []Webhook{}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Fatalf("example:  %+v\ndefaults: %+v", cfg, want)
 	}

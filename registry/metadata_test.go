@@ -1,0 +1,89 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/slipway/slipway/storage"
+)
+
+func TestParseTag(t *testing.T) {
+	d := "sha256:" + strings.Repeat("ab", 32)
+	for _, tc := range []struct {
+		in   string
+		seq  int64
+		fail bool
+	}{
+		{d, 0, false},
+		{d + "\n", 0, false},
+		{d + "\n7\n", 7, false},
+		{d + "\nx\n", 0, true},
+		{d + "\n-1\n", 0, true},
+		{"nope", 0, true},
+	} {
+		got, seq, err := parseTag([]byte(tc.in))
+		if (err != nil) != tc.fail || (!tc.fail && (got.String() != d || seq != tc.seq)) {
+			t.Errorf("parseTag(%q) = %s %d %v", tc.in, got, seq, err)
+		}
+	}
+}
+
+// SetTag is a compare-and-set on the tag, refuses a manifest the
+// repository lacks, and /v2/ serves a tag written with a sequence number.
+func TestMetadataSetTag(t *testing.T) {
+	e := newEnv(t)
+	raw := e.image("src/app", "layer")
+	wantStatus(t, e.putManifest("src/app", "1", v1.MediaTypeImageManifest, raw), http.StatusCreated)
+	d := digest.FromBytes(raw)
+	md := New(e.store, Options{}).Metadata()
+	ctx := context.Background()
+
+	m, err := md.Resolve(ctx, "src/app", "1")
+	if err != nil || m.Digest != d {
+		t.Fatalf("Resolve = %v %v", m.Digest, err)
+	}
+	if _, err := md.Resolve(ctx, "src/app", "2"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("Resolve(missing) = %v", err)
+	}
+	if err := md.SetTag(ctx, "dst/app", "1", d, 1, ""); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("SetTag before the manifest is linked = %v", err)
+	}
+	refs, _ := m.References()
+	for _, b := range refs.Blobs {
+		if err := md.LinkBlob(ctx, "dst/app", b.Digest); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := md.LinkManifest(ctx, "dst/app", m); err != nil {
+		t.Fatal(err)
+	}
+	if err := md.SetTag(ctx, "dst/app", "1", d, 1, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := md.SetTag(ctx, "dst/app", "1", d, 2, ""); !errors.Is(err, storage.ErrPreconditionFailed) {
+		t.Fatalf("SetTag if absent on an existing tag = %v", err)
+	}
+	st, err := md.Tag(ctx, "dst/app", "1")
+	if err != nil || st.Digest != d || st.Seq != 1 || st.ETag == "" {
+		t.Fatalf("Tag = %+v %v", st, err)
+	}
+	if err := md.SetTag(ctx, "dst/app", "1", d, 2, "stale"); !errors.Is(err, storage.ErrPreconditionFailed) {
+		t.Fatalf("SetTag with a stale ETag = %v", err)
+	}
+	if err := md.SetTag(ctx, "dst/app", "1", d, 2, st.ETag); err != nil {
+		t.Fatal(err)
+	}
+	r := e.do(http.MethodGet, "/v2/dst/app/manifests/1", nil)
+	wantStatus(t, r, http.StatusOK)
+	wantHeader(t, r, "Docker-Content-Digest", d.String())
+	// A blob's digest is not a manifest.
+	if _, err := md.Resolve(ctx, "src/app", refs.Blobs[0].Digest.String()); !errors.Is(err, ErrNotManifest) {
+		t.Fatalf("Resolve(blob digest) = %v", err)
+	}
+}
