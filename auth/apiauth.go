@@ -80,20 +80,21 @@ func (s *Service) apiStoreFail(c *gin.Context, err error) {
 	apiFail(c, http.StatusInternalServerError, "internal error")
 }
 
-// Allowed returns the actions the request's principal (see API) may take on
-// repository repo under the policy, stage rules included. No principal:
-// what anonymous callers may do.
-func (s *Service) Allowed(ctx context.Context, repo string) ([]string, error) {
-	p, ok := PrincipalFrom(ctx)
-	if !ok || p.Name == "" {
-		return s.policy.Allowed(nil, TypeRepository, repo), nil
+// Permissions returns what the request's principal (see API) may do, as
+// a function of the repository name: the account is looked up once, so a
+// caller checking thousands of repositories (a listing) reads it once. No
+// principal: what anonymous callers may do.
+func (s *Service) Permissions(ctx context.Context) (func(repo string) []string, error) {
+	var acct *Account
+	if p, ok := PrincipalFrom(ctx); ok && p.Name != "" {
+		a, err := s.account(ctx, p.Name)
+		if err != nil {
+			return nil, err
+		}
+		if a == nil {
+			return func(string) []string { return nil }, nil
+		}
+		acct = a
 	}
-	acct, err := s.account(ctx, p.Name)
-	if err != nil {
-		return nil, err
-	}
-	if acct == nil {
-		return nil, nil
-	}
-	return s.policy.Allowed(acct, TypeRepository, repo), nil
+	return func(repo string) []string { return s.policy.Allowed(acct, TypeRepository, repo) }, nil
 }

@@ -81,13 +81,23 @@ func (s *Service) stage(name string) (config.Stage, bool) {
 	return config.Stage{}, false
 }
 
-// may reports whether the caller may take action on repo.
+// may reports whether the caller may take action on repo. For many
+// checks in one call, use permissions.
 func (s *Service) may(ctx context.Context, repo, action string) bool {
+	perms, err := s.permissions(ctx)
+	return err == nil && perms(repo, action)
+}
+
+// permissions looks the caller up once and answers for any repository.
+func (s *Service) permissions(ctx context.Context) (func(repo, action string) bool, error) {
 	if s.opts.Allowed == nil {
-		return true
+		return func(string, string) bool { return true }, nil
 	}
-	acts, err := s.opts.Allowed(ctx, repo)
-	return err == nil && slices.Contains(acts, action)
+	allowed, err := s.opts.Allowed(ctx)
+	if err != nil {
+		return nil, storeError(err)
+	}
+	return func(repo, action string) bool { return slices.Contains(allowed(repo), action) }, nil
 }
 
 func (s *Service) requireCaller(ctx context.Context) error {

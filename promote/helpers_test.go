@@ -107,11 +107,13 @@ func newEnvOn(t *testing.T, dir string) *env {
 	e.host = strings.TrimPrefix(srv.URL, "http://")
 	e.svc = New(e.store, e.reg.Metadata(), Options{
 		Stages: testStages,
-		Allowed: func(ctx context.Context, repo string) ([]string, error) {
-			if e.grants != nil {
-				return e.grants(repo), nil
-			}
-			return []string{"pull", "push", "delete", "promote"}, nil
+		Allowed: func(ctx context.Context) (func(string) []string, error) {
+			return func(repo string) []string {
+				if e.grants != nil {
+					return e.grants(repo)
+				}
+				return []string{"pull", "push", "delete", "promote"}
+			}, nil
 		},
 		Actor:  func(ctx context.Context) string { return "tester" },
 		Logger: quiet,

@@ -53,6 +53,10 @@ func (s *Service) Repositories(ctx context.Context, q RepositoryQuery) (Reposito
 			return RepositoryPage{}, invalid("unknown stage %q", q.Stage)
 		}
 	}
+	may, err := s.permissions(ctx)
+	if err != nil {
+		return RepositoryPage{}, err
+	}
 	page := RepositoryPage{Repositories: []RepositoryInfo{}}
 	after := q.Cursor
 	for {
@@ -64,7 +68,7 @@ func (s *Service) Repositories(ctx context.Context, q RepositoryQuery) (Reposito
 			after = name
 			info := s.repoInfo(name)
 			if (q.Search != "" && !strings.Contains(name, q.Search)) || (q.Stage != "" && info.Stage != q.Stage) ||
-				!s.may(ctx, name, actionPull) {
+				!may(name, actionPull) {
 				continue
 			}
 			if len(page.Repositories) == limit {
@@ -91,6 +95,10 @@ func (s *Service) StageCounts(ctx context.Context) (map[string]int, error) {
 	if err := s.requireCaller(ctx); err != nil {
 		return nil, err
 	}
+	may, err := s.permissions(ctx)
+	if err != nil {
+		return nil, err
+	}
 	counts := map[string]int{}
 	for _, st := range s.opts.Stages {
 		counts[st.Name] = 0
@@ -103,7 +111,7 @@ func (s *Service) StageCounts(ctx context.Context) (map[string]int, error) {
 		}
 		for _, name := range names {
 			after = name
-			if info := s.repoInfo(name); info.Stage != "" && s.may(ctx, name, actionPull) {
+			if info := s.repoInfo(name); info.Stage != "" && may(name, actionPull) {
 				counts[info.Stage]++
 			}
 		}

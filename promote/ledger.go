@@ -136,6 +136,10 @@ func (s *Service) History(ctx context.Context, q Query) (Page, error) {
 	if q.Cursor != "" {
 		after = prefix + q.Cursor
 	}
+	may, err := s.permissions(ctx)
+	if err != nil {
+		return Page{}, err
+	}
 	var page Page
 	page.Records = []Record{}
 	scanned := 0
@@ -157,7 +161,7 @@ func (s *Service) History(ctx context.Context, q Query) (Page, error) {
 			scanned++
 			if (repo != "" && rec.Repository != repo) || (q.Repository != "" && repo == "" && rec.App != q.Repository) ||
 				(q.Tag != "" && rec.Tag != q.Tag) || (q.Stage != "" && rec.Stage != q.Stage) ||
-				!s.may(ctx, rec.Repository, actionPull) {
+				!may(rec.Repository, actionPull) {
 				continue
 			}
 			page.Records = append(page.Records, rec)

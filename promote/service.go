@@ -15,9 +15,9 @@ import (
 	"github.com/slipway/slipway/storage"
 )
 
-// Authorizer tells which actions the caller in ctx may take on a
-// repository (auth.Service.Allowed).
-type Authorizer func(ctx context.Context, repo string) ([]string, error)
+// Authorizer returns what the caller in ctx may do, per repository
+// (auth.Service.Permissions).
+type Authorizer func(ctx context.Context) (func(repo string) []string, error)
 
 // Identify names the caller in ctx for the ledger's actor field ("" for
 // none).

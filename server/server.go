@@ -174,7 +174,7 @@ func newServerWith(cfg config.Config, logger *slog.Logger, store storage.Store, 
 	s.promote = promote.New(store, s.registry.Metadata(), promote.Options{
 		Outbox:  outbox,
 		Stages:  cfg.Stages,
-		Allowed: a.Allowed,
+		Allowed: a.Permissions,
 		Actor: func(ctx context.Context) string {
 			p, _ := auth.PrincipalFrom(ctx)
 			return p.Name
