@@ -53,7 +53,7 @@ func TestRepositoryPageStagesSideBySide(t *testing.T) {
 		t.Errorf("v1 is in both stages, without a button:\n%s", v1)
 	}
 	v2 := rowOf(t, p, "v2")
-	if !strings.Contains(v2, "Promote to production") || !strings.Contains(v2, `class="cell missing"`) || !strings.Contains(v2, `class="gap"`) {
+	if !strings.Contains(v2, `value="staging/team/app:v2|production|`+string(fakeDigest("team/app-v2"))+`"`) || !strings.Contains(v2, `class="cell missing"`) || !strings.Contains(v2, `class="gap"`) {
 		t.Errorf("v2 lacks production and has a button:\n%s", v2)
 	}
 	short := shortDigest(fakeDigest("team/app-v2"))
@@ -78,11 +78,12 @@ func TestPromoteConfirmAndRollback(t *testing.T) {
 	b.login("rel", relPass)
 	b.get("/admin/repositories/app")
 	d := string(fakeDigest("app-v2"))
-	form := url.Values{"source": {"staging/app:v2"}, "digest": {d}, "to": {"production"}, "tag": {"v2"}}
-	c := b.post("/admin/promote", form)
+	// What the row's button sends.
+	c := b.post("/admin/promote", url.Values{"pick": {"staging/app:v2|production|" + d}})
 	wantStatus(t, c, http.StatusOK)
 	mustContain(t, c, "Promote staging/app:v2?", "production/app:v2", "the tag does not exist yet", d, `name="confirmed" value="1"`,
 		`name="expect_previous" value="none"`, "fixed tag")
+	form := url.Values{"source": {"staging/app:v2"}, "digest": {d}, "to": {"production"}, "tag": {"v2"}}
 	if len(e.fake.ledger) != 0 {
 		t.Fatal("the confirmation step promoted")
 	}

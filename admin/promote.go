@@ -44,6 +44,13 @@ func (a *Admin) promote(w http.ResponseWriter, r *http.Request, req *request) {
 	f := r.PostForm
 	d := confirmData{Kind: "promote", Source: f.Get("source"), To: f.Get("to"), Tag: f.Get("tag"),
 		Digest: digest.Digest(f.Get("digest")), Reason: f.Get("reason")}
+	// A Promote button of the repository page sends "source|to|digest".
+	if pick := f.Get("pick"); pick != "" {
+		parts := strings.Split(pick, "|")
+		if len(parts) == 3 {
+			d.Source, d.To, d.Digest = parts[0], parts[1], digest.Digest(parts[2])
+		}
+	}
 	repo, srcTag, ok := strings.Cut(d.Source, ":")
 	stages := svc.Stages()
 	from, fromOK := config.StageOf(stages, repo)

@@ -22,6 +22,8 @@ type repoData struct {
 	Rows    []tagRow
 	Missing int // rows some stage lacks
 	Total   int
+	// CanPromote: some row has a Promote button.
+	CanPromote bool
 }
 
 type stageCol struct {
@@ -107,6 +109,7 @@ func (a *Admin) repository(w http.ResponseWriter, r *http.Request, req *request)
 		if row.Gap {
 			d.Missing++
 		}
+		d.CanPromote = d.CanPromote || len(row.Actions) > 0
 	}
 	v := a.newView(r, req, app)
 	v.Nav, v.Data = "repositories", d

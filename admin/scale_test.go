@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -80,9 +81,11 @@ func benchPage(b *testing.B, seed func(*fakePromoter, time.Time), path string) {
 	for _, c := range br.c.Jar.Cookies(mustURL(u)) {
 		cookie += c.Name + "=" + c.Value + "; "
 	}
+	var took []time.Duration
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
+		start := time.Now()
 		req := httptest.NewRequest(http.MethodGet, path, nil)
 		req.Header.Set("Cookie", cookie)
 		rec := httptest.NewRecorder()
@@ -90,7 +93,15 @@ func benchPage(b *testing.B, seed func(*fakePromoter, time.Time), path string) {
 		if rec.Code != http.StatusOK {
 			b.Fatalf("status %d", rec.Code)
 		}
+		took = append(took, time.Since(start))
 	}
+	// With -benchtime 50x these are p50/p99 over 50 requests.
+	slices.Sort(took)
+	pct := func(p float64) float64 {
+		return float64(took[min(len(took)-1, int(p*float64(len(took))))].Microseconds()) / 1000
+	}
+	b.ReportMetric(pct(0.50), "p50-ms")
+	b.ReportMetric(pct(0.99), "p99-ms")
 }
 
 func BenchmarkRepositoryPage2000Tags(b *testing.B) { benchPage(b, bigApp, "/admin/repositories/big") }
