@@ -18,6 +18,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/slipway/slipway/admin/admintest"
 	"github.com/slipway/slipway/auth"
 	"github.com/slipway/slipway/config"
 	"github.com/slipway/slipway/storage/fs"
@@ -50,7 +51,7 @@ type env struct {
 	t     testing.TB
 	clock *clock
 	auth  *auth.Service
-	fake  *fakePromoter
+	fake  *admintest.Fake
 	admin *Admin
 	srv   *httptest.Server
 	pings int
@@ -86,8 +87,8 @@ func newEnv(tb testing.TB, edit func(*Options)) *env {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(svc.Close)
-	e := &env{t: tb, clock: clk, auth: svc, fake: newFake(clk.Now)}
-	e.fake.promoters["rel"] = true
+	e := &env{t: tb, clock: clk, auth: svc, fake: admintest.New(clk.Now)}
+	e.fake.Promoters["rel"] = true
 	opts := Options{
 		Promote: e.fake, Accounts: svc, SessionKey: svc.DeriveKey("admin-session"),
 		Ping:    func(context.Context) error { e.pings++; return nil },
@@ -208,3 +209,8 @@ func mustURL(s string) *url.URL {
 	}
 	return u
 }
+
+var (
+	_ Promoter = (*admintest.Fake)(nil)
+	_ Accounts = (*auth.Service)(nil)
+)

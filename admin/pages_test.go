@@ -9,22 +9,10 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/slipway/slipway/admin/admintest"
 	"github.com/slipway/slipway/storage"
 )
-
-// seedApp: staging/<app> has v1 and v2 (and latest = v2), production has
-// v1.
-func seedApp(f *fakePromoter, app string, now time.Time) {
-	v1, v2 := fakeDigest(app+"-v1"), fakeDigest(app+"-v2")
-	f.push("staging/"+app, "v1", v1, now.Add(-3*time.Hour))
-	f.push("staging/"+app, "v2", v2, now.Add(-time.Hour))
-	f.push("staging/"+app, "latest", v2, now.Add(-time.Hour))
-	f.push("production/"+app, "v1", v1, now.Add(-2*time.Hour))
-	f.markStages(app, v1)
-	f.markStages(app, v2)
-}
 
 var promoteButton = regexp.MustCompile(`(?s)<tr[^>]*data-tag="([^"]+)".*?</tr>`)
 
@@ -42,7 +30,7 @@ func rowOf(t *testing.T, p page, tag string) string {
 
 func TestRepositoryPageStagesSideBySide(t *testing.T) {
 	e := newEnv(t, nil)
-	seedApp(e.fake, "team/app", e.clock.Now())
+	e.fake.SeedApp("team/app", e.clock.Now())
 	b := e.browser()
 	b.login("ops", opsPass)
 	p := b.get("/admin/repositories/team/app")
@@ -53,11 +41,11 @@ func TestRepositoryPageStagesSideBySide(t *testing.T) {
 		t.Errorf("v1 is in both stages, without a button:\n%s", v1)
 	}
 	v2 := rowOf(t, p, "v2")
-	if !strings.Contains(v2, `value="staging/team/app:v2|production|`+string(fakeDigest("team/app-v2"))+`"`) || !strings.Contains(v2, `class="cell missing"`) || !strings.Contains(v2, `class="gap"`) {
+	if !strings.Contains(v2, `value="staging/team/app:v2|production|`+string(admintest.Digest("team/app-v2"))+`"`) || !strings.Contains(v2, `class="cell missing"`) || !strings.Contains(v2, `class="gap"`) {
 		t.Errorf("v2 lacks production and has a button:\n%s", v2)
 	}
-	short := shortDigest(fakeDigest("team/app-v2"))
-	if !strings.Contains(v2, short) || !strings.Contains(v2, `data-copy="`+string(fakeDigest("team/app-v2"))+`"`) {
+	short := shortDigest(admintest.Digest("team/app-v2"))
+	if !strings.Contains(v2, short) || !strings.Contains(v2, `data-copy="`+string(admintest.Digest("team/app-v2"))+`"`) {
 		t.Errorf("v2 lacks its short digest %s and copy button:\n%s", short, v2)
 	}
 	// A full repository name leads to the app's page.
@@ -73,18 +61,18 @@ func TestRepositoryPageStagesSideBySide(t *testing.T) {
 
 func TestPromoteConfirmAndRollback(t *testing.T) {
 	e := newEnv(t, nil)
-	seedApp(e.fake, "app", e.clock.Now())
+	e.fake.SeedApp("app", e.clock.Now())
 	b := e.browser()
 	b.login("rel", relPass)
 	b.get("/admin/repositories/app")
-	d := string(fakeDigest("app-v2"))
+	d := string(admintest.Digest("app-v2"))
 	// What the row's button sends.
 	c := b.post("/admin/promote", url.Values{"pick": {"staging/app:v2|production|" + d}})
 	wantStatus(t, c, http.StatusOK)
 	mustContain(t, c, "Promote staging/app:v2?", "production/app:v2", "the tag does not exist yet", d, `name="confirmed" value="1"`,
 		`name="expect_previous" value="none"`, "fixed tag")
 	form := url.Values{"source": {"staging/app:v2"}, "digest": {d}, "to": {"production"}, "tag": {"v2"}}
-	if len(e.fake.ledger) != 0 {
+	if len(e.fake.Ledger()) != 0 {
 		t.Fatal("the confirmation step promoted")
 	}
 	form.Set("confirmed", "1")
@@ -120,23 +108,23 @@ func TestPromoteConfirmAndRollback(t *testing.T) {
 
 func TestPromoteRefusalShownInPage(t *testing.T) {
 	e := newEnv(t, nil)
-	seedApp(e.fake, "app", e.clock.Now())
+	e.fake.SeedApp("app", e.clock.Now())
 	// production/app:v2 names something else: v2 is a fixed tag.
-	e.fake.push("production/app", "v2", fakeDigest("other"), e.clock.Now())
+	e.fake.Push("production/app", "v2", admintest.Digest("other"), e.clock.Now())
 	b := e.browser()
 	b.login("ops", opsPass)
 	b.get("/admin/")
-	form := url.Values{"source": {"staging/app:v2"}, "digest": {string(fakeDigest("app-v2"))}, "to": {"production"}, "tag": {"v2"}}
+	form := url.Values{"source": {"staging/app:v2"}, "digest": {string(admintest.Digest("app-v2"))}, "to": {"production"}, "tag": {"v2"}}
 	c := b.post("/admin/promote", form)
 	mustContain(t, c, "it will be re-pointed")
 	form.Set("confirmed", "1")
-	form.Set("expect_previous", string(fakeDigest("other")))
+	form.Set("expect_previous", string(admintest.Digest("other")))
 	p := b.post("/admin/promote", form)
 	wantStatus(t, p, http.StatusConflict)
 	mustContain(t, p, "v2 is a fixed tag in production and already names another image", "Promote staging/app:v2?")
 	// A stale confirmation (the target moved meanwhile) is refused too.
 	form.Set("tag", "v9")
-	form.Set("expect_previous", string(fakeDigest("other")))
+	form.Set("expect_previous", string(admintest.Digest("other")))
 	p = b.post("/admin/promote", form)
 	wantStatus(t, p, http.StatusConflict)
 	mustContain(t, p, "changed since you looked")
@@ -148,15 +136,15 @@ func TestPromoteRefusalShownInPage(t *testing.T) {
 
 func TestNoPromotePermission(t *testing.T) {
 	e := newEnv(t, nil)
-	seedApp(e.fake, "app", e.clock.Now())
-	e.fake.ledger = append(e.fake.ledger, fakeRecord("1", "app", "v1", e.clock.Now()))
+	e.fake.SeedApp("app", e.clock.Now())
+	e.fake.AddRecord(admintest.Record("1", "app", "v1", e.clock.Now()))
 	b := e.browser()
 	b.login("dev", devPass)
 	p := b.get("/admin/repositories/app")
 	wantStatus(t, p, http.StatusOK)
 	mustNotContain(t, p, "Promote to", `action="/admin/promote"`)
 	mustNotContain(t, b.get("/admin/history"), "Roll back")
-	form := url.Values{"source": {"staging/app:v2"}, "digest": {string(fakeDigest("app-v2"))}, "to": {"production"}, "tag": {"v2"}}
+	form := url.Values{"source": {"staging/app:v2"}, "digest": {string(admintest.Digest("app-v2"))}, "to": {"production"}, "tag": {"v2"}}
 	for _, confirmed := range []string{"", "1"} {
 		form.Set("confirmed", confirmed)
 		r := b.post("/admin/promote", form)
@@ -165,8 +153,8 @@ func TestNoPromotePermission(t *testing.T) {
 	}
 	r := b.post("/admin/rollback", url.Values{"id": {"1"}, "confirmed": {"1"}})
 	wantStatus(t, r, http.StatusForbidden)
-	if len(e.fake.ledger) != 1 {
-		t.Fatalf("ledger changed: %+v", e.fake.ledger)
+	if len(e.fake.Ledger()) != 1 {
+		t.Fatalf("ledger changed: %+v", e.fake.Ledger())
 	}
 }
 
@@ -174,12 +162,12 @@ func TestNoPromotePermission(t *testing.T) {
 // promote still shows the service's refusal.
 func TestServiceRefusalWins(t *testing.T) {
 	e := newEnv(t, nil)
-	seedApp(e.fake, "app", e.clock.Now())
+	e.fake.SeedApp("app", e.clock.Now())
 	b := e.browser()
 	b.login("rel", relPass)
 	b.get("/admin/")
-	form := url.Values{"source": {"staging/app:v2"}, "digest": {string(fakeDigest("app-v2"))}, "to": {"production"}, "tag": {"v2"}, "confirmed": {"1"}}
-	e.fake.promoters["rel"] = false
+	form := url.Values{"source": {"staging/app:v2"}, "digest": {string(admintest.Digest("app-v2"))}, "to": {"production"}, "tag": {"v2"}, "confirmed": {"1"}}
+	e.fake.Promoters["rel"] = false
 	r := b.post("/admin/promote", form)
 	wantStatus(t, r, http.StatusForbidden)
 }
@@ -187,7 +175,7 @@ func TestServiceRefusalWins(t *testing.T) {
 func TestRepositoriesSearchAndPages(t *testing.T) {
 	e := newEnv(t, nil)
 	for i := range 250 {
-		e.fake.push(fmt.Sprintf("staging/svc%03d", i), "v1", fakeDigest("x"), e.clock.Now())
+		e.fake.Push(fmt.Sprintf("staging/svc%03d", i), "v1", admintest.Digest("x"), e.clock.Now())
 	}
 	b := e.browser()
 	b.login("dev", devPass)
@@ -283,15 +271,15 @@ func TestNotFoundAndForbiddenPages(t *testing.T) {
 
 func TestFailuresInWordsNoInternals(t *testing.T) {
 	e := newEnv(t, nil)
-	seedApp(e.fake, "app", e.clock.Now())
+	e.fake.SeedApp("app", e.clock.Now())
 	b := e.browser()
 	b.login("ops", opsPass)
-	e.fake.failTags = errors.New("open /var/lib/slipway/secret-path: input/output error")
+	e.fake.FailTags = errors.New("open /var/lib/slipway/secret-path: input/output error")
 	p := b.get("/admin/repositories/app")
 	wantStatus(t, p, http.StatusInternalServerError)
 	mustContain(t, p, "Something went wrong")
 	mustNotContain(t, p, "secret-path", "goroutine", ".go:")
-	e.fake.failTags = fmt.Errorf("s3: %w", storage.ErrUnavailable)
+	e.fake.FailTags = fmt.Errorf("s3: %w", storage.ErrUnavailable)
 	p = b.get("/admin/repositories/app")
 	wantStatus(t, p, http.StatusServiceUnavailable)
 	mustContain(t, p, "Storage is unavailable")

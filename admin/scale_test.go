@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -8,31 +9,34 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/slipway/slipway/admin/admintest"
 )
 
 // bigApp gives staging/big 2,000 tags, half of them in production too.
-func bigApp(f *fakePromoter, now time.Time) {
+func bigApp(f *admintest.Fake, now time.Time) {
 	for i := range 2000 {
 		tag := fmt.Sprintf("1.%d.%d", i/100, i%100)
-		d := fakeDigest(tag)
+		d := admintest.Digest(tag)
 		at := now.Add(-time.Duration(i) * time.Minute)
-		f.push("staging/big", tag, d, at)
+		f.Push("staging/big", tag, d, at)
 		if i%2 == 0 {
-			f.push("production/big", tag, d, at.Add(time.Second))
+			f.Push("production/big", tag, d, at.Add(time.Second))
 		}
 	}
-	for _, ti := range f.repos["staging/big"] {
-		f.markStages("big", ti.Digest)
+	tags, _ := f.Tags(context.Background(), "staging/big")
+	for _, ti := range tags {
+		f.MarkStages("big", ti.Digest)
 	}
 }
 
-func manyRepos(f *fakePromoter, now time.Time) {
+func manyRepos(f *admintest.Fake, now time.Time) {
 	for i := range 5000 {
 		stage := "staging/"
 		if i%3 == 0 {
 			stage = "production/"
 		}
-		f.push(fmt.Sprintf("%steam%02d/service-%04d", stage, i%40, i), "v1", fakeDigest("x"), now)
+		f.Push(fmt.Sprintf("%steam%02d/service-%04d", stage, i%40, i), "v1", admintest.Digest("x"), now)
 	}
 }
 
@@ -71,7 +75,7 @@ func TestRepositories5000(t *testing.T) {
 
 // benchPage measures the server's time for one page, signed in, the
 // request and the rendering included (no network: httptest recorder).
-func benchPage(b *testing.B, seed func(*fakePromoter, time.Time), path string) {
+func benchPage(b *testing.B, seed func(*admintest.Fake, time.Time), path string) {
 	e := newEnv(b, nil)
 	seed(e.fake, e.clock.Now())
 	br := e.browser()

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slipway/slipway/admin/admintest"
 	"github.com/slipway/slipway/auth"
 	"github.com/slipway/slipway/config"
 )
@@ -123,7 +124,7 @@ func TestLoginFormCSRF(t *testing.T) {
 
 func TestCSRFRejected(t *testing.T) {
 	e := newEnv(t, nil)
-	seedApp(e.fake, "app", e.clock.Now())
+	e.fake.SeedApp("app", e.clock.Now())
 	b := e.browser()
 	b.login("ops", opsPass)
 	for _, tc := range []struct{ path, csrf string }{
@@ -134,13 +135,13 @@ func TestCSRFRejected(t *testing.T) {
 		{"/admin/robots/revoke", "wrong"},
 		{"/admin/logout", ""},
 	} {
-		p := b.post(tc.path, url.Values{"csrf": {tc.csrf}, "source": {"staging/app:v2"}, "digest": {string(fakeDigest("app-v2"))},
+		p := b.post(tc.path, url.Values{"csrf": {tc.csrf}, "source": {"staging/app:v2"}, "digest": {string(admintest.Digest("app-v2"))},
 			"to": {"production"}, "confirmed": {"1"}, "name": {"ci"}, "repos": {"*"}, "actions": {"pull"}})
 		wantStatus(t, p, http.StatusForbidden)
 		mustContain(t, p, "This form has expired or did not come from this site", "Nothing was changed")
 	}
-	if len(e.fake.ledger) != 0 {
-		t.Fatalf("a forged form promoted: %+v", e.fake.ledger)
+	if len(e.fake.Ledger()) != 0 {
+		t.Fatalf("a forged form promoted: %+v", e.fake.Ledger())
 	}
 	wantStatus(t, b.get("/admin/"), http.StatusOK) // still signed in
 }

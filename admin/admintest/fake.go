@@ -1,4 +1,7 @@
-package admin
+// Package admintest is an in-memory promotion service with the rules of
+// the real one's contract, for tests of the admin pages (handler tests in
+// admin, browser tests in integration) that must not wait for a registry.
+package admintest
 
 import (
 	"context"
@@ -18,35 +21,35 @@ import (
 	"github.com/slipway/slipway/promote"
 )
 
-// fakePromoter is an in-memory promotion service with the contract's
+// Fake is an in-memory promotion service with the contract's
 // rules: admins and the accounts in promoters may promote and roll back,
 // everyone signed in may read.
-type fakePromoter struct {
+type Fake struct {
 	stages    []config.Stage
-	promoters map[string]bool
+	Promoters map[string]bool
 	now       func() time.Time
 
 	mu     sync.Mutex
 	repos  map[string][]promote.TagInfo // repo -> tags
 	ledger []promote.Record             // oldest first
-	// failTags makes Tags fail with this error (storage outage tests).
-	failTags error
+	// FailTags makes Tags fail with this error (storage outage tests).
+	FailTags error
 }
 
-func newFake(now func() time.Time) *fakePromoter {
-	return &fakePromoter{stages: config.Default().Stages, promoters: map[string]bool{}, now: now, repos: map[string][]promote.TagInfo{}}
+func New(now func() time.Time) *Fake {
+	return &Fake{stages: config.Default().Stages, Promoters: map[string]bool{}, now: now, repos: map[string][]promote.TagInfo{}}
 }
 
-func fakeDigest(s string) digest.Digest { return digest.FromString(s) }
+func Digest(s string) digest.Digest { return digest.FromString(s) }
 
-// push adds a tag as a push would.
-func (f *fakePromoter) push(repo, tag string, d digest.Digest, at time.Time) {
+// Push adds a tag as a push would.
+func (f *Fake) Push(repo, tag string, d digest.Digest, at time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.setTag(repo, tag, d, at, nil)
 }
 
-func (f *fakePromoter) setTag(repo, tag string, d digest.Digest, at time.Time, rec *promote.Record) {
+func (f *Fake) setTag(repo, tag string, d digest.Digest, at time.Time, rec *promote.Record) {
 	tags := f.repos[repo]
 	ti := promote.TagInfo{Tag: tag, Digest: d, MediaType: "application/vnd.oci.image.manifest.v1+json", Size: 12345678,
 		Platforms: []string{"linux/amd64"}, UpdatedAt: at, Promoted: rec}
@@ -59,18 +62,18 @@ func (f *fakePromoter) setTag(repo, tag string, d digest.Digest, at time.Time, r
 	f.repos[repo] = append(tags, ti)
 }
 
-func (f *fakePromoter) Stages() []config.Stage { return f.stages }
+func (f *Fake) Stages() []config.Stage { return f.stages }
 
-func (f *fakePromoter) may(ctx context.Context) bool {
+func (f *Fake) may(ctx context.Context) bool {
 	p, ok := auth.PrincipalFrom(ctx)
-	return ok && (p.Admin || f.promoters[p.Name])
+	return ok && (p.Admin || f.Promoters[p.Name])
 }
 
-func (f *fakePromoter) CanPromote(ctx context.Context, sourceRepo, toStage string) bool {
+func (f *Fake) CanPromote(ctx context.Context, sourceRepo, toStage string) bool {
 	return f.may(ctx) && strings.HasPrefix(sourceRepo, "staging/") && toStage == "production"
 }
 
-func (f *fakePromoter) CanRollback(ctx context.Context, rec promote.Record) bool {
+func (f *Fake) CanRollback(ctx context.Context, rec promote.Record) bool {
 	return f.may(ctx) && rec.Outcome == promote.OutcomePromoted
 }
 
@@ -78,7 +81,7 @@ func perr(status int, code, msg string) error {
 	return &promote.Error{Status: status, Code: code, Message: msg}
 }
 
-func (f *fakePromoter) Promote(ctx context.Context, req promote.Request) (promote.Record, bool, error) {
+func (f *Fake) Promote(ctx context.Context, req promote.Request) (promote.Record, bool, error) {
 	repo, tag, _ := strings.Cut(req.Source, ":")
 	if !f.CanPromote(ctx, repo, req.To) {
 		return promote.Record{}, false, perr(http.StatusForbidden, promote.CodeDenied, "you may not promote "+repo+" to "+req.To)
@@ -130,8 +133,14 @@ func (f *fakePromoter) Promote(ctx context.Context, req promote.Request) (promot
 	return rec, created, nil
 }
 
-// markStages recomputes TagInfo.Stages for an app's digest.
-func (f *fakePromoter) markStages(app string, d digest.Digest) {
+// MarkStages recomputes TagInfo.Stages for an app's digest.
+func (f *Fake) MarkStages(app string, d digest.Digest) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.markStages(app, d)
+}
+
+func (f *Fake) markStages(app string, d digest.Digest) {
 	var holders []string
 	for _, s := range f.stages {
 		for _, t := range f.repos[s.Prefix+app] {
@@ -150,7 +159,7 @@ func (f *fakePromoter) markStages(app string, d digest.Digest) {
 	}
 }
 
-func (f *fakePromoter) Rollback(ctx context.Context, id, reason string) (promote.Record, error) {
+func (f *Fake) Rollback(ctx context.Context, id, reason string) (promote.Record, error) {
 	rec, err := f.Get(ctx, id)
 	if err != nil {
 		return promote.Record{}, err
@@ -175,7 +184,7 @@ func (f *fakePromoter) Rollback(ctx context.Context, id, reason string) (promote
 	return back, nil
 }
 
-func (f *fakePromoter) History(_ context.Context, q promote.Query) (promote.Page, error) {
+func (f *Fake) History(_ context.Context, q promote.Query) (promote.Page, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []promote.Record
@@ -208,7 +217,7 @@ func cmpOr(a, b int) int {
 	return b
 }
 
-func (f *fakePromoter) Get(_ context.Context, id string) (promote.Record, error) {
+func (f *Fake) Get(_ context.Context, id string) (promote.Record, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, r := range f.ledger {
@@ -219,7 +228,7 @@ func (f *fakePromoter) Get(_ context.Context, id string) (promote.Record, error)
 	return promote.Record{}, perr(http.StatusNotFound, promote.CodeNotFound, "no ledger record "+id)
 }
 
-func (f *fakePromoter) Repositories(_ context.Context, q promote.RepositoryQuery) (promote.RepositoryPage, error) {
+func (f *Fake) Repositories(_ context.Context, q promote.RepositoryQuery) (promote.RepositoryPage, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	names := make([]string, 0, len(f.repos))
@@ -249,11 +258,11 @@ func (f *fakePromoter) Repositories(_ context.Context, q promote.RepositoryQuery
 	return page, nil
 }
 
-func (f *fakePromoter) Tags(_ context.Context, repo string) ([]promote.TagInfo, error) {
+func (f *Fake) Tags(_ context.Context, repo string) ([]promote.TagInfo, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.failTags != nil {
-		return nil, f.failTags
+	if f.FailTags != nil {
+		return nil, f.FailTags
 	}
 	tags, ok := f.repos[repo]
 	if !ok {
@@ -262,7 +271,7 @@ func (f *fakePromoter) Tags(_ context.Context, repo string) ([]promote.TagInfo, 
 	return slices.Clone(tags), nil
 }
 
-func (f *fakePromoter) StageCounts(context.Context) (map[string]int, error) {
+func (f *Fake) StageCounts(context.Context) (map[string]int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	counts := map[string]int{}
@@ -274,11 +283,35 @@ func (f *fakePromoter) StageCounts(context.Context) (map[string]int, error) {
 	return counts, nil
 }
 
-var _ Promoter = (*fakePromoter)(nil)
-var _ Accounts = (*auth.Service)(nil)
-
-func fakeRecord(id, app, tag string, at time.Time) promote.Record {
-	return promote.Record{ID: id, Source: "staging/" + app + ":" + tag, Digest: fakeDigest(app + "-" + tag),
+// Record is a promotion of staging/<app>:<tag> to production by ops.
+func Record(id, app, tag string, at time.Time) promote.Record {
+	return promote.Record{ID: id, Source: "staging/" + app + ":" + tag, Digest: Digest(app + "-" + tag),
 		Target: "production/" + app + ":" + tag, Repository: "production/" + app, Tag: tag, Stage: "production", App: app,
 		Actor: "ops", At: at, Outcome: promote.OutcomePromoted}
+}
+
+// AddRecord appends a ledger record as if a promotion had happened.
+func (f *Fake) AddRecord(rec promote.Record) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ledger = append(f.ledger, rec)
+}
+
+// Ledger returns the records, oldest first.
+func (f *Fake) Ledger() []promote.Record {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.ledger)
+}
+
+// SeedApp gives staging/<app> v1, v2 and latest (= v2), and
+// production/<app> v1.
+func (f *Fake) SeedApp(app string, now time.Time) {
+	v1, v2 := Digest(app+"-v1"), Digest(app+"-v2")
+	f.Push("staging/"+app, "v1", v1, now.Add(-3*time.Hour))
+	f.Push("staging/"+app, "v2", v2, now.Add(-time.Hour))
+	f.Push("staging/"+app, "latest", v2, now.Add(-time.Hour))
+	f.Push("production/"+app, "v1", v1, now.Add(-2*time.Hour))
+	f.MarkStages(app, v1)
+	f.MarkStages(app, v2)
 }
