@@ -3,7 +3,8 @@
 # need, on a Debian 12 machine with Go, as root. Idempotent: each step is
 # skipped when its result is already there, so running it twice is cheap.
 #
-#   - Debian packages: docker.io containerd skopeo (apt-get update only if one is missing)
+#   - Debian packages: docker.io containerd skopeo chromium (apt-get update only
+#     if one is missing); chromium runs the admin pages' browser tests
 #   - Go tools into $(go env GOPATH)/bin: crane, oras, staticcheck, the stock
 #     distribution registry (pinned versions below)
 #   - the OCI distribution-spec conformance binary, built once into
@@ -38,7 +39,7 @@ export PATH="$GOBIN_DIR:$PATH"
 
 # --- Debian packages -------------------------------------------------------
 missing=()
-for pkg in docker.io containerd skopeo; do
+for pkg in docker.io containerd skopeo chromium; do
 	if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
 		missing+=("$pkg")
 	fi
@@ -68,7 +69,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
 		exit "$rc"
 	fi
 else
-	say "Debian packages present: docker.io containerd skopeo"
+	say "Debian packages present: docker.io containerd skopeo chromium"
+fi
+# The browser tests (integration/browser*_test.go) start it by this name.
+if ! command -v chromium >/dev/null 2>&1; then
+	echo "setup: chromium is installed but not on PATH" >&2
+	exit 1
 fi
 
 # --- Go tools ----------------------------------------------------------------

@@ -1,0 +1,136 @@
+// Package admin serves Slipway's web pages under /admin/: every stage of a
+// repository side by side, promotion and rollback from the browser, the
+// ledger, and robot accounts. Pages are rendered on the server
+// (html/template, templates and assets embedded); every action is a plain
+// form post, a little JavaScript only adds copy buttons and confirmations.
+//
+// Sessions are signed cookies, not server state, because replicas are
+// stateless (see session.go). The promotion service and the token service
+// enforce every permission themselves; the pages only hide what the caller
+// may not do.
+package admin
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/slipway/slipway/auth"
+	"github.com/slipway/slipway/config"
+	"github.com/slipway/slipway/promote"
+)
+
+// Promoter is what the pages need of the promotion service
+// (*promote.Service). Every method reads the caller from the context and
+// enforces its permissions, answering *promote.Error for refusals.
+type Promoter interface {
+	Promote(ctx context.Context, req promote.Request) (promote.Record, bool, error)
+	Rollback(ctx context.Context, id, reason string) (promote.Record, error)
+	History(ctx context.Context, q promote.Query) (promote.Page, error)
+	Get(ctx context.Context, id string) (promote.Record, error)
+	Repositories(ctx context.Context, q promote.RepositoryQuery) (promote.RepositoryPage, error)
+	Tags(ctx context.Context, repo string) ([]promote.TagInfo, error)
+	StageCounts(ctx context.Context) (map[string]int, error)
+	Stages() []config.Stage
+	CanPromote(ctx context.Context, sourceRepo, toStage string) bool
+	CanRollback(ctx context.Context, rec promote.Record) bool
+}
+
+// Accounts is what the pages need of the token service (*auth.Service).
+type Accounts interface {
+	Login(ctx context.Context, name, password, clientIP string) (auth.Principal, error)
+	Lookup(ctx context.Context, name string) (auth.Principal, string, error)
+	CreateRobotAccount(ctx context.Context, req auth.CreateRobotRequest) (auth.CreatedRobot, error)
+	ListRobotAccounts(ctx context.Context) ([]auth.RobotView, error)
+	RevokeRobotAccount(ctx context.Context, name string) error
+}
+
+// Options configure the pages.
+type Options struct {
+	Promote  Promoter
+	Accounts Accounts
+	// SessionKey signs session cookies (at least 32 bytes); every replica
+	// must use the same one. The server derives it from http.secret, or
+	// from the token signing key (auth.Service.DeriveKey).
+	SessionKey []byte
+	// SessionTTL is how long a login lasts (default 12h).
+	SessionTTL time.Duration
+	// PublicURL ("https://registry.example.com"): an https URL makes the
+	// cookie Secure, and its host goes into the `docker login` line.
+	PublicURL string
+	// Ping checks that storage answers (nil: not shown).
+	Ping    func(ctx context.Context) error
+	Version string
+	Started time.Time // uptime is measured from it (zero: from New)
+	Logger  *slog.Logger
+	Now     func() time.Time // tests pass a fake clock
+}
+
+// Admin serves the pages. Build it with New.
+type Admin struct {
+	opts  Options
+	log   *slog.Logger
+	now   func() time.Time
+	pages *pages
+	mux   *http.ServeMux
+}
+
+// defaultSessionTTL: a working day.
+const defaultSessionTTL = 12 * time.Hour
+
+// New builds the pages; it panics only if the embedded templates do not
+// parse (a build defect that every test catches).
+func New(opts Options) *Admin {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.SessionTTL <= 0 {
+		opts.SessionTTL = defaultSessionTTL
+	}
+	if opts.Started.IsZero() {
+		opts.Started = opts.Now()
+	}
+	a := &Admin{opts: opts, log: opts.Logger, now: opts.Now, pages: mustParsePages()}
+	a.mux = a.routes()
+	return a
+}
+
+// Register mounts the pages under /admin/ on r. The admin has its own
+// http.ServeMux behind one catch-all route: app names hold slashes, and
+// unknown paths get the admin's own 404 page.
+func (a *Admin) Register(r gin.IRouter) {
+	h := func(c *gin.Context) { a.ServeHTTP(c.Writer, c.Request) }
+	r.Any("/admin/*path", h)
+}
+
+// ServeHTTP serves every /admin/ request, with the security headers set
+// first so that error pages carry them too.
+func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "same-origin")
+	h.Set("X-Frame-Options", "DENY")
+	if r.URL.Path == "/admin" {
+		http.Redirect(w, r, "/admin/", http.StatusMovedPermanently)
+		return
+	}
+	if !strings.HasPrefix(r.URL.Path, "/admin/static/") {
+		// Pages show per-user data and one-time secrets: never cached.
+		h.Set("Cache-Control", "no-store")
+	}
+	a.mux.ServeHTTP(w, r)
+}
+
+// secure reports whether cookies must be Secure: the request came over
+// TLS, or the public URL is https.
+func (a *Admin) secure(r *http.Request) bool {
+	return r.TLS != nil || strings.HasPrefix(strings.ToLower(a.opts.PublicURL), "https://")
+}
