@@ -12,7 +12,7 @@ STATICCHECK := $(GOBIN)/staticcheck
 UNIT_PKGS    = $(shell $(GO) list -e ./... | grep -v '^$(MODULE)/integration')
 # make build VERSION=v1.2.3 stamps the version `slipway version` prints.
 VERSION     ?=
-LDFLAGS     := $(if $(VERSION),-ldflags "-X main.version=$(VERSION)")
+LDFLAGS     := $(if $(VERSION),-ldflags "-X github.com/slipway/slipway/internal/buildinfo.version=$(VERSION)")
 
 .PHONY: build run test tools lint unit integration clean
 

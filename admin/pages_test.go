@@ -35,7 +35,7 @@ func TestRepositoryPageStagesSideBySide(t *testing.T) {
 	b.login("ops", opsPass)
 	p := b.get("/admin/repositories/team/app")
 	wantStatus(t, p, http.StatusOK)
-	mustContain(t, p, "<h1>team/app</h1>", "3 tags", "2 not in every stage", "11.8 MiB", "linux/amd64")
+	mustContain(t, p, "<h1>team/app</h1>", "4 tags", "3 not in every stage", "11.8 MiB", "linux/amd64")
 	v1 := rowOf(t, p, "v1")
 	if strings.Contains(v1, "Promote") || strings.Count(v1, `class="cell present"`) != 2 {
 		t.Errorf("v1 is in both stages, without a button:\n%s", v1)
@@ -90,17 +90,37 @@ func TestPromoteConfirmAndRollback(t *testing.T) {
 		t.Fatalf("v2 not in production after promotion:\n%s", v2)
 	}
 	h := b.get("/admin/history?repository=app")
-	mustContain(t, h, "production/app</a>:<strong>v2</strong>", "release 2", "Roll back")
-	rb := b.post("/admin/rollback", url.Values{"id": {"1"}})
+	mustContain(t, h, "production/app</a>:<strong>v2</strong>", "release 2")
+	// v2 is a fixed tag that did not exist before: nothing to roll back.
+	mustNotContain(t, h, `class="rollback"`)
+
+	// latest moves (production had v1 there): promote, then roll back.
+	b.get("/admin/repositories/app")
+	c = b.post("/admin/promote", url.Values{"pick": {"staging/app:latest|production|" + d}})
+	wantStatus(t, c, http.StatusOK)
+	v1 := string(admintest.Digest("app-v1"))
+	mustContain(t, c, "Promote staging/app:latest?", `name="expect_previous" value="`+v1+`"`)
+	form = url.Values{"source": {"staging/app:latest"}, "digest": {d}, "to": {"production"}, "tag": {"latest"},
+		"confirmed": {"1"}, "expect_previous": {v1}, "reason": {"release 2 as latest"}}
+	wantStatus(t, b.post("/admin/promote", form), http.StatusSeeOther)
+	h = b.get("/admin/history?repository=app")
+	mustContain(t, h, "release 2 as latest", "Roll back")
+	rb := b.post("/admin/rollback", url.Values{"id": {"2"}})
 	wantStatus(t, rb, http.StatusOK)
-	mustContain(t, rb, "Roll back production/app:v2?", "the tag did not exist before")
-	rb = b.post("/admin/rollback", url.Values{"id": {"1"}, "confirmed": {"1"}, "reason": {"bad build"}})
+	mustContain(t, rb, "Roll back production/app:latest?", "Goes back to", shortDigest(admintest.Digest("app-v1")))
+	rb = b.post("/admin/rollback", url.Values{"id": {"2"}, "confirmed": {"1"}, "reason": {"bad build"}})
 	wantStatus(t, rb, http.StatusSeeOther)
 	h = b.get(rb.location())
-	mustContain(t, h, "Rolled back production/app:v2", "rolled_back", "bad build")
+	mustContain(t, h, "Rolled back production/app:latest", "rolled_back", "bad build")
 	after := b.get("/admin/repositories/app")
-	if !strings.Contains(rowOf(t, after, "v2"), "Promote to production") {
-		t.Fatal("v2 still in production after the rollback")
+	var back bool
+	for _, m := range promoteButton.FindAllStringSubmatch(after.body, -1) {
+		if m[1] == "latest" && strings.Contains(m[0], d) {
+			back = strings.Contains(m[0], "Promote to production")
+		}
+	}
+	if !back {
+		t.Fatalf("latest still names v2 in production after the rollback:\n%s", after.body)
 	}
 	// The overview lists both.
 	mustContain(t, b.get("/admin/"), "rolled_back", "promoted")

@@ -66,5 +66,5 @@ func TestAdminBrowserPages(t *testing.T) {
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
 
-	flow{base: srv.URL, user: user, pass: pass, app: "team/web", tag: "v2", shots: true}.run(t, ctx)
+	flow{base: srv.URL, user: user, pass: pass, app: "team/web", tag: "latest", digest: string(admintest.Digest("team/web-v2")), shots: true}.run(t, ctx)
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/slipway/slipway/integration/internal/harness"
+	"github.com/slipway/slipway/promote"
 )
 
 // Browser tests drive the admin pages in real headless Chromium (Debian's
@@ -129,7 +131,8 @@ func checkWidths(t *testing.T, ctx context.Context, name string) {
 type flow struct {
 	base       string // "http://127.0.0.1:PORT"
 	user, pass string
-	app, tag   string // a staging tag production lacks
+	app, tag   string // a staging tag production lacks at this digest
+	digest     string // the staging tag's digest
 	shots      bool   // photograph the pages (one test does)
 }
 
@@ -143,7 +146,7 @@ func (f flow) run(t *testing.T, ctx context.Context) {
 			checkWidths(t, ctx, name)
 		}
 	}
-	row := `tr[data-tag="` + f.tag + `"]`
+	row := `tr[data-tag="` + f.tag + `"][data-digest="` + f.digest + `"]`
 
 	pageRun(t, ctx, "opening the login page",
 		chromedp.Navigate(f.base+"/admin/"),
@@ -166,8 +169,10 @@ func (f flow) run(t *testing.T, ctx context.Context) {
 	pageRun(t, ctx, "opening the repository",
 		chromedp.Navigate(f.base+"/admin/repositories/"+f.app),
 		chromedp.WaitVisible(chromedp.CSS(row)))
+	// Production lacks the tag at this digest ("missing", or "other" when
+	// the tag is there at another digest).
 	missing := attr(t, ctx, row+` td[data-stage="production"]`, "class")
-	if !strings.Contains(missing, "missing") {
+	if strings.Contains(missing, "present") {
 		t.Fatalf("before promotion, production's cell of %s is %q", f.tag, missing)
 	}
 	shot("repository")
@@ -267,12 +272,21 @@ func TestAdminBrowserDocker(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(ctxDir, "Dockerfile"), []byte("FROM scratch\nCOPY app.bin /app.bin\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// The release before: build A promoted to production/web:1.0. Then
+	// build B is pushed as staging/web:1.0: the page shows production
+	// lacking it, the browser promotes it, and rolls back to A.
 	ref := reg.Ref("staging/web:1.0")
 	t.Cleanup(func() { _, _ = tools.Exec(harness.Cmd{Args: []string{"docker", "image", "rm", "-f", ref}}) })
 	tools.RunCmd(harness.Cmd{Args: []string{"docker", "build", "-t", ref, ctxDir}, Env: []string{"DOCKER_BUILDKIT=0"}})
 	tools.Run("docker", "push", ref)
+	if _, _, err := client(reg, reg.Admin()).Promote(context.Background(), promote.Request{Source: "staging/web:1.0", To: "production"}); err != nil {
+		t.Fatalf("promoting build A: %v", err)
+	}
+	writeRandomFile(t, filepath.Join(ctxDir, "app.bin"), 64<<10)
+	tools.RunCmd(harness.Cmd{Args: []string{"docker", "build", "-t", ref, ctxDir}, Env: []string{"DOCKER_BUILDKIT=0"}})
+	pushed := firstMatch(t, regexp.MustCompile(`digest: (sha256:[0-9a-f]{64})`), tools.Run("docker", "push", ref), "pushed digest")
 
 	ctx := newBrowser(t)
-	flow{base: reg.URL(), user: reg.Admin().Username, pass: reg.Admin().Password, app: "web", tag: "1.0",
+	flow{base: reg.URL(), user: reg.Admin().Username, pass: reg.Admin().Password, app: "web", tag: "1.0", digest: pushed,
 		shots: os.Getenv("SLIPWAY_SCREENSHOTS") != ""}.run(t, ctx)
 }

@@ -264,6 +264,18 @@ func TestRollback(t *testing.T) {
 	if got := e.digestOf("production/app:stable"); got != first.Digest.String() {
 		t.Fatalf("stable = %s after rollback, want %s", got, first.Digest)
 	}
+	// The digest rolled away from is still linked in production, but no
+	// longer released there: the inventory says staging only.
+	tags, err := e.svc.Tags(ctx, "staging/app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ti := range tags {
+		want := map[string]string{"a": "staging,production", "b": "staging"}[ti.Tag]
+		if got := strings.Join(ti.Stages, ","); got != want {
+			t.Errorf("staging/app:%s is in %q, want %q", ti.Tag, got, want)
+		}
+	}
 	// The tag has moved since `second`: rolling it back again is refused.
 	_, err = e.svc.Rollback(ctx, second.ID, "")
 	refusal(t, err, http.StatusConflict, CodeGuardFailed, "has moved")

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/slipway/slipway/config"
+	"github.com/slipway/slipway/registry"
 	"github.com/slipway/slipway/storage"
 )
 
@@ -146,22 +147,39 @@ func (s *Service) Tags(ctx context.Context, repo string) ([]TagInfo, error) {
 		}
 	}
 	info := s.repoInfo(repo)
-	// Which digests each stage's repository of the same app holds: one
-	// listing per stage instead of a lookup per tag and stage.
-	held := map[string]map[digest.Digest]bool{}
+	// Which digests each stage's repository of the same app has under a
+	// tag: that is what "in production" means to a person (a digest a
+	// rollback moved away from stays linked, but is no longer released).
+	states := map[string]map[string]registry.TagState{}
 	if info.Stage != "" {
 		for _, st := range s.opts.Stages {
-			ds, err := s.meta.Manifests(ctx, st.Prefix+info.App)
-			if err != nil {
+			other := st.Prefix + info.App
+			names := tags
+			if other != repo {
+				if names, err = s.meta.Tags(ctx, other); err != nil {
+					return nil, storeError(err)
+				}
+			}
+			if states[st.Name], err = s.readTags(ctx, other, names); err != nil {
 				return nil, storeError(err)
 			}
-			set := make(map[digest.Digest]bool, len(ds))
-			for _, d := range ds {
-				set[d] = true
-			}
-			held[st.Name] = set
 		}
+	} else {
+		own, err := s.readTags(ctx, repo, tags)
+		if err != nil {
+			return nil, storeError(err)
+		}
+		states[""] = own
 	}
+	held := map[string]map[digest.Digest]bool{}
+	for stage, m := range states {
+		set := make(map[digest.Digest]bool, len(m))
+		for _, ts := range m {
+			set[ts.Digest] = true
+		}
+		held[stage] = set
+	}
+	mine := states[info.Stage]
 	promotable := false
 	if st, ok := s.stage(info.Stage); ok {
 		promotable = len(st.PromoteFrom) > 0
@@ -171,7 +189,11 @@ func (s *Service) Tags(ctx context.Context, repo string) ([]TagInfo, error) {
 	g.SetLimit(16)
 	for i, tag := range tags {
 		g.Go(func() error {
-			ti, err := s.tagInfo(gctx, repo, tag, promotable)
+			st, ok := mine[tag]
+			if !ok {
+				return nil // deleted while listing
+			}
+			ti, err := s.tagInfo(gctx, repo, tag, st, promotable)
 			if errors.Is(err, storage.ErrNotFound) {
 				return nil // deleted while listing
 			}
@@ -193,11 +215,7 @@ func (s *Service) Tags(ctx context.Context, repo string) ([]TagInfo, error) {
 	return slices.DeleteFunc(out, func(t TagInfo) bool { return t.Tag == "" }), nil
 }
 
-func (s *Service) tagInfo(ctx context.Context, repo, tag string, promotable bool) (TagInfo, error) {
-	st, err := s.meta.Tag(ctx, repo, tag)
-	if err != nil {
-		return TagInfo{}, err
-	}
+func (s *Service) tagInfo(ctx context.Context, repo, tag string, st registry.TagState, promotable bool) (TagInfo, error) {
 	sh, err := s.shape(ctx, repo, st.Digest, 0)
 	if err != nil {
 		return TagInfo{}, err
@@ -209,6 +227,35 @@ func (s *Service) tagInfo(ctx context.Context, repo, tag string, promotable bool
 		}
 	}
 	return ti, nil
+}
+
+// readTags reads the named tags of repo in parallel; tags deleted
+// meanwhile are left out.
+func (s *Service) readTags(ctx context.Context, repo string, tags []string) (map[string]registry.TagState, error) {
+	out := make([]registry.TagState, len(tags))
+	found := make([]bool, len(tags))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(16)
+	for i, tag := range tags {
+		g.Go(func() error {
+			st, err := s.meta.Tag(gctx, repo, tag)
+			if errors.Is(err, storage.ErrNotFound) {
+				return nil
+			}
+			out[i], found[i] = st, err == nil
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	m := make(map[string]registry.TagState, len(tags))
+	for i, tag := range tags {
+		if found[i] {
+			m[tag] = out[i]
+		}
+	}
+	return m, nil
 }
 
 // shape computes (once per digest) a manifest's media type, total size

@@ -110,8 +110,8 @@ type TagInfo struct {
 	Platforms []string `json:"platforms,omitempty"`
 	// UpdatedAt is when the tag was last written (push or promotion).
 	UpdatedAt time.Time `json:"updated_at"`
-	// Stages lists the stages whose repository for the same app holds the
-	// digest ("staging", "production").
+	// Stages lists the stages whose repository for the same app has the
+	// digest under some tag ("staging", "production").
 	Stages []string `json:"stages"`
 	// Promoted is the newest ledger record that set this tag, if any.
 	Promoted *Record `json:"promoted,omitempty"`

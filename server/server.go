@@ -7,6 +7,8 @@ package server
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -19,8 +21,10 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/slipway/slipway/admin"
 	"github.com/slipway/slipway/auth"
 	"github.com/slipway/slipway/config"
+	"github.com/slipway/slipway/internal/buildinfo"
 	"github.com/slipway/slipway/promote"
 	"github.com/slipway/slipway/promote/webhook"
 	"github.com/slipway/slipway/registry"
@@ -183,6 +187,12 @@ func newServerWith(cfg config.Config, logger *slog.Logger, store storage.Store, 
 	})
 	s.routeAuth(e)
 	s.promote.Register(e.Group("/api/v1", a.API))
+	admin.New(admin.Options{
+		Promote: s.promote, Accounts: a, SessionKey: sessionKey(cfg, a),
+		PublicURL: cfg.HTTP.PublicURL, Ping: store.Ping, Version: buildinfo.Version(),
+		Started: time.Now(), Logger: logger,
+	}).Register(e)
+	e.GET("/", func(c *gin.Context) { c.Redirect(http.StatusFound, "/admin/") })
 	s.registry.Register(e.Group("", a.V2))
 	s.engine = e
 
@@ -193,6 +203,18 @@ func newServerWith(cfg config.Config, logger *slog.Logger, store storage.Store, 
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	return s, nil
+}
+
+// sessionKey signs the admin pages' session cookies; every replica must
+// derive the same one: from http.secret when set, else from the token
+// signing key they already share.
+func sessionKey(cfg config.Config, a *auth.Service) []byte {
+	if sec := cfg.HTTP.Secret; sec != "" {
+		m := hmac.New(sha256.New, []byte(sec))
+		m.Write([]byte("slipway admin session"))
+		return m.Sum(nil)
+	}
+	return a.DeriveKey("admin-session")
 }
 
 // routeAuth adds the token service's endpoints: the token endpoint and key

@@ -74,7 +74,9 @@ func (f *Fake) CanPromote(ctx context.Context, sourceRepo, toStage string) bool 
 }
 
 func (f *Fake) CanRollback(ctx context.Context, rec promote.Record) bool {
-	return f.may(ctx) && rec.Outcome == promote.OutcomePromoted
+	// The real service's rules: a promotion that moved an existing,
+	// non-fixed tag (production's fixed tags are v*).
+	return f.may(ctx) && rec.Outcome == promote.OutcomePromoted && rec.PreviousDigest != "" && !strings.HasPrefix(rec.Tag, "v")
 }
 
 func perr(status int, code, msg string) error {
@@ -312,6 +314,7 @@ func (f *Fake) SeedApp(app string, now time.Time) {
 	f.Push("staging/"+app, "v2", v2, now.Add(-time.Hour))
 	f.Push("staging/"+app, "latest", v2, now.Add(-time.Hour))
 	f.Push("production/"+app, "v1", v1, now.Add(-2*time.Hour))
+	f.Push("production/"+app, "latest", v1, now.Add(-2*time.Hour))
 	f.MarkStages(app, v1)
 	f.MarkStages(app, v2)
 }

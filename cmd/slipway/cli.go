@@ -7,9 +7,9 @@ import (
 	"fmt"
 	"io"
 	"runtime"
-	"runtime/debug"
 
 	"github.com/slipway/slipway/config"
+	"github.com/slipway/slipway/internal/buildinfo"
 	"github.com/slipway/slipway/server"
 )
 
@@ -49,7 +49,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case "rollback":
 		return rollbackCmd(ctx, args[1:], stdout, stderr, env)
 	case "version":
-		fmt.Fprintf(stdout, "slipway %s %s\n", versionString(), runtime.Version())
+		fmt.Fprintf(stdout, "slipway %s %s\n", buildinfo.Version(), runtime.Version())
 		return 0
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
@@ -85,32 +85,6 @@ func serve(ctx context.Context, args []string, stderr io.Writer, env config.Look
 		return 1
 	}
 	return 0
-}
-
-// versionString is the -ldflags version, else "dev" with the VCS revision
-// the Go toolchain stamped into the binary, when it did.
-func versionString() string {
-	if version != "" {
-		return version
-	}
-	v := "dev"
-	info, ok := debug.ReadBuildInfo()
-	if !ok {
-		return v
-	}
-	var rev, dirty string
-	for _, s := range info.Settings {
-		switch {
-		case s.Key == "vcs.revision":
-			rev = s.Value
-		case s.Key == "vcs.modified" && s.Value == "true":
-			dirty = ".dirty"
-		}
-	}
-	if rev == "" {
-		return v
-	}
-	return v + "+" + rev[:min(12, len(rev))] + dirty
 }
 
 // parseFlags parses a subcommand's flags. When it returns false the caller

@@ -8,9 +8,6 @@ import (
 	"syscall"
 )
 
-// version is set at build time: -ldflags "-X main.version=v1.2.3".
-var version string
-
 func main() {
 	// The first SIGTERM/SIGINT starts a graceful shutdown; stop() then
 	// restores the default handling so a second one kills at once.
