@@ -76,8 +76,13 @@ func TestRepositories5000(t *testing.T) {
 // benchPage measures the server's time for one page, signed in, the
 // request and the rendering included (no network: httptest recorder).
 func benchPage(b *testing.B, seed func(*admintest.Fake, time.Time), path string) {
-	e := newEnv(b, nil)
-	seed(e.fake, e.clock.Now())
+	benchPageWith(b, func(o *Options) { seed(o.Promote.(*admintest.Fake), time.Now()) }, path)
+}
+
+// benchPageWith is benchPage with the admin's options edited (the real
+// promotion service in scale_real_test.go).
+func benchPageWith(b *testing.B, edit func(*Options), path string) {
+	e := newEnv(b, edit)
 	br := e.browser()
 	br.login("ops", opsPass)
 	u := e.srv.URL + "/admin/"
