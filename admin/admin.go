@@ -34,6 +34,9 @@ type Promoter interface {
 	Get(ctx context.Context, id string) (promote.Record, error)
 	Repositories(ctx context.Context, q promote.RepositoryQuery) (promote.RepositoryPage, error)
 	Tags(ctx context.Context, repo string) ([]promote.TagInfo, error)
+	// AppTags: an app's tags in every stage, by stage name (a stage
+	// without the repository has no entry).
+	AppTags(ctx context.Context, app string) (map[string][]promote.TagInfo, error)
 	StageCounts(ctx context.Context) (map[string]int, error)
 	Stages() []config.Stage
 	CanPromote(ctx context.Context, sourceRepo, toStage string) bool

@@ -3,7 +3,9 @@ package admin
 import (
 	"cmp"
 	"net/http"
+	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,6 +24,11 @@ type repoData struct {
 	Rows    []tagRow
 	Missing int // rows some stage lacks
 	Total   int
+	// The rows shown are one page of the whole table: Rows[First-1:Last]
+	// of Total, newest first; Prev and Next link the neighbours ("" for
+	// none).
+	First, Last int
+	Prev, Next  string
 	// CanPromote: some row has a Promote button.
 	CanPromote bool
 }
@@ -85,14 +92,14 @@ func (a *Admin) repository(w http.ResponseWriter, r *http.Request, req *request)
 	filter := strings.TrimSpace(r.URL.Query().Get("tag"))
 	perStage := make([][]promote.TagInfo, len(stages))
 	d := repoData{App: app, Filter: filter}
+	all, err := svc.AppTags(ctx, app)
+	if err != nil {
+		a.fail(w, r, req, err)
+		return
+	}
 	found := false
 	for i, s := range stages {
-		tags, err := svc.Tags(ctx, s.Prefix+app)
-		if err != nil && !isNotFound(err) {
-			a.fail(w, r, req, err)
-			return
-		}
-		exists := err == nil
+		tags, exists := all[s.Name]
 		found = found || exists
 		d.Stages = append(d.Stages, stageCol{Name: s.Name, Repo: s.Prefix + app, Exists: exists, Immutable: s.Immutable})
 		perStage[i] = tags
@@ -104,11 +111,14 @@ func (a *Admin) repository(w http.ResponseWriter, r *http.Request, req *request)
 	}
 	d.Rows = mergeRows(stages, perStage, filter)
 	d.Total = len(d.Rows)
-	a.addActions(r, stages, d.Stages, d.Rows, app)
 	for _, row := range d.Rows {
 		if row.Gap {
 			d.Missing++
 		}
+	}
+	d.paginate(r.URL.Query(), app)
+	a.addActions(r, stages, d.Stages, d.Rows, app)
+	for _, row := range d.Rows {
 		d.CanPromote = d.CanPromote || len(row.Actions) > 0
 	}
 	v := a.newView(r, req, app)
@@ -233,4 +243,43 @@ func (a *Admin) doneMessage(r *http.Request) string {
 		return "Rolled back " + rec.Target + " to " + shortDigest(rec.Digest) + "."
 	}
 	return "Promoted " + rec.Source + " to " + rec.Target + " (" + shortDigest(rec.Digest) + ")."
+}
+
+// rowsPerPage bounds the rows rendered at once: rendering is most of the
+// page's cost (about 15 µs a row), and nobody reads 2,000 rows; the
+// filter finds a tag, the pages walk the rest.
+const rowsPerPage = 250
+
+// paginate keeps the page ?page=N (1-based) of the rows and links its
+// neighbours.
+func (d *repoData) paginate(q url.Values, app string) {
+	page, err := strconv.Atoi(q.Get("page"))
+	pages := max(1, (len(d.Rows)+rowsPerPage-1)/rowsPerPage)
+	if err != nil || page < 1 {
+		page = 1
+	}
+	page = min(page, pages)
+	start, end := (page-1)*rowsPerPage, min(page*rowsPerPage, len(d.Rows))
+	d.First, d.Last = start+1, end
+	d.Rows = d.Rows[start:end]
+	link := func(p int) string {
+		v := url.Values{}
+		if d.Filter != "" {
+			v.Set("tag", d.Filter)
+		}
+		if p > 1 {
+			v.Set("page", strconv.Itoa(p))
+		}
+		u := "/admin/repositories/" + app
+		if len(v) > 0 {
+			u += "?" + v.Encode()
+		}
+		return u
+	}
+	if page > 1 {
+		d.Prev = link(page - 1)
+	}
+	if page < pages {
+		d.Next = link(page + 1)
+	}
 }

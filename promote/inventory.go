@@ -132,68 +132,121 @@ func (s *Service) Tags(ctx context.Context, repo string) ([]TagInfo, error) {
 	if !repoName.MatchString(repo) {
 		return nil, invalid("invalid repository name %q", repo)
 	}
-	if !s.may(ctx, repo, actionPull) {
-		return nil, errorf(http.StatusNotFound, CodeNotFound, "repository %s does not exist or you may not see it", repo)
-	}
-	tags, err := s.meta.Tags(ctx, repo)
-	if err != nil {
-		return nil, storeError(err)
-	}
-	if len(tags) == 0 {
-		if ok, err := s.meta.RepositoryExists(ctx, repo); err != nil {
-			return nil, storeError(err)
-		} else if !ok {
-			return nil, errorf(http.StatusNotFound, CodeNotFound, "repository %s does not exist or you may not see it", repo)
-		}
-	}
+	notFound := errorf(http.StatusNotFound, CodeNotFound, "repository %s does not exist or you may not see it", repo)
 	info := s.repoInfo(repo)
-	// Which digests each stage's repository of the same app has under a
-	// tag: that is what "in production" means to a person (a digest a
-	// rollback moved away from stays linked, but is no longer released).
-	states := map[string]map[string]registry.TagState{}
 	if info.Stage != "" {
-		for _, st := range s.opts.Stages {
-			other := st.Prefix + info.App
-			names := tags
-			if other != repo {
-				if names, err = s.meta.Tags(ctx, other); err != nil {
-					return nil, storeError(err)
-				}
-			}
-			if states[st.Name], err = s.readTags(ctx, other, names); err != nil {
-				return nil, storeError(err)
-			}
-		}
-	} else {
-		own, err := s.readTags(ctx, repo, tags)
+		all, err := s.AppTags(ctx, info.App)
 		if err != nil {
-			return nil, storeError(err)
+			return nil, err
 		}
-		states[""] = own
+		tags, ok := all[info.Stage]
+		if !ok {
+			return nil, notFound
+		}
+		return tags, nil
 	}
+	// A repository under no stage: only its own tags.
+	if !s.may(ctx, repo, actionPull) {
+		return nil, notFound
+	}
+	states, exists, err := s.repoTags(ctx, repo)
+	if err != nil {
+		return nil, err
+	}
+	if !exists {
+		return nil, notFound
+	}
+	return s.tagInfos(ctx, repo, states, nil, false)
+}
+
+// AppTags describes the tags of an app's repository in every stage (the
+// admin page's stages side by side), by stage name; a stage without that
+// repository, or whose repository the caller may not pull, has no entry.
+// Each stage's tags are read once for all of them.
+func (s *Service) AppTags(ctx context.Context, app string) (map[string][]TagInfo, error) {
+	if err := s.requireCaller(ctx); err != nil {
+		return nil, err
+	}
+	if !repoName.MatchString(app) {
+		return nil, invalid("invalid app name %q", app)
+	}
+	may, err := s.permissions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// What each stage's repository has under a tag: that is what "in
+	// production" means to a person (a digest a rollback moved away from
+	// stays linked, but is no longer released).
+	states := map[string]map[string]registry.TagState{}
 	held := map[string]map[digest.Digest]bool{}
-	for stage, m := range states {
+	for _, st := range s.opts.Stages {
+		repo := st.Prefix + app
+		if !may(repo, actionPull) {
+			continue
+		}
+		m, exists, err := s.repoTags(ctx, repo)
+		if err != nil {
+			return nil, err
+		}
+		if !exists {
+			continue
+		}
+		states[st.Name] = m
 		set := make(map[digest.Digest]bool, len(m))
 		for _, ts := range m {
 			set[ts.Digest] = true
 		}
-		held[stage] = set
+		held[st.Name] = set
 	}
-	mine := states[info.Stage]
-	promotable := false
-	if st, ok := s.stage(info.Stage); ok {
-		promotable = len(st.PromoteFrom) > 0
+	out := make(map[string][]TagInfo, len(states))
+	for _, st := range s.opts.Stages {
+		m, ok := states[st.Name]
+		if !ok {
+			continue
+		}
+		tags, err := s.tagInfos(ctx, st.Prefix+app, m, held, len(st.PromoteFrom) > 0)
+		if err != nil {
+			return nil, err
+		}
+		out[st.Name] = tags
 	}
-	out := make([]TagInfo, len(tags))
+	return out, nil
+}
+
+// repoTags reads every tag of repo; exists is false for a repository
+// nothing was ever pushed or promoted to.
+func (s *Service) repoTags(ctx context.Context, repo string) (map[string]registry.TagState, bool, error) {
+	names, err := s.meta.Tags(ctx, repo)
+	if err != nil {
+		return nil, false, storeError(err)
+	}
+	if len(names) == 0 {
+		ok, err := s.meta.RepositoryExists(ctx, repo)
+		if err != nil || !ok {
+			return nil, false, storeError(err)
+		}
+	}
+	m, err := s.readTags(ctx, repo, names)
+	if err != nil {
+		return nil, false, storeError(err)
+	}
+	return m, true, nil
+}
+
+// tagInfos describes repo's tags (states), in tag order; held says which
+// digests each stage has under a tag.
+func (s *Service) tagInfos(ctx context.Context, repo string, states map[string]registry.TagState, held map[string]map[digest.Digest]bool, promotable bool) ([]TagInfo, error) {
+	names := make([]string, 0, len(states))
+	for tag := range states {
+		names = append(names, tag)
+	}
+	slices.Sort(names)
+	out := make([]TagInfo, len(names))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(16)
-	for i, tag := range tags {
+	for i, tag := range names {
 		g.Go(func() error {
-			st, ok := mine[tag]
-			if !ok {
-				return nil // deleted while listing
-			}
-			ti, err := s.tagInfo(gctx, repo, tag, st, promotable)
+			ti, err := s.tagInfo(gctx, repo, tag, states[tag], promotable)
 			if errors.Is(err, storage.ErrNotFound) {
 				return nil // deleted while listing
 			}
@@ -222,7 +275,8 @@ func (s *Service) tagInfo(ctx context.Context, repo, tag string, st registry.Tag
 	}
 	ti := TagInfo{Tag: tag, Digest: st.Digest, MediaType: sh.MediaType, Size: sh.Size, Platforms: sh.Platforms, UpdatedAt: st.ModTime.UTC(), Stages: []string{}}
 	if promotable && st.Seq > 0 {
-		if rec, ok, err := s.head(ctx, repo, tag); err == nil && ok {
+		// The tag names the record that wrote it: one read, no listing.
+		if rec, err := s.readRecord(ctx, chainKey(repo, tag, st.Seq)); err == nil {
 			ti.Promoted = &rec
 		}
 	}

@@ -5,6 +5,7 @@ package admintest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -271,6 +272,23 @@ func (f *Fake) Tags(_ context.Context, repo string) ([]promote.TagInfo, error) {
 		return nil, perr(http.StatusNotFound, promote.CodeNotFound, fmt.Sprintf("no repository %q", repo))
 	}
 	return slices.Clone(tags), nil
+}
+
+// AppTags is Tags of the app's repository in each stage.
+func (f *Fake) AppTags(ctx context.Context, app string) (map[string][]promote.TagInfo, error) {
+	out := map[string][]promote.TagInfo{}
+	for _, st := range f.stages {
+		tags, err := f.Tags(ctx, st.Prefix+app)
+		if err != nil {
+			var pe *promote.Error
+			if errors.As(err, &pe) && pe.Status == http.StatusNotFound {
+				continue
+			}
+			return nil, err
+		}
+		out[st.Name] = tags
+	}
+	return out, nil
 }
 
 func (f *Fake) StageCounts(context.Context) (map[string]int, error) {

@@ -84,12 +84,16 @@ type config struct {
 	s3         s3flags // raw-* and s3-ops scenarios
 	user       string  // token auth: Basic credentials for the realm
 	password   string
+	iters      int    // promote-*: timed iterations
+	warmup     int    // promote-*: discarded iterations before them
+	craneBin   string // promote-*: the crane binary
 }
 
 var scenarios = []string{
 	"push-16m", "push-256k", "pull-16m", "pull-256k",
 	"manifest-head", "manifest-get", "copy-10",
 	"raw-push-16m", "raw-push-256k", "raw-pull-16m", "raw-pull-256k", "s3-ops",
+	"promote-1m-warm", "promote-1m-cold", "promote-1g-warm", "promote-1g-cold",
 }
 
 func main() {
@@ -120,6 +124,9 @@ func main() {
 	flag.StringVar(&cfg.s3.accessKey, "s3-access-key", os.Getenv("MINIO_ROOT_USER"), "raw-*: access key (env MINIO_ROOT_USER)")
 	flag.StringVar(&cfg.s3.secretKey, "s3-secret-key", os.Getenv("MINIO_ROOT_PASSWORD"), "raw-*: secret key (env MINIO_ROOT_PASSWORD)")
 	flag.StringVar(&cfg.s3.counter, "s3-counter", "", "s3-ops: control address of the s3count proxy between the registry and S3")
+	flag.IntVar(&cfg.iters, "iterations", 30, "promote-*: timed iterations (each: one promotion, one crane copy, one crane.Copy, one crane digest)")
+	flag.IntVar(&cfg.warmup, "warmup", 3, "promote-*: iterations run first and discarded")
+	flag.StringVar(&cfg.craneBin, "crane", "crane", "promote-*: the crane binary (logged in to the registry: DOCKER_CONFIG)")
 	alsoPids := flag.String("also-pids", "", "comma-separated pids that are part of the system under test (e.g. MinIO): not counted as other load")
 	summarizeFile := flag.String("summarize", "", "instead of measuring, read a results file of JSON lines and print the Markdown table")
 	flag.Parse()
@@ -229,6 +236,12 @@ func run(rawURL string, cfg *config) error {
 		sc = &rawScenario{pull: true, size: 256 << 10, count: def(cfg.count, 1024), workers: def(cfg.workers, 8)}
 	case "s3-ops":
 		sc = s3OpsScenario{}
+	case "promote-1m-warm", "promote-1m-cold", "promote-1g-warm", "promote-1g-cold":
+		size := 1 << 20
+		if strings.Contains(cfg.scenario, "-1g-") {
+			size = 1 << 30
+		}
+		sc = &promoteScenario{name: cfg.scenario, totalSize: size, layers: 10, cold: strings.HasSuffix(cfg.scenario, "-cold")}
 	}
 
 	if cfg.phase == "setup" || cfg.phase == "all" {
@@ -292,6 +305,23 @@ func saveState(cfg *config, v any) error {
 		return err
 	}
 	return os.Rename(tmp, stateFile(cfg))
+}
+
+// readFileIfExists returns nil, nil for a missing file.
+func readFileIfExists(name string) ([]byte, error) {
+	b, err := os.ReadFile(name)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	return b, err
+}
+
+func writeFileAtomic(name string, b []byte) error {
+	tmp := name + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, name)
 }
 
 // loadState reads the state; ok is false if there is none.
