@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/slipway/slipway/config"
 	"github.com/slipway/slipway/registry"
@@ -368,10 +370,10 @@ func (s *Service) apply(ctx context.Context, rec Record, state registry.TagState
 	// The event is queued before the tag moves: a crash in between leaves
 	// the tag behind the chain, and the roll forward queues it again
 	// (same id, so once).
-	if err := s.notify(ctx, rec); err != nil {
-		return err
-	}
-	if err := s.index(ctx, rec); err != nil {
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.notify(gctx, rec) })
+	g.Go(func() error { return s.index(gctx, rec) })
+	if err := g.Wait(); err != nil {
 		return err
 	}
 	etag := ""
@@ -435,29 +437,54 @@ func (s *Service) copyManifest(ctx context.Context, from, to string, m registry.
 	if err != nil {
 		return errorf(http.StatusUnprocessableEntity, CodeNotManifest, "%s@%s cannot be parsed: %v", from, m.Digest, err)
 	}
-	for _, c := range refs.Children {
-		child, err := s.meta.ManifestInRepo(ctx, from, c.Digest)
-		if errors.Is(err, storage.ErrNotFound) {
-			return errorf(http.StatusConflict, CodeConflict, "%s@%s lists %s, which %s does not hold", from, m.Digest, c.Digest, from)
-		}
-		if err != nil {
-			return storeError(err)
-		}
-		if err := s.copyManifest(ctx, from, to, child, seen, depth+1); err != nil {
-			return err
-		}
-	}
-	for _, b := range refs.Blobs {
-		if err := s.meta.LinkBlob(ctx, to, b.Digest); errors.Is(err, storage.ErrNotFound) {
-			return errorf(http.StatusConflict, CodeConflict, "%s@%s references blob %s, which the registry does not hold", from, m.Digest, b.Digest)
-		} else if err != nil {
-			return storeError(err)
-		}
-	}
-	if err := s.meta.LinkManifest(ctx, to, m); err != nil {
+	// A manifest the target already links has its whole tree there (links
+	// are written children and blobs first): only referrers may be new.
+	linked, err := s.meta.HasManifest(ctx, to, m.Digest)
+	if err != nil {
 		return storeError(err)
 	}
+	if !linked {
+		for _, c := range refs.Children {
+			child, err := s.meta.ManifestInRepo(ctx, from, c.Digest)
+			if errors.Is(err, storage.ErrNotFound) {
+				return errorf(http.StatusConflict, CodeConflict, "%s@%s lists %s, which %s does not hold", from, m.Digest, c.Digest, from)
+			}
+			if err != nil {
+				return storeError(err)
+			}
+			if err := s.copyManifest(ctx, from, to, child, seen, depth+1); err != nil {
+				return err
+			}
+		}
+		if err := s.linkBlobs(ctx, from, to, m.Digest, refs.Blobs); err != nil {
+			return err
+		}
+		if err := s.meta.LinkManifest(ctx, to, m); err != nil {
+			return storeError(err)
+		}
+	}
 	return s.copyReferrers(ctx, from, to, m.Digest, seen, depth)
+}
+
+// linkBlobs links a manifest's blobs into the target, a few at a time
+// (each is a round trip on S3; their order does not matter, only that all
+// are done before the manifest is linked).
+func (s *Service) linkBlobs(ctx context.Context, from, to string, of digest.Digest, blobs []v1.Descriptor) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for _, b := range blobs {
+		g.Go(func() error {
+			err := s.meta.LinkBlob(gctx, to, b.Digest)
+			if errors.Is(err, storage.ErrNotFound) {
+				return errorf(http.StatusConflict, CodeConflict, "%s@%s references blob %s, which the registry does not hold", from, of, b.Digest)
+			}
+			if err != nil {
+				return storeError(err)
+			}
+			return nil
+		})
+	}
+	return g.Wait()
 }
 
 // copyReferrers brings along what refers to d: manifests whose subject is
@@ -479,9 +506,14 @@ func (s *Service) copyReferrers(ctx context.Context, from, to string, d digest.D
 			return err
 		}
 	}
-	for _, suffix := range cosignSuffixes {
-		tag := string(d.Algorithm()) + "-" + d.Encoded() + suffix
-		if len(tag) > 128 {
+	// One listing finds all of them (usually none).
+	prefix := string(d.Algorithm()) + "-" + d.Encoded() + "."
+	tags, err := s.meta.TagsWithPrefix(ctx, from, prefix)
+	if err != nil {
+		return storeError(err)
+	}
+	for _, tag := range tags {
+		if !slices.Contains(cosignSuffixes, strings.TrimPrefix(tag, prefix[:len(prefix)-1])) {
 			continue
 		}
 		st, err := s.meta.Tag(ctx, from, tag)

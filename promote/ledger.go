@@ -62,13 +62,17 @@ func (s *Service) claim(ctx context.Context, rec Record) error {
 // (a roll forward repeating them) are fine.
 func (s *Service) index(ctx context.Context, rec Record) error {
 	b, _ := json.Marshal(rec)
+	g, gctx := errgroup.WithContext(ctx)
 	for _, key := range []string{recordKey(rec.ID), appRecordKey(rec.App, rec.ID)} {
-		_, err := s.store.PutIfAbsent(ctx, key, bytes.NewReader(b), int64(len(b)))
-		if err != nil && !errors.Is(err, storage.ErrPreconditionFailed) {
-			return err
-		}
+		g.Go(func() error {
+			_, err := s.store.PutIfAbsent(gctx, key, bytes.NewReader(b), int64(len(b)))
+			if err != nil && !errors.Is(err, storage.ErrPreconditionFailed) {
+				return err
+			}
+			return nil
+		})
 	}
-	return nil
+	return g.Wait()
 }
 
 // Get returns one record by id.

@@ -136,23 +136,15 @@ func (md *Metadata) LinkBlob(ctx context.Context, repo string, d digest.Digest) 
 
 // LinkManifest adds a manifest the registry already stores (in any
 // repository) to repo, with its referrer index entry when it has a
-// subject. Everything it references must already be in repo (link them
-// first): that keeps /v2/'s invariant that a linked manifest can be served
-// whole.
+// subject. Everything it references must already be in repo (link it
+// first, children before parents): that is /v2/'s invariant that a linked
+// manifest can be served whole, which Verify checks. It is not re-checked
+// here: the caller has just linked those, and a check would cost a
+// request per reference.
 func (md *Metadata) LinkManifest(ctx context.Context, repo string, m Manifest) error {
-	refs, err := m.References()
-	if err != nil {
-		return err
-	}
-	for _, c := range refs.Children {
-		if _, err := md.m.store.Stat(ctx, manifestLinkKey(repo, c.Digest)); err != nil {
-			return fmt.Errorf("child manifest %s not in %s: %w", c.Digest, repo, err)
-		}
-	}
-	for _, b := range refs.Blobs {
-		if _, err := md.m.store.Stat(ctx, blobLinkKey(repo, b.Digest)); err != nil {
-			return fmt.Errorf("blob %s not in %s: %w", b.Digest, repo, err)
-		}
+	var f manifestFields
+	if err := json.Unmarshal(m.Raw, &f); err != nil {
+		return fmt.Errorf("manifest %s: %w", m.Digest, err)
 	}
 	rec := &manifestRecord{Digest: m.Digest, MediaType: m.MediaType, Raw: m.Raw}
 	if err := md.m.putManifest(ctx, rec); err != nil {
@@ -161,9 +153,10 @@ func (md *Metadata) LinkManifest(ctx context.Context, repo string, m Manifest) e
 	if err := md.m.linkManifest(ctx, repo, m.Digest); err != nil {
 		return err
 	}
-	if refs.Subject != nil {
-		var f manifestFields
-		_ = json.Unmarshal(m.Raw, &f)
+	if f.Subject != nil {
+		if err := f.Subject.Digest.Validate(); err != nil {
+			return fmt.Errorf("manifest %s: subject: %w", m.Digest, err)
+		}
 		return md.r.putReferrer(ctx, repo, rec, &f)
 	}
 	return nil
@@ -219,13 +212,11 @@ func (md *Metadata) Tag(ctx context.Context, repo, tag string) (TagState, error)
 // SetTag writes repo:tag → d with the ledger sequence number seq, only if
 // the tag is still at version etag ("" : only if it does not exist).
 // Losing that race is storage.ErrPreconditionFailed. The manifest must
-// already be linked in repo (LinkManifest).
+// already be linked in repo (LinkManifest; a tag never names a manifest
+// its repository lacks — Verify checks it).
 func (md *Metadata) SetTag(ctx context.Context, repo, tag string, d digest.Digest, seq int64, etag string) error {
 	if !tagPattern.MatchString(tag) {
 		return fmt.Errorf("invalid tag %q", tag)
-	}
-	if _, err := md.m.store.Stat(ctx, manifestLinkKey(repo, d)); err != nil {
-		return fmt.Errorf("manifest %s not in %s: %w", d, repo, err)
 	}
 	b := []byte(d.String() + "\n" + strconv.FormatInt(seq, 10) + "\n")
 	var err error
@@ -247,6 +238,21 @@ func (md *Metadata) Tags(ctx context.Context, repo string) ([]string, error) {
 	tags := make([]string, len(keys))
 	for i, k := range keys {
 		tags[i] = strings.TrimPrefix(k, prefix)
+	}
+	return tags, nil
+}
+
+// TagsWithPrefix lists repo's tags that start with prefix (one listing:
+// cosign's sha256-<hex>.sig/.att/.sbom tags of a digest).
+func (md *Metadata) TagsWithPrefix(ctx context.Context, repo, prefix string) ([]string, error) {
+	base := tagsPrefix(repo)
+	keys, _, err := md.m.listKeys(ctx, base+prefix, "", 0)
+	if err != nil {
+		return nil, err
+	}
+	tags := make([]string, len(keys))
+	for i, k := range keys {
+		tags[i] = strings.TrimPrefix(k, base)
 	}
 	return tags, nil
 }
