@@ -418,6 +418,9 @@ func backoff(ctx context.Context, attempt int) {
 // links a manifest it cannot serve whole. Only links and manifest records
 // are written; no blob data moves.
 func (s *Service) copyTree(ctx context.Context, from, to string, m registry.Manifest) error {
+	if err := s.meta.AddRepository(ctx, to); err != nil {
+		return storeError(err)
+	}
 	seen := map[digest.Digest]bool{}
 	return s.copyManifest(ctx, from, to, m, seen, 0)
 }

@@ -123,15 +123,23 @@ func (md *Metadata) HasManifest(ctx context.Context, repo string, d digest.Diges
 
 // LinkBlob makes a blob the registry already holds part of repo. Only the
 // small link object is written; a blob the registry lacks is
-// storage.ErrNotFound.
+// storage.ErrNotFound. Call AddRepository for repo first: LinkBlob leaves
+// the catalog alone, so that many links written at once do not all race
+// to create the same catalog entry.
 func (md *Metadata) LinkBlob(ctx context.Context, repo string, d digest.Digest) error {
 	if _, err := md.m.blob(ctx, d); err != nil {
 		return err
 	}
 	if _, err := md.m.store.Stat(ctx, blobLinkKey(repo, d)); err == nil {
-		return md.m.addToCatalog(ctx, repo)
+		return nil
 	}
-	return md.m.linkBlob(ctx, repo, d)
+	return md.m.putSmall(ctx, blobLinkKey(repo, d), nil)
+}
+
+// AddRepository records repo in the catalog (once; an existing entry is
+// fine).
+func (md *Metadata) AddRepository(ctx context.Context, repo string) error {
+	return md.m.addToCatalog(ctx, repo)
 }
 
 // LinkManifest adds a manifest the registry already stores (in any
