@@ -30,6 +30,8 @@ type Config struct {
 	Stages []Stage `yaml:"stages"`
 	// Promotion configures the promotion service (webhooks).
 	Promotion Promotion `yaml:"promotion"`
+	// Admin configures the web pages.
+	Admin Admin `yaml:"admin"`
 }
 
 // Uploads configures the housekeeping of blob upload sessions.
@@ -141,6 +143,7 @@ func Default() Config {
 		Log:     Log{Level: "info"},
 		Auth:    defaultAuth(),
 		Stages:  defaultStages(),
+		Admin:   Admin{SessionTTL: 12 * time.Hour},
 	}
 }
 
@@ -224,6 +227,7 @@ func (c Config) problems() []problem {
 	ps = append(ps, c.Auth.problems()...)
 	ps = append(ps, stageProblems(c.Stages)...)
 	ps = append(ps, c.Promotion.problems()...)
+	ps = append(ps, c.Admin.problems()...)
 	return ps
 }
 

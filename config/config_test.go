@@ -62,6 +62,7 @@ log:
 		Log:     Log{Level: "debug"},
 		Auth:    Default().Auth,
 		Stages:  Default().Stages,
+		Admin:   Default().Admin,
 	}
 	want.Auth.SigningKey = "/var/lib/slipway/keys/token.pem" // follows the root
 	if !reflect.DeepEqual(cfg, want) {
@@ -114,6 +115,7 @@ func TestEnvOverrides(t *testing.T) {
 		Log:     Log{Level: "error"},
 		Auth:    Default().Auth,
 		Stages:  Default().Stages,
+		Admin:   Default().Admin,
 	}
 	want.Auth.SigningKey = "/srv/data/keys/token.pem"
 	if !reflect.DeepEqual(cfg, want) {

@@ -31,3 +31,15 @@ func TestWebhookProblemsNameTheKey(t *testing.T) {
 		t.Fatalf("a good webhook: %v", err)
 	}
 }
+
+func TestAdminSessionTTL(t *testing.T) {
+	cfg := Default()
+	cfg.Admin.SessionTTL = time.Minute
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "admin.session_ttl") {
+		t.Fatalf("a 1m session: %v", err)
+	}
+	cfg.Admin.SessionTTL = 8 * time.Hour
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -25,7 +25,7 @@ import (
 // DIR/<name>-1280.png and DIR/<name>-390.png (a desktop and a phone
 // width). The README's are made with
 //
-//	SLIPWAY_SCREENSHOTS=$PWD/docs/screenshots go test -count=1 -run TestAdminBrowser ./integration/
+//	SLIPWAY_SCREENSHOTS=$PWD/docs/screenshots go test -count=1 -run TestAdminBrowserDocker ./integration/
 //
 // Unset, nothing is written, so a CI run leaves the work tree clean.
 

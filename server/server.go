@@ -188,7 +188,7 @@ func newServerWith(cfg config.Config, logger *slog.Logger, store storage.Store, 
 	s.routeAuth(e)
 	s.promote.Register(e.Group("/api/v1", a.API))
 	admin.New(admin.Options{
-		Promote: s.promote, Accounts: a, SessionKey: sessionKey(cfg, a),
+		Promote: s.promote, Accounts: a, SessionKey: sessionKey(cfg, a), SessionTTL: cfg.Admin.SessionTTL,
 		PublicURL: cfg.HTTP.PublicURL, Ping: store.Ping, Version: buildinfo.Version(),
 		Started: time.Now(), Logger: logger,
 	}).Register(e)
