@@ -55,37 +55,10 @@ done
 ((ITERS >= 1)) || die "ITERS must be ≥ 1"
 ((WARMUP >= 1)) || die "WARMUP must be ≥ 1 (the first copy into a warm target is a cold one)"
 
-mkdir -p "$BENCH_DIR"
-BENCH_DIR=$(cd "$BENCH_DIR" && pwd)
-case $(stat -f -c %T "$BENCH_DIR") in tmpfs | ramfs) die "$BENCH_DIR is tmpfs: benchmark a real disk" ;; esac
-RUN_DIR=$(mktemp -d "$BENCH_DIR/promoterun.XXXXXX")
-mkdir -p "$(dirname "$RESULTS")"
-: >"$RESULTS"
-CLIENT_LOG=$RUN_DIR/regbench.log
-
-declare -A PID URL
-cleanup() {
-	local k f
-	for k in "${!PID[@]}"; do kill "${PID[$k]}" 2>/dev/null || true; done
-	for k in "${!PID[@]}"; do wait "${PID[$k]}" 2>/dev/null || true; done
-	if [[ $KEEP == 1 ]]; then
-		log "kept $RUN_DIR"
-	else
-		for f in "$RUN_DIR"/*.log; do [[ -s $f ]] && cp "$f" "${RESULTS%.jsonl}.$(basename "$f")"; done
-		rm -rf "$RUN_DIR"
-	fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+start_run promoterun
 
 # --- build ------------------------------------------------------------------------
-log "building regbench, s3count, slipway"
-RB=$RUN_DIR/regbench
-(cd "$REPO/bench" && go build -o "$RB" ./regbench && go build -o "$RUN_DIR/s3count" ./s3count) || die "bench does not build"
-if [[ -z ${SLIPWAY_BIN:-} ]]; then
-	(cd "$REPO" && go build -o bin/slipway ./cmd/slipway) || die "Slipway does not build"
-	SLIPWAY_BIN=$REPO/bin/slipway
-fi
+build_bench s3count
 CRANE_BIN=${CRANE_BIN:-$(go env GOPATH)/bin/crane}
 if [[ ! -x $CRANE_BIN ]]; then
 	go install "github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION"

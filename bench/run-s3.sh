@@ -51,37 +51,10 @@ COMMAND="REPS=$REPS SLEEP=$SLEEP DROP=$DROP DURATION=$DURATION bench/run-s3.sh"
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-mkdir -p "$BENCH_DIR"
-BENCH_DIR=$(cd "$BENCH_DIR" && pwd)
-case $(stat -f -c %T "$BENCH_DIR") in tmpfs | ramfs) die "$BENCH_DIR is tmpfs: benchmark a real disk" ;; esac
-RUN_DIR=$(mktemp -d "$BENCH_DIR/s3run.XXXXXX")
-mkdir -p "$(dirname "$RESULTS")"
-: >"$RESULTS"
-CLIENT_LOG=$RUN_DIR/regbench.log
-
-declare -A PID URL
-cleanup() {
-	local k
-	for k in "${!PID[@]}"; do kill "${PID[$k]}" 2>/dev/null || true; done
-	for k in "${!PID[@]}"; do wait "${PID[$k]}" 2>/dev/null || true; done
-	if [[ $KEEP == 1 ]]; then
-		log "kept $RUN_DIR"
-	else
-		for f in "$RUN_DIR"/*.log; do [[ -s $f ]] && cp "$f" "${RESULTS%.jsonl}.$(basename "$f")"; done
-		rm -rf "$RUN_DIR"
-	fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+start_run s3run
 
 # --- build ----------------------------------------------------------------------
-log "building regbench, s3count, slipway"
-RB=$RUN_DIR/regbench
-(cd "$REPO/bench" && go build -o "$RB" ./regbench && go build -o "$RUN_DIR/s3count" ./s3count) || die "bench does not build"
-if [[ -z ${SLIPWAY_BIN:-} ]]; then
-	(cd "$REPO" && go build -o bin/slipway ./cmd/slipway) || die "Slipway does not build"
-	SLIPWAY_BIN=$REPO/bin/slipway
-fi
+build_bench s3count
 STOCK_BIN=${STOCK_BIN:-$(go env GOPATH)/bin/registry}
 if [[ ! -x $STOCK_BIN ]]; then
 	go install "github.com/distribution/distribution/v3/cmd/registry@$STOCK_VERSION"

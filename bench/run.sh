@@ -57,34 +57,7 @@ for r in "${REGS[@]}"; do
 done
 
 # --- where the data goes: one real filesystem for both registries ---------
-mkdir -p "$BENCH_DIR"
-BENCH_DIR=$(cd "$BENCH_DIR" && pwd)
-fstype=$(stat -f -c %T "$BENCH_DIR")
-case $fstype in tmpfs | ramfs) die "$BENCH_DIR is on $fstype: benchmark a real disk (set BENCH_DIR)" ;; esac
-RUN_DIR=$(mktemp -d "$BENCH_DIR/run.XXXXXX")
-mkdir -p "$(dirname "$RESULTS")"
-: >"$RESULTS"
-CLIENT_LOG=$RUN_DIR/regbench.log
-
-declare -A PID URL
-cleanup() {
-	local r
-	for r in "${!PID[@]}"; do
-		kill "${PID[$r]}" 2>/dev/null || true
-		wait "${PID[$r]}" 2>/dev/null || true
-	done
-	if [[ $KEEP == 1 ]]; then
-		log "kept $RUN_DIR"
-	else
-		# keep the logs beside the results, drop the blobs
-		for f in "$RUN_DIR"/*.log; do
-			[[ -s $f ]] && cp "$f" "${RESULTS%.jsonl}.$(basename "$f")"
-		done
-		rm -rf "$RUN_DIR"
-	fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+start_run run
 
 # --- build -------------------------------------------------------------------
 RB=$RUN_DIR/regbench

@@ -78,14 +78,10 @@ func decodeJSON(c *gin.Context, v any) error {
 }
 
 func (s *Service) listPromotions(c *gin.Context) {
-	limit := 0
-	if l := c.Query("limit"); l != "" {
-		n, err := strconv.Atoi(l)
-		if err != nil || n < 1 {
-			s.fail(c, invalid("limit must be a positive integer, got %q", l))
-			return
-		}
-		limit = n
+	limit, err := queryLimit(c)
+	if err != nil {
+		s.fail(c, err)
+		return
 	}
 	page, err := s.History(c.Request.Context(), Query{
 		Repository: c.Query("repository"), Tag: c.Query("tag"), Stage: c.Query("stage"),
@@ -127,14 +123,10 @@ func (s *Service) postRollback(c *gin.Context) {
 }
 
 func (s *Service) listRepositories(c *gin.Context) {
-	limit := 0
-	if l := c.Query("limit"); l != "" {
-		n, err := strconv.Atoi(l)
-		if err != nil || n < 1 {
-			s.fail(c, invalid("limit must be a positive integer, got %q", l))
-			return
-		}
-		limit = n
+	limit, err := queryLimit(c)
+	if err != nil {
+		s.fail(c, err)
+		return
 	}
 	page, err := s.Repositories(c.Request.Context(), RepositoryQuery{
 		Search: c.Query("q"), Stage: c.Query("stage"), Limit: limit, Cursor: c.Query("cursor"),
@@ -144,6 +136,19 @@ func (s *Service) listRepositories(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, page)
+}
+
+// queryLimit reads ?limit= (absent: 0, the service's default).
+func queryLimit(c *gin.Context) (int, error) {
+	l := c.Query("limit")
+	if l == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(l)
+	if err != nil || n < 1 {
+		return 0, invalid("limit must be a positive integer, got %q", l)
+	}
+	return n, nil
 }
 
 // repositoryTags serves /repositories/{name}/tags; names contain slashes,
