@@ -309,9 +309,14 @@ func (s *Service) commit(ctx context.Context, rec Record, st config.Stage, guard
 		if err != nil {
 			return Record{}, storeError(err)
 		}
-		if hasHead && head.Seq > state.Seq && (state.Seq > 0 || !exists || state.Digest == head.PreviousDigest) {
-			// The newest record never reached the tag (its writer died or
-			// is about to write it): finish it first, then start over.
+		// The newest record never reached the tag when the tag is still
+		// what that record found: the previous record's write, or (for a
+		// first record) no tag, or the pushed tag it replaced. Then its
+		// writer died or is about to write it: finish it, then start over.
+		// A tag changed outside the ledger (a push or a delete in a mutable
+		// stage) is left as it is.
+		behind := exists && (state.Seq > 0 || state.Digest == head.PreviousDigest) || !exists && head.PreviousDigest == ""
+		if hasHead && head.Seq > state.Seq && behind {
 			if err := s.apply(ctx, head, state, exists); err != nil && !errors.Is(err, storage.ErrPreconditionFailed) {
 				return Record{}, storeError(err)
 			}

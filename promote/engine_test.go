@@ -414,3 +414,22 @@ func TestRollForwardAfterCrash(t *testing.T) {
 		t.Fatalf("the crashed record was not indexed by the roll forward: %v", err)
 	}
 }
+
+// In a mutable stage a push may move a promoted tag: the ledger takes the
+// pushed digest as the previous one and never rolls the tag back to the
+// last record.
+func TestPushInMutableStageIsNotRolledBack(t *testing.T) {
+	e := newEnv(t)
+	e.pushImage("staging/app:a", 512, 1)
+	e.pushImage("staging/app:b", 512, 1)
+	first, _ := e.promote(Request{Source: "staging/app:a", To: "qa", Tag: "t"})
+	pushed := e.pushImage("qa/app:t", 512, 1)
+	pd, _ := pushed.Digest()
+	rec, created := e.promote(Request{Source: "staging/app:b", To: "qa", Tag: "t"})
+	if !created || rec.PreviousDigest.String() != pd.String() || rec.Seq != 2 {
+		t.Fatalf("promotion after a push = %+v, want previous %s (the push), not %s", rec, pd, first.Digest)
+	}
+	if got := e.digestOf("qa/app:t"); got != rec.Digest.String() {
+		t.Fatalf("qa/app:t = %s, want %s", got, rec.Digest)
+	}
+}
