@@ -66,3 +66,44 @@ build_bench() {
 		SLIPWAY_BIN=$REPO/bin/slipway
 	fi
 }
+
+# wait_http NAME URL CODES...: wait until URL answers one of CODES while
+# the process PID[NAME] lives; die with its log's tail otherwise.
+wait_http() {
+	local name=$1 url=$2 i code c
+	shift 2
+	for ((i = 0; i < 150; i++)); do
+		code=$(curl -sS -o /dev/null -w '%{http_code}' "$url" 2>/dev/null || true)
+		for c in "$@"; do [[ $code == "$c" ]] && return 0; done
+		kill -0 "${PID[$name]}" 2>/dev/null || break
+		sleep 0.2
+	done
+	tail -20 "$RUN_DIR/$name.log" >&2 || true
+	die "$name did not answer $* on $url (last: $code)"
+}
+
+# start_minio: MinIO on 127.0.0.1:BASE_PORT+50 (console +51) with its data
+# in RUN_DIR, root credentials MINIO_ROOT_USER / a random
+# MINIO_ROOT_PASSWORD (exported); sets MINIO_EP. It returns once a signed
+# S3 call works: the health endpoints answer 200 before the object layer
+# is up, while S3 calls still get "Server not initialized yet".
+start_minio() {
+	local port=$((BASE_PORT + 50)) i
+	MINIO_EP=127.0.0.1:$port
+	port_free "$port" || die "port $port in use (set BASE_PORT)"
+	port_free $((port + 1)) || die "port $((port + 1)) in use (set BASE_PORT)"
+	export MINIO_ROOT_USER=benchadmin
+	MINIO_ROOT_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
+	export MINIO_ROOT_PASSWORD
+	mkdir -p "$RUN_DIR/minio-data"
+	"$MINIO_BIN" server --quiet --address "$MINIO_EP" --console-address "127.0.0.1:$((port + 1))" "$RUN_DIR/minio-data" >>"$RUN_DIR/minio.log" 2>&1 &
+	PID[minio]=$!
+	wait_http minio "http://$MINIO_EP/minio/health/ready" 200
+	for ((i = 0; i < 150; i++)); do
+		"$RB" -scenario raw-push-16m -phase setup -state "$RUN_DIR/mkbucket" -s3-endpoint "$MINIO_EP" -s3-bucket minio-ready >/dev/null 2>&1 && break
+		kill -0 "${PID[minio]}" 2>/dev/null || die "MinIO exited: $(tail -5 "$RUN_DIR/minio.log")"
+		sleep 0.2
+	done
+	((i < 150)) || die "MinIO at $MINIO_EP never accepted an S3 call"
+	log "MinIO at $MINIO_EP (pid ${PID[minio]}, data $RUN_DIR/minio-data)"
+}

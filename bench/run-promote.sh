@@ -68,9 +68,6 @@ fi
 command -v python3 >/dev/null || die "python3 is needed for the summary"
 
 # --- credentials --------------------------------------------------------------------
-export MINIO_ROOT_USER=benchadmin
-MINIO_ROOT_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
-export MINIO_ROOT_PASSWORD
 BENCH_USER=bench
 BENCH_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
 BENCH_HASH=$(printf '%s' "$BENCH_PASSWORD" | "$SLIPWAY_BIN" passwd --cost 10) || die "slipway passwd failed"
@@ -79,33 +76,9 @@ export REGBENCH_USER=$BENCH_USER REGBENCH_PASSWORD=$BENCH_PASSWORD
 export DOCKER_CONFIG=$RUN_DIR/docker
 mkdir -p "$DOCKER_CONFIG"
 
-wait_http() { # name url codes...
-	local name=$1 url=$2 i code c
-	shift 2
-	for ((i = 0; i < 150; i++)); do
-		code=$(curl -sS -o /dev/null -w '%{http_code}' "$url" 2>/dev/null || true)
-		for c in "$@"; do [[ $code == "$c" ]] && return 0; done
-		kill -0 "${PID[$name]}" 2>/dev/null || break
-		sleep 0.2
-	done
-	tail -20 "$RUN_DIR/$name.log" >&2 || true
-	die "$name did not answer $* on $url (last: $code)"
-}
 
 # --- MinIO ------------------------------------------------------------------------------
-MINIO_PORT=$((BASE_PORT + 50))
-MINIO_EP=127.0.0.1:$MINIO_PORT
-port_free "$MINIO_PORT" || die "port $MINIO_PORT in use (set BASE_PORT)"
-port_free $((BASE_PORT + 51)) || die "port $((BASE_PORT + 51)) in use (set BASE_PORT)"
-mkdir -p "$RUN_DIR/minio-data"
-"$MINIO_BIN" server --quiet --address "$MINIO_EP" --console-address "127.0.0.1:$((BASE_PORT + 51))" "$RUN_DIR/minio-data" >>"$RUN_DIR/minio.log" 2>&1 &
-PID[minio]=$!
-wait_http minio "http://$MINIO_EP/minio/health/ready" 200
-for ((i = 0; i < 150; i++)); do
-	curl -sSI "http://$MINIO_EP/minio/health/ready" 2>/dev/null | grep -qi '^x-minio-server-status: *unavailable' || break
-	sleep 0.2
-done
-log "MinIO at $MINIO_EP (pid ${PID[minio]}, data $RUN_DIR/minio-data)"
+start_minio
 
 # --- Slipway --------------------------------------------------------------------------------
 # start NAME PORT S3ENDPOINT

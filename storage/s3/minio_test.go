@@ -14,6 +14,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
 )
 
 // The tests run against the S3 endpoint in these variables. When it is not
@@ -119,7 +122,7 @@ func startMinIO(dir string) (*minioServer, error) {
 		resp, err := http.Get("http://" + addr + "/minio/health/ready")
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK && resp.Header.Get("X-Minio-Server-Status") != "unavailable" {
+			if resp.StatusCode == http.StatusOK && resp.Header.Get("X-Minio-Server-Status") != "unavailable" && s3Answers(addr) {
 				return srv, nil
 			}
 		}
@@ -133,6 +136,19 @@ func startMinIO(dir string) (*minioServer, error) {
 			return nil, fmt.Errorf("minio not live at %s after 60s:\n%s", addr, srv.out.String())
 		}
 	}
+}
+
+// s3Answers: a signed S3 call succeeds. Health endpoints can say ready
+// while S3 calls still get "Server not initialized yet".
+func s3Answers(addr string) bool {
+	c, err := minio.New(addr, &minio.Options{Creds: credentials.NewStaticV4(rootUser, rootPassword, "")})
+	if err != nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err = c.ListBuckets(ctx)
+	return err == nil
 }
 
 // stop terminates the server, killing it if it lingers.

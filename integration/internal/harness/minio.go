@@ -197,7 +197,18 @@ func (m *MinIO) start() error {
 			resp.Body.Close()
 			status := resp.Header.Get("X-Minio-Server-Status")
 			if resp.StatusCode == http.StatusOK && status != "unavailable" {
-				return nil
+				// Health can say ready while S3 calls still get "Server
+				// not initialized yet": wait for a signed call to work.
+				c, err := minio.New(m.Addr, &minio.Options{Creds: credentials.NewStaticV4(MinIOAccessKey, MinIOSecretKey, "")})
+				if err == nil {
+					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+					_, err = c.ListBuckets(ctx)
+					cancel()
+				}
+				if err == nil {
+					return nil
+				}
+				status = err.Error()
 			}
 			lastErr = fmt.Errorf("GET /minio/health/ready: %s (server status %q)", resp.Status, status)
 		} else {
