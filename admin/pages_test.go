@@ -116,7 +116,7 @@ func TestPromoteConfirmAndRollback(t *testing.T) {
 	var back bool
 	for _, m := range promoteButton.FindAllStringSubmatch(after.body, -1) {
 		if m[1] == "latest" && strings.Contains(m[0], d) {
-			back = strings.Contains(m[0], "Promote to production")
+			back = strings.Contains(m[0], `aria-label="Promote to production"`)
 		}
 	}
 	if !back {

@@ -156,6 +156,8 @@ func staticHandler() http.Handler {
 
 var funcs = template.FuncMap{
 	"short":     shortDigest,
+	"digestAlg": func(d digest.Digest) string { a, _, _ := strings.Cut(shortDigest(d), ":"); return a },
+	"digestHex": func(d digest.Digest) string { _, h, _ := strings.Cut(shortDigest(d), ":"); return h },
 	"size":      humanSize,
 	"when":      when,
 	"whenp":     func(t *time.Time) string { return whenPtr(t) },

@@ -54,7 +54,7 @@ func TestRepositoryPage2000Tags(t *testing.T) {
 	if n := strings.Count(p.body, "<tr class=\"gap\""); n != 125 {
 		t.Fatalf("%d rows missing from production on page 1, want 125", n)
 	}
-	if n := strings.Count(p.body, "Promote to production"); n != 125 {
+	if n := strings.Count(p.body, `aria-label="Promote to production"`); n != 125 {
 		t.Fatalf("%d promote buttons on page 1, want 125", n)
 	}
 	mustContain(t, p, "2000 tags", "1000 not in every stage", "Tags 1–250 of 2000", `rel="next"`)
