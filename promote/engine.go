@@ -470,6 +470,17 @@ func (s *Service) copyManifest(ctx context.Context, from, to string, m registry.
 		if err := s.meta.LinkManifest(ctx, to, m); err != nil {
 			return storeError(err)
 		}
+	} else {
+		// The children are there, but something may refer to them since
+		// (a signature of one platform's image).
+		for _, c := range refs.Children {
+			if !seen[c.Digest] {
+				seen[c.Digest] = true
+				if err := s.copyReferrers(ctx, from, to, c.Digest, seen, depth+1); err != nil {
+					return err
+				}
+			}
+		}
 	}
 	return s.copyReferrers(ctx, from, to, m.Digest, seen, depth)
 }

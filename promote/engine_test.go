@@ -433,3 +433,39 @@ func TestPushInMutableStageIsNotRolledBack(t *testing.T) {
 		t.Fatalf("qa/app:t = %s, want %s", got, rec.Digest)
 	}
 }
+
+// A referrer added to a child of an index after the index was promoted
+// comes along when the index is promoted again (the tree is already
+// there; only the new referrer is copied).
+func TestRepromotionCarriesNewReferrersOfChildren(t *testing.T) {
+	e := newEnv(t)
+	idx := e.pushIndex("staging/multi:1")
+	e.promote(Request{Source: "staging/multi:1", To: "production", Tag: "stable"})
+	im, _ := idx.IndexManifest()
+	child := im.Manifests[0].Digest
+	desc, err := remote.Head(e.ref("staging/multi@" + child.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	art, err := random.Image(64, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig := mutate.Subject(mutate.ConfigMediaType(art, "application/vnd.example.sig"), *desc).(v1Image.Image)
+	sigDigest, _ := sig.Digest()
+	if err := remote.Write(e.ref("staging/multi@"+sigDigest.String()), sig); err != nil {
+		t.Fatal(err)
+	}
+	rec, created := e.promote(Request{Source: "staging/multi:1", To: "production", Tag: "stable"})
+	if created || rec.Outcome != OutcomeNoop {
+		t.Fatalf("re-promotion = %+v", rec)
+	}
+	refs, err := remote.Referrers(e.ref("production/multi@" + child.String()).Context().Digest(child.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rm, _ := refs.IndexManifest()
+	if len(rm.Manifests) != 1 || rm.Manifests[0].Digest != sigDigest {
+		t.Fatalf("referrers of the child in production = %+v, want %s", rm.Manifests, sigDigest)
+	}
+}
