@@ -27,7 +27,7 @@ func (r *Registry) getBlob(c *gin.Context, name, ref string) {
 		r.fail(c, err)
 		return
 	}
-	bd, err := r.meta.blobInRepo(ctx, name, d)
+	bd, err := r.meta.blobInRepoCached(ctx, name, d)
 	if errors.Is(err, storage.ErrNotFound) {
 		r.fail(c, blobUnknown(ref))
 		return
