@@ -19,8 +19,8 @@ import (
 // meta is the metadata layer under the handlers: descriptors, manifests,
 // links, tags and referrers on a storage.Store. Content-addressed records
 // are immutable and cached in process (bounded); links and tags are mutable
-// and read from the store, with one bounded exception: blob reads (GET and
-// HEAD of /v2/<name>/blobs/<digest>) may answer from a remembered positive
+// and read from the store, with one bounded exception: blob GETs
+// (/v2/<name>/blobs/<digest>) may answer from a remembered positive
 // "repository has blob" (linked, below).
 type meta struct {
 	store     storage.Store
@@ -31,15 +31,17 @@ type meta struct {
 	catalogued *lru.Cache[string, struct{}]
 	// linked remembers, for at most linkTTL, that a repository links a
 	// blob: learnt from a Stat of the link or from this replica's own link
-	// write, dropped on this replica's own unlink. It serves blob GET/HEAD
-	// only (blobInRepoCached), so a blob pull costs no S3 request before
-	// the presigned redirect (the stock registry's blobdescriptor cache
-	// does the same, without a bound). The bound: a blob deleted from a
-	// repository through another replica stays readable through this one
-	// for at most linkTTL. The bytes are still there (a descriptor and its
-	// data outlive links by garbage collection's grace period, which must
-	// stay longer than linkTTL); manifest PUTs, mounts, promotion and
-	// Verify check links in the store, never here.
+	// write, dropped on this replica's own unlink. It serves blob GETs only
+	// (blobInRepoCached; not HEAD, see getBlob), so a pull costs no S3
+	// request before the presigned redirect (the stock registry's
+	// blobdescriptor cache does the same, without a bound).
+	//
+	// The bound: a blob deleted from a repository through another replica
+	// stays readable by GET through this one for at most linkTTL after
+	// this replica last checked or wrote the link. Its bytes are still
+	// there: garbage collection must keep an unlinked blob's descriptor and
+	// data for longer than linkTTL (paths.go). Manifest PUTs, mounts,
+	// promotion and Verify check links in the store, never here.
 	linked  *lru.Cache[string, time.Time]
 	linkTTL time.Duration
 }
@@ -183,7 +185,7 @@ func (m *meta) blobInRepo(ctx context.Context, name string, d digest.Digest) (bl
 }
 
 // blobInRepoCached is blobInRepo answered from the link memory when it
-// can (see meta.linked); for blob reads only.
+// can (see meta.linked); for blob GETs only.
 func (m *meta) blobInRepoCached(ctx context.Context, name string, d digest.Digest) (blobDesc, error) {
 	if m.linkTTL <= 0 {
 		return m.blobInRepo(ctx, name, d)

@@ -270,8 +270,11 @@ func TestBlobLinkMemory(t *testing.T) {
 	d := a.pushBlob("repo", []byte("remembered"))
 	wantStatus(t, a.do("GET", "/v2/repo/blobs/"+d.String(), nil), http.StatusOK)
 	wantStatus(t, b.do("DELETE", "/v2/repo/blobs/"+d.String(), nil), http.StatusAccepted)
-	// Within the bound a still answers from memory; the bytes are there.
+	// Within the bound a still answers GETs from memory (the bytes are
+	// there); HEAD, which pushes use to decide what to upload, asks the
+	// store.
 	wantStatus(t, a.do("GET", "/v2/repo/blobs/"+d.String(), nil), http.StatusOK)
+	wantStatus(t, a.do("HEAD", "/v2/repo/blobs/"+d.String(), nil), http.StatusNotFound)
 	time.Sleep(1100 * time.Millisecond)
 	wantError(t, a.do("GET", "/v2/repo/blobs/"+d.String(), nil), http.StatusNotFound, "BLOB_UNKNOWN")
 

@@ -312,7 +312,11 @@ func (r *Registry) saveUpload(ctx context.Context, st *uploadState) error {
 		info, err = r.store.PutIfMatch(ctx, uploadKey(st.ID), bytes.NewReader(b), int64(len(b)), st.etag)
 	}
 	if err != nil {
-		r.forget(st.ID)
+		if !errors.Is(err, storage.ErrPreconditionFailed) {
+			r.forget(st.ID)
+		}
+		// A lost race leaves the memory as it is: it may hold the
+		// winner's write (appendChunk tells a race on this replica by it).
 		return err
 	}
 	st.etag, st.stored = info.ETag, true
