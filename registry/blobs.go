@@ -27,7 +27,16 @@ func (r *Registry) getBlob(c *gin.Context, name, ref string) {
 		r.fail(c, err)
 		return
 	}
-	bd, err := r.meta.blobInRepo(ctx, name, d)
+	// GET may answer from the link memory (a pull then costs no store
+	// request before the redirect); HEAD always asks the store: clients
+	// HEAD a blob to decide whether to upload it, and a remembered link
+	// that another replica deleted would make them skip it and fail at the
+	// manifest PUT.
+	lookup := r.meta.blobInRepo
+	if c.Request.Method == http.MethodGet {
+		lookup = r.meta.blobInRepoCached
+	}
+	bd, err := lookup(ctx, name, d)
 	if errors.Is(err, storage.ErrNotFound) {
 		r.fail(c, blobUnknown(ref))
 		return

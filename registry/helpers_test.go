@@ -32,6 +32,7 @@ type env struct {
 	dir   string
 	store *fs.Store
 	srv   *httptest.Server
+	reg   *Registry
 }
 
 // newEnv starts a registry on a fresh store.
@@ -39,7 +40,10 @@ func newEnv(t *testing.T) *env { return newEnvOn(t, t.TempDir()) }
 
 // newEnvOn starts another registry (own Store, own caches) on an existing
 // store directory: another replica, or the same one after a restart.
-func newEnvOn(t *testing.T, dir string) *env {
+func newEnvOn(t *testing.T, dir string) *env { return newEnvWith(t, dir, Options{}) }
+
+// newEnvWith is newEnvOn with registry options (the logger is set here).
+func newEnvWith(t *testing.T, dir string, opts Options) *env {
 	t.Helper()
 	store, err := fs.New(dir)
 	if err != nil {
@@ -47,7 +51,9 @@ func newEnvOn(t *testing.T, dir string) *env {
 	}
 	e := gin.New()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	New(store, Options{Logger: quiet}).Register(e)
+	opts.Logger = quiet
+	reg := New(store, opts)
+	reg.Register(e)
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
 	// Whatever a test did, accepted or rejected, a client must never see
@@ -58,7 +64,7 @@ func newEnvOn(t *testing.T, dir string) *env {
 			t.Errorf("store does not verify: %v %q", err, problems)
 		}
 	})
-	return &env{t: t, dir: dir, store: store, srv: srv}
+	return &env{t: t, dir: dir, store: store, srv: srv, reg: reg}
 }
 
 // in returns the env reporting to t (a subtest's), so helpers that stop a
@@ -330,4 +336,19 @@ func mustUnmarshal(t *testing.T, b []byte, v any) {
 	if err := json.Unmarshal(b, v); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// readKey returns a stored object's bytes.
+func readKey(t *testing.T, s storage.Store, key string) []byte {
+	t.Helper()
+	rc, _, err := s.Get(context.Background(), key, storage.GetOptions{})
+	if err != nil {
+		t.Fatalf("get %s: %v", key, err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatalf("read %s: %v", key, err)
+	}
+	return b
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/opencontainers/go-digest"
@@ -18,7 +19,9 @@ import (
 // meta is the metadata layer under the handlers: descriptors, manifests,
 // links, tags and referrers on a storage.Store. Content-addressed records
 // are immutable and cached in process (bounded); links and tags are mutable
-// and always read from the store, so replicas never serve stale state.
+// and read from the store, with one bounded exception: blob GETs
+// (/v2/<name>/blobs/<digest>) may answer from a remembered positive
+// "repository has blob" (linked, below).
 type meta struct {
 	store     storage.Store
 	blobs     *lru.Cache[digest.Digest, blobDesc]
@@ -26,7 +29,27 @@ type meta struct {
 	// catalogued remembers repositories known to have a catalog entry.
 	// Entries are only ever added, so a remembered name never goes stale.
 	catalogued *lru.Cache[string, struct{}]
+	// linked remembers, for at most linkTTL, that a repository links a
+	// blob: learnt from a Stat of the link or from this replica's own link
+	// write, dropped on this replica's own unlink. It serves blob GETs only
+	// (blobInRepoCached; not HEAD, see getBlob), so a pull costs no S3
+	// request before the presigned redirect (the stock registry's
+	// blobdescriptor cache does the same, without a bound).
+	//
+	// The bound: a blob deleted from a repository through another replica
+	// stays readable by GET through this one for at most linkTTL after
+	// this replica last checked or wrote the link. Its bytes are still
+	// there: garbage collection must keep an unlinked blob's descriptor and
+	// data for longer than linkTTL (paths.go). Manifest PUTs, mounts,
+	// promotion and Verify check links in the store, never here.
+	linked  *lru.Cache[string, time.Time]
+	linkTTL time.Duration
 }
+
+// defaultBlobLinkTTL: see meta.linked. Long enough that a blob pulled
+// again within a few minutes (CI fleets pulling the same layers) costs no
+// S3 request; short enough that a delete elsewhere is seen soon.
+const defaultBlobLinkTTL = 5 * time.Minute
 
 // blobDesc is the immutable record of a stored blob: where its bytes are.
 // Replicas cache it forever, so garbage collection must never delete a
@@ -73,11 +96,14 @@ const (
 	maxCachedManifest    = 64 << 10
 )
 
-func newMeta(store storage.Store) *meta {
+// newMeta returns the metadata layer on store; linkTTL <= 0 turns the
+// link memory off.
+func newMeta(store storage.Store, linkTTL time.Duration) *meta {
 	b, _ := lru.New[digest.Digest, blobDesc](blobCacheEntries)
 	m, _ := lru.New[digest.Digest, *manifestRecord](manifestCacheEntries)
 	cat, _ := lru.New[string, struct{}](manifestCacheEntries)
-	return &meta{store: store, blobs: b, manifests: m, catalogued: cat}
+	linked, _ := lru.New[string, time.Time](blobCacheEntries)
+	return &meta{store: store, blobs: b, manifests: m, catalogued: cat, linked: linked, linkTTL: linkTTL}
 }
 
 func (m *meta) readSmall(ctx context.Context, key string, limit int64) ([]byte, storage.Info, error) {
@@ -158,15 +184,44 @@ func (m *meta) blobInRepo(ctx context.Context, name string, d digest.Digest) (bl
 	return m.blob(ctx, d)
 }
 
+// blobInRepoCached is blobInRepo answered from the link memory when it
+// can (see meta.linked); for blob GETs only.
+func (m *meta) blobInRepoCached(ctx context.Context, name string, d digest.Digest) (blobDesc, error) {
+	if m.linkTTL <= 0 {
+		return m.blobInRepo(ctx, name, d)
+	}
+	key := blobLinkKey(name, d)
+	if until, ok := m.linked.Get(key); ok && time.Now().Before(until) {
+		return m.blob(ctx, d)
+	}
+	bd, err := m.blobInRepo(ctx, name, d)
+	if err == nil {
+		m.rememberLink(key)
+	}
+	return bd, err
+}
+
+func (m *meta) rememberLink(key string) {
+	if m.linkTTL > 0 {
+		m.linked.Add(key, time.Now().Add(m.linkTTL))
+	}
+}
+
 func (m *meta) linkBlob(ctx context.Context, name string, d digest.Digest) error {
 	if err := m.putSmall(ctx, blobLinkKey(name, d), nil); err != nil {
 		return err
 	}
+	m.rememberLink(blobLinkKey(name, d))
 	return m.addToCatalog(ctx, name)
 }
 
 func (m *meta) unlinkBlob(ctx context.Context, name string, d digest.Digest) error {
-	return m.store.Delete(ctx, blobLinkKey(name, d))
+	m.linked.Remove(blobLinkKey(name, d))
+	err := m.store.Delete(ctx, blobLinkKey(name, d))
+	// Again after the delete: a read that checked the link before it may
+	// have remembered it meanwhile.
+	m.linked.Remove(blobLinkKey(name, d))
+	return err
 }
 
 // addToCatalog records the repository name once; an existing entry is fine.

@@ -19,6 +19,17 @@ package registry
 //	catalog/<hex(name)>                          repository exists (hex keeps lexical order;
 //	                                             split every 200 chars with "+/" to stay under NAME_MAX)
 //
+// Upload sessions: uploads/<id> exists only once a session holds data
+// (uploadid.go), is closed (committed or cancelled) with compare-and-set
+// before anything depends on it, and is deleted after the response or by
+// purge; a crash at any point leaves at most a closed or untouched session
+// that purge removes.
+//
+// Blob links are remembered in process for blob GETs (meta.linked,
+// Options.BlobLinkTTL, 5 min by default): garbage collection must keep the
+// descriptor and data of a blob unlinked from its last repository for
+// longer than that before deleting them, on top of its grace period.
+//
 // Repository name components never start with '_' (distribution/reference
 // grammar), so "_blobs" and friends cannot collide with a nested repository.
 

@@ -8,10 +8,15 @@ import (
 )
 
 func TestPurgeUploadsForgetsOnlyStaleSessions(t *testing.T) {
-	e := newEnv(t)
+	// Purge removes sessions untouched for uploads.purge_after, which is
+	// also the TTL of their ids (uploadid.go): a purged session's id is
+	// always past it. Here the TTL is 2 s and the id is past it before the
+	// purges, so the session is known only while its object exists.
+	e := newEnvWith(t, t.TempDir(), Options{UploadTTL: 2 * time.Second})
 	ctx := context.Background()
 	stale := e.startUpload("purge")
 	wantStatus(t, e.do("PATCH", stale, []byte("some bytes")), http.StatusAccepted)
+	time.Sleep(3 * time.Second)
 	// A multipart upload left incomplete by a dead process.
 	if _, err := e.store.CreateMultipart(ctx, dataKey(newUploadID())); err != nil {
 		t.Fatal(err)

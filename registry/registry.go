@@ -4,8 +4,10 @@ package registry
 
 import (
 	"log/slog"
+	"sync"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/slipway/slipway/storage"
@@ -24,6 +26,16 @@ type Options struct {
 	// PartSize is how much of a request body is buffered per part on
 	// stores with a minimum part size (S3). 0: 16 MiB.
 	PartSize int64
+	// UploadKey signs upload ids (uploadid.go); every replica sharing the
+	// store must use the same. Empty: a fixed key (tests, embedded use).
+	UploadKey []byte
+	// UploadTTL is how long an upload id that never stored data stays
+	// usable: the purge age of sessions (uploads.purge_after), so a purged
+	// session is not revived. 0: 24 h.
+	UploadTTL time.Duration
+	// BlobLinkTTL bounds how long a replica trusts a "repository has blob"
+	// answer it remembers (meta.go). 0: defaultBlobLinkTTL; < 0: off.
+	BlobLinkTTL time.Duration
 	// Logger receives operational messages. nil: slog.Default().
 	Logger *slog.Logger
 	// Metrics, when set, receives the registry's own metrics.
@@ -41,6 +53,11 @@ type Registry struct {
 	// io.Copy's 32 KiB (bench/run.sh, pull-16m: 0.53x -> ~0.8x of stock).
 	// A channel rather than a sync.Pool, which the GC empties.
 	copyBuffers chan []byte
+	// sessions remembers upload sessions this replica issued or wrote
+	// (uploads.go): a guess, always checked by compare-and-set.
+	sessions *lru.Cache[string, sessionEntry]
+	// background counts work left running after a response (Wait).
+	background sync.WaitGroup
 }
 
 // New returns a registry on store.
@@ -51,18 +68,28 @@ func New(store storage.Store, opts Options) *Registry {
 	if opts.PartSize <= 0 {
 		opts.PartSize = defaultPartSize
 	}
+	if len(opts.UploadKey) == 0 {
+		opts.UploadKey = defaultUploadKey
+	}
+	if opts.UploadTTL <= 0 {
+		opts.UploadTTL = 24 * time.Hour
+	}
+	if opts.BlobLinkTTL == 0 {
+		opts.BlobLinkTTL = defaultBlobLinkTTL
+	}
 	if opts.RedirectExpiry <= 0 {
 		opts.RedirectExpiry = 20 * time.Minute
 	}
 	r := &Registry{
 		store: store,
-		meta:  newMeta(store),
+		meta:  newMeta(store, opts.BlobLinkTTL),
 		opts:  opts,
 		uploads: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "slipway_uploads_in_progress",
 			Help: "Blob upload requests (POST, PATCH, PUT) being served by this process.",
 		}),
 	}
+	r.sessions, _ = lru.New[string, sessionEntry](sessionCacheEntries)
 	r.copyBuffers = make(chan []byte, copyBufferCount)
 	if opts.Metrics != nil {
 		opts.Metrics.MustRegister(r.uploads)

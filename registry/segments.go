@@ -40,13 +40,27 @@ func (r *Registry) writeSegment(ctx context.Context, body io.Reader, size int64)
 		}
 		return segment{Key: key, Size: cr.n}, nil
 	}
-	buf := make([]byte, r.opts.PartSize)
-	n, err := io.ReadFull(cr, buf)
+	// A body of unknown size (docker's chunked PATCH) is read into a
+	// pooled 1 MiB buffer first: most such bodies are small layers or
+	// configs, and a part-sized buffer (16 MiB, zeroed) for each of them
+	// cost more CPU than the upload itself (bench/run-s3.sh push-256k).
+	small := r.getBuffer()
+	defer r.putBuffer(small)
+	head := small[:min(int64(len(small)), r.opts.PartSize)]
+	n, err := io.ReadFull(cr, head)
+	if err == nil && int64(n) < r.opts.PartSize {
+		buf := make([]byte, r.opts.PartSize)
+		copy(buf, head[:n])
+		var m int
+		m, err = io.ReadFull(cr, buf[n:])
+		n += m
+		head = buf
+	}
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		if size >= 0 && int64(n) != size {
 			return segment{}, bodyError(io.ErrUnexpectedEOF)
 		}
-		if _, err := r.store.Put(ctx, key, bytes.NewReader(buf[:n]), int64(n)); err != nil {
+		if _, err := r.store.Put(ctx, key, bytes.NewReader(head[:n]), int64(n)); err != nil {
 			return segment{}, err
 		}
 		return segment{Key: key, Size: int64(n)}, nil
@@ -54,7 +68,10 @@ func (r *Registry) writeSegment(ctx context.Context, body io.Reader, size int64)
 	if err != nil {
 		return segment{}, bodyError(err)
 	}
-	return r.writeMultipart(ctx, key, cr, buf, size)
+	// head is a whole part: the part-sized buffer, or (PartSize at most
+	// 1 MiB) the pooled one, which writeMultipart is done with before the
+	// deferred putBuffer.
+	return r.writeMultipart(ctx, key, cr, head, size)
 }
 
 // writeMultipart uploads a body larger than one part: buf holds the first

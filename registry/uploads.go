@@ -12,6 +12,7 @@ import (
 	"hash"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -27,6 +28,12 @@ import (
 // one after a restart) can continue it. Each PATCH writes its bytes once,
 // into a new segment (see segments.go); the session lists the segments and
 // carries the hash state, so finishing is a descriptor write.
+//
+// The object uploads/<id> is written only once the session holds data
+// (uploadid.go): a POST stores nothing. Every write of it is a
+// compare-and-set (put-if-absent for the first, put-if-match on the ETag
+// the writer started from after), so two requests (on one replica or on
+// several) racing on one session cannot both advance it.
 type uploadState struct {
 	ID        string           `json:"id"`
 	Repo      string           `json:"repo"`
@@ -35,12 +42,41 @@ type uploadState struct {
 	Algorithm digest.Algorithm `json:"algorithm"`
 	HashState []byte           `json:"hash_state,omitempty"`
 	Started   time.Time        `json:"started"`
-	etag      string           // version read, for compare-and-set
-	hasher    hash.Hash        // restored from HashState
+	// Closed is "" while the session takes data; the digest it was
+	// committed as once a PUT won it; closedCancelled after DELETE. A
+	// closed session takes no data, and nothing drops its segments (a
+	// committed blob may name them); a PUT with the digest it was closed
+	// as commits again (idempotent), so a PUT cut short between closing
+	// and committing can be retried.
+	Closed string    `json:"closed,omitempty"`
+	etag   string    // version read or written (when stored)
+	stored bool      // the object exists, at etag
+	cached bool      // from this replica's memory, not read by this request
+	hasher hash.Hash // restored from HashState
 }
+
+const closedCancelled = "cancelled"
+
+// sessionEntry is what a replica remembers of a session it wrote (or
+// issued): the state as stored and its ETag. It is only ever a guess: every
+// use ends in a compare-and-set against the store (see appendChunk and
+// finishUpload), and a lost one sends the request back to the store.
+type sessionEntry struct {
+	state  []byte
+	etag   string
+	stored bool
+}
+
+// sessionCacheEntries bounds the sessions a replica remembers (a few KiB
+// each at most).
+const sessionCacheEntries = 1 << 14
 
 func uploadUnknown(id string) *apiError {
 	return oci(errcode.ErrorCodeBlobUploadUnknown, "upload unknown to registry", id)
+}
+
+func uploadConflict(id string) *apiError {
+	return oci(errcode.ErrorCodeBlobUploadInvalid, "upload was changed by another request", id).withStatus(http.StatusConflict)
 }
 
 func newUploadID() string {
@@ -93,12 +129,11 @@ func (r *Registry) startUpload(c *gin.Context, name string) {
 			return
 		}
 	}
-	st := &uploadState{ID: newUploadID(), Repo: name, Algorithm: alg, Started: time.Now().UTC()}
+	// Nothing is stored: the signed id is the session until data arrives.
+	now := time.Now().UTC()
+	st := &uploadState{ID: r.mintUploadID(name, alg, now), Repo: name, Algorithm: alg, Started: now.Truncate(time.Second)}
 	st.hasher = alg.Hash()
-	if err := r.saveUpload(ctx, st, true); err != nil {
-		r.fail(c, err)
-		return
-	}
+	r.remember(st)
 	r.accepted(c, name, st)
 }
 
@@ -172,26 +207,37 @@ func (r *Registry) uploadHeaders(c *gin.Context, name string, st *uploadState) {
 	h.Set("Content-Length", "0")
 }
 
-// loadUpload reads a session and restores its hash state.
-func (r *Registry) loadUpload(ctx context.Context, name, id string) (*uploadState, error) {
-	if len(id) != 32 || strings.Trim(id, "0123456789abcdef") != "" {
-		return nil, uploadUnknown(id)
-	}
-	b, info, err := r.meta.readSmall(ctx, uploadKey(id), 4<<20)
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil, uploadUnknown(id)
-	}
+// remember keeps the state just written (or issued) as this replica's guess
+// of the session.
+func (r *Registry) remember(st *uploadState) {
+	b, err := json.Marshal(st)
 	if err != nil {
-		return nil, err
+		return
 	}
+	r.sessions.Add(st.ID, sessionEntry{state: b, etag: st.etag, stored: st.stored})
+}
+
+func (r *Registry) forget(id string) { r.sessions.Remove(id) }
+
+// recall returns this replica's guess of a session (cached set).
+func (r *Registry) recall(name, id string) (*uploadState, bool) {
+	e, ok := r.sessions.Get(id)
+	if !ok {
+		return nil, false
+	}
+	st, err := decodeUpload(e.state, id)
+	if err != nil || st.Repo != name {
+		return nil, false
+	}
+	st.etag, st.stored, st.cached = e.etag, e.stored, true
+	return st, true
+}
+
+func decodeUpload(b []byte, id string) (*uploadState, error) {
 	st := &uploadState{}
 	if err := json.Unmarshal(b, st); err != nil {
 		return nil, fmt.Errorf("upload state %s: %w", id, err)
 	}
-	if st.Repo != name {
-		return nil, uploadUnknown(id)
-	}
-	st.etag = info.ETag
 	st.hasher = st.Algorithm.Hash()
 	if len(st.HashState) > 0 {
 		if err := st.hasher.(encoding.BinaryUnmarshaler).UnmarshalBinary(st.HashState); err != nil {
@@ -201,9 +247,58 @@ func (r *Registry) loadUpload(ctx context.Context, name, id string) (*uploadStat
 	return st, nil
 }
 
-// saveUpload writes a session: create-only for a new one, compare-and-set
-// otherwise, so two requests racing on one session cannot both advance it.
-func (r *Registry) saveUpload(ctx context.Context, st *uploadState, create bool) error {
+// loadUpload returns a session and restores its hash state: this
+// replica's guess when useCache and it has one, else the stored state. A
+// missing object is the initial state of a valid, young id (uploadid.go).
+func (r *Registry) loadUpload(ctx context.Context, name, id string, useCache bool) (*uploadState, error) {
+	ok, signed, issued, alg := r.uploadIDInfo(name, id)
+	if !ok {
+		return nil, uploadUnknown(id)
+	}
+	if useCache {
+		if st, ok := r.recall(name, id); ok && (st.stored || time.Since(issued) <= r.opts.UploadTTL) {
+			return st, nil
+		}
+	}
+	b, info, err := r.meta.readSmall(ctx, uploadKey(id), 4<<20)
+	if errors.Is(err, storage.ErrNotFound) {
+		r.forget(id)
+		if !signed || time.Since(issued) > r.opts.UploadTTL {
+			return nil, uploadUnknown(id)
+		}
+		return &uploadState{ID: id, Repo: name, Algorithm: alg, Started: issued, hasher: alg.Hash()}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	st, err := decodeUpload(b, id)
+	if err != nil {
+		return nil, err
+	}
+	if st.Repo != name {
+		return nil, uploadUnknown(id)
+	}
+	st.etag, st.stored = info.ETag, true
+	return st, nil
+}
+
+// loadOpen is loadUpload for a request that adds to the session: a closed
+// session is unknown. A closed state from memory is checked in the store.
+func (r *Registry) loadOpen(ctx context.Context, name, id string, useCache bool) (*uploadState, error) {
+	st, err := r.loadUpload(ctx, name, id, useCache)
+	if err == nil && st.Closed != "" && st.cached {
+		st, err = r.loadUpload(ctx, name, id, false)
+	}
+	if err == nil && st.Closed != "" {
+		return nil, uploadUnknown(id)
+	}
+	return st, err
+}
+
+// saveUpload writes a session with compare-and-set: put-if-absent for one
+// not stored yet, put-if-match on the ETag it was read (or last written)
+// at otherwise. A lost race is storage.ErrPreconditionFailed.
+func (r *Registry) saveUpload(ctx context.Context, st *uploadState) error {
 	hs, err := st.hasher.(encoding.BinaryMarshaler).MarshalBinary()
 	if err != nil {
 		return err
@@ -211,22 +306,27 @@ func (r *Registry) saveUpload(ctx context.Context, st *uploadState, create bool)
 	st.HashState = hs
 	b, _ := json.Marshal(st)
 	var info storage.Info
-	if create {
+	if !st.stored {
 		info, err = r.store.PutIfAbsent(ctx, uploadKey(st.ID), bytes.NewReader(b), int64(len(b)))
 	} else {
 		info, err = r.store.PutIfMatch(ctx, uploadKey(st.ID), bytes.NewReader(b), int64(len(b)), st.etag)
 	}
-	if errors.Is(err, storage.ErrPreconditionFailed) {
-		return oci(errcode.ErrorCodeBlobUploadInvalid, "upload was changed by another request", st.ID).withStatus(http.StatusConflict)
+	if err != nil {
+		if !errors.Is(err, storage.ErrPreconditionFailed) {
+			r.forget(st.ID)
+		}
+		// A lost race leaves the memory as it is: it may hold the
+		// winner's write (appendChunk tells a race on this replica by it).
+		return err
 	}
-	if err == nil {
-		st.etag = info.ETag
-	}
-	return err
+	st.etag, st.stored = info.ETag, true
+	r.remember(st)
+	return nil
 }
 
 func (r *Registry) uploadStatus(c *gin.Context, name, id string) {
-	st, err := r.loadUpload(c.Request.Context(), name, id)
+	// Read from the store: another replica may have moved the session.
+	st, err := r.loadOpen(c.Request.Context(), name, id, false)
 	if err != nil {
 		r.fail(c, err)
 		return
@@ -245,74 +345,163 @@ func (r *Registry) patchUpload(c *gin.Context, name, id string) {
 	}
 }
 
-// receiveChunk loads a session and appends the request's body, if any, to
-// it. When it returns false it has answered the request.
+// errRangeMoved: a chunk's Content-Range does not continue the stored
+// session (found after rebasing on it).
+var errRangeMoved = errors.New("chunk does not continue the upload")
+
+// receiveChunk loads a session (this replica's memory first) and appends
+// the request's body, if any, to it. When it returns false it has
+// answered the request.
 func (r *Registry) receiveChunk(c *gin.Context, name, id string) (*uploadState, bool) {
 	ctx := c.Request.Context()
-	st, err := r.loadUpload(ctx, name, id)
-	if err != nil {
-		r.fail(c, err)
-		return nil, false
-	}
-	size, ok := r.chunkSize(c, name, st)
+	st, start, size, ok := r.openForChunk(c, name, id)
 	if !ok {
 		return nil, false
 	}
-	if err := r.appendChunk(ctx, st, c.Request.Body, size); err != nil {
+	st, err := r.appendChunk(ctx, name, st, c.Request.Body, start, size)
+	if errors.Is(err, errRangeMoved) {
+		r.rangeInvalid(c, name, st)
+		return nil, false
+	}
+	if err != nil {
 		r.fail(c, err)
 		return nil, false
 	}
 	return st, true
 }
 
-// chunkSize checks a chunk's Content-Range against the session: it must
-// start where the session ends, or the answer is 416 and the session stays
-// as it was. It returns the chunk's size (-1: unknown, read to EOF).
-func (r *Registry) chunkSize(c *gin.Context, name string, st *uploadState) (int64, bool) {
-	size := c.Request.ContentLength
+// openForChunk loads an open session and checks the request's
+// Content-Range against it; a mismatch with remembered state is checked
+// again against the store before the 416. start is -1 without
+// Content-Range.
+func (r *Registry) openForChunk(c *gin.Context, name, id string) (st *uploadState, start, size int64, ok bool) {
+	ctx := c.Request.Context()
+	st, err := r.loadOpen(ctx, name, id, true)
+	if err != nil {
+		r.fail(c, err)
+		return nil, 0, 0, false
+	}
+	start, size, ok = chunkRange(c, st)
+	if !ok && st.cached {
+		if st, err = r.loadOpen(ctx, name, id, false); err != nil {
+			r.fail(c, err)
+			return nil, 0, 0, false
+		}
+		start, size, ok = chunkRange(c, st)
+	}
+	if !ok {
+		r.rangeInvalid(c, name, st)
+		return nil, 0, 0, false
+	}
+	return st, start, size, true
+}
+
+func (r *Registry) rangeInvalid(c *gin.Context, name string, st *uploadState) {
+	r.uploadHeaders(c, name, st)
+	r.fail(c, oci(errcode.ErrorCodeRangeInvalid, "chunk does not continue the upload", c.GetHeader("Content-Range")).withStatus(http.StatusRequestedRangeNotSatisfiable))
+}
+
+// chunkRange checks a chunk's Content-Range against the session: it must
+// start where the session ends. It returns where the chunk starts (-1: no
+// Content-Range) and its size (-1: unknown, read to EOF).
+func chunkRange(c *gin.Context, st *uploadState) (start, size int64, ok bool) {
+	size = c.Request.ContentLength
 	cr := c.GetHeader("Content-Range")
 	if cr == "" {
-		return size, true
+		return -1, size, true
 	}
 	start, end, ok := parseContentRange(cr)
 	if !ok || start != st.Offset || (size >= 0 && end-start+1 != size) {
-		r.uploadHeaders(c, name, st)
-		r.fail(c, oci(errcode.ErrorCodeRangeInvalid, "chunk does not continue the upload", cr).withStatus(http.StatusRequestedRangeNotSatisfiable))
-		return 0, false
+		return 0, 0, false
 	}
-	return end - start + 1, true
+	return start, end - start + 1, true
 }
 
 // appendChunk writes a chunk as a new segment and records it in the
-// session with compare-and-set. A request that loses the race (another
-// request advanced the session meanwhile) drops its segment and gets 409.
-func (r *Registry) appendChunk(ctx context.Context, st *uploadState, body io.Reader, size int64) error {
+// session with compare-and-set. It returns the session as stored.
+//
+// When the compare-and-set loses and the state came from this replica's
+// memory, the memory was stale (another replica moved the session since):
+// the chunk is rebased on the stored state (its bytes are read back into
+// that state's hash) if its Content-Range, or for a chunk without one the
+// absence of a local writer, allows. Otherwise (a request racing on the
+// same session) the loser drops its segment and gets 409.
+func (r *Registry) appendChunk(ctx context.Context, name string, st *uploadState, body io.Reader, start, size int64) (*uploadState, error) {
 	if size == 0 {
-		return nil
+		return st, nil
 	}
 	before, err := st.hasher.(encoding.BinaryMarshaler).MarshalBinary()
 	if err != nil {
-		return err
+		return st, err
 	}
 	seg, err := r.writeSegment(ctx, io.TeeReader(body, st.hasher), size)
 	if err != nil {
-		return err
+		return st, err
 	}
 	if seg.Size == 0 {
 		r.deleteSegments(ctx, []segment{seg})
-		return st.hasher.(encoding.BinaryUnmarshaler).UnmarshalBinary(before)
+		return st, st.hasher.(encoding.BinaryUnmarshaler).UnmarshalBinary(before)
 	}
+	startedAt := st.etag
 	st.Segments = append(st.Segments, seg)
 	st.Offset += seg.Size
-	if err := r.saveUpload(ctx, st, false); err != nil {
-		r.deleteSegments(ctx, []segment{seg})
-		return err
+	err = r.saveUpload(ctx, st)
+	if err == nil {
+		return st, nil
 	}
-	return nil
+	if !errors.Is(err, storage.ErrPreconditionFailed) {
+		r.deleteSegments(ctx, []segment{seg})
+		return st, err
+	}
+	if !st.cached {
+		r.deleteSegments(ctx, []segment{seg})
+		return st, uploadConflict(st.ID)
+	}
+	if start < 0 {
+		if e, ok := r.sessions.Get(st.ID); ok && e.etag != startedAt {
+			// Another request of this replica wrote it meanwhile: a race.
+			r.deleteSegments(ctx, []segment{seg})
+			return st, uploadConflict(st.ID)
+		}
+	}
+	fresh, err := r.loadOpen(ctx, name, st.ID, false)
+	if err != nil {
+		r.deleteSegments(ctx, []segment{seg})
+		return st, err
+	}
+	if start >= 0 && start != fresh.Offset {
+		r.deleteSegments(ctx, []segment{seg})
+		return fresh, errRangeMoved
+	}
+	if err := r.rehash(ctx, fresh.hasher, seg); err != nil {
+		r.deleteSegments(ctx, []segment{seg})
+		return fresh, err
+	}
+	fresh.Segments = append(fresh.Segments, seg)
+	fresh.Offset += seg.Size
+	if err := r.saveUpload(ctx, fresh); err != nil {
+		r.deleteSegments(ctx, []segment{seg})
+		if errors.Is(err, storage.ErrPreconditionFailed) {
+			err = uploadConflict(st.ID)
+		}
+		return fresh, err
+	}
+	return fresh, nil
+}
+
+// rehash feeds a stored segment's bytes to h (rebasing a chunk on a state
+// other than the one it was hashed with: rare, see appendChunk).
+func (r *Registry) rehash(ctx context.Context, h hash.Hash, seg segment) error {
+	rd := newSegmentsReader(ctx, r.store, []segment{seg}, 0, seg.Size)
+	defer rd.Close()
+	_, err := io.Copy(h, rd)
+	return err
 }
 
 // finishUpload handles PUT ?digest=: the last chunk (if any), verify,
-// commit.
+// close the session (compare-and-set: this is what makes a remembered
+// state safe to commit, and what keeps a cancel from dropping segments a
+// blob now names), commit, forget the session.
 func (r *Registry) finishUpload(c *gin.Context, name, id string) {
 	r.uploads.Inc()
 	defer r.uploads.Dec()
@@ -322,30 +511,182 @@ func (r *Registry) finishUpload(c *gin.Context, name, id string) {
 		r.fail(c, err)
 		return
 	}
-	st, ok := r.receiveChunk(c, name, id)
-	if !ok {
-		return
+	st, err := r.loadUpload(ctx, name, id, true)
+	if err == nil && st.Closed != "" && st.cached {
+		st, err = r.loadUpload(ctx, name, id, false)
 	}
-	got := digest.NewDigest(st.Algorithm, st.hasher)
-	if d.Algorithm() != st.Algorithm {
-		// The session hashed another algorithm: hash the stored bytes.
-		if got, err = r.hashSegments(ctx, st.Segments, st.Offset, d.Algorithm()); err != nil {
-			r.fail(c, err)
-			return
-		}
-	}
-	if got != d {
-		r.dropUpload(ctx, st)
-		r.fail(c, digestMismatch(d, got))
-		return
-	}
-	if err := r.commit(ctx, name, d, st.Segments); err != nil {
+	if err != nil {
 		r.fail(c, err)
 		return
 	}
-	_ = r.store.Delete(ctx, uploadKey(st.ID))
+	if st.Closed != "" {
+		r.finishClosed(c, name, st, d)
+		return
+	}
+	start, size, ok := chunkRange(c, st)
+	if !ok && st.cached {
+		if st, err = r.loadOpen(ctx, name, id, false); err != nil {
+			r.fail(c, err)
+			return
+		}
+		start, size, ok = chunkRange(c, st)
+	}
+	if !ok {
+		r.rangeInvalid(c, name, st)
+		return
+	}
+	// The last chunk: a segment of this request, recorded by the close.
+	var last []segment
+	if size != 0 {
+		seg, err := r.writeSegment(ctx, io.TeeReader(c.Request.Body, st.hasher), size)
+		if err != nil {
+			r.fail(c, err)
+			return
+		}
+		if seg.Size > 0 {
+			last = []segment{seg}
+		} else {
+			r.deleteSegments(ctx, []segment{seg})
+		}
+	}
+	for attempt := 0; ; attempt++ {
+		got, err := r.uploadDigest(ctx, st, last, d.Algorithm())
+		if err != nil {
+			r.deleteSegments(ctx, last)
+			r.fail(c, err)
+			return
+		}
+		if got == d {
+			err = r.closeUpload(ctx, st, last, d)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, storage.ErrPreconditionFailed) || !st.cached || attempt > 0 {
+				r.deleteSegments(ctx, last)
+				if errors.Is(err, storage.ErrPreconditionFailed) {
+					err = uploadConflict(id)
+				}
+				r.fail(c, err)
+				return
+			}
+		} else if !st.cached || attempt > 0 {
+			r.dropUpload(ctx, st, last, false)
+			r.fail(c, digestMismatch(d, got))
+			return
+		}
+		// The remembered state was stale (or the digest does not match
+		// it): start again from the store.
+		fresh, err := r.loadUpload(ctx, name, id, false)
+		if err != nil {
+			r.deleteSegments(ctx, last)
+			r.fail(c, err)
+			return
+		}
+		if fresh.Closed != "" {
+			r.deleteSegments(ctx, last)
+			r.finishClosed(c, name, fresh, d)
+			return
+		}
+		if start >= 0 && start != fresh.Offset {
+			r.deleteSegments(ctx, last)
+			r.rangeInvalid(c, name, fresh)
+			return
+		}
+		for _, seg := range last {
+			if err := r.rehash(ctx, fresh.hasher, seg); err != nil {
+				r.deleteSegments(ctx, last)
+				r.fail(c, err)
+				return
+			}
+		}
+		st = fresh
+	}
+	if err := r.commit(ctx, name, d, st.Segments); err != nil {
+		// The session is closed as d: a retried PUT commits again.
+		r.fail(c, err)
+		return
+	}
+	if st.stored {
+		r.dropSessionLater(st.ID)
+	}
 	r.created(c, name, d)
 }
+
+// finishClosed answers a PUT on a closed session: one closed as the same
+// digest is committed again (a retry of a PUT cut short), anything else is
+// unknown, as a finished upload is.
+func (r *Registry) finishClosed(c *gin.Context, name string, st *uploadState, d digest.Digest) {
+	if st.Closed != d.String() {
+		r.fail(c, uploadUnknown(st.ID))
+		return
+	}
+	if err := r.commit(c.Request.Context(), name, d, st.Segments); err != nil {
+		r.fail(c, err)
+		return
+	}
+	r.dropSessionLater(st.ID)
+	r.created(c, name, d)
+}
+
+// uploadDigest is the digest of the session's bytes followed by last's
+// (already fed to st.hasher), in alg.
+func (r *Registry) uploadDigest(ctx context.Context, st *uploadState, last []segment, alg digest.Algorithm) (digest.Digest, error) {
+	if alg == st.Algorithm {
+		return digest.NewDigest(st.Algorithm, st.hasher), nil
+	}
+	// The session hashed another algorithm: hash the stored bytes.
+	segs := append(slices.Clone(st.Segments), last...)
+	var size int64
+	for _, s := range segs {
+		size += s.Size
+	}
+	return r.hashSegments(ctx, segs, size, alg)
+}
+
+// closeUpload records that the session (with last appended) is the blob d,
+// with compare-and-set. A session never stored has nothing to protect: its
+// only segments are this request's own, so nothing is written.
+func (r *Registry) closeUpload(ctx context.Context, st *uploadState, last []segment, d digest.Digest) error {
+	if !st.stored {
+		st.Segments = append(st.Segments, last...)
+		return nil
+	}
+	closed := *st
+	closed.Segments = append(slices.Clone(st.Segments), last...)
+	closed.Closed = d.String()
+	for _, s := range last {
+		closed.Offset += s.Size
+	}
+	if err := r.saveUpload(ctx, &closed); err != nil {
+		return err
+	}
+	*st = closed
+	return nil
+}
+
+// dropSessionLater deletes a committed session after the response. The
+// delete is off the response path because a session left behind (the
+// process dies first, or the delete fails) is harmless: it is closed, so it
+// takes no data and nothing drops its segments; a PUT with its digest
+// commits again (idempotent); and purge removes it after
+// uploads.purge_after like any untouched session. Once it is gone, a young
+// id reads as a new, empty session (uploadid.go) — also harmless.
+func (r *Registry) dropSessionLater(id string) {
+	r.forget(id)
+	r.background.Add(1)
+	go func() {
+		defer r.background.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := r.store.Delete(ctx, uploadKey(id)); err != nil {
+			r.opts.Logger.Warn("deleting a finished upload session (purge will)", "upload", id, "error", err.Error())
+		}
+	}()
+}
+
+// Wait returns once the work the registry does after responses (deleting
+// finished upload sessions) is done.
+func (r *Registry) Wait() { r.background.Wait() }
 
 func (r *Registry) hashSegments(ctx context.Context, segs []segment, size int64, alg digest.Algorithm) (digest.Digest, error) {
 	rd := newSegmentsReader(ctx, r.store, segs, 0, size)
@@ -357,20 +698,44 @@ func (r *Registry) hashSegments(ctx context.Context, segs []segment, size int64,
 	return digest.NewDigest(alg, h), nil
 }
 
-// dropUpload forgets a session and its segments; used on cancel and on a
-// failed final verification.
-func (r *Registry) dropUpload(ctx context.Context, st *uploadState) {
-	r.deleteSegments(ctx, st.Segments)
-	_ = r.store.Delete(context.WithoutCancel(ctx), uploadKey(st.ID))
+// dropUpload forgets a session and its segments (plus last, this
+// request's own): on cancel (keep: the cancelled session stays stored, so
+// later requests on the id get 404 until purge removes it) and on a failed
+// final verification (the session is deleted, as before). The session is
+// first closed as cancelled with compare-and-set: if that loses, another
+// request moved or closed the session and its segments are left alone.
+func (r *Registry) dropUpload(ctx context.Context, st *uploadState, last []segment, keep bool) error {
+	ctx = context.WithoutCancel(ctx)
+	segs := st.Segments
+	if st.stored || keep {
+		cancelled := *st
+		cancelled.Segments, cancelled.Offset, cancelled.Closed = nil, 0, closedCancelled
+		if err := r.saveUpload(ctx, &cancelled); err != nil {
+			r.deleteSegments(ctx, last)
+			return err
+		}
+	}
+	r.deleteSegments(ctx, append(slices.Clone(segs), last...))
+	if !keep && st.stored {
+		r.forget(st.ID)
+		_ = r.store.Delete(ctx, uploadKey(st.ID))
+	}
+	return nil
 }
 
 func (r *Registry) cancelUpload(c *gin.Context, name, id string) {
-	st, err := r.loadUpload(c.Request.Context(), name, id)
+	st, err := r.loadOpen(c.Request.Context(), name, id, false)
 	if err != nil {
 		r.fail(c, err)
 		return
 	}
-	r.dropUpload(c.Request.Context(), st)
+	if err := r.dropUpload(c.Request.Context(), st, nil, true); err != nil {
+		if errors.Is(err, storage.ErrPreconditionFailed) {
+			err = uploadConflict(id)
+		}
+		r.fail(c, err)
+		return
+	}
 	c.Status(http.StatusNoContent)
 }
 

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"bytes"
+	"context"
 	"crypto/md5"
 	"crypto/sha1"
 	"encoding/hex"
@@ -10,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -60,6 +62,7 @@ func TestChunkedUpload(t *testing.T) {
 			if !bytes.Equal(r.body, all) {
 				t.Errorf("GET returned %q, want %q", r.body, all)
 			}
+			e.reg.Wait() // the session is deleted after the response
 			wantNoKeysUnder(t, e.store, "uploads/")
 		})
 	}
@@ -247,7 +250,21 @@ func TestUploadStatusAndCancel(t *testing.T) {
 	wantError(t, e.do("PATCH", loc, []byte("x")), http.StatusNotFound, "BLOB_UPLOAD_UNKNOWN")
 	wantError(t, e.do("PUT", withQuery(loc, "digest="+digest.FromString("abc").String()), nil), http.StatusNotFound, "BLOB_UPLOAD_UNKNOWN")
 	wantError(t, e.do("DELETE", loc, nil), http.StatusNotFound, "BLOB_UPLOAD_UNKNOWN")
-	wantNoKeysUnder(t, e.store, "uploads/", "data/", "blobs/")
+	wantNoKeysUnder(t, e.store, "data/", "blobs/")
+	// The cancelled session stays stored (that is what answers 404 above:
+	// a missing object for a young id is a new, empty session) until
+	// purge removes it like any untouched session.
+	for _, k := range keys(t, e.store) {
+		if strings.HasPrefix(k, "uploads/") {
+			if b := readKey(t, e.store, k); !strings.Contains(string(b), `"closed":"cancelled"`) {
+				t.Errorf("%s after cancel: %s", k, b)
+			}
+		}
+	}
+	if _, _, err := e.reg.PurgeUploads(context.Background(), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	wantNoKeysUnder(t, e.store, "uploads/")
 	wantError(t, e.do("GET", "/v2/repo/blobs/uploads/not-an-id", nil), http.StatusNotFound, "BLOB_UPLOAD_UNKNOWN")
 }
 

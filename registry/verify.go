@@ -21,7 +21,7 @@ import (
 // delete a blob that a manifest still uses — the API allows it — and Verify
 // then reports that manifest.)
 func Verify(ctx context.Context, store storage.Store) ([]string, error) {
-	m := newMeta(store)
+	m := newMeta(store, -1)
 	keys, _, err := m.listKeys(ctx, "repositories/", "", 0)
 	if err != nil {
 		return nil, err

@@ -162,6 +162,8 @@ func newServerWith(cfg config.Config, logger *slog.Logger, store storage.Store, 
 	s.routeOps(e)
 	regOpts := registry.Options{
 		PublicURL: cfg.HTTP.PublicURL,
+		UploadKey: uploadKey(cfg, a),
+		UploadTTL: cfg.Uploads.PurgeAfter,
 		Logger:    logger,
 		Metrics:   s.metrics.reg,
 	}
@@ -217,6 +219,17 @@ func sessionKey(cfg config.Config, a *auth.Service) []byte {
 	return a.DeriveKey("admin-session")
 }
 
+// uploadKey signs upload ids (registry/uploadid.go): like sessionKey,
+// the same on every replica.
+func uploadKey(cfg config.Config, a *auth.Service) []byte {
+	if sec := cfg.HTTP.Secret; sec != "" {
+		m := hmac.New(sha256.New, []byte(sec))
+		m.Write([]byte("slipway upload id"))
+		return m.Sum(nil)
+	}
+	return a.DeriveKey("upload-id")
+}
+
 // routeAuth adds the token service's endpoints: the token endpoint and key
 // set (open to all), and the robot accounts API (admins).
 func (s *Server) routeAuth(e *gin.Engine) {
@@ -233,6 +246,7 @@ func (s *Server) routeAuth(e *gin.Engine) {
 // Close releases what the server holds besides the listener (Run does it
 // on shutdown): background writes finish first.
 func (s *Server) Close() {
+	s.registry.Wait()
 	s.auth.Close()
 }
 
