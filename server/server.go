@@ -162,7 +162,7 @@ func newServerWith(cfg config.Config, logger *slog.Logger, store storage.Store, 
 	s.routeOps(e)
 	regOpts := registry.Options{
 		PublicURL: cfg.HTTP.PublicURL,
-		UploadKey: uploadKey(cfg, a),
+		UploadKey: sharedKey(cfg, a, "upload id"),
 		UploadTTL: cfg.Uploads.PurgeAfter,
 		Logger:    logger,
 		Metrics:   s.metrics.reg,
@@ -190,7 +190,7 @@ func newServerWith(cfg config.Config, logger *slog.Logger, store storage.Store, 
 	s.routeAuth(e)
 	s.promote.Register(e.Group("/api/v1", a.API))
 	admin.New(admin.Options{
-		Promote: s.promote, Accounts: a, SessionKey: sessionKey(cfg, a), SessionTTL: cfg.Admin.SessionTTL,
+		Promote: s.promote, Accounts: a, SessionKey: sharedKey(cfg, a, "admin session"), SessionTTL: cfg.Admin.SessionTTL,
 		PublicURL: cfg.HTTP.PublicURL, Ping: store.Ping, Version: buildinfo.Version(),
 		Started: time.Now(), Logger: logger,
 	}).Register(e)
@@ -207,27 +207,16 @@ func newServerWith(cfg config.Config, logger *slog.Logger, store storage.Store, 
 	return s, nil
 }
 
-// sessionKey signs the admin pages' session cookies; every replica must
-// derive the same one: from http.secret when set, else from the token
-// signing key they already share.
-func sessionKey(cfg config.Config, a *auth.Service) []byte {
+// sharedKey is a key every replica derives alike, for one purpose (admin
+// session cookies, upload ids): from http.secret when set, else from the
+// token signing key they already share.
+func sharedKey(cfg config.Config, a *auth.Service, purpose string) []byte {
 	if sec := cfg.HTTP.Secret; sec != "" {
 		m := hmac.New(sha256.New, []byte(sec))
-		m.Write([]byte("slipway admin session"))
+		m.Write([]byte("slipway " + purpose))
 		return m.Sum(nil)
 	}
-	return a.DeriveKey("admin-session")
-}
-
-// uploadKey signs upload ids (registry/uploadid.go): like sessionKey,
-// the same on every replica.
-func uploadKey(cfg config.Config, a *auth.Service) []byte {
-	if sec := cfg.HTTP.Secret; sec != "" {
-		m := hmac.New(sha256.New, []byte(sec))
-		m.Write([]byte("slipway upload id"))
-		return m.Sum(nil)
-	}
-	return a.DeriveKey("upload-id")
+	return a.DeriveKey(purpose)
 }
 
 // routeAuth adds the token service's endpoints: the token endpoint and key
