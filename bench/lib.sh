@@ -107,3 +107,41 @@ start_minio() {
 	((i < 150)) || die "MinIO at $MINIO_EP never accepted an S3 call"
 	log "MinIO at $MINIO_EP (pid ${PID[minio]}, data $RUN_DIR/minio-data)"
 }
+
+# bench_credentials: an admin user "bench" with a random password for this
+# run (bcrypt cost 10, hashed by `slipway passwd` when SLIPWAY_BIN is set);
+# regbench takes them from the environment.
+bench_credentials() {
+	BENCH_USER=bench
+	BENCH_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
+	BENCH_HASH=
+	if [[ -n ${SLIPWAY_BIN:-} ]]; then
+		BENCH_HASH=$(printf '%s' "$BENCH_PASSWORD" | "$SLIPWAY_BIN" passwd --cost 10) || die "slipway passwd failed"
+	fi
+	export REGBENCH_USER=$BENCH_USER REGBENCH_PASSWORD=$BENCH_PASSWORD
+}
+
+# slipway_auth_yaml: Slipway's auth section for the bench user, with the
+# run's own token signing key (generated on first start) in RUN_DIR.
+slipway_auth_yaml() {
+	cat <<-EOF
+		auth:
+		  signing_key: "$RUN_DIR/slipway-token.pem"
+		  users:
+		    - name: "$BENCH_USER"
+		      password_hash: "$BENCH_HASH"
+		      admin: true
+	EOF
+}
+
+# alternate_order REP I ITEMS...: ORDER is ITEMS, reversed every other
+# repetition (and row), so no system always goes first.
+alternate_order() {
+	local rep=$1 i=$2 j
+	shift 2
+	ORDER=("$@")
+	if (((rep + i) % 2 == 0)); then
+		ORDER=()
+		for ((j = $#; j >= 1; j--)); do ORDER+=("${!j}"); done
+	fi
+}

@@ -68,10 +68,7 @@ fi
 command -v python3 >/dev/null || die "python3 is needed for the summary"
 
 # --- credentials --------------------------------------------------------------------
-BENCH_USER=bench
-BENCH_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
-BENCH_HASH=$(printf '%s' "$BENCH_PASSWORD" | "$SLIPWAY_BIN" passwd --cost 10) || die "slipway passwd failed"
-export REGBENCH_USER=$BENCH_USER REGBENCH_PASSWORD=$BENCH_PASSWORD
+bench_credentials
 # crane's login lives in this run's own docker config.
 export DOCKER_CONFIG=$RUN_DIR/docker
 mkdir -p "$DOCKER_CONFIG"
@@ -99,12 +96,7 @@ start() {
 		    redirect: true
 		log:
 		  level: warn
-		auth:
-		  signing_key: "$RUN_DIR/slipway-token.pem"
-		  users:
-		    - name: "$BENCH_USER"
-		      password_hash: "$BENCH_HASH"
-		      admin: true
+		$(slipway_auth_yaml)
 		# This bench only: production is not immutable, so that crane copy
 		# may write the same repositories the promotions write.
 		stages:

@@ -66,10 +66,7 @@ STOCK_EXE=$RUN_DIR/bin/distribution-$STOCK_VERSION
 [[ -x $MINIO_BIN ]] || die "no MinIO at $MINIO_BIN"
 
 # --- credentials ------------------------------------------------------------------
-BENCH_USER=bench
-BENCH_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
-BENCH_HASH=$(printf '%s' "$BENCH_PASSWORD" | "$SLIPWAY_BIN" passwd --cost 10) || die "slipway passwd failed"
-export REGBENCH_USER=$BENCH_USER REGBENCH_PASSWORD=$BENCH_PASSWORD
+bench_credentials
 
 
 # --- MinIO ----------------------------------------------------------------------------
@@ -100,12 +97,7 @@ start() {
 			    redirect: $redirect
 			log:
 			  level: warn
-			auth:
-			  signing_key: "$RUN_DIR/slipway-token.pem"
-			  users:
-			    - name: "$BENCH_USER"
-			      password_hash: "$BENCH_HASH"
-			      admin: true
+			$(slipway_auth_yaml)
 		EOF
 		local unset_env=()
 		for v in $(compgen -e); do [[ $v == SLIPWAY_* || $v == AWS_* ]] && unset_env+=(-u "$v"); done
@@ -245,12 +237,8 @@ if [[ " $PHASES " == *" rows "* ]]; then
 		*) die "unknown row $row" ;;
 		esac
 		for ((rep = 1; rep <= REPS; rep++)); do
-			order=("${systems[@]}")
-			if (((rep + i) % 2 == 0)); then
-				order=()
-				for ((j = ${#systems[@]} - 1; j >= 0; j--)); do order+=("${systems[$j]}"); done
-			fi
-			for sys in "${order[@]}"; do measure "$sys" "$row" "$rep"; done
+			alternate_order "$rep" "$i" "${systems[@]}"
+			for sys in "${ORDER[@]}"; do measure "$sys" "$row" "$rep"; done
 		done
 	done
 	log "rows measured in $((SECONDS - started)) s, $failures failed"
