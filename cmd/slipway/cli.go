@@ -60,8 +60,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 }
 
 func serve(ctx context.Context, args []string, stderr io.Writer, env config.LookupEnv) int {
-	fl := flag.NewFlagSet("slipway serve", flag.ContinueOnError)
-	fl.SetOutput(stderr)
+	fl := newFlags("serve", "", stderr)
 	path := fl.String("config", "", "YAML configuration `file` (default: built-in defaults)")
 	if code, ok := parseFlags(fl, args); !ok {
 		return code
@@ -85,6 +84,20 @@ func serve(ctx context.Context, args []string, stderr io.Writer, env config.Look
 		return 1
 	}
 	return 0
+}
+
+// newFlags is a subcommand's flag set, printing to stderr; usage (the
+// arguments after "slipway CMD") heads its help.
+func newFlags(cmd, usage string, stderr io.Writer) *flag.FlagSet {
+	fl := flag.NewFlagSet("slipway "+cmd, flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	if usage != "" {
+		fl.Usage = func() {
+			fmt.Fprintf(stderr, "Usage: slipway %s %s\n", cmd, usage)
+			fl.PrintDefaults()
+		}
+	}
+	return fl
 }
 
 // parseFlags parses a subcommand's flags. When it returns false the caller

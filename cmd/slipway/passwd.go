@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -19,8 +18,7 @@ const maxPassword = 72
 //
 //	printf '%s' "$PASSWORD" | slipway passwd
 func passwd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fl := flag.NewFlagSet("slipway passwd", flag.ContinueOnError)
-	fl.SetOutput(stderr)
+	fl := newFlags("passwd", "", stderr)
 	cost := fl.Int("cost", bcrypt.DefaultCost, "bcrypt `cost` (10-16; each step doubles the work)")
 	if code, ok := parseFlags(fl, args); !ok {
 		return code

@@ -50,12 +50,7 @@ func cliFail(stderr io.Writer, cmd string, err error) int {
 }
 
 func promoteCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env config.LookupEnv) int {
-	fl := flag.NewFlagSet("slipway promote", flag.ContinueOnError)
-	fl.SetOutput(stderr)
-	fl.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: slipway promote SOURCE --to STAGE [--tag TAG] [--expect-digest D] [--expect-previous D|none] [--reason TEXT] [--json]")
-		fl.PrintDefaults()
-	}
+	fl := newFlags("promote", "SOURCE --to STAGE [--tag TAG] [--expect-digest D] [--expect-previous D|none] [--reason TEXT] [--json]", stderr)
 	to := fl.String("to", "", "target `stage` (required)")
 	tag := fl.String("tag", "", "tag in the target repository (default: the source's tag)")
 	expect := fl.String("expect-digest", "", "refuse unless the source resolves to this `digest`")
@@ -116,12 +111,7 @@ func printJSON(w io.Writer, v any) int {
 }
 
 func historyCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env config.LookupEnv) int {
-	fl := flag.NewFlagSet("slipway history", flag.ContinueOnError)
-	fl.SetOutput(stderr)
-	fl.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: slipway history [APP|REPOSITORY] [--tag TAG] [--stage STAGE] [--limit N] [--json]")
-		fl.PrintDefaults()
-	}
+	fl := newFlags("history", "[APP|REPOSITORY] [--tag TAG] [--stage STAGE] [--limit N] [--json]", stderr)
 	tag := fl.String("tag", "", "only this target tag")
 	stage := fl.String("stage", "", "only promotions into this stage")
 	limit := fl.Int("limit", 20, "at most this many records")
@@ -170,8 +160,7 @@ func short(d digest.Digest) string {
 }
 
 func rollbackCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env config.LookupEnv) int {
-	fl := flag.NewFlagSet("slipway rollback", flag.ContinueOnError)
-	fl.SetOutput(stderr)
+	fl := newFlags("rollback", "PROMOTION-ID [--reason TEXT] [--json]", stderr)
 	reason := fl.String("reason", "", "why, for the ledger")
 	asJSON := fl.Bool("json", false, "print the record as JSON")
 	pos, code, ok := interleaved(fl, args)
@@ -179,7 +168,7 @@ func rollbackCmd(ctx context.Context, args []string, stdout, stderr io.Writer, e
 		return code
 	}
 	if len(pos) != 1 || strings.TrimSpace(pos[0]) == "" {
-		fmt.Fprintln(stderr, "Usage: slipway rollback PROMOTION-ID [--reason TEXT] [--json]")
+		fl.Usage()
 		return 2
 	}
 	rec, err := client(env).Rollback(ctx, pos[0], *reason)
