@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/opencontainers/go-digest"
 
 	"github.com/slipway/slipway/auth"
 	"github.com/slipway/slipway/config"
@@ -33,7 +34,8 @@ type Promoter interface {
 	History(ctx context.Context, q promote.Query) (promote.Page, error)
 	Get(ctx context.Context, id string) (promote.Record, error)
 	Repositories(ctx context.Context, q promote.RepositoryQuery) (promote.RepositoryPage, error)
-	Tags(ctx context.Context, repo string) ([]promote.TagInfo, error)
+	// TagDigest: what repo:tag names now (ok false: no such tag).
+	TagDigest(ctx context.Context, repo, tag string) (digest.Digest, bool, error)
 	// AppTags: an app's tags in every stage, by stage name (a stage
 	// without the repository has no entry).
 	AppTags(ctx context.Context, app string) (map[string][]promote.TagInfo, error)

@@ -115,19 +115,8 @@ func (a *Admin) promote(w http.ResponseWriter, r *http.Request, req *request) {
 // currentDigest is what repo:tag names now ("" when the tag or the
 // repository does not exist).
 func (a *Admin) currentDigest(r *http.Request, repo, tag string) (digest.Digest, error) {
-	tags, err := a.opts.Promote.Tags(r.Context(), repo)
-	if isNotFound(err) {
-		return "", nil
-	}
-	if err != nil {
-		return "", err
-	}
-	for _, t := range tags {
-		if t.Tag == tag {
-			return t.Digest, nil
-		}
-	}
-	return "", nil
+	d, _, err := a.opts.Promote.TagDigest(r.Context(), repo, tag)
+	return d, err
 }
 
 func stageNamed(stages []config.Stage, name string) (config.Stage, bool) {

@@ -1,7 +1,6 @@
 package admin
 
 import (
-	"errors"
 	"net/http"
 	"net/url"
 	"strings"
@@ -59,10 +58,4 @@ func (a *Admin) repositories(w http.ResponseWriter, r *http.Request, req *reques
 	v := a.newView(r, req, "Repositories")
 	v.Nav, v.Data = "repositories", d
 	a.render(w, r, http.StatusOK, "repositories", v)
-}
-
-// isNotFound: the service says the repository (or record) does not exist.
-func isNotFound(err error) bool {
-	var pe *promote.Error
-	return errors.As(err, &pe) && pe.Status == http.StatusNotFound
 }

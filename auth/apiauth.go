@@ -51,7 +51,8 @@ func (s *Service) API(c *gin.Context) {
 		return
 	}
 	p := Principal{Name: acct.Name, Admin: acct.Admin, Robot: acct.Robot}
-	c.Request = c.Request.WithContext(WithPrincipal(ctx, p))
+	ctx = context.WithValue(WithPrincipal(ctx, p), requestAccountKey{}, acct)
+	c.Request = c.Request.WithContext(ctx)
 	c.Next()
 }
 
@@ -80,13 +81,19 @@ func (s *Service) apiStoreFail(c *gin.Context, err error) {
 	apiFail(c, http.StatusInternalServerError, "internal error")
 }
 
+// requestAccountKey carries the account API found for the request.
+type requestAccountKey struct{}
+
 // Permissions returns what the request's principal (see API) may do, as
 // a function of the repository name: the account is looked up once, so a
 // caller checking thousands of repositories (a listing) reads it once. No
 // principal: what anonymous callers may do.
 func (s *Service) Permissions(ctx context.Context) (func(repo string) []string, error) {
 	var acct *Account
-	if p, ok := PrincipalFrom(ctx); ok && p.Name != "" {
+	if a, ok := ctx.Value(requestAccountKey{}).(*Account); ok {
+		// The middleware's lookup for this very request: no second read.
+		acct = a
+	} else if p, ok := PrincipalFrom(ctx); ok && p.Name != "" {
 		a, err := s.account(ctx, p.Name)
 		if err != nil {
 			return nil, err

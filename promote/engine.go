@@ -139,7 +139,11 @@ func (s *Service) edge(sourceRepo, to string) (target string, from, toStage conf
 // edge).
 func (s *Service) CanPromote(ctx context.Context, sourceRepo, toStage string) bool {
 	target, _, _, err := s.edge(sourceRepo, toStage)
-	return err == nil && s.may(ctx, sourceRepo, actionPromote) && s.may(ctx, target, actionPromote)
+	if err != nil {
+		return false
+	}
+	may, err := s.permissions(ctx)
+	return err == nil && may(sourceRepo, actionPromote) && may(target, actionPromote)
 }
 
 // CanRollback reports whether the caller may roll back rec.
@@ -190,10 +194,14 @@ func (s *Service) Promote(ctx context.Context, req Request) (rec Record, created
 	if err != nil {
 		return Record{}, false, err
 	}
-	if !s.may(ctx, src.Repo, actionPromote) {
+	may, err := s.permissions(ctx)
+	if err != nil {
+		return Record{}, false, err
+	}
+	if !may(src.Repo, actionPromote) {
 		return Record{}, false, errorf(http.StatusForbidden, CodeDenied, "you may not promote from %s (no promote grant)", src.Repo)
 	}
-	if !s.may(ctx, target, actionPromote) {
+	if !may(target, actionPromote) {
 		return Record{}, false, errorf(http.StatusForbidden, CodeDenied, "you may not promote into %s (no promote grant)", target)
 	}
 	m, err := s.meta.Resolve(ctx, src.Repo, refString(src))

@@ -159,6 +159,26 @@ func (s *Service) Tags(ctx context.Context, repo string) ([]TagInfo, error) {
 	return s.tagInfos(ctx, repo, states, nil, false)
 }
 
+// TagDigest is what repo:tag names now; ok is false when the tag (or the
+// repository) does not exist or the caller may not pull it. One read, for
+// a confirmation page that needs one tag, not a whole listing.
+func (s *Service) TagDigest(ctx context.Context, repo, tag string) (d digest.Digest, ok bool, err error) {
+	if err := s.requireCaller(ctx); err != nil {
+		return "", false, err
+	}
+	if !repoName.MatchString(repo) || !tagName.MatchString(tag) {
+		return "", false, invalid("invalid repository or tag %q:%q", repo, tag)
+	}
+	if !s.may(ctx, repo, actionPull) {
+		return "", false, nil
+	}
+	st, exists, err := s.tagState(ctx, repo, tag)
+	if err != nil || !exists {
+		return "", false, storeError(err)
+	}
+	return st.Digest, true, nil
+}
+
 // AppTags describes the tags of an app's repository in every stage (the
 // admin page's stages side by side), by stage name; a stage without that
 // repository, or whose repository the caller may not pull, has no entry.

@@ -274,6 +274,18 @@ func (f *Fake) Tags(_ context.Context, repo string) ([]promote.TagInfo, error) {
 	return slices.Clone(tags), nil
 }
 
+// TagDigest is what repo:tag names in the fake.
+func (f *Fake) TagDigest(_ context.Context, repo, tag string) (digest.Digest, bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, t := range f.repos[repo] {
+		if t.Tag == tag {
+			return t.Digest, true, nil
+		}
+	}
+	return "", false, nil
+}
+
 // AppTags is Tags of the app's repository in each stage.
 func (f *Fake) AppTags(ctx context.Context, app string) (map[string][]promote.TagInfo, error) {
 	out := map[string][]promote.TagInfo{}
