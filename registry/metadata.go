@@ -238,16 +238,7 @@ func (md *Metadata) SetTag(ctx context.Context, repo, tag string, d digest.Diges
 
 // Tags lists repo's tags in order (all of them).
 func (md *Metadata) Tags(ctx context.Context, repo string) ([]string, error) {
-	prefix := tagsPrefix(repo)
-	keys, _, err := md.m.listKeys(ctx, prefix, "", 0)
-	if err != nil {
-		return nil, err
-	}
-	tags := make([]string, len(keys))
-	for i, k := range keys {
-		tags[i] = strings.TrimPrefix(k, prefix)
-	}
-	return tags, nil
+	return md.TagsWithPrefix(ctx, repo, "")
 }
 
 // TagsWithPrefix lists repo's tags that start with prefix (one listing:
