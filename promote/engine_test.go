@@ -469,3 +469,30 @@ func TestRepromotionCarriesNewReferrersOfChildren(t *testing.T) {
 		t.Fatalf("referrers of the child in production = %+v, want %s", rm.Manifests, sigDigest)
 	}
 }
+
+// verify is the last step of every promotion: it refuses a target that
+// does not serve the promoted digest, whatever the cause.
+func TestVerifyCatchesAMismatch(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.pushImage("staging/app:a", 512, 1)
+	e.pushImage("staging/app:b", 512, 1)
+	rec, _ := e.promote(Request{Source: "staging/app:a", To: "production", Tag: "stable"})
+	if err := e.svc.verify(ctx, rec); err != nil {
+		t.Fatalf("verify of a good promotion: %v", err)
+	}
+	// The digest is not in the target repository.
+	b := digest.Digest(e.digestOf("staging/app:b"))
+	bad := rec
+	bad.Digest = b
+	refusal(t, e.svc.verify(ctx, bad), http.StatusConflict, CodeConflict, "does not serve")
+	// The tag names another digest, and no newer record explains it.
+	m, err := e.reg.Metadata().Resolve(ctx, "staging/app", "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.copyTree(ctx, "staging/app", "production/app", m); err != nil {
+		t.Fatal(err)
+	}
+	refusal(t, e.svc.verify(ctx, bad), http.StatusConflict, CodeConflict, "names "+rec.Digest.String())
+}
