@@ -44,7 +44,13 @@ type meta struct {
 	// promotion and Verify check links in the store, never here.
 	linked  *lru.Cache[string, time.Time]
 	linkTTL time.Duration
+	// tags coalesces concurrent reads of one tag (coalesce.go).
+	tags *readGroup[digest.Digest]
 }
+
+// sharedReadTimeout bounds a tag read shared by several requests.
+const sharedReadTimeout = 30 * time.Second
+
 
 // defaultBlobLinkTTL: see meta.linked. Long enough that a blob pulled
 // again within a few minutes (CI fleets pulling the same layers) costs no
@@ -103,7 +109,9 @@ func newMeta(store storage.Store, linkTTL time.Duration) *meta {
 	m, _ := lru.New[digest.Digest, *manifestRecord](manifestCacheEntries)
 	cat, _ := lru.New[string, struct{}](manifestCacheEntries)
 	linked, _ := lru.New[string, time.Time](blobCacheEntries)
-	return &meta{store: store, blobs: b, manifests: m, catalogued: cat, linked: linked, linkTTL: linkTTL}
+	md := &meta{store: store, blobs: b, manifests: m, catalogued: cat, linked: linked, linkTTL: linkTTL}
+	md.tags = newReadGroup(sharedReadTimeout, md.readTag)
+	return md
 }
 
 func (m *meta) readSmall(ctx context.Context, key string, limit int64) ([]byte, storage.Info, error) {
@@ -286,15 +294,20 @@ func (m *meta) linkManifest(ctx context.Context, name string, d digest.Digest) e
 	return m.addToCatalog(ctx, name)
 }
 
-// tag resolves a tag to a digest.
+// tag resolves a tag to a digest: a read of the store that began after
+// the call did, shared with concurrent calls for the same tag (readGroup).
 func (m *meta) tag(ctx context.Context, name, tag string) (digest.Digest, error) {
-	b, _, err := m.readSmall(ctx, tagKey(name, tag), 256)
+	return m.tags.do(ctx, tagKey(name, tag))
+}
+
+func (m *meta) readTag(ctx context.Context, key string) (digest.Digest, error) {
+	b, _, err := m.readSmall(ctx, key, 256)
 	if err != nil {
 		return "", err
 	}
 	d, _, err := parseTag(b)
 	if err != nil {
-		return "", fmt.Errorf("tag %s:%s is corrupt: %w", name, tag, err)
+		return "", fmt.Errorf("tag %s is corrupt: %w", key, err)
 	}
 	return d, nil
 }
