@@ -259,6 +259,20 @@ func wantNoKeysUnder(t *testing.T, s storage.Store, prefixes ...string) {
 	}
 }
 
+// wantKeysUnder fails unless the keys under prefix are exactly want.
+func wantKeysUnder(t *testing.T, s storage.Store, prefix string, want ...string) {
+	t.Helper()
+	var got []string
+	for _, k := range keys(t, s) {
+		if strings.HasPrefix(k, prefix) {
+			got = append(got, k)
+		}
+	}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("keys under %s: %q, want %q", prefix, got, want)
+	}
+}
+
 // pushBlob uploads a blob monolithically (POST ?digest=) and returns its
 // sha256 digest.
 func (e *env) pushBlob(repo string, data []byte) digest.Digest {

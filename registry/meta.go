@@ -51,7 +51,6 @@ type meta struct {
 // sharedReadTimeout bounds a tag read shared by several requests.
 const sharedReadTimeout = 30 * time.Second
 
-
 // defaultBlobLinkTTL: see meta.linked. Long enough that a blob pulled
 // again within a few minutes (CI fleets pulling the same layers) costs no
 // S3 request; short enough that a delete elsewhere is seen soon.
@@ -77,13 +76,15 @@ func (b blobDesc) segments() []segment {
 
 func newBlobDesc(segs []segment) blobDesc {
 	var size int64
-	for _, s := range segs {
+	plain := make([]segment, len(segs))
+	for i, s := range segs {
 		size += s.Size
+		plain[i] = segment{Key: s.Key, Size: s.Size}
 	}
 	if len(segs) == 1 {
 		return blobDesc{Data: segs[0].Key, Size: size}
 	}
-	return blobDesc{Size: size, Segments: segs}
+	return blobDesc{Size: size, Segments: plain}
 }
 
 // manifestRecord is a stored manifest: its bytes and the media type it was
@@ -169,19 +170,51 @@ func (m *meta) commitBlob(ctx context.Context, d digest.Digest, segs []segment) 
 		if gerr != nil {
 			return blobDesc{}, gerr
 		}
-		mine := map[string]bool{}
+		named := map[string]bool{}
 		for _, s := range existing.segments() {
-			mine[s.Key] = true
+			named[s.Key] = true
 		}
+		var drop []segment
 		for _, s := range segs {
-			if !mine[s.Key] {
-				_ = m.store.Delete(context.WithoutCancel(ctx), s.Key)
+			if !named[s.Key] {
+				drop = append(drop, s)
 			}
 		}
+		m.deleteSegments(ctx, drop, false)
 		return existing, nil
 	default:
 		return blobDesc{}, err
 	}
+}
+
+// deleteSegments deletes data objects, except an implicit first segment
+// (Digest set, segments.go) that a blob may still come to name: it goes
+// only once the descriptor of its digest exists and names other data (no
+// commit can name it then), or, with expired (purge: no request can commit
+// it any more), unless that descriptor names it. It returns the ones kept.
+func (m *meta) deleteSegments(ctx context.Context, segs []segment, expired bool) (kept []segment) {
+	ctx = context.WithoutCancel(ctx)
+	for _, s := range segs {
+		if s.Digest != "" && !m.unusedFirstSegment(ctx, s, expired) {
+			kept = append(kept, s)
+			continue
+		}
+		_ = m.store.Delete(ctx, s.Key)
+	}
+	return kept
+}
+
+func (m *meta) unusedFirstSegment(ctx context.Context, s segment, expired bool) bool {
+	bd, err := m.blob(ctx, s.Digest)
+	if err != nil {
+		return expired && errors.Is(err, storage.ErrNotFound)
+	}
+	for _, x := range bd.segments() {
+		if x.Key == s.Key {
+			return false
+		}
+	}
+	return true
 }
 
 // blobInRepo returns the descriptor of a blob linked into a repository.

@@ -7,6 +7,8 @@ package registry
 // which garbage collection removes after a grace period.
 //
 //	data/<hh>/<segment-id>                       blob bytes: one segment, written once by one request
+//	data/<hh>/<upload-id>                        the same, for a session's implicit first segment
+//	                                             (segments.go: firstSegmentKey)
 //	blobs/<alg>/<hh>/<hex>                       blob descriptor {"data":…,"size":…} or
 //	                                             {"segments":[…],"size":…} (immutable)
 //	manifests/<alg>/<hh>/<hex>                   "<media type>\n" + manifest bytes (immutable)
@@ -19,11 +21,13 @@ package registry
 //	catalog/<hex(name)>                          repository exists (hex keeps lexical order;
 //	                                             split every 200 chars with "+/" to stay under NAME_MAX)
 //
-// Upload sessions: uploads/<id> exists only once a session holds data
-// (uploadid.go), is closed (committed or cancelled) with compare-and-set
-// before anything depends on it, and is deleted after the response or by
-// purge; a crash at any point leaves at most a closed or untouched session
-// that purge removes.
+// Upload sessions: uploads/<id> exists only once a session holds more
+// than its first chunk (uploadid.go; a session of one chunk is its implicit
+// first segment, segments.go), is closed (committed or cancelled) with
+// compare-and-set before anything depends on it, and is deleted after the
+// response or by purge; a crash at any point leaves at most a closed or
+// untouched session that purge removes. An implicit first segment is
+// deleted only once no commit can name it (meta.deleteSegments).
 //
 // Blob links are remembered in process for blob GETs (meta.linked,
 // Options.BlobLinkTTL, 5 min by default): garbage collection must keep the

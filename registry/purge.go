@@ -17,7 +17,10 @@ import (
 // purpose: a PUT that loaded the session just before the purge may still be
 // committing a descriptor that names them, and deleting them here would
 // break that blob. (An incomplete multipart upload, by contrast, is never
-// named by anything.)
+// named by anything.) The exception is a cancelled session's implicit first
+// segment (firstSegmentKey) that the cancel could not delete yet: the id
+// has expired, so no PUT can commit it any more, and it goes unless the
+// blob of its digest names it.
 func (r *Registry) PurgeUploads(ctx context.Context, cutoff time.Time) (sessions, multiparts int, err error) {
 	startAfter := ""
 	for {
@@ -30,6 +33,7 @@ func (r *Registry) PurgeUploads(ctx context.Context, cutoff time.Time) (sessions
 			if !o.ModTime.Before(cutoff) {
 				continue
 			}
+			r.purgeCancelledSegments(ctx, o.Key)
 			if err := r.store.Delete(ctx, o.Key); err != nil {
 				return sessions, multiparts, err
 			}
@@ -43,4 +47,18 @@ func (r *Registry) PurgeUploads(ctx context.Context, cutoff time.Time) (sessions
 		multiparts, err = a.AbortStaleMultipart(ctx, "data/", cutoff)
 	}
 	return sessions, multiparts, err
+}
+
+// purgeCancelledSegments deletes what a cancelled session still lists (see
+// dropUpload). Errors leave the segment to garbage collection.
+func (r *Registry) purgeCancelledSegments(ctx context.Context, key string) {
+	b, _, err := r.meta.readSmall(ctx, key, 4<<20)
+	if err != nil {
+		return
+	}
+	st, err := decodeUpload(b, key)
+	if err != nil || st.Closed != closedCancelled {
+		return
+	}
+	r.meta.deleteSegments(ctx, st.Segments, true)
 }

@@ -15,7 +15,10 @@ func TestPurgeUploadsForgetsOnlyStaleSessions(t *testing.T) {
 	e := newEnvWith(t, t.TempDir(), Options{UploadTTL: 2 * time.Second})
 	ctx := context.Background()
 	stale := e.startUpload("purge")
-	wantStatus(t, e.do("PATCH", stale, []byte("some bytes")), http.StatusAccepted)
+	// Two chunks, so the session is stored (one chunk is not; its id's TTL
+	// is its life: TestImplicitFirstSegment).
+	wantStatus(t, e.do("PATCH", stale, []byte("some ")), http.StatusAccepted)
+	wantStatus(t, e.do("PATCH", stale, []byte("bytes")), http.StatusAccepted)
 	time.Sleep(3 * time.Second)
 	// A multipart upload left incomplete by a dead process.
 	if _, err := e.store.CreateMultipart(ctx, dataKey(newUploadID())); err != nil {

@@ -126,13 +126,15 @@ func TestUploadStoreRequests(t *testing.T) {
 	if r = send(t, "PATCH", loc, data); r.StatusCode != http.StatusAccepted {
 		t.Fatalf("PATCH: %d", r.StatusCode)
 	}
-	wantCalls(t, "PATCH", cs.take(), "Put data/", "PutIfAbsent uploads/")
+	// The chunk is the session's implicit first segment: no session object.
+	wantCalls(t, "PATCH", cs.take(), "PutIfAbsent data/")
 
 	if r = send(t, "PUT", loc+"?digest="+d.String(), ""); r.StatusCode != http.StatusCreated {
 		t.Fatalf("PUT: %d", r.StatusCode)
 	}
 	reg.Wait()
-	wantCalls(t, "PUT", cs.take(), "PutIfMatch uploads/", "PutIfAbsent blobs/", "Put repositories/", "PutIfAbsent catalog/", "Delete uploads/")
+	// Nothing to close or delete: the descriptor, the link, the catalog.
+	wantCalls(t, "PUT", cs.take(), "PutIfAbsent blobs/", "Put repositories/", "PutIfAbsent catalog/")
 
 	// The pull answers from what the push remembered: only the data read.
 	if r = send(t, "GET", base+"/v2/app/blobs/"+d.String(), ""); r.StatusCode != http.StatusOK {
@@ -199,6 +201,15 @@ func TestUploadRoundRobin(t *testing.T) {
 				hdr = []string{"Content-Range", strings.Join([]string{itoa(off), itoa(off + len(ch) - 1)}, "-")}
 			}
 			r := envs[i].do("PATCH", loc, []byte(ch), hdr...)
+			if !ranged && i == 1 {
+				// a's memory predates the first chunk, which b stored as
+				// the session's implicit first segment (segments.go): a
+				// chunk without Content-Range cannot be rebased on it (its
+				// body is spent), so 409, and the retry continues from the
+				// store.
+				wantError(t, r, http.StatusConflict, "BLOB_UPLOAD_INVALID")
+				r = envs[i].do("PATCH", loc, []byte(ch), hdr...)
+			}
 			wantStatus(t, r, http.StatusAccepted)
 			off += len(ch)
 			wantHeader(t, r, "Range", "0-"+itoa(off-1))
@@ -236,7 +247,9 @@ func TestClosedSessionIsSafe(t *testing.T) {
 	ctx := context.Background()
 	loc := e.startUpload("repo")
 	id := loc[strings.LastIndex(loc, "/")+1:]
-	wantStatus(t, e.do("PATCH", loc, []byte("closed bytes")), http.StatusAccepted)
+	// Two chunks: a session of one chunk is not stored, nothing to close.
+	wantStatus(t, e.do("PATCH", loc, []byte("closed ")), http.StatusAccepted)
+	wantStatus(t, e.do("PATCH", loc, []byte("bytes")), http.StatusAccepted)
 	d := digest.FromString("closed bytes")
 	st, err := e.reg.loadUpload(ctx, "repo", id, false)
 	if err != nil {

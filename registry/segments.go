@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/opencontainers/go-digest"
+
 	"github.com/slipway/slipway/storage"
 )
 
@@ -20,22 +22,57 @@ import (
 type segment struct {
 	Key  string `json:"key"`
 	Size int64  `json:"size"`
+	// Digest is set on a session's implicit first segment only (see
+	// firstSegmentKey): the digest of its bytes, the one blob it can be
+	// committed as without a compare-and-set.
+	Digest digest.Digest `json:"digest,omitempty"`
 }
+
+// firstSegmentKey is where the first chunk of the session id goes when it
+// fits one Put: a key derived from the (signed, 64-character) id, written
+// with put-if-absent, and no session object. So docker's PATCH + PUT
+// writes the data, then the descriptor and link: two small writes instead
+// of four (the session object at the PATCH, closing it at the PUT) plus
+// the session's delete (bench/run-s3.sh push-256k).
+//
+// The data object then is the session's stored state: a replica without
+// the session in memory finds it by this key and rebuilds the hash state by
+// reading it back (loadUpload). The second chunk, or any close that commits
+// more than this one segment, writes the session object as before. What
+// keeps it safe, since a PUT on any replica may commit the segment without
+// a compare-and-set: it can only ever be committed alone as the blob
+// Digest, and it is deleted only once that blob's descriptor exists and
+// names other data (unusedFirstSegment), or by purge after the id expired.
+func firstSegmentKey(id string) string { return dataKey(id) }
 
 // defaultPartSize is how much of a request body is buffered per multipart
 // part on stores with a minimum part size (S3).
 const defaultPartSize = 16 << 20
 
 // writeSegment streams one request body into a new data object. size may be
-// -1 (chunked transfer). On stores without a minimum part size the body is
+// -1 (chunked transfer). With first set (firstSegmentKey), a body that fits
+// one Put is written there, put-if-absent; a larger one (multipart: S3
+// cannot complete one conditionally) gets a new key as usual. On stores without a minimum part size the body is
 // one Put; otherwise a body that fits in one part is one Put, and a larger
 // one is a multipart upload of partSize parts completed before returning.
 // On error nothing is left visible.
-func (r *Registry) writeSegment(ctx context.Context, body io.Reader, size int64) (segment, error) {
-	key := dataKey(newUploadID())
+func (r *Registry) writeSegment(ctx context.Context, body io.Reader, size int64, first string) (segment, error) {
+	key := first
+	if key == "" {
+		key = dataKey(newUploadID())
+	}
+	put := func(rd io.Reader, n int64) error {
+		var err error
+		if key == first {
+			_, err = r.store.PutIfAbsent(ctx, key, rd, n)
+		} else {
+			_, err = r.store.Put(ctx, key, rd, n)
+		}
+		return err
+	}
 	cr := &countingReader{r: body}
 	if r.store.MinPartSize() == 0 || (size >= 0 && size <= r.opts.PartSize) {
-		if _, err := r.store.Put(ctx, key, cr, size); err != nil {
+		if err := put(cr, size); err != nil {
 			return segment{}, bodyError(err)
 		}
 		return segment{Key: key, Size: cr.n}, nil
@@ -60,7 +97,7 @@ func (r *Registry) writeSegment(ctx context.Context, body io.Reader, size int64)
 		if size >= 0 && int64(n) != size {
 			return segment{}, bodyError(io.ErrUnexpectedEOF)
 		}
-		if _, err := r.store.Put(ctx, key, bytes.NewReader(head[:n]), int64(n)); err != nil {
+		if err := put(bytes.NewReader(head[:n]), int64(n)); err != nil {
 			return segment{}, err
 		}
 		return segment{Key: key, Size: int64(n)}, nil
@@ -71,6 +108,9 @@ func (r *Registry) writeSegment(ctx context.Context, body io.Reader, size int64)
 	// head is a whole part: the part-sized buffer, or (PartSize at most
 	// 1 MiB) the pooled one, which writeMultipart is done with before the
 	// deferred putBuffer.
+	if key == first {
+		key = dataKey(newUploadID())
+	}
 	return r.writeMultipart(ctx, key, cr, head, size)
 }
 
@@ -119,12 +159,11 @@ func (r *Registry) writeMultipart(ctx context.Context, key string, cr *countingR
 	return segment{Key: key, Size: cr.n}, nil
 }
 
-// deleteSegments drops data objects nobody will reference.
-func (r *Registry) deleteSegments(ctx context.Context, segs []segment) {
-	ctx = context.WithoutCancel(ctx)
-	for _, s := range segs {
-		_ = r.store.Delete(ctx, s.Key)
-	}
+// deleteSegments drops data objects nobody will reference. An implicit
+// first segment (Digest set) is left alone unless unusedFirstSegment; the
+// ones left are returned.
+func (r *Registry) deleteSegments(ctx context.Context, segs []segment) (kept []segment) {
+	return r.meta.deleteSegments(ctx, segs, false)
 }
 
 // segmentsReader reads length bytes from offset start of a blob made of

@@ -161,7 +161,7 @@ func (r *Registry) mount(ctx context.Context, name, mount, from string) (digest.
 // putMonolithic stores a whole blob sent with POST ?digest=.
 func (r *Registry) putMonolithic(ctx context.Context, name string, d digest.Digest, req *http.Request) error {
 	h := d.Algorithm().Hash()
-	seg, err := r.writeSegment(ctx, io.TeeReader(req.Body, h), req.ContentLength)
+	seg, err := r.writeSegment(ctx, io.TeeReader(req.Body, h), req.ContentLength, "")
 	if err != nil {
 		return err
 	}
@@ -266,7 +266,8 @@ func (r *Registry) loadUpload(ctx context.Context, name, id string, useCache boo
 		if !signed || time.Since(issued) > r.opts.UploadTTL {
 			return nil, uploadUnknown(id)
 		}
-		return &uploadState{ID: id, Repo: name, Algorithm: alg, Started: issued, hasher: alg.Hash()}, nil
+		st := &uploadState{ID: id, Repo: name, Algorithm: alg, Started: issued, hasher: alg.Hash()}
+		return st, r.loadFirstSegment(ctx, st)
 	}
 	if err != nil {
 		return nil, err
@@ -280,6 +281,28 @@ func (r *Registry) loadUpload(ctx context.Context, name, id string, useCache boo
 	}
 	st.etag, st.stored = info.ETag, true
 	return st, nil
+}
+
+// loadFirstSegment adds a session's implicit first segment to st (empty,
+// not stored), if it was written, hashing its bytes again: the one case
+// where a replica reads a chunk back to continue a session (another
+// replica took the first PATCH, or this one restarted since).
+func (r *Registry) loadFirstSegment(ctx context.Context, st *uploadState) error {
+	key := firstSegmentKey(st.ID)
+	info, err := r.store.Stat(ctx, key)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	seg := segment{Key: key, Size: info.Size}
+	if err := r.rehash(ctx, st.hasher, seg); err != nil {
+		return err
+	}
+	seg.Digest = digest.NewDigest(st.Algorithm, st.hasher)
+	st.Segments, st.Offset = []segment{seg}, seg.Size
+	return nil
 }
 
 // loadOpen is loadUpload for a request that adds to the session: a closed
@@ -434,13 +457,38 @@ func (r *Registry) appendChunk(ctx context.Context, name string, st *uploadState
 	if err != nil {
 		return st, err
 	}
-	seg, err := r.writeSegment(ctx, io.TeeReader(body, st.hasher), size)
+	first := ""
+	if !st.stored && len(st.Segments) == 0 && len(st.ID) == 2*uploadIDBytes {
+		first = firstSegmentKey(st.ID) // signed ids only: see uploadid.go
+	}
+	seg, err := r.writeSegment(ctx, io.TeeReader(body, st.hasher), size, first)
+	if errors.Is(err, storage.ErrPreconditionFailed) {
+		// Another request wrote the first chunk: a race, or this
+		// replica's memory of an empty session is stale (the first chunk
+		// went to another replica). The body is spent, so the chunk cannot
+		// be rebased like a later one; the memory is dropped, so a retry
+		// continues from the store. (A chunk with Content-Range never gets
+		// here: its range already told the memory was stale.)
+		r.forget(st.ID)
+		return st, uploadConflict(st.ID)
+	}
 	if err != nil {
 		return st, err
 	}
 	if seg.Size == 0 {
 		r.deleteSegments(ctx, []segment{seg})
 		return st, st.hasher.(encoding.BinaryUnmarshaler).UnmarshalBinary(before)
+	}
+	if seg.Key == first {
+		// Stored as the session's state by itself (firstSegmentKey).
+		seg.Digest = digest.NewDigest(st.Algorithm, st.hasher)
+		st.Segments = append(st.Segments, seg)
+		st.Offset += seg.Size
+		if st.HashState, err = st.hasher.(encoding.BinaryMarshaler).MarshalBinary(); err != nil {
+			return st, err
+		}
+		r.remember(st)
+		return st, nil
 	}
 	startedAt := st.etag
 	st.Segments = append(st.Segments, seg)
@@ -538,7 +586,7 @@ func (r *Registry) finishUpload(c *gin.Context, name, id string) {
 	// The last chunk: a segment of this request, recorded by the close.
 	var last []segment
 	if size != 0 {
-		seg, err := r.writeSegment(ctx, io.TeeReader(c.Request.Body, st.hasher), size)
+		seg, err := r.writeSegment(ctx, io.TeeReader(c.Request.Body, st.hasher), size, "")
 		if err != nil {
 			r.fail(c, err)
 			return
@@ -608,6 +656,8 @@ func (r *Registry) finishUpload(c *gin.Context, name, id string) {
 	}
 	if st.stored {
 		r.dropSessionLater(st.ID)
+	} else {
+		r.forget(st.ID)
 	}
 	r.created(c, name, d)
 }
@@ -644,10 +694,13 @@ func (r *Registry) uploadDigest(ctx context.Context, st *uploadState, last []seg
 }
 
 // closeUpload records that the session (with last appended) is the blob d,
-// with compare-and-set. A session never stored has nothing to protect: its
-// only segments are this request's own, so nothing is written.
+// with compare-and-set. A session not stored writes nothing when its only
+// segments are this request's own, or when it is exactly its implicit
+// first segment committed as that segment's digest (firstSegmentKey: the
+// one commit allowed without compare-and-set); any other close of it is a
+// put-if-absent of the session object.
 func (r *Registry) closeUpload(ctx context.Context, st *uploadState, last []segment, d digest.Digest) error {
-	if !st.stored {
+	if !st.stored && (len(st.Segments) == 0 || (len(last) == 0 && len(st.Segments) == 1 && st.Segments[0].Digest == d)) {
 		st.Segments = append(st.Segments, last...)
 		return nil
 	}
@@ -704,19 +757,32 @@ func (r *Registry) hashSegments(ctx context.Context, segs []segment, size int64,
 // final verification (the session is deleted, as before). The session is
 // first closed as cancelled with compare-and-set: if that loses, another
 // request moved or closed the session and its segments are left alone.
+//
+// An implicit first segment (firstSegmentKey) may have been committed by a
+// PUT elsewhere without compare-and-set: it stays listed in the cancelled
+// state, and is deleted only when that is known safe (meta.deleteSegments),
+// by purge otherwise. So such a session is recorded as cancelled even when
+// it was not stored, and the record stays while the segment may.
 func (r *Registry) dropUpload(ctx context.Context, st *uploadState, last []segment, keep bool) error {
 	ctx = context.WithoutCancel(ctx)
 	segs := st.Segments
-	if st.stored || keep {
+	var implicit []segment
+	for _, s := range segs {
+		if s.Digest != "" {
+			implicit = append(implicit, s)
+		}
+	}
+	record := st.stored || len(implicit) > 0
+	if record || keep {
 		cancelled := *st
-		cancelled.Segments, cancelled.Offset, cancelled.Closed = nil, 0, closedCancelled
+		cancelled.Segments, cancelled.Offset, cancelled.Closed = implicit, 0, closedCancelled
 		if err := r.saveUpload(ctx, &cancelled); err != nil {
 			r.deleteSegments(ctx, last)
 			return err
 		}
 	}
-	r.deleteSegments(ctx, append(slices.Clone(segs), last...))
-	if !keep && st.stored {
+	kept := r.deleteSegments(ctx, append(slices.Clone(segs), last...))
+	if !keep && record && len(kept) == 0 {
 		r.forget(st.ID)
 		_ = r.store.Delete(ctx, uploadKey(st.ID))
 	}

@@ -111,6 +111,13 @@ func TestChunkedUploadWrongDigest(t *testing.T) {
 			wantError(t, r, http.StatusBadRequest, "DIGEST_INVALID")
 			wantError(t, e.do("GET", "/v2/repo/blobs/"+wrong.String(), nil), http.StatusNotFound, "BLOB_UNKNOWN")
 			wantError(t, e.do("GET", "/v2/repo/blobs/"+alg.FromString("chunk").String(), nil), http.StatusNotFound, "BLOB_UNKNOWN")
+			// The chunk is the session's implicit first segment: a PUT
+			// elsewhere might still commit it as its own digest, so it
+			// stays, listed in the cancelled session, until purge.
+			wantError(t, e.do("PATCH", loc, []byte("x")), http.StatusNotFound, "BLOB_UPLOAD_UNKNOWN")
+			if _, _, err := e.reg.PurgeUploads(context.Background(), time.Now().Add(time.Hour)); err != nil {
+				t.Fatal(err)
+			}
 			wantNoNewKeys(t, e.store, before)
 		})
 	}
@@ -250,7 +257,10 @@ func TestUploadStatusAndCancel(t *testing.T) {
 	wantError(t, e.do("PATCH", loc, []byte("x")), http.StatusNotFound, "BLOB_UPLOAD_UNKNOWN")
 	wantError(t, e.do("PUT", withQuery(loc, "digest="+digest.FromString("abc").String()), nil), http.StatusNotFound, "BLOB_UPLOAD_UNKNOWN")
 	wantError(t, e.do("DELETE", loc, nil), http.StatusNotFound, "BLOB_UPLOAD_UNKNOWN")
-	wantNoKeysUnder(t, e.store, "data/", "blobs/")
+	wantNoKeysUnder(t, e.store, "blobs/")
+	// The chunk was the session's implicit first segment (segments.go):
+	// it stays, listed in the cancelled session, until purge.
+	wantKeysUnder(t, e.store, "data/", firstSegmentKey(loc[strings.LastIndex(loc, "/")+1:]))
 	// The cancelled session stays stored (that is what answers 404 above:
 	// a missing object for a young id is a new, empty session) until
 	// purge removes it like any untouched session.
@@ -264,7 +274,7 @@ func TestUploadStatusAndCancel(t *testing.T) {
 	if _, _, err := e.reg.PurgeUploads(context.Background(), time.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	wantNoKeysUnder(t, e.store, "uploads/")
+	wantNoKeysUnder(t, e.store, "uploads/", "data/")
 	wantError(t, e.do("GET", "/v2/repo/blobs/uploads/not-an-id", nil), http.StatusNotFound, "BLOB_UPLOAD_UNKNOWN")
 }
 
