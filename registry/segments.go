@@ -52,9 +52,12 @@ const defaultPartSize = 16 << 20
 // writeSegment streams one request body into a new data object. size may be
 // -1 (chunked transfer). With first set (firstSegmentKey), a body that fits
 // one Put is written there, put-if-absent; a larger one (multipart: S3
-// cannot complete one conditionally) gets a new key as usual. On stores without a minimum part size the body is
-// one Put; otherwise a body that fits in one part is one Put, and a larger
-// one is a multipart upload of partSize parts completed before returning.
+// cannot complete one conditionally) gets a new key as usual.
+//
+// On stores without a minimum part size the body is one Put; otherwise a
+// body that fits in one part (up to PartSize bytes, whether its size is
+// known or not) is one Put, and a larger one is a multipart upload of
+// partSize parts completed before returning.
 // On error nothing is left visible.
 func (r *Registry) writeSegment(ctx context.Context, body io.Reader, size int64, first string) (segment, error) {
 	key := first
@@ -107,16 +110,34 @@ func (r *Registry) writeSegment(ctx context.Context, body io.Reader, size int64,
 	}
 	// head is a whole part: the part-sized buffer, or (PartSize at most
 	// 1 MiB) the pooled one, which writeMultipart is done with before the
-	// deferred putBuffer.
+	// deferred putBuffer. A body of unknown size may end right there (a
+	// 16 MiB layer, with the default part size): then it is one Put, not a
+	// multipart upload of one part (three requests, and no implicit first
+	// segment).
+	var rest io.Reader = cr
+	if size < 0 {
+		var one [1]byte
+		k, err := io.ReadFull(cr, one[:])
+		if errors.Is(err, io.EOF) {
+			if err := put(bytes.NewReader(head), int64(len(head))); err != nil {
+				return segment{}, err
+			}
+			return segment{Key: key, Size: int64(len(head))}, nil
+		}
+		if err != nil {
+			return segment{}, bodyError(err)
+		}
+		rest = io.MultiReader(bytes.NewReader(one[:k]), cr)
+	}
 	if key == first {
 		key = dataKey(newUploadID())
 	}
-	return r.writeMultipart(ctx, key, cr, head, size)
+	return r.writeMultipart(ctx, key, cr, rest, head, size)
 }
 
 // writeMultipart uploads a body larger than one part: buf holds the first
-// part already.
-func (r *Registry) writeMultipart(ctx context.Context, key string, cr *countingReader, buf []byte, size int64) (seg segment, err error) {
+// part already, rest is the remainder of the body, cr counts all of it.
+func (r *Registry) writeMultipart(ctx context.Context, key string, cr *countingReader, rest io.Reader, buf []byte, size int64) (seg segment, err error) {
 	id, err := r.store.CreateMultipart(ctx, key)
 	if err != nil {
 		return segment{}, err
@@ -134,7 +155,7 @@ func (r *Registry) writeMultipart(ctx context.Context, key string, cr *countingR
 			return segment{}, err
 		}
 		parts = append(parts, p)
-		n, err = io.ReadFull(cr, buf)
+		n, err = io.ReadFull(rest, buf)
 		if errors.Is(err, io.EOF) {
 			break
 		}

@@ -98,6 +98,9 @@ func TestLargeBodiesUseMultipartOnStoresWithMinimumPartSize(t *testing.T) {
 		{"fits one part", 1000, false, 0},
 		{"three and a half parts", 3500, false, 4},
 		{"streamed, unknown length", 2500, true, 3},
+		{"streamed, exactly one part", 1000, true, 0},
+		{"streamed, one part and a byte", 1001, true, 2},
+		{"streamed, exactly two parts", 2000, true, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			store.parts.Store(0)
