@@ -92,9 +92,27 @@ type S3 struct {
 	Redirect         bool          `yaml:"redirect"`
 	RedirectEndpoint string        `yaml:"redirect_endpoint"` // public host for presigned URLs
 	RedirectExpiry   time.Duration `yaml:"redirect_expiry"`
+	// RedirectMinSize: blobs smaller than this are served through Slipway
+	// even with redirect on ("1MiB" by default; "0": redirect every blob).
+	// A redirect costs the client a second request, to another host, which
+	// for a small blob takes longer than the bytes (BENCHMARKS.md, on S3).
+	RedirectMinSize string `yaml:"redirect_min_size"`
 	// PartSize of multipart writes, and the memory one streaming request
 	// may buffer: "16MiB"; at least 5MiB.
 	PartSize string `yaml:"part_size"`
+}
+
+// defaultRedirectMinSize: see S3.RedirectMinSize.
+const defaultRedirectMinSize = 1 << 20
+
+// RedirectMinSizeBytes is redirect_min_size in bytes: 1 MiB when unset, 0
+// for "0".
+func (s S3) RedirectMinSizeBytes() int64 {
+	if s.RedirectMinSize == "" {
+		return defaultRedirectMinSize
+	}
+	n, _ := parseSize(s.RedirectMinSize)
+	return n
 }
 
 // PartSizeBytes is part_size in bytes (0 when unset or invalid).
@@ -202,6 +220,9 @@ func (c Config) problems() []problem {
 		}
 		if (s3.AccessKey == "") != (s3.SecretKey == "") {
 			add("storage.s3.secret_key", "access_key and secret_key go together (or both empty for the credential chain)")
+		}
+		if _, ok := parseSize(s3.RedirectMinSize); s3.RedirectMinSize != "" && !ok && strings.TrimSpace(s3.RedirectMinSize) != "0" {
+			add("storage.s3.redirect_min_size", "must be a size like \"1MiB\", or 0 to redirect every blob, got %q", s3.RedirectMinSize)
 		}
 		if n, ok := parseSize(s3.PartSize); s3.PartSize != "" && (!ok || n < 5<<20 || n > 5<<30) {
 			add("storage.s3.part_size", "must be a size from 5MiB to 5GiB like \"16MiB\", got %q", s3.PartSize)

@@ -250,6 +250,19 @@ func TestS3Section(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "c.yml:5: storage.s3.part_size") {
 		t.Fatalf("a too-small part size: %v, want an error naming c.yml:5 and storage.s3.part_size", err)
 	}
+	if n := cfg.Storage.S3.RedirectMinSizeBytes(); n != 1<<20 {
+		t.Fatalf("redirect_min_size unset: %d, want 1 MiB", n)
+	}
+	for v, want := range map[string]int64{"0": 0, "64KiB": 64 << 10, "4MiB": 4 << 20} {
+		cfg, err := Parse("c.yml", []byte("storage:\n  s3:\n    endpoint: 127.0.0.1:9000\n    bucket: b\n    redirect_min_size: "+v+"\n"), nil)
+		if err != nil || cfg.Storage.S3.RedirectMinSizeBytes() != want {
+			t.Fatalf("redirect_min_size %s: %v, %v; want %d", v, cfg, err, want)
+		}
+	}
+	_, err = Parse("c.yml", []byte("storage:\n  s3:\n    endpoint: 127.0.0.1:9000\n    bucket: b\n    redirect_min_size: big\n"), nil)
+	if err == nil || !strings.Contains(err.Error(), "c.yml:5: storage.s3.redirect_min_size") {
+		t.Fatalf("redirect_min_size big: %v, want an error naming c.yml:5 and storage.s3.redirect_min_size", err)
+	}
 	_, err = Parse("c.yml", []byte("storage:\n  s3:\n    endpoint: 127.0.0.1:9000\n"), nil)
 	if err == nil || !strings.Contains(err.Error(), "storage.s3.bucket") {
 		t.Fatalf("a missing bucket: %v, want an error naming storage.s3.bucket", err)

@@ -22,9 +22,11 @@ var (
 	// s3Backend: a fresh bucket on the shared MinIO, blob GETs served by
 	// Slipway (the bytes stream through it).
 	s3Backend = backend{name: "s3", s3: &harness.S3{}}
-	// s3RedirectBackend: a fresh bucket, blob GETs answered 307 with a
-	// presigned MinIO URL (the production setting).
-	s3RedirectBackend = backend{name: "s3-redirect", s3: &harness.S3{Redirect: true}}
+	// s3RedirectBackend: a fresh bucket, every blob GET answered 307 with
+	// a presigned MinIO URL (the production setting, with
+	// redirect_min_size 0 so that small test blobs are redirected too;
+	// TestS3Redirect checks the default threshold).
+	s3RedirectBackend = backend{name: "s3-redirect", s3: &harness.S3{Redirect: true, RedirectMinSize: "0"}}
 
 	allBackends = []backend{fsBackend, s3Backend, s3RedirectBackend}
 )

@@ -76,6 +76,29 @@ func TestS3Redirect(t *testing.T) {
 	if !bytes.Equal(part.body, blob[100:200]) {
 		t.Errorf("Range GET: wrong bytes")
 	}
+
+	// With the default redirect_min_size (1 MiB), a smaller blob is served
+	// by Slipway; one of 1 MiB is redirected.
+	def := backend{name: "s3-redirect-default", s3: &harness.S3{Redirect: true}}.start(t)
+	dc := harness.NewClient(def.User())
+	noFollow = &http.Client{Transport: dc.Transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for _, size := range []int{1<<20 - 1, 1 << 20} {
+		b := randomBytes(t, size)
+		d := digest.FromBytes(b)
+		do(t, dc, http.MethodPost, def.URL()+"/v2/it/threshold/blobs/uploads/?digest="+d.String(), b, nil, http.StatusCreated)
+		resp, err := noFollow.Get(def.URL() + "/v2/it/threshold/blobs/" + d.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		switch {
+		case size < 1<<20 && (resp.StatusCode != http.StatusOK || !bytes.Equal(body, b)):
+			t.Errorf("GET of a %d-byte blob: %s, %d bytes; want 200 with the blob from Slipway", size, resp.Status, len(body))
+		case size >= 1<<20 && resp.StatusCode != http.StatusTemporaryRedirect:
+			t.Errorf("GET of a %d-byte blob: %s, want 307", size, resp.Status)
+		}
+	}
 }
 
 // slowLayer streams its first fastBytes compressed bytes at full speed,

@@ -103,7 +103,7 @@ func (r *Registry) getBlob(c *gin.Context, name, ref string) {
 // configuration allow it.
 func (r *Registry) redirect(c *gin.Context, bd blobDesc) bool {
 	p, ok := r.store.(storage.Presigner)
-	if !ok || !r.opts.Redirect || c.GetHeader("Range") != "" || bd.Data == "" {
+	if !ok || !r.opts.Redirect || c.GetHeader("Range") != "" || bd.Data == "" || bd.Size < r.opts.RedirectMinSize {
 		return false
 	}
 	u, err := p.PresignGet(c.Request.Context(), bd.Data, r.opts.RedirectExpiry)

@@ -23,6 +23,10 @@ type Options struct {
 	// presign (S3); RedirectExpiry bounds the URL's life.
 	Redirect       bool
 	RedirectExpiry time.Duration
+	// RedirectMinSize: smaller blobs are served through the registry even
+	// with Redirect (the client's second request, to another host, costs
+	// more than their bytes). 0: every blob is redirected.
+	RedirectMinSize int64
 	// PartSize is how much of a request body is buffered per part on
 	// stores with a minimum part size (S3). 0: 16 MiB.
 	PartSize int64

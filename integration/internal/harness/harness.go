@@ -210,6 +210,9 @@ type S3 struct {
 	Root string
 	// PartSize is storage.s3.part_size ("" for Slipway's default).
 	PartSize string
+	// RedirectMinSize is storage.s3.redirect_min_size ("" for Slipway's
+	// default, 1 MiB: smaller blobs are proxied).
+	RedirectMinSize string
 }
 
 // RedirectHost is the host presigned URLs name with Redirect on:
@@ -410,6 +413,9 @@ http:
 `, s.MinIO.Addr, s.Bucket, MinIOAccessKey, MinIOSecretKey, s.Root, s.CreateBucket, s.Redirect)
 			if s.PartSize != "" {
 				storage += fmt.Sprintf("    part_size: %q\n", s.PartSize)
+			}
+			if s.RedirectMinSize != "" {
+				storage += fmt.Sprintf("    redirect_min_size: %q\n", s.RedirectMinSize)
 			}
 			if s.Redirect {
 				storage += fmt.Sprintf("    redirect_endpoint: %q\n", s.RedirectHost())
