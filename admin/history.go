@@ -3,7 +3,6 @@ package admin
 import (
 	"context"
 	"net/http"
-	"net/url"
 	"strings"
 
 	"github.com/slipway/slipway/promote"
@@ -36,14 +35,7 @@ func (a *Admin) history(w http.ResponseWriter, r *http.Request, req *request) {
 	}
 	d := historyData{Repository: repo, Tag: tag, Rows: a.recordRows(r.Context(), page.Records, true)}
 	if page.NextCursor != "" {
-		nq := url.Values{"cursor": {page.NextCursor}}
-		if repo != "" {
-			nq.Set("repository", repo)
-		}
-		if tag != "" {
-			nq.Set("tag", tag)
-		}
-		d.Next = "/admin/history?" + nq.Encode()
+		d.Next = pageURL("/admin/history", "cursor", page.NextCursor, "repository", repo, "tag", tag)
 	}
 	title := "History"
 	if repo != "" {

@@ -8,6 +8,7 @@ import (
 	"html/template"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -240,4 +241,19 @@ func humanDuration(d time.Duration) string {
 		return plural(int(d/time.Hour), "hour") + " " + plural(int(d%time.Hour/time.Minute), "minute")
 	}
 	return plural(int(d/(24*time.Hour)), "day")
+}
+
+// pageURL is path with the non-empty values of the name, value pairs kv as
+// its query (links between pages keep only the filters in use).
+func pageURL(path string, kv ...string) string {
+	q := url.Values{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		if kv[i+1] != "" {
+			q.Set(kv[i], kv[i+1])
+		}
+	}
+	if len(q) == 0 {
+		return path
+	}
+	return path + "?" + q.Encode()
 }

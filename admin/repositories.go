@@ -2,7 +2,6 @@ package admin
 
 import (
 	"net/http"
-	"net/url"
 	"strings"
 
 	"github.com/slipway/slipway/promote"
@@ -46,14 +45,7 @@ func (a *Admin) repositories(w http.ResponseWriter, r *http.Request, req *reques
 		d.Rows = append(d.Rows, repoRow{Name: ri.Name, Stage: ri.Stage, App: app})
 	}
 	if page.NextCursor != "" {
-		nq := url.Values{"cursor": {page.NextCursor}}
-		if search != "" {
-			nq.Set("q", search)
-		}
-		if stage != "" {
-			nq.Set("stage", stage)
-		}
-		d.Next = "/admin/repositories?" + nq.Encode()
+		d.Next = pageURL("/admin/repositories", "cursor", page.NextCursor, "q", search, "stage", stage)
 	}
 	v := a.newView(r, req, "Repositories")
 	v.Nav, v.Data = "repositories", d

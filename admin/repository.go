@@ -263,18 +263,11 @@ func (d *repoData) paginate(q url.Values, app string) {
 	d.First, d.Last = start+1, end
 	d.Rows = d.Rows[start:end]
 	link := func(p int) string {
-		v := url.Values{}
-		if d.Filter != "" {
-			v.Set("tag", d.Filter)
-		}
+		n := ""
 		if p > 1 {
-			v.Set("page", strconv.Itoa(p))
+			n = strconv.Itoa(p)
 		}
-		u := "/admin/repositories/" + app
-		if len(v) > 0 {
-			u += "?" + v.Encode()
-		}
-		return u
+		return pageURL("/admin/repositories/"+app, "tag", d.Filter, "page", n)
 	}
 	if page > 1 {
 		d.Prev = link(page - 1)

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -199,18 +198,11 @@ const maxForm = 64 << 10
 // toLogin sends the browser to the login page, remembering where it was
 // going (for a GET) and why ("expired", "gone", "changed", "").
 func (a *Admin) toLogin(w http.ResponseWriter, r *http.Request, why string) {
-	q := url.Values{}
+	next := ""
 	if r.Method == http.MethodGet && r.URL.Path != "/admin/" {
-		q.Set("next", r.URL.RequestURI())
+		next = r.URL.RequestURI()
 	}
-	if why != "" {
-		q.Set("why", why)
-	}
-	target := "/admin/login"
-	if len(q) > 0 {
-		target += "?" + q.Encode()
-	}
-	http.Redirect(w, r, target, http.StatusSeeOther)
+	http.Redirect(w, r, pageURL("/admin/login", "next", next, "why", why), http.StatusSeeOther)
 }
 
 // safeNext accepts only a path inside the admin pages as a place to go

@@ -6,6 +6,9 @@ die() {
 	exit 2
 }
 
+# Knobs every script shares (each script documents them).
+: "${BENCH_DIR:=/work/slipway-bench}" "${QUIET_PCT:=10}" "${KEEP:=0}" "${MINIO_BIN:=/root/go/bin/minio}"
+
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # busy_pct: percent of all CPUs busy over the next second (other load on
@@ -18,6 +21,19 @@ busy_pct() {
 	local busy=$(((b[1] + b[2] + b[3] + b[6] + b[7] + b[8]) - (a[1] + a[2] + a[3] + a[6] + a[7] + a[8])))
 	local idle=$(((b[4] + b[5]) - (a[4] + a[5])))
 	echo $((100 * busy / (busy + idle > 0 ? busy + idle : 1)))
+}
+
+# wait_quiet: wait up to QUIET_MAX s until other processes use at most
+# QUIET_PCT % of the CPUs. BG is the last reading (each result records it).
+wait_quiet() {
+	local waited=0
+	BG=$(busy_pct)
+	while ((BG > QUIET_PCT && waited < QUIET_MAX)); do
+		((waited == 0)) && log "machine busy (${BG}% CPU): waiting up to ${QUIET_MAX}s"
+		BG=$(busy_pct)
+		waited=$((waited + 1))
+	done
+	((BG <= QUIET_PCT)) || log "WARNING: still ${BG}% CPU busy: measuring anyway (flagged in the results)"
 }
 
 # start_run NAME: a fresh RUN_DIR under BENCH_DIR (a real disk: tmpfs is

@@ -36,12 +36,8 @@ REPS=${REPS:-3}
 SLEEP=${SLEEP:-5}
 PHASES=${PHASES:-count rows}
 ROWS=${ROWS:-promote-1m-warm promote-1m-cold promote-1g-warm promote-1g-cold}
-BENCH_DIR=${BENCH_DIR:-/work/slipway-bench}
-QUIET_PCT=${QUIET_PCT:-10}
 QUIET_MAX=${QUIET_MAX:-20}
-KEEP=${KEEP:-0}
 BASE_PORT=${BASE_PORT:-5400}
-MINIO_BIN=${MINIO_BIN:-/root/go/bin/minio}
 CRANE_VERSION=v0.22.1
 RESULTS=${RESULTS:-$REPO/bench/results/promote-$(date -u +%Y%m%dT%H%M%SZ).jsonl}
 COMMAND="ITERS=$ITERS WARMUP=$WARMUP REPS=$REPS SLEEP=$SLEEP bench/run-promote.sh"
@@ -170,13 +166,7 @@ BG=0
 prep() {
 	sync
 	sleep "$SLEEP"
-	local waited=0
-	BG=$(busy_pct)
-	while ((BG > QUIET_PCT && waited < QUIET_MAX)); do
-		((waited == 0)) && log "machine busy (${BG}% CPU): waiting up to ${QUIET_MAX}s"
-		BG=$(busy_pct)
-		waited=$((waited + 1))
-	done
+	wait_quiet
 }
 measure() { # row rep
 	local row=$1 rep=$2 out rc=0 args

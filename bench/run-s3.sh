@@ -38,12 +38,8 @@ DROP=${DROP:-1}
 DURATION=${DURATION:-5s}
 PHASES=${PHASES:-count rows}
 ROWS=${ROWS:-push-16m push-256k pull-16m pull-256k manifest-head manifest-get}
-BENCH_DIR=${BENCH_DIR:-/work/slipway-bench}
-QUIET_PCT=${QUIET_PCT:-10}
 QUIET_MAX=${QUIET_MAX:-20}
-KEEP=${KEEP:-0}
 BASE_PORT=${BASE_PORT:-5300}
-MINIO_BIN=${MINIO_BIN:-/root/go/bin/minio}
 STOCK_VERSION=v3.1.2
 RESULTS=${RESULTS:-$REPO/bench/results/s3-$(date -u +%Y%m%dT%H%M%SZ).jsonl}
 COMMAND="REPS=$REPS SLEEP=$SLEEP DROP=$DROP DURATION=$DURATION bench/run-s3.sh"
@@ -185,13 +181,7 @@ prep() {
 	sync
 	[[ $DROP == 1 ]] && { echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || log "WARNING: cannot drop caches"; }
 	sleep "$SLEEP"
-	local waited=0
-	BG=$(busy_pct)
-	while ((BG > QUIET_PCT && waited < QUIET_MAX)); do
-		((waited == 0)) && log "machine busy (${BG}% CPU): waiting up to ${QUIET_MAX}s"
-		BG=$(busy_pct)
-		waited=$((waited + 1))
-	done
+	wait_quiet
 }
 failures=0
 measure() { # system row rep

@@ -37,12 +37,9 @@ DROP=${DROP:-1}
 SCENARIOS=${SCENARIOS:-push-16m push-256k pull-16m pull-256k manifest-head manifest-get copy-10}
 REGISTRIES=${REGISTRIES:-slipway stock}
 DURATION=${DURATION:-10s}
-BENCH_DIR=${BENCH_DIR:-/work/slipway-bench}
 SLIPWAY_PORT=${SLIPWAY_PORT:-5201}
 STOCK_PORT=${STOCK_PORT:-5202}
 REGBENCH_FLAGS=${REGBENCH_FLAGS:-}
-KEEP=${KEEP:-0}
-QUIET_PCT=${QUIET_PCT:-10}
 QUIET_MAX=${QUIET_MAX:-60}
 STOCK_VERSION=v3.1.2
 RESULTS=${RESULTS:-$REPO/bench/results/$(date -u +%Y%m%dT%H%M%SZ).jsonl}
@@ -177,15 +174,7 @@ prep() {
 	sync
 	if [[ $CAN_DROP == 1 ]]; then echo 3 >/proc/sys/vm/drop_caches; fi
 	sleep "$SLEEP"
-	# Wait (up to QUIET_MAX s) for other work on the machine to calm down.
-	local waited=0
-	BG=$(busy_pct)
-	while ((BG > QUIET_PCT && waited < QUIET_MAX)); do
-		((waited == 0)) && log "machine busy (${BG}% CPU before any request): waiting up to ${QUIET_MAX}s"
-		BG=$(busy_pct)
-		waited=$((waited + 1))
-	done
-	((BG <= QUIET_PCT)) || log "WARNING: still ${BG}% CPU busy: measuring anyway (flagged in the results)"
+	wait_quiet
 }
 
 # --- machine facts -------------------------------------------------------------

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -34,16 +35,31 @@ import (
 // conformance/*, staging/*, production/*), the default stages (staging/,
 // and production/, immutable).
 
-// buildScratchImage builds a one-layer FROM scratch image tagged ref with
-// the classic builder, and removes it from the daemon when the test ends.
-func buildScratchImage(t *testing.T, tools *harness.Tools, ref string) string {
+// imageFile is a file of random bytes at path in a built image.
+type imageFile struct {
+	path string // in the image, like "/data.bin"
+	size int64
+}
+
+// dataFile is the one 64 KiB layer of the images most tests build.
+var dataFile = imageFile{"/data.bin", 64 << 10}
+
+// buildScratchImage builds a FROM scratch image tagged ref with the
+// classic builder, one layer per file in order, removes it from the daemon
+// when the test ends, and returns its image ID.
+func buildScratchImage(t *testing.T, tools *harness.Tools, ref string, files ...imageFile) string {
 	t.Helper()
 	dir, err := os.MkdirTemp(tools.Dir, "ctx-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeRandomFile(t, filepath.Join(dir, "data.bin"), 64<<10)
-	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\nCOPY data.bin /data.bin\n"), 0o644); err != nil {
+	df := "FROM scratch\n"
+	for i, f := range files {
+		name := fmt.Sprintf("%d-%s", i, path.Base(f.path))
+		writeRandomFile(t, filepath.Join(dir, name), f.size)
+		df += "COPY " + name + " " + f.path + "\n"
+	}
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(df), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	tools.RunCmd(harness.Cmd{Args: []string{"docker", "build", "-t", ref, dir}, Env: []string{"DOCKER_BUILDKIT=0"}})
@@ -179,7 +195,7 @@ func TestAuthDockerLogin(t *testing.T) {
 	tools.RequireDocker()
 	user := reg.User()
 	ref := reg.Ref("staging/app:1")
-	imageID := buildScratchImage(t, tools, ref)
+	imageID := buildScratchImage(t, tools, ref, dataFile)
 
 	out, err := tools.Exec(harness.Cmd{Args: []string{"docker", "push", ref}})
 	if err == nil {
@@ -252,7 +268,7 @@ func TestAuthImmutableProduction(t *testing.T) {
 	robot := createRobot(t, reg, tools, "prod-pusher", []harness.Grant{{Repos: "production/*", Actions: []string{"pull", "push", "delete"}}})
 
 	ref := reg.Ref("production/app:1")
-	buildScratchImage(t, tools, ref)
+	buildScratchImage(t, tools, ref, dataFile)
 	for _, acct := range []harness.Credentials{reg.Admin(), reg.User(), robot} {
 		t.Run(strings.ReplaceAll(acct.Username, "$", "_"), func(t *testing.T) {
 			tools.DockerLogin(reg.Host, acct)
@@ -318,7 +334,7 @@ func TestAuthRobot(t *testing.T) {
 	}
 
 	ref := reg.Ref("staging/bot:1")
-	buildScratchImage(t, tools, ref)
+	buildScratchImage(t, tools, ref, dataFile)
 	tools.DockerLogin(reg.Host, robot)
 	raw, auths := dockerConfig(t, tools)
 	requireNoSecret(t, raw, robot.Username, robot.Password)

@@ -264,26 +264,17 @@ func TestAdminBrowserDocker(t *testing.T) {
 	tools := harness.NewTools(t)
 	tools.RequireDocker()
 	tools.DockerLogin(reg.Host, reg.Admin())
-	ctxDir := filepath.Join(tools.Dir, "ctx")
-	if err := os.MkdirAll(ctxDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	writeRandomFile(t, filepath.Join(ctxDir, "app.bin"), 64<<10)
-	if err := os.WriteFile(filepath.Join(ctxDir, "Dockerfile"), []byte("FROM scratch\nCOPY app.bin /app.bin\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	// The release before: build A promoted to production/web:1.0. Then
 	// build B is pushed as staging/web:1.0: the page shows production
 	// lacking it, the browser promotes it, and rolls back to A.
 	ref := reg.Ref("staging/web:1.0")
-	t.Cleanup(func() { _, _ = tools.Exec(harness.Cmd{Args: []string{"docker", "image", "rm", "-f", ref}}) })
-	tools.RunCmd(harness.Cmd{Args: []string{"docker", "build", "-t", ref, ctxDir}, Env: []string{"DOCKER_BUILDKIT=0"}})
+	app := imageFile{"/app.bin", 64 << 10}
+	buildScratchImage(t, tools, ref, app)
 	tools.Run("docker", "push", ref)
 	if _, _, err := client(reg, reg.Admin()).Promote(context.Background(), promote.Request{Source: "staging/web:1.0", To: "production"}); err != nil {
 		t.Fatalf("promoting build A: %v", err)
 	}
-	writeRandomFile(t, filepath.Join(ctxDir, "app.bin"), 64<<10)
-	tools.RunCmd(harness.Cmd{Args: []string{"docker", "build", "-t", ref, ctxDir}, Env: []string{"DOCKER_BUILDKIT=0"}})
+	buildScratchImage(t, tools, ref, app) // build B: new random bytes
 	pushed := firstMatch(t, regexp.MustCompile(`digest: (sha256:[0-9a-f]{64})`), tools.Run("docker", "push", ref), "pushed digest")
 
 	ctx := newBrowser(t)

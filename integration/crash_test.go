@@ -98,11 +98,9 @@ func testCrashDuringPush(t *testing.T, b backend) {
 		reg.SetWriteDelay(crashWriteDelay)
 		reg.Restart()
 
-		errc := make(chan error, 1)
-		go func() { errc <- remote.Write(parseRef(t, reg.Ref(tag)), img, as(reg.User())) }()
-		time.Sleep(time.Duration(100+round*110) * time.Millisecond)
-		reg.Kill()
-		if err := <-errc; err != nil {
+		if killDuring(reg, time.Duration(100+round*110)*time.Millisecond, func() error {
+			return remote.Write(parseRef(t, reg.Ref(tag)), img, as(reg.User()))
+		}) {
 			interrupted++
 		}
 		verifyStore(t, reg)
@@ -156,8 +154,7 @@ func testCrashDuringManifestPut(t *testing.T, b backend) {
 		tag := fmt.Sprintf("m%d", round)
 		reg.Restart()
 
-		errc := make(chan error, 1)
-		go func() {
+		if killDuring(reg, crashWriteDelay/2+time.Duration(round)*crashWriteDelay, func() error {
 			req, _ := http.NewRequest(http.MethodPut, reg.URL()+"/v2/it/mcrash/manifests/"+tag, bytes.NewReader(raw))
 			req.Header.Set("Content-Type", "application/vnd.oci.image.manifest.v1+json")
 			resp, err := client.Do(req)
@@ -167,11 +164,8 @@ func testCrashDuringManifestPut(t *testing.T, b backend) {
 					err = fmt.Errorf("PUT: %s", resp.Status)
 				}
 			}
-			errc <- err
-		}()
-		time.Sleep(crashWriteDelay/2 + time.Duration(round)*crashWriteDelay)
-		reg.Kill()
-		if <-errc != nil {
+			return err
+		}) {
 			interrupted++
 		}
 		verifyStore(t, reg)
@@ -271,4 +265,14 @@ func do(t *testing.T, client *http.Client, method, url string, body []byte, hdr 
 		t.Fatalf("%s %s: %s, want %d: %s", method, url, resp.Status, want, b)
 	}
 	return response{resp, b}
+}
+
+// killDuring runs op, kills the registry (kill -9) after wait, and tells
+// whether op failed, i.e. the kill cut it short.
+func killDuring(reg *harness.Registry, wait time.Duration, op func() error) bool {
+	errc := make(chan error, 1)
+	go func() { errc <- op() }()
+	time.Sleep(wait)
+	reg.Kill()
+	return <-errc != nil
 }

@@ -1,8 +1,6 @@
 package integration
 
 import (
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -31,27 +29,10 @@ func testDocker(t *testing.T, b backend) {
 	tools.RequireDocker()
 	tools.DockerLogin(reg.Host, reg.User())
 
-	ctx := filepath.Join(tools.Dir, "ctx")
-	if err := os.MkdirAll(ctx, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	writeRandomFile(t, filepath.Join(ctx, "small.bin"), 256<<10)
-	writeRandomFile(t, filepath.Join(ctx, "big.bin"), 50<<20+12345)
-	writeRandomFile(t, filepath.Join(ctx, "tail.bin"), 4<<10)
-	dockerfile := "FROM scratch\nCOPY small.bin /data/small.bin\nCOPY big.bin /data/big.bin\nCOPY tail.bin /data/tail.bin\n"
-	if err := os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte(dockerfile), 0o644); err != nil {
-		t.Fatal(err)
-	}
-
 	ref := reg.Ref("it/app:1")
 	repo := reg.Ref("it/app")
-	t.Cleanup(func() {
-		// Free the daemon's (vfs) space; ignore "no such image".
-		_, _ = tools.Exec(harness.Cmd{Args: []string{"docker", "image", "rm", "-f", ref}})
-	})
-
-	tools.RunCmd(harness.Cmd{Args: []string{"docker", "build", "-t", ref, ctx}, Env: []string{"DOCKER_BUILDKIT=0"}})
-	imageID := strings.TrimSpace(tools.Run("docker", "image", "inspect", "-f", "{{.Id}}", ref))
+	imageID := buildScratchImage(t, tools, ref,
+		imageFile{"/data/small.bin", 256 << 10}, imageFile{"/data/big.bin", 50<<20 + 12345}, imageFile{"/data/tail.bin", 4 << 10})
 	layers := strings.TrimSpace(tools.Run("docker", "image", "inspect", "-f", "{{len .RootFS.Layers}}", ref))
 	if layers != "3" {
 		t.Fatalf("built image has %s layers, want 3", layers)

@@ -11,8 +11,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -69,22 +67,11 @@ func testPromoteDocker(t *testing.T, b backend) {
 	tools.RequireDocker()
 	tools.DockerLogin(reg.Host, reg.Admin())
 
-	ctxDir := filepath.Join(tools.Dir, "ctx")
-	if err := os.MkdirAll(ctxDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	writeRandomFile(t, filepath.Join(ctxDir, "a.bin"), 3<<20)
-	writeRandomFile(t, filepath.Join(ctxDir, "b.bin"), 64<<10)
-	df := "FROM scratch\nCOPY a.bin /a.bin\nCOPY b.bin /b.bin\n"
-	if err := os.WriteFile(filepath.Join(ctxDir, "Dockerfile"), []byte(df), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	src, dst := reg.Ref("staging/app:1.0"), reg.Ref("production/app:1.0")
 	t.Cleanup(func() {
 		_, _ = tools.Exec(harness.Cmd{Args: []string{"docker", "image", "rm", "-f", src, dst}})
 	})
-	tools.RunCmd(harness.Cmd{Args: []string{"docker", "build", "-t", src, ctxDir}, Env: []string{"DOCKER_BUILDKIT=0"}})
-	imageID := strings.TrimSpace(tools.Run("docker", "image", "inspect", "-f", "{{.Id}}", src))
+	imageID := buildScratchImage(t, tools, src, imageFile{"/a.bin", 3 << 20}, imageFile{"/b.bin", 64 << 10})
 	pushed := firstMatch(t, regexp.MustCompile(`digest: (sha256:[0-9a-f]{64})`), tools.Run("docker", "push", src), "pushed digest")
 
 	dataObjects, dataBytes := storedBytes(t, reg, "data/")
@@ -305,15 +292,11 @@ func testCrashDuringPromotion(t *testing.T, b backend) {
 		want := mustDigest(t, img)
 		reg.SetWriteDelay(crashWriteDelay)
 		reg.Restart()
-		errc := make(chan error, 1)
-		go func() {
-			_, _, err := client(reg, reg.Admin()).Promote(context.Background(), promote.Request{Source: src, To: "production", Tag: "stable"})
-			errc <- err
-		}()
 		wait := time.Duration(60+round*90) * time.Millisecond
-		time.Sleep(wait)
-		reg.Kill()
-		if err := <-errc; err != nil {
+		if killDuring(reg, wait, func() error {
+			_, _, err := client(reg, reg.Admin()).Promote(context.Background(), promote.Request{Source: src, To: "production", Tag: "stable"})
+			return err
+		}) {
 			interrupted++
 		}
 		verifyStore(t, reg)

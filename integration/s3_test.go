@@ -482,19 +482,8 @@ func TestS3OutageDocker(t *testing.T) {
 			unthrottled: &unthrottled, reached: func() { once.Do(func() { close(reached) }) }}
 	})
 
-	ctxDir := filepath.Join(tools.Dir, "ctx")
-	if err := os.MkdirAll(ctxDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	writeRandomFile(t, filepath.Join(ctxDir, "big.bin"), 40<<20)
-	writeRandomFile(t, filepath.Join(ctxDir, "small.bin"), 8<<10)
-	if err := os.WriteFile(filepath.Join(ctxDir, "Dockerfile"), []byte("FROM scratch\nCOPY small.bin /small.bin\nCOPY big.bin /big.bin\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	ref := proxy.Ref("it/outage-docker:1")
-	t.Cleanup(func() { _, _ = tools.Exec(harness.Cmd{Args: []string{"docker", "image", "rm", "-f", ref}}) })
-	tools.RunCmd(harness.Cmd{Args: []string{"docker", "build", "-t", ref, ctxDir}, Env: []string{"DOCKER_BUILDKIT=0"}})
-	imageID := strings.TrimSpace(tools.Run("docker", "image", "inspect", "-f", "{{.Id}}", ref))
+	imageID := buildScratchImage(t, tools, ref, imageFile{"/small.bin", 8 << 10}, imageFile{"/big.bin", 40 << 20})
 
 	type result struct {
 		out string

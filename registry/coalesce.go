@@ -21,6 +21,8 @@ import (
 // Under load the store sees one request per key per round trip however
 // many clients pull the same tag, instead of one per client (with 16
 // clients on one MinIO that was the limit: bench/run-s3.sh manifest-head).
+// (golang.org/x/sync/singleflight is not this: it lets a caller share the
+// call in flight, i.e. a read that may predate a write the caller saw.)
 type readGroup[V any] struct {
 	fetch   func(ctx context.Context, key string) (V, error)
 	timeout time.Duration // bounds a shared fetch, which no one request owns

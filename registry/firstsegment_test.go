@@ -11,9 +11,8 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/slipway/slipway/storage"
+	"github.com/slipway/slipway/storage/storagetest"
 )
-
-func uploadID(loc string) string { return loc[strings.LastIndex(loc, "/")+1:] }
 
 // docker's PATCH + PUT: the chunk goes straight to the session's implicit
 // first segment, no session object is written, and the PUT commits it
@@ -72,7 +71,7 @@ func TestImplicitFirstSegmentIsDeletedOnlyWhenUnused(t *testing.T) {
 	// on commit and on cancel.
 	e.pushBlob("dup", []byte("known bytes"))
 	d := digest.FromString("known bytes")
-	before := keys(t, e.store)
+	before := storagetest.Keys(t, e.store, "")
 	loc := e.startUpload("dup")
 	wantStatus(t, e.do("PATCH", loc, []byte("known bytes")), http.StatusAccepted)
 	wantStatus(t, e.do("PUT", withQuery(loc, "digest="+d.String()), nil), http.StatusCreated)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/slipway/slipway/storage"
 	"github.com/slipway/slipway/storage/fs"
+	"github.com/slipway/slipway/storage/storagetest"
 )
 
 func init() { gin.SetMode(gin.TestMode) }
@@ -208,26 +209,6 @@ func wantHeader(t *testing.T, r resp, name, want string) {
 	}
 }
 
-// keys lists the whole store.
-func keys(t *testing.T, s storage.Store) []string {
-	t.Helper()
-	var out []string
-	after := ""
-	for {
-		page, err := s.List(context.Background(), storage.ListOptions{StartAfter: after})
-		if err != nil {
-			t.Fatalf("list: %v", err)
-		}
-		for _, o := range page.Objects {
-			out = append(out, o.Key)
-			after = o.Key
-		}
-		if !page.Truncated || len(page.Objects) == 0 {
-			return out
-		}
-	}
-}
-
 // visiblePrefixes are where a write becomes visible (or leaves bytes).
 var visiblePrefixes = []string{"data/", "blobs/", "manifests/", "repositories/", "catalog/", "uploads/"}
 
@@ -235,7 +216,7 @@ var visiblePrefixes = []string{"data/", "blobs/", "manifests/", "repositories/",
 // was not in before: a rejected write must leave nothing behind.
 func wantNoNewKeys(t *testing.T, s storage.Store, before []string) {
 	t.Helper()
-	for _, k := range keys(t, s) {
+	for _, k := range storagetest.Keys(t, s, "") {
 		if slices.Contains(before, k) {
 			continue
 		}
@@ -250,7 +231,7 @@ func wantNoNewKeys(t *testing.T, s storage.Store, before []string) {
 // wantNoKeysUnder fails if any key starts with one of the prefixes.
 func wantNoKeysUnder(t *testing.T, s storage.Store, prefixes ...string) {
 	t.Helper()
-	for _, k := range keys(t, s) {
+	for _, k := range storagetest.Keys(t, s, "") {
 		for _, p := range prefixes {
 			if strings.HasPrefix(k, p) {
 				t.Errorf("unexpected key %s", k)
@@ -263,7 +244,7 @@ func wantNoKeysUnder(t *testing.T, s storage.Store, prefixes ...string) {
 func wantKeysUnder(t *testing.T, s storage.Store, prefix string, want ...string) {
 	t.Helper()
 	var got []string
-	for _, k := range keys(t, s) {
+	for _, k := range storagetest.Keys(t, s, "") {
 		if strings.HasPrefix(k, prefix) {
 			got = append(got, k)
 		}
@@ -282,6 +263,9 @@ func (e *env) pushBlob(repo string, data []byte) digest.Digest {
 	wantStatus(e.t, r, http.StatusCreated)
 	return d
 }
+
+// uploadID is the session id at the end of an upload Location.
+func uploadID(loc string) string { return loc[strings.LastIndex(loc, "/")+1:] }
 
 // startUpload opens an upload session and returns its Location.
 func (e *env) startUpload(repo string) string {

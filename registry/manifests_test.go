@@ -10,6 +10,8 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/slipway/slipway/storage/storagetest"
 )
 
 const (
@@ -91,7 +93,7 @@ func TestManifestRejected(t *testing.T) {
 	if bytes.Equal(noMediaType, man) {
 		t.Fatal("could not strip mediaType")
 	}
-	before := keys(t, e.store)
+	before := storagetest.Keys(t, e.store, "")
 
 	for _, tc := range []struct {
 		name, ref, contentType string
@@ -124,7 +126,7 @@ func TestManifestRejected(t *testing.T) {
 
 func TestManifestTooLarge(t *testing.T) {
 	e := newEnv(t)
-	before := keys(t, e.store)
+	before := storagetest.Keys(t, e.store, "")
 	big := append([]byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","annotations":{"x":"`),
 		bytes.Repeat([]byte("a"), 4<<20)...)
 	big = append(big, `"}}`...)
@@ -138,7 +140,7 @@ func TestManifestTooLarge(t *testing.T) {
 func TestManifestBodyShorterThanContentLength(t *testing.T) {
 	e := newEnv(t)
 	man := e.image("repo", "layer")
-	before := keys(t, e.store)
+	before := storagetest.Keys(t, e.store, "")
 	r := e.raw("PUT", "/v2/repo/manifests/t", len(man)+10, man, "Content-Type", v1.MediaTypeImageManifest)
 	if r.StatusCode < 400 || r.StatusCode > 499 {
 		t.Errorf("truncated manifest PUT: want 4xx, got %d %q", r.StatusCode, r.body)

@@ -75,16 +75,15 @@ func (b blobDesc) segments() []segment {
 }
 
 func newBlobDesc(segs []segment) blobDesc {
-	var size int64
-	plain := make([]segment, len(segs))
-	for i, s := range segs {
-		size += s.Size
-		plain[i] = segment{Key: s.Key, Size: s.Size}
-	}
 	if len(segs) == 1 {
-		return blobDesc{Data: segs[0].Key, Size: size}
+		return blobDesc{Data: segs[0].Key, Size: segs[0].Size}
 	}
-	return blobDesc{Size: size, Segments: plain}
+	bd := blobDesc{Segments: make([]segment, len(segs))}
+	for i, s := range segs {
+		bd.Size += s.Size
+		bd.Segments[i] = segment{Key: s.Key, Size: s.Size} // no Digest: that is session state
+	}
+	return bd
 }
 
 // manifestRecord is a stored manifest: its bytes and the media type it was

@@ -7,6 +7,8 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/slipway/slipway/storage/storagetest"
 )
 
 func TestInvalidRepositoryNames(t *testing.T) {
@@ -14,7 +16,7 @@ func TestInvalidRepositoryNames(t *testing.T) {
 	blob := []byte("hello")
 	d := digest.FromBytes(blob)
 	man := ociManifest(v1.Descriptor{MediaType: v1.MediaTypeImageConfig, Digest: d, Size: 5})
-	before := keys(t, e.store)
+	before := storagetest.Keys(t, e.store, "")
 	for _, name := range []string{"Upper", "a/Upper", "a//b", "-lead", "a/-lead", "trail-", strings.Repeat("a", 256), strings.Repeat("ab/", 86) + "c"} {
 		t.Run(name[:min(len(name), 20)], func(t *testing.T) {
 			e := e.in(t)
@@ -38,7 +40,7 @@ func TestLongestValidRepositoryName(t *testing.T) {
 		}
 		t.Run(name[:10], func(t *testing.T) {
 			e := e.in(t)
-			before := keys(t, e.store)
+			before := storagetest.Keys(t, e.store, "")
 			data := []byte("long name blob")
 			d := digest.FromBytes(data)
 			r := e.do("POST", "/v2/"+name+"/blobs/uploads/?digest="+d.String(), data)
@@ -60,7 +62,7 @@ func TestLongestValidRepositoryName(t *testing.T) {
 func TestInvalidTags(t *testing.T) {
 	e := newEnv(t)
 	man := e.image("repo", "layer")
-	before := keys(t, e.store)
+	before := storagetest.Keys(t, e.store, "")
 	for _, tc := range []struct{ tag, code string }{
 		{".bad", "TAG_INVALID"},
 		{"-bad", "TAG_INVALID"},

@@ -158,7 +158,7 @@ func TestUploadStoreRequests(t *testing.T) {
 func TestUploadIDsAreSigned(t *testing.T) {
 	e := newEnv(t)
 	loc := e.startUpload("repo")
-	id := loc[strings.LastIndex(loc, "/")+1:]
+	id := uploadID(loc)
 	if len(id) != 64 {
 		t.Fatalf("id %q", id)
 	}
@@ -246,7 +246,7 @@ func TestClosedSessionIsSafe(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	loc := e.startUpload("repo")
-	id := loc[strings.LastIndex(loc, "/")+1:]
+	id := uploadID(loc)
 	// Two chunks: a session of one chunk is not stored, nothing to close.
 	wantStatus(t, e.do("PATCH", loc, []byte("closed ")), http.StatusAccepted)
 	wantStatus(t, e.do("PATCH", loc, []byte("bytes")), http.StatusAccepted)

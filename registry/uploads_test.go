@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/slipway/slipway/storage/storagetest"
 )
 
 func TestMonolithicUpload(t *testing.T) {
@@ -86,7 +88,7 @@ func TestChunkedUploadSHA512SessionWithFinalChunk(t *testing.T) {
 
 func TestMonolithicUploadWrongDigest(t *testing.T) {
 	e := newEnv(t)
-	before := keys(t, e.store)
+	before := storagetest.Keys(t, e.store, "")
 	data := []byte("some bytes")
 	for _, d := range []digest.Digest{digest.FromString("other"), digest.SHA512.FromString("other")} {
 		r := e.do("POST", "/v2/repo/blobs/uploads/?digest="+d.String(), data)
@@ -102,7 +104,7 @@ func TestChunkedUploadWrongDigest(t *testing.T) {
 	for _, alg := range []digest.Algorithm{digest.SHA256, digest.SHA512} {
 		t.Run(string(alg), func(t *testing.T) {
 			e := e.in(t)
-			before := keys(t, e.store)
+			before := storagetest.Keys(t, e.store, "")
 			loc := e.startUpload("repo")
 			r := e.do("PATCH", loc, []byte("chunk"), "Content-Range", "0-4")
 			wantStatus(t, r, http.StatusAccepted)
@@ -139,7 +141,7 @@ func TestUnusableDigests(t *testing.T) {
 	}
 	loc := e.startUpload("repo")
 	wantStatus(t, e.do("PATCH", loc, data), http.StatusAccepted)
-	before := keys(t, e.store)
+	before := storagetest.Keys(t, e.store, "")
 	for _, d := range bad {
 		t.Run(d[:8], func(t *testing.T) {
 			e := e.in(t)
@@ -158,7 +160,7 @@ func TestUnusableDigests(t *testing.T) {
 // A monolithic POST whose body ends before its Content-Length.
 func TestMonolithicUploadTruncatedBody(t *testing.T) {
 	e := newEnv(t)
-	before := keys(t, e.store)
+	before := storagetest.Keys(t, e.store, "")
 	data := []byte(strings.Repeat("x", 1000))
 	d := digest.FromBytes(data)
 	r := e.raw("POST", "/v2/repo/blobs/uploads/?digest="+d.String(), len(data), data[:400],
@@ -182,7 +184,7 @@ func TestPatchTruncatedBodyThenResume(t *testing.T) {
 				wantStatus(t, e.do("PATCH", loc, []byte("head|"), "Content-Range", "0-4"), http.StatusAccepted)
 				sent = []byte("head|")
 			}
-			before := keys(t, e.store)
+			before := storagetest.Keys(t, e.store, "")
 			chunk := []byte(strings.Repeat("y", 500))
 			rng := fmt.Sprintf("%d-%d", len(sent), len(sent)+len(chunk)-1)
 			r := e.raw("PATCH", loc, len(chunk), chunk[:123], "Content-Range", rng)
@@ -208,7 +210,7 @@ func TestOutOfOrderChunk(t *testing.T) {
 	e := newEnv(t)
 	loc := e.startUpload("repo")
 	wantStatus(t, e.do("PATCH", loc, []byte("0123456789"), "Content-Range", "0-9"), http.StatusAccepted)
-	before := keys(t, e.store)
+	before := storagetest.Keys(t, e.store, "")
 	for _, rng := range []string{"5-14", "11-20", "0-9", "10-12" /* 3 bytes announced, 10 sent */, "junk"} {
 		t.Run(rng, func(t *testing.T) {
 			e := e.in(t)
@@ -260,11 +262,11 @@ func TestUploadStatusAndCancel(t *testing.T) {
 	wantNoKeysUnder(t, e.store, "blobs/")
 	// The chunk was the session's implicit first segment (segments.go):
 	// it stays, listed in the cancelled session, until purge.
-	wantKeysUnder(t, e.store, "data/", firstSegmentKey(loc[strings.LastIndex(loc, "/")+1:]))
+	wantKeysUnder(t, e.store, "data/", firstSegmentKey(uploadID(loc)))
 	// The cancelled session stays stored (that is what answers 404 above:
 	// a missing object for a young id is a new, empty session) until
 	// purge removes it like any untouched session.
-	for _, k := range keys(t, e.store) {
+	for _, k := range storagetest.Keys(t, e.store, "") {
 		if strings.HasPrefix(k, "uploads/") {
 			if b := readKey(t, e.store, k); !strings.Contains(string(b), `"closed":"cancelled"`) {
 				t.Errorf("%s after cancel: %s", k, b)
@@ -301,7 +303,7 @@ func TestCrossRepositoryMount(t *testing.T) {
 	}
 
 	// Source lacks the blob, or no source named: an ordinary session (202).
-	before := keys(t, e.store)
+	before := storagetest.Keys(t, e.store, "")
 	missing := digest.FromString("nowhere")
 	for _, q := range []string{"mount=" + missing.String() + "&from=src", "mount=" + d.String() + "&from=empty", "mount=" + d.String()} {
 		r = e.do("POST", "/v2/other/blobs/uploads/?"+q, nil)
@@ -311,7 +313,7 @@ func TestCrossRepositoryMount(t *testing.T) {
 		}
 	}
 	wantError(t, e.do("GET", "/v2/other/blobs/"+d.String(), nil), http.StatusNotFound, "BLOB_UNKNOWN")
-	for _, k := range keys(t, e.store) {
+	for _, k := range storagetest.Keys(t, e.store, "") {
 		if !strings.HasPrefix(k, "uploads/") && !slices.Contains(before, k) {
 			t.Errorf("mount fallback left %s", k)
 		}

@@ -184,12 +184,9 @@ func (s *pullScenario) setup(ctx context.Context, c *client, cfg *config) error 
 
 func (s *pullScenario) run(ctx context.Context, c *client, cfg *config) (*Result, error) {
 	var st pullState
-	ok, err := loadState(cfg, &st)
+	err := setupState(cfg, &st)
 	if err != nil {
 		return nil, err
-	}
-	if !ok {
-		return nil, fmt.Errorf("no state in %s: run -phase setup first", stateFile(cfg))
 	}
 	bufs := make([][]byte, s.workers)
 	for i := range bufs {

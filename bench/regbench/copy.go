@@ -61,12 +61,12 @@ func (s *copyScenario) setup(ctx context.Context, c *client, cfg *config) error 
 
 func (s *copyScenario) run(ctx context.Context, c *client, cfg *config) (*Result, error) {
 	var imgs []copyImage
-	ok, err := loadState(cfg, &imgs)
+	err := setupState(cfg, &imgs)
+	if err == nil && len(imgs) == 0 {
+		err = fmt.Errorf("no images in %s: run -phase setup first", stateFile(cfg))
+	}
 	if err != nil {
 		return nil, err
-	}
-	if !ok || len(imgs) == 0 {
-		return nil, fmt.Errorf("no state in %s: run -phase setup first", stateFile(cfg))
 	}
 
 	// crane's own default transport, wrapped to count what it sends.

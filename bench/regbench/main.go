@@ -324,6 +324,15 @@ func writeFileAtomic(name string, b []byte) error {
 	return os.Rename(tmp, name)
 }
 
+// setupState reads the state a run phase needs; none is an error.
+func setupState(cfg *config, v any) error {
+	ok, err := loadState(cfg, v)
+	if err == nil && !ok {
+		err = fmt.Errorf("no state in %s: run -phase setup first", stateFile(cfg))
+	}
+	return err
+}
+
 // loadState reads the state; ok is false if there is none.
 func loadState(cfg *config, v any) (ok bool, err error) {
 	b, err := os.ReadFile(stateFile(cfg))

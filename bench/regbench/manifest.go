@@ -115,12 +115,8 @@ func (s *manifestScenario) setup(ctx context.Context, c *client, cfg *config) er
 
 func (s *manifestScenario) run(ctx context.Context, c *client, cfg *config) (*Result, error) {
 	var st manifestState
-	ok, err := loadState(cfg, &st)
-	if err != nil {
+	if err := setupState(cfg, &st); err != nil {
 		return nil, err
-	}
-	if !ok {
-		return nil, fmt.Errorf("no state in %s: run -phase setup first", stateFile(cfg))
 	}
 	method := http.MethodHead
 	if s.get {

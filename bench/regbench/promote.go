@@ -201,12 +201,9 @@ type promoteOp func(ctx context.Context, i int) (elapsed, cpu time.Duration, err
 
 func (s *promoteScenario) run(ctx context.Context, c *client, cfg *config) (*Result, error) {
 	var st promoteState
-	ok, err := loadState(cfg, &st)
+	err := setupState(cfg, &st)
 	if err != nil {
 		return nil, err
-	}
-	if !ok {
-		return nil, fmt.Errorf("no state in %s: run -phase setup first", stateFile(cfg))
 	}
 	if !s.cold && cfg.warmup < 1 && cfg.s3.counter == "" {
 		return nil, fmt.Errorf("%s needs -warmup ≥ 1 (the first copy into the target repository is not a warm one)", s.name)

@@ -115,10 +115,8 @@ func (s *rawScenario) run(ctx context.Context, _ *client, cfg *config) (*Result,
 		return blobResult(s.size, s.count, s.workers, elapsed, lat, map[string]any{"raw": "minio-go PutObject", "bucket": cfg.s3.bucket}), nil
 	}
 	var st pullState
-	if ok, err := loadState(cfg, &st); err != nil {
+	if err := setupState(cfg, &st); err != nil {
 		return nil, err
-	} else if !ok {
-		return nil, fmt.Errorf("no state in %s: run -phase setup first", stateFile(cfg))
 	}
 	bufs := make([][]byte, s.workers)
 	for i := range bufs {

@@ -160,20 +160,6 @@ func pending(t *testing.T, o *Outbox) int {
 	return n
 }
 
-// keys lists the keys under prefix.
-func keys(t *testing.T, store storage.Store, prefix string) []string {
-	t.Helper()
-	page, err := store.List(context.Background(), storage.ListOptions{Prefix: prefix})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ks []string
-	for _, o := range page.Objects {
-		ks = append(ks, o.Key)
-	}
-	return ks
-}
-
 // readDelivery decodes the object at key.
 func readDelivery(t *testing.T, store storage.Store, key string) (*delivery, string) {
 	t.Helper()

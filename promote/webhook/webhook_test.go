@@ -18,6 +18,7 @@ import (
 
 	"github.com/slipway/slipway/config"
 	"github.com/slipway/slipway/storage"
+	"github.com/slipway/slipway/storage/storagetest"
 )
 
 type testPayload struct {
@@ -131,7 +132,7 @@ func TestRetriesKeepTheDeliveryID(t *testing.T) {
 			t.Errorf("attempt %d sent body %s, attempt 1 sent %s", i+1, r.body, reqs[0].body)
 		}
 	}
-	if dead := keys(t, store, deadPrefix); len(dead) != 0 {
+	if dead := storagetest.Keys(t, store, deadPrefix); len(dead) != 0 {
 		t.Errorf("outbox-dead holds %v after a success", dead)
 	}
 }
@@ -222,14 +223,14 @@ func TestMaxAttemptsMovesToDead(t *testing.T) {
 	run(t, o)
 	// Moved: written to outbox-dead, then removed from the outbox.
 	waitFor(t, "the delivery to move to outbox-dead", func() bool {
-		return len(keys(t, store, deadPrefix)) == 1 && pending(t, o) == 0
+		return len(storagetest.Keys(t, store, deadPrefix)) == 1 && pending(t, o) == 0
 	})
 	time.Sleep(100 * time.Millisecond) // several poll intervals: nothing more may be sent
 	reqs := rc.requests()
 	if len(reqs) != 3 {
 		t.Errorf("receiver got %d requests, want MaxAttempts = 3", len(reqs))
 	}
-	d, _ := readDelivery(t, store, keys(t, store, deadPrefix)[0])
+	d, _ := readDelivery(t, store, storagetest.Keys(t, store, deadPrefix)[0])
 	if d.Attempts != 3 || !strings.Contains(d.LastError, "502") || d.ID != reqs[0].env.ID {
 		t.Errorf("dead delivery = %+v, want 3 attempts, a 502 error and id %s", d, reqs[0].env.ID)
 	}
@@ -259,7 +260,7 @@ func TestRedirectIsNotFollowed(t *testing.T) {
 		t.Fatal(err)
 	}
 	run(t, o)
-	waitFor(t, "the delivery to reach outbox-dead", func() bool { return len(keys(t, store, deadPrefix)) == 1 })
+	waitFor(t, "the delivery to reach outbox-dead", func() bool { return len(storagetest.Keys(t, store, deadPrefix)) == 1 })
 	if rc.count() != 1 || target.count() != 0 {
 		t.Errorf("hook got %d requests, redirect target %d; want 1 and 0", rc.count(), target.count())
 	}
@@ -382,7 +383,7 @@ func TestEnqueueReturnsStoreError(t *testing.T) {
 			if !errors.Is(err, storage.ErrUnavailable) {
 				t.Fatalf("Enqueue = %v, want storage.ErrUnavailable", err)
 			}
-			if ks := keys(t, inner, ""); len(ks) != 0 {
+			if ks := storagetest.Keys(t, inner, ""); len(ks) != 0 {
 				t.Errorf("store holds %v after a failed Enqueue, want nothing", ks)
 			}
 		})
@@ -396,7 +397,7 @@ func TestLiveLeaseIsRespectedAndExpiredTakenOver(t *testing.T) {
 	if err := o.Enqueue(context.Background(), config.EventPromotion, nil); err != nil {
 		t.Fatal(err)
 	}
-	key := keys(t, store, outboxPrefix)[0]
+	key := storagetest.Keys(t, store, outboxPrefix)[0]
 	// Another replica is sending it.
 	d, etag := readDelivery(t, store, key)
 	d.Owner, d.LeaseUntil = "other-replica", time.Now().Add(time.Hour)
@@ -437,7 +438,7 @@ func TestStopReleasesLease(t *testing.T) {
 	<-arrived
 	stop()
 	store := newStore(t, dir)
-	d, _ := readDelivery(t, store, keys(t, store, outboxPrefix)[0])
+	d, _ := readDelivery(t, store, storagetest.Keys(t, store, outboxPrefix)[0])
 	if d.Owner != "" || !d.LeaseUntil.IsZero() || d.Attempts != 0 {
 		t.Fatalf("after stopping mid-request: owner %q, lease %s, attempts %d; want released and no attempt counted", d.Owner, d.LeaseUntil, d.Attempts)
 	}
@@ -463,7 +464,7 @@ func TestHooksMatchedByURLAfterReconfiguration(t *testing.T) {
 	if kept.count() != 1 || removed.count() != 0 {
 		t.Errorf("kept hook got %d, removed hook %d; want 1 and 0", kept.count(), removed.count())
 	}
-	dead := keys(t, store, deadPrefix)
+	dead := storagetest.Keys(t, store, deadPrefix)
 	if len(dead) != 1 {
 		t.Fatalf("outbox-dead = %v, want the removed hook's delivery", dead)
 	}
@@ -484,7 +485,7 @@ func TestKeysAreValidAndOldestFirst(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for i, k := range keys(t, store, outboxPrefix) {
+	for i, k := range storagetest.Keys(t, store, outboxPrefix) {
 		if !storage.ValidKey(k) || !storage.ValidKey(deadKey(k)) {
 			t.Errorf("invalid key %q", k)
 		}

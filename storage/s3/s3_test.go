@@ -113,19 +113,6 @@ func read(t *testing.T, s storage.Store, key string) string {
 	return string(b)
 }
 
-func keys(t *testing.T, s storage.Store) []string {
-	t.Helper()
-	page, err := s.List(t.Context(), storage.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ks []string
-	for _, o := range page.Objects {
-		ks = append(ks, o.Key)
-	}
-	return ks
-}
-
 func TestMissingBucket(t *testing.T) {
 	bucket := newBucket(t)
 	_, err := s3.New(waitCtx(t), config(bucket))
@@ -166,10 +153,10 @@ func TestRootIsolates(t *testing.T) {
 	if got := read(t, bc, "k"); got != "in b/c" {
 		t.Fatalf("b/c: k = %q", got)
 	}
-	if got := keys(t, a); len(got) != 1 || got[0] != "k" {
+	if got := storagetest.Keys(t, a, ""); len(got) != 1 || got[0] != "k" {
 		t.Fatalf("a lists %q, want [k]", got)
 	}
-	if got := strings.Join(keys(t, whole), " "); got != "a/k b/c/k k" {
+	if got := strings.Join(storagetest.Keys(t, whole, ""), " "); got != "a/k b/c/k k" {
 		t.Fatalf("bucket lists %q, want a/k b/c/k k", got)
 	}
 	id, err := bc.CreateMultipart(t.Context(), "mp")

@@ -142,3 +142,24 @@ func pattern(seed byte, n int) []byte {
 type onlyReader struct{ r io.Reader }
 
 func (o onlyReader) Read(p []byte) (int, error) { return o.r.Read(p) }
+
+// Keys lists every key under prefix, following pages, for tests that check
+// what a store holds.
+func Keys(t testing.TB, s storage.Store, prefix string) []string {
+	t.Helper()
+	var out []string
+	after := ""
+	for {
+		page, err := s.List(context.Background(), storage.ListOptions{Prefix: prefix, StartAfter: after})
+		if err != nil {
+			t.Fatalf("list %q: %v", prefix, err)
+		}
+		for _, o := range page.Objects {
+			out = append(out, o.Key)
+			after = o.Key
+		}
+		if !page.Truncated || len(page.Objects) == 0 {
+			return out
+		}
+	}
+}
