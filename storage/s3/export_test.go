@@ -14,3 +14,6 @@ func (s *Store) IncompleteUploads(ctx context.Context) (int, error) {
 	}
 	return n, nil
 }
+
+// ProbePrefix is where New's conditional-write probe writes, under Root.
+const ProbePrefix = probePrefix

@@ -19,51 +19,88 @@ import (
 	"github.com/minio/minio-go/v7/pkg/credentials"
 )
 
-// The tests run against the S3 endpoint in these variables. When it is not
-// set, TestMain starts a MinIO server for the run and sets them, so that
-// the child processes of RunTwoProcess share that server.
+// The tests run against two S3 implementations, MinIO and versitygw (its
+// posix backend), at the endpoints in these variables. For each one not
+// set, TestMain starts a server for the run and sets them, so that the
+// child processes of RunTwoProcess share that server.
 const (
-	envEndpoint  = "SLIPWAY_S3_ENDPOINT"
-	envAccessKey = "SLIPWAY_S3_ACCESS_KEY"
-	envSecretKey = "SLIPWAY_S3_SECRET_KEY"
-	envMinIOBin  = "SLIPWAY_MINIO_BIN" // optional path to the minio binary
+	envEndpoint     = "SLIPWAY_S3_ENDPOINT"
+	envAccessKey    = "SLIPWAY_S3_ACCESS_KEY"
+	envSecretKey    = "SLIPWAY_S3_SECRET_KEY"
+	envMinIOBin     = "SLIPWAY_MINIO_BIN" // optional path to the minio binary
+	envVGWEndpoint  = "SLIPWAY_VERSITYGW_ENDPOINT"
+	envVGWAccessKey = "SLIPWAY_VERSITYGW_ACCESS_KEY"
+	envVGWSecretKey = "SLIPWAY_VERSITYGW_SECRET_KEY"
+	envVGWBin       = "SLIPWAY_VERSITYGW_BIN" // optional path to the versitygw binary
 
-	rootUser     = "slipway-test"
-	rootPassword = "slipway-test-secret"
-	minioInstall = "go install github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c"
+	rootUser         = "slipway-test"
+	rootPassword     = "slipway-test-secret"
+	minioInstall     = "go install github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c"
+	versitygwInstall = "go install github.com/versity/versitygw/cmd/versitygw@v1.8.0"
 )
 
 func TestMain(m *testing.M) { os.Exit(run(m)) }
 
 func run(m *testing.M) int {
-	if os.Getenv(envEndpoint) != "" {
-		return m.Run()
+	for _, srv := range []struct {
+		endpoint, access, secret string
+		start                    func(dir string) (*s3Server, error)
+	}{
+		{envEndpoint, envAccessKey, envSecretKey, startMinIO},
+		{envVGWEndpoint, envVGWAccessKey, envVGWSecretKey, startVersityGW},
+	} {
+		if os.Getenv(srv.endpoint) != "" {
+			continue
+		}
+		dir, err := os.MkdirTemp("", "slipway-s3-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "s3 tests:", err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		s, err := srv.start(dir)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "s3 tests:", err)
+			return 1
+		}
+		defer s.stop()
+		os.Setenv(srv.endpoint, s.addr)
+		os.Setenv(srv.access, rootUser)
+		os.Setenv(srv.secret, rootPassword)
 	}
-	dir, err := os.MkdirTemp("", "slipway-minio-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "s3 tests:", err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	srv, err := startMinIO(dir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "s3 tests:", err)
-		return 1
-	}
-	defer srv.stop()
-	os.Setenv(envEndpoint, srv.addr)
-	os.Setenv(envAccessKey, rootUser)
-	os.Setenv(envSecretKey, rootPassword)
 	return m.Run()
 }
 
-// minioBinary finds the minio server binary: $SLIPWAY_MINIO_BIN, $PATH,
-// then $GOBIN and $GOPATH/bin, where `go install` puts it.
-func minioBinary() (string, error) {
-	if p := os.Getenv(envMinIOBin); p != "" {
+// target is one S3 implementation the tests run against.
+type target struct {
+	name                string
+	endpoint            string
+	accessKey, secretKey string
+}
+
+func minioTarget() target {
+	return target{"minio", os.Getenv(envEndpoint), os.Getenv(envAccessKey), os.Getenv(envSecretKey)}
+}
+
+func versitygwTarget() target {
+	return target{"versitygw", os.Getenv(envVGWEndpoint), os.Getenv(envVGWAccessKey), os.Getenv(envVGWSecretKey)}
+}
+
+// eachServer runs f as a subtest per S3 implementation, one after the
+// other (the machine's cores are shared with the servers).
+func eachServer(t *testing.T, f func(t *testing.T, srv target)) {
+	for _, srv := range []target{minioTarget(), versitygwTarget()} {
+		t.Run(srv.name, func(t *testing.T) { f(t, srv) })
+	}
+}
+
+// binary finds a server binary: $envBin, $PATH, then $GOBIN and
+// $GOPATH/bin, where `go install` puts it.
+func binary(name, envBin, install, envEndpoint, envAccess, envSecret string) (string, error) {
+	if p := os.Getenv(envBin); p != "" {
 		return p, nil
 	}
-	if p, err := exec.LookPath("minio"); err == nil {
+	if p, err := exec.LookPath(name); err == nil {
 		return p, nil
 	}
 	dirs := []string{os.Getenv("GOBIN")}
@@ -71,13 +108,13 @@ func minioBinary() (string, error) {
 		dirs = append(dirs, filepath.Join(gp, "bin"))
 	}
 	for _, d := range dirs {
-		if p := filepath.Join(d, "minio"); d != "" && isExecutable(p) {
+		if p := filepath.Join(d, name); d != "" && isExecutable(p) {
 			return p, nil
 		}
 	}
-	return "", fmt.Errorf("minio server binary not found in $%s, $PATH, $GOBIN or $GOPATH/bin: "+
+	return "", fmt.Errorf("%s server binary not found in $%s, $PATH, $GOBIN or $GOPATH/bin: "+
 		"install it with `%s`, or set %s to a running S3 endpoint (with %s and %s)",
-		envMinIOBin, minioInstall, envEndpoint, envAccessKey, envSecretKey)
+		name, envBin, install, envEndpoint, envAccess, envSecret)
 }
 
 func isExecutable(p string) bool {
@@ -85,8 +122,9 @@ func isExecutable(p string) bool {
 	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
 }
 
-// minioServer is a MinIO process serving one data directory.
-type minioServer struct {
+// s3Server is a server process serving one data directory.
+type s3Server struct {
+	name   string
 	addr   string
 	cmd    *exec.Cmd
 	out    *syncBuffer
@@ -94,8 +132,8 @@ type minioServer struct {
 }
 
 // startMinIO starts MinIO on free loopback ports and waits until it is live.
-func startMinIO(dir string) (*minioServer, error) {
-	bin, err := minioBinary()
+func startMinIO(dir string) (*s3Server, error) {
+	bin, err := binary("minio", envMinIOBin, minioInstall, envEndpoint, envAccessKey, envSecretKey)
 	if err != nil {
 		return nil, err
 	}
@@ -107,41 +145,65 @@ func startMinIO(dir string) (*minioServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	srv := &minioServer{addr: addr, out: &syncBuffer{}, exited: make(chan struct{})}
-	srv.cmd = exec.Command(bin, "server", "--quiet", "--address", addr, "--console-address", console, dir)
-	srv.cmd.Env = append(os.Environ(), "MINIO_ROOT_USER="+rootUser, "MINIO_ROOT_PASSWORD="+rootPassword)
-	srv.cmd.Stdout, srv.cmd.Stderr = srv.out, srv.out
-	if err := srv.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting %s: %w", bin, err)
-	}
-	go func() { _ = srv.cmd.Wait(); close(srv.exited) }()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		// Live answers 200 before the object layer is up; until then it
-		// also sets x-minio-server-status: unavailable and S3 calls fail.
+	cmd := exec.Command(bin, "server", "--quiet", "--address", addr, "--console-address", console, dir)
+	cmd.Env = append(os.Environ(), "MINIO_ROOT_USER="+rootUser, "MINIO_ROOT_PASSWORD="+rootPassword)
+	// Live answers 200 before the object layer is up; until then it also
+	// sets x-minio-server-status: unavailable and S3 calls fail.
+	return startServer("minio", addr, cmd, func() bool {
 		resp, err := http.Get("http://" + addr + "/minio/health/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK && resp.Header.Get("X-Minio-Server-Status") != "unavailable" && s3Answers(addr) {
-				return srv, nil
-			}
+		if err != nil {
+			return false
 		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK && resp.Header.Get("X-Minio-Server-Status") != "unavailable"
+	})
+}
+
+// startVersityGW starts versitygw's posix backend on dir (a filesystem
+// with user extended attributes, where it keeps ETags and metadata) on a
+// free loopback port, with the same root keys as MinIO.
+func startVersityGW(dir string) (*s3Server, error) {
+	bin, err := binary("versitygw", envVGWBin, versitygwInstall, envVGWEndpoint, envVGWAccessKey, envVGWSecretKey)
+	if err != nil {
+		return nil, err
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "--port", addr, "--quiet", "posix", dir)
+	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+rootUser, "ROOT_SECRET_KEY="+rootPassword)
+	return startServer("versitygw", addr, cmd, func() bool { return true })
+}
+
+// startServer starts cmd and waits until ready() and a signed S3 call
+// both succeed at addr.
+func startServer(name, addr string, cmd *exec.Cmd, ready func() bool) (*s3Server, error) {
+	srv := &s3Server{name: name, addr: addr, cmd: cmd, out: &syncBuffer{}, exited: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = srv.out, srv.out
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting %s: %w", cmd.Path, err)
+	}
+	go func() { _ = cmd.Wait(); close(srv.exited) }()
+	deadline := time.Now().Add(60 * time.Second)
+	for !ready() || !s3Answers(addr) {
 		select {
 		case <-srv.exited:
-			return nil, fmt.Errorf("minio exited before becoming live:\n%s", srv.out.String())
+			return nil, fmt.Errorf("%s exited before becoming live:\n%s", name, srv.out.String())
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			srv.stop()
-			return nil, fmt.Errorf("minio not live at %s after 60s:\n%s", addr, srv.out.String())
+			return nil, fmt.Errorf("%s not live at %s after 60s:\n%s", name, addr, srv.out.String())
 		}
 	}
+	return srv, nil
 }
 
 // s3Answers: a signed S3 call succeeds. Health endpoints can say ready
 // while S3 calls still get "Server not initialized yet".
 func s3Answers(addr string) bool {
-	c, err := minio.New(addr, &minio.Options{Creds: credentials.NewStaticV4(rootUser, rootPassword, "")})
+	c, err := minio.New(addr, &minio.Options{Creds: credentials.NewStaticV4(rootUser, rootPassword, ""), MaxRetries: 1})
 	if err != nil {
 		return false
 	}
@@ -152,7 +214,7 @@ func s3Answers(addr string) bool {
 }
 
 // stop terminates the server, killing it if it lingers.
-func (s *minioServer) stop() {
+func (s *s3Server) stop() {
 	_ = s.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-s.exited:
@@ -190,7 +252,7 @@ func (b *syncBuffer) String() string {
 }
 
 // throwawayMinIO starts a private MinIO for a test that will stop it.
-func throwawayMinIO(t *testing.T) *minioServer {
+func throwawayMinIO(t *testing.T) *s3Server {
 	t.Helper()
 	srv, err := startMinIO(t.TempDir())
 	if err != nil {

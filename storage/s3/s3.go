@@ -107,7 +107,8 @@ var (
 
 // New connects to the bucket, creating it when cfg.CreateBucket is set,
 // and fails if it is missing or unreachable (the latter wraps
-// storage.ErrUnavailable).
+// storage.ErrUnavailable), or if the endpoint does not honour conditional
+// writes (checkConditional: four PUTs and a DELETE of a probe object).
 func New(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.Bucket == "" {
 		return nil, errors.New("s3: no bucket configured")
@@ -178,6 +179,9 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	if s.presign, err = minio.New(phost, opts(psecure, region, 1)); err != nil {
 		return nil, fmt.Errorf("s3: redirect endpoint %q: %w", cfg.RedirectEndpoint, err)
+	}
+	if err := s.checkConditional(ctx); err != nil {
+		return nil, err
 	}
 	return s, nil
 }

@@ -24,33 +24,38 @@ import (
 	"github.com/slipway/slipway/storage/storagetest"
 )
 
-// config returns a Config for the test endpoint and bucket.
-func config(bucket string) s3.Config {
+// config returns a Config for the server's endpoint and bucket.
+func (srv target) config(bucket string) s3.Config {
 	return s3.Config{
-		Endpoint:  os.Getenv(envEndpoint),
+		Endpoint:  srv.endpoint,
 		Bucket:    bucket,
-		AccessKey: os.Getenv(envAccessKey),
-		SecretKey: os.Getenv(envSecretKey),
+		AccessKey: srv.accessKey,
+		SecretKey: srv.secretKey,
 	}
 }
 
-// newBucket names a fresh bucket, removed with its content after the test.
-func newBucket(t *testing.T) string { return newBucketB(t) }
+// client is a plain minio-go client on the server, for what the tests
+// check or break behind a store's back.
+func (srv target) client(t testing.TB) *minio.Client {
+	c, err := minio.New(srv.endpoint, &minio.Options{Creds: credentials.NewStaticV4(srv.accessKey, srv.secretKey, "")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
 
-func newBucketB(t testing.TB) string {
+// newBucket names a fresh bucket, removed with its content after the test.
+func (srv target) newBucket(t testing.TB) string {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
 	name := "slipway-test-" + hex.EncodeToString(b)
+	c := srv.client(t)
 	t.Cleanup(func() {
-		c, err := minio.New(os.Getenv(envEndpoint), &minio.Options{
-			Creds: credentials.NewStaticV4(os.Getenv(envAccessKey), os.Getenv(envSecretKey), ""),
-		})
-		if err == nil { // best effort: MinIO's data dir goes away anyway
-			// Not t.Context(): it is already cancelled when cleanups run.
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			_ = c.RemoveBucketWithOptions(ctx, name, minio.RemoveBucketOptions{ForceDelete: true})
-		}
+		// Best effort: the server's data dir goes away anyway. Not
+		// t.Context(): it is already cancelled when cleanups run.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = c.RemoveBucketWithOptions(ctx, name, minio.RemoveBucketOptions{ForceDelete: true})
 	})
 	return name
 }
@@ -65,8 +70,8 @@ func open(t *testing.T, cfg s3.Config) *s3.Store {
 }
 
 // newStore opens a store on a fresh bucket, applying edits to the config.
-func newStore(t *testing.T, edits ...func(*s3.Config)) *s3.Store {
-	cfg := config(newBucket(t))
+func (srv target) newStore(t *testing.T, edits ...func(*s3.Config)) *s3.Store {
+	cfg := srv.config(srv.newBucket(t))
 	cfg.CreateBucket = true
 	for _, e := range edits {
 		e(&cfg)
@@ -75,19 +80,23 @@ func newStore(t *testing.T, edits ...func(*s3.Config)) *s3.Store {
 }
 
 func TestSuite(t *testing.T) {
-	storagetest.Run(t, func(t *testing.T) storage.Store { return newStore(t) })
+	eachServer(t, func(t *testing.T, srv target) {
+		storagetest.Run(t, func(t *testing.T) storage.Store { return srv.newStore(t) })
+	})
 }
 
 // Two processes on one bucket: S3's conditional writes must serialise them.
 func TestTwoProcess(t *testing.T) {
-	storagetest.RunTwoProcess(t,
-		func(t *testing.T) string {
-			cfg := config(newBucket(t))
-			cfg.CreateBucket = true
-			open(t, cfg)
-			return cfg.Bucket
-		},
-		func(t *testing.T, bucket string) storage.Store { return open(t, config(bucket)) })
+	eachServer(t, func(t *testing.T, srv target) {
+		storagetest.RunTwoProcess(t,
+			func(t *testing.T) string {
+				cfg := srv.config(srv.newBucket(t))
+				cfg.CreateBucket = true
+				open(t, cfg)
+				return cfg.Bucket
+			},
+			func(t *testing.T, bucket string) storage.Store { return open(t, srv.config(bucket)) })
+	})
 }
 
 func put(t *testing.T, s storage.Store, key, data string) storage.Info {
@@ -113,17 +122,21 @@ func read(t *testing.T, s storage.Store, key string) string {
 	return string(b)
 }
 
-func TestMissingBucket(t *testing.T) {
-	bucket := newBucket(t)
-	_, err := s3.New(waitCtx(t), config(bucket))
+func TestMissingBucket(t *testing.T) { eachServer(t, testMissingBucket) }
+
+func testMissingBucket(t *testing.T, srv target) {
+	bucket := srv.newBucket(t)
+	_, err := s3.New(waitCtx(t), srv.config(bucket))
 	want := fmt.Sprintf("bucket %q does not exist (set storage.s3.create_bucket: true to create it)", bucket)
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("New(missing bucket) = %v, want an error containing %q", err, want)
 	}
 }
 
-func TestCreateBucket(t *testing.T) {
-	cfg := config(newBucket(t))
+func TestCreateBucket(t *testing.T) { eachServer(t, testCreateBucket) }
+
+func testCreateBucket(t *testing.T, srv target) {
+	cfg := srv.config(srv.newBucket(t))
 	cfg.CreateBucket = true
 	s := open(t, cfg)
 	put(t, s, "k", "v")
@@ -136,8 +149,10 @@ func TestCreateBucket(t *testing.T) {
 }
 
 // A store with a Root sees only its own keys, without the prefix.
-func TestRootIsolates(t *testing.T) {
-	cfg := config(newBucket(t))
+func TestRootIsolates(t *testing.T) { eachServer(t, testRootIsolates) }
+
+func testRootIsolates(t *testing.T, srv target) {
+	cfg := srv.config(srv.newBucket(t))
 	cfg.CreateBucket = true
 	whole := open(t, cfg)
 	cfg.Root = "a"
@@ -180,15 +195,17 @@ func TestRootIsolates(t *testing.T) {
 
 // Presigned URLs work with plain net/http, for the RedirectEndpoint's host
 // (here another name for the same server), and stop working on expiry.
-func TestPresign(t *testing.T) {
-	endpoint := os.Getenv(envEndpoint)
+func TestPresign(t *testing.T) { eachServer(t, testPresign) }
+
+func testPresign(t *testing.T, srv target) {
+	endpoint := srv.endpoint
 	_, port, _ := strings.Cut(endpoint, ":")
 	redirect := "http://localhost:" + port
 	if !strings.HasPrefix(endpoint, "127.0.0.1:") {
 		redirect = "" // an external endpoint: no second name known
 	}
 	var requests atomic.Int64
-	s := newStore(t, func(c *s3.Config) {
+	s := srv.newStore(t, func(c *s3.Config) {
 		c.RedirectEndpoint = redirect
 		c.Transport = counting(&requests)
 	})
@@ -261,8 +278,7 @@ func fetch(t *testing.T, method, u string) (int, string) {
 // retry bounds instead of hanging or reporting a missing object.
 func TestUnavailable(t *testing.T) {
 	srv := throwawayMinIO(t)
-	cfg := config("gone")
-	cfg.Endpoint, cfg.AccessKey, cfg.SecretKey = srv.addr, rootUser, rootPassword
+	cfg := s3.Config{Endpoint: srv.addr, Bucket: "gone", AccessKey: rootUser, SecretKey: rootPassword}
 	cfg.CreateBucket = true
 	cfg.MaxRetries = 2
 	s := open(t, cfg)
@@ -314,18 +330,16 @@ func TestUnavailable(t *testing.T) {
 
 // A bucket deleted under a running store: Ping says so, reads do not claim
 // that objects are missing.
-func TestBucketDeleted(t *testing.T) {
-	cfg := config(newBucket(t))
+func TestBucketDeleted(t *testing.T) { eachServer(t, testBucketDeleted) }
+
+func testBucketDeleted(t *testing.T, srv target) {
+	cfg := srv.config(srv.newBucket(t))
 	cfg.CreateBucket = true
 	s := open(t, cfg)
-	c, err := minio.New(cfg.Endpoint, &minio.Options{Creds: credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, "")})
-	if err != nil {
+	if err := srv.client(t).RemoveBucket(t.Context(), cfg.Bucket); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.RemoveBucket(t.Context(), cfg.Bucket); err != nil {
-		t.Fatal(err)
-	}
-	err = s.Ping(t.Context())
+	err := s.Ping(t.Context())
 	if !errors.Is(err, storage.ErrUnavailable) || !strings.Contains(err.Error(), fmt.Sprintf("bucket %q does not exist", cfg.Bucket)) {
 		t.Fatalf("Ping = %v, want ErrUnavailable naming the missing bucket", err)
 	}
@@ -337,8 +351,10 @@ func TestBucketDeleted(t *testing.T) {
 // Racers on one key, with bodies small enough for one PUT and large enough
 // for a multipart upload (the precondition then sits on the completion):
 // exactly one wins, and the object holds its content.
-func TestPutIfAbsentRace(t *testing.T) {
-	s := newStore(t, func(c *s3.Config) { c.PartSize = 5 << 20 })
+func TestPutIfAbsentRace(t *testing.T) { eachServer(t, testPutIfAbsentRace) }
+
+func testPutIfAbsentRace(t *testing.T, srv target) {
+	s := srv.newStore(t, func(c *s3.Config) { c.PartSize = 5 << 20 })
 	for _, tc := range []struct {
 		name           string
 		size, racers   int
@@ -402,8 +418,10 @@ func wantNoUploads(t *testing.T, s *s3.Store) {
 
 // PutIfMatch across the multipart path: a stale ETag loses, the current
 // one wins, and a missing object is a lost precondition too.
-func TestPutIfMatchLarge(t *testing.T) {
-	s := newStore(t, func(c *s3.Config) { c.PartSize = 5 << 20 })
+func TestPutIfMatchLarge(t *testing.T) { eachServer(t, testPutIfMatchLarge) }
+
+func testPutIfMatchLarge(t *testing.T, srv target) {
+	s := srv.newStore(t, func(c *s3.Config) { c.PartSize = 5 << 20 })
 	big := func(c byte) io.Reader { return bytes.NewReader(bytes.Repeat([]byte{c}, 6<<20)) }
 	if _, err := s.PutIfMatch(t.Context(), "k", big('x'), 6<<20, "nope"); !errors.Is(err, storage.ErrPreconditionFailed) {
 		t.Fatalf("PutIfMatch(missing) = %v, want ErrPreconditionFailed", err)
@@ -424,9 +442,11 @@ func TestPutIfMatchLarge(t *testing.T) {
 
 // Unknown sizes beyond PartSize: Put goes multipart, PutPart spills to a
 // temporary file that it removes afterwards.
-func TestUnknownSizeLarge(t *testing.T) {
+func TestUnknownSizeLarge(t *testing.T) { eachServer(t, testUnknownSizeLarge) }
+
+func testUnknownSizeLarge(t *testing.T, srv target) {
 	tmp := t.TempDir()
-	s := newStore(t, func(c *s3.Config) { c.PartSize = 5 << 20; c.TempDir = tmp })
+	s := srv.newStore(t, func(c *s3.Config) { c.PartSize = 5 << 20; c.TempDir = tmp })
 	data := bytes.Repeat([]byte("0123456789abcdef"), (11<<20)/16+3)
 	info, err := s.Put(t.Context(), "big", io.MultiReader(bytes.NewReader(data)), -1)
 	if err != nil || info.Size != int64(len(data)) {
@@ -456,8 +476,10 @@ func TestUnknownSizeLarge(t *testing.T) {
 
 // Bytes past the announced size are left unread, as on the filesystem,
 // on the one-PUT path as well as the multipart one.
-func TestBodyLongerThanSize(t *testing.T) {
-	s := newStore(t, func(c *s3.Config) { c.PartSize = 5 << 20 })
+func TestBodyLongerThanSize(t *testing.T) { eachServer(t, testBodyLongerThanSize) }
+
+func testBodyLongerThanSize(t *testing.T, srv target) {
+	s := srv.newStore(t, func(c *s3.Config) { c.PartSize = 5 << 20 })
 	long := bytes.Repeat([]byte("0123456789"), (6<<20)/10+10)
 	for _, size := range []int{3, 6 << 20} {
 		r := io.MultiReader(bytes.NewReader(long)) // a stream, not seekable
@@ -472,9 +494,11 @@ func TestBodyLongerThanSize(t *testing.T) {
 
 // Requests per operation: small objects take exactly one request, and
 // nothing asks the bucket for its location again.
-func TestRequestCounts(t *testing.T) {
+func TestRequestCounts(t *testing.T) { eachServer(t, testRequestCounts) }
+
+func testRequestCounts(t *testing.T, srv target) {
 	var n atomic.Int64
-	s := newStore(t, func(c *s3.Config) { c.Transport = counting(&n); c.PartSize = 5 << 20 })
+	s := srv.newStore(t, func(c *s3.Config) { c.Transport = counting(&n); c.PartSize = 5 << 20 })
 	ctx := t.Context()
 	big := bytes.Repeat([]byte{'z'}, 6<<20)
 	for _, tc := range []struct {
@@ -539,7 +563,7 @@ func BenchmarkPut(b *testing.B) {
 	for _, signed := range []bool{false, true} {
 		for _, size := range []int{1 << 20, 16 << 20, 64 << 20} {
 			b.Run(fmt.Sprintf("signed=%v/size=%dMiB", signed, size>>20), func(b *testing.B) {
-				cfg := config(newBucketB(b))
+				cfg := minioTarget().config(minioTarget().newBucket(b))
 				cfg.CreateBucket, cfg.SignPayload = true, signed
 				s, err := s3.New(b.Context(), cfg)
 				if err != nil {
