@@ -73,8 +73,8 @@ func run(m *testing.M) int {
 
 // target is one S3 implementation the tests run against.
 type target struct {
-	name                string
-	endpoint            string
+	name                 string
+	endpoint             string
 	accessKey, secretKey string
 }
 
