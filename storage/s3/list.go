@@ -10,11 +10,18 @@ import (
 	"github.com/slipway/slipway/storage"
 )
 
-const maxListKeys = 1000 // S3's page limit
+// maxListKeys is S3's page limit less the one entry List asks for beyond
+// the page.
+const maxListKeys = 1000 - 1
 
 // List returns one page with one ListObjectsV2 request. Core.ListObjectsV2
 // is used rather than Client.ListObjects because only it reports
 // IsTruncated: the iterator would have to fetch the next page to tell.
+//
+// It asks for one entry more than the page holds and says Truncated when
+// that entry came: versitygw (v1.8.0) reports IsTruncated on a full page
+// that ends the listing when the prefix is not a whole "directory", so the
+// caller would ask for a next page that is empty.
 func (s *Store) List(ctx context.Context, opts storage.ListOptions) (storage.ListPage, error) {
 	if opts.Delimiter != "" && opts.Delimiter != "/" {
 		return storage.ListPage{}, fmt.Errorf("s3: list %q: delimiter %q: only \"\" and \"/\" are supported", opts.Prefix, opts.Delimiter)
@@ -28,9 +35,13 @@ func (s *Store) List(ctx context.Context, opts storage.ListOptions) (storage.Lis
 		startAfter = s.root + opts.StartAfter
 	}
 	for {
-		res, err := s.listV2(ctx, s.root+opts.Prefix, startAfter, opts.Delimiter, n)
+		res, err := s.listV2(ctx, s.root+opts.Prefix, startAfter, opts.Delimiter, n+1)
 		if err != nil {
 			return storage.ListPage{}, s.fail(ctx, "list", opts.Prefix, err)
+		}
+		if len(res.Contents)+len(res.CommonPrefixes) > n {
+			dropLast(&res)
+			res.IsTruncated = true
 		}
 		page, last := s.page(res, startAfter)
 		// A page can come out empty after filtering; the caller could not
@@ -63,6 +74,16 @@ func (s *Store) page(res minio.ListBucketV2Result, startAfter string) (storage.L
 		}
 	}
 	return page, last
+}
+
+// dropLast removes the greatest entry of a listing (each list is sorted).
+func dropLast(res *minio.ListBucketV2Result) {
+	c, p := len(res.Contents), len(res.CommonPrefixes)
+	if p == 0 || (c > 0 && res.Contents[c-1].Key > res.CommonPrefixes[p-1].Prefix) {
+		res.Contents = res.Contents[:c-1]
+	} else {
+		res.CommonPrefixes = res.CommonPrefixes[:p-1]
+	}
 }
 
 // listV2 runs Core.ListObjectsV2, which takes no context, so that the

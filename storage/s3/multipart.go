@@ -148,9 +148,24 @@ func (s *Store) CompleteMultipart(ctx context.Context, key, uploadID string, par
 	}
 	ui, err := s.complete(ctx, obj, uploadID, cps, cond{})
 	if err != nil {
+		if s.uploadGone(ctx, obj, uploadID, err) {
+			return storage.Info{}, fmt.Errorf("s3: complete multipart %q: %w: %w", key, storage.ErrNotFound, err)
+		}
 		return storage.Info{}, s.fail(ctx, "complete multipart", key, err)
 	}
 	return uploaded(key, size, ui), nil
+}
+
+// uploadGone tells whether a complete refused with InvalidPart was in fact
+// about an upload that no longer exists: versitygw (v1.8.0) answers so
+// where S3 and MinIO say NoSuchUpload. One more request, on this failure
+// path only.
+func (s *Store) uploadGone(ctx context.Context, obj, uploadID string, err error) bool {
+	if minio.ToErrorResponse(err).Code != "InvalidPart" {
+		return false
+	}
+	_, lerr := s.core.ListObjectParts(ctx, s.bucket, obj, uploadID, 0, 1)
+	return minio.ToErrorResponse(lerr).Code == "NoSuchUpload"
 }
 
 // AbortMultipart drops the upload; S3's NoSuchUpload is success here.

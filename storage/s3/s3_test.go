@@ -27,10 +27,11 @@ import (
 // config returns a Config for the server's endpoint and bucket.
 func (srv target) config(bucket string) s3.Config {
 	return s3.Config{
-		Endpoint:  srv.endpoint,
-		Bucket:    bucket,
-		AccessKey: srv.accessKey,
-		SecretKey: srv.secretKey,
+		Endpoint:    srv.endpoint,
+		Bucket:      bucket,
+		AccessKey:   srv.accessKey,
+		SecretKey:   srv.secretKey,
+		SignPayload: srv.signPayload,
 	}
 }
 
