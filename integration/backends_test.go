@@ -27,6 +27,10 @@ var (
 	// redirect_min_size 0 so that small test blobs are redirected too;
 	// TestS3Redirect checks the default threshold).
 	s3RedirectBackend = backend{name: "s3-redirect", s3: &harness.S3{Redirect: true, RedirectMinSize: "0"}}
+	// versitygwBackend: the same as s3-redirect on the shared versitygw
+	// (posix backend), the second S3 implementation: its presigned URLs,
+	// conditional writes and multipart uploads, not only MinIO's.
+	versitygwBackend = backend{name: "versitygw", s3: &harness.S3{VersityGW: true, Redirect: true, RedirectMinSize: "0"}}
 
 	allBackends = []backend{fsBackend, s3Backend, s3RedirectBackend}
 )

@@ -58,14 +58,16 @@ type junitSuites struct {
 // with OCI_API_BLOBS_DIGEST_HEADER=false (the suite's configAPI.Blobs.
 // DigestHeader, `conformance:"DIGEST_HEADER"` under API and BLOBS: the
 // header is then checked where present instead of required); every other
-// workflow stays on. TestS3Redirect checks the redirect itself.
+// workflow stays on. TestS3Redirect checks the redirect itself. It runs
+// on versitygw too (as s3-redirect, same variable), the second S3
+// implementation.
 //
 // SLIPWAY_IT_OCI_VERSION=1.1 selects the plain 1.1 profile instead. Any
 // OCI_* variable in the environment overrides ours (for
 // example OCI_FILTER_TEST or OCI_LOG=debug).
 func TestConformance(t *testing.T) {
 	bin := harness.ConformanceBinary(t)
-	eachBackend(t, allBackends, func(t *testing.T, b backend) {
+	eachBackend(t, append(allBackends[:len(allBackends):len(allBackends)], versitygwBackend), func(t *testing.T, b backend) {
 		var extra []string
 		if b.s3 != nil && b.s3.Redirect {
 			extra = append(extra, "OCI_API_BLOBS_DIGEST_HEADER=false")

@@ -19,8 +19,9 @@ import (
 // (s3-redirect: docker and containerd follow the 307 to MinIO). The 50 MiB
 // layer makes this the slowest client test, so it does not run on s3
 // without redirects; conformance and the crash tests cover that read path.
+// It also runs on versitygw (redirected too), the second S3 implementation.
 func TestDocker(t *testing.T) {
-	eachBackend(t, []backend{fsBackend, s3RedirectBackend}, testDocker)
+	eachBackend(t, []backend{fsBackend, s3RedirectBackend, versitygwBackend}, testDocker)
 }
 
 func testDocker(t *testing.T, b backend) {

@@ -6,7 +6,7 @@
 #   - Debian packages: docker.io containerd skopeo chromium (apt-get update only
 #     if one is missing); chromium runs the admin pages' browser tests
 #   - Go tools into $(go env GOPATH)/bin: crane, oras, staticcheck, the stock
-#     distribution registry (pinned versions below)
+#     distribution registry, MinIO and versitygw (pinned versions below)
 #   - the OCI distribution-spec conformance binary, built once into
 #     ${XDG_CACHE_HOME:-$HOME/.cache}/slipway-it/conformance/conformance
 #   - dockerd (vfs, no iptables, no bridge), started in the background if
@@ -21,6 +21,7 @@ ORAS_VERSION=v1.3.6
 STATICCHECK_VERSION=v0.8.2
 REGISTRY_VERSION=v3.1.2
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
+VERSITYGW_VERSION=v1.8.0
 CONFORMANCE_VERSION=v0.0.0-20260831232431-97274622c111
 
 CACHE_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/slipway-it"
@@ -97,6 +98,10 @@ go_tool registry "github.com/distribution/distribution/v3/cmd/registry@$REGISTRY
 # MinIO: the S3 server the storage/s3 tests and the S3 integration tests
 # start themselves (about two minutes to build; cached in GOBIN).
 go_tool minio "github.com/minio/minio@$MINIO_VERSION"
+# versitygw: the second S3 implementation (posix backend on a temp folder,
+# which needs user extended attributes: ext4 and tmpfs have them) for the
+# same tests (about three and a half minutes to build; cached in GOBIN).
+go_tool versitygw "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION"
 
 # --- OCI conformance suite ---------------------------------------------------
 # At this version the suite is a `main` package meant for `go build` (its

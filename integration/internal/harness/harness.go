@@ -15,11 +15,14 @@
 //	SLIPWAY_IT_LOG_DIR=DIR             keep server logs and reports here (default: a temp dir, removed when all tests pass)
 //	SLIPWAY_IT_KEEP_LOGS=1             keep the default log dir even when all tests pass
 //	SLIPWAY_IT_MINIO=PATH              the MinIO server binary (default: `minio` on PATH or in GOPATH/bin)
+//	SLIPWAY_IT_VERSITYGW=PATH          the versitygw binary (default: `versitygw` on PATH or in GOPATH/bin)
 //
 // Storage is an empty folder (Start) or a MinIO bucket (StartOpts with
 // Options.S3): a fresh bucket on the MinIO shared by the whole test binary
 // (SharedMinIO, started on first use and stopped by Main), or on a private
-// MinIO a test may stop and start (StartMinIO).
+// MinIO a test may stop and start (StartMinIO). With S3.VersityGW the
+// bucket is on the shared versitygw instead (SharedVersityGW), the second
+// S3 implementation.
 package harness
 
 import (
@@ -197,8 +200,12 @@ type Options struct {
 
 // S3 is the bucket a registry stores its state in.
 type S3 struct {
-	// MinIO serves the bucket; nil means SharedMinIO.
+	// MinIO serves the bucket; nil means SharedMinIO, or SharedVersityGW
+	// with VersityGW set.
 	MinIO *MinIO
+	// VersityGW picks the shared versitygw (posix backend) over the shared
+	// MinIO when MinIO is nil: the second S3 implementation.
+	VersityGW bool
 	// Bucket is the bucket's name; "" creates a fresh one (MinIO.NewBucket).
 	Bucket string
 	// Redirect answers blob GETs with a 307 to a presigned MinIO URL, on
@@ -275,7 +282,11 @@ func StartOpts(t testing.TB, opts Options) *Registry {
 		signingKey: defaultSigningKey(t), lockout: opts.Lockout, extraConfig: opts.ExtraConfig}
 	if opts.S3 != nil {
 		s := *opts.S3
-		if s.MinIO == nil {
+		switch {
+		case s.MinIO != nil:
+		case s.VersityGW:
+			s.MinIO = SharedVersityGW(t)
+		default:
 			s.MinIO = SharedMinIO(t)
 		}
 		if s.Bucket == "" {
@@ -357,7 +368,7 @@ func (r *Registry) launch() {
 
 func (r *Registry) storageDesc() string {
 	if s := r.S3; s != nil {
-		return fmt.Sprintf("bucket %s on MinIO %s (redirect %t)", s.Bucket, s.MinIO.Addr, s.Redirect)
+		return fmt.Sprintf("bucket %s on %s %s (redirect %t)", s.Bucket, s.MinIO.name(), s.MinIO.Addr, s.Redirect)
 	}
 	return "root " + r.Root
 }

@@ -28,17 +28,20 @@ const (
 	MinIORegion = "us-east-1"
 )
 
-// MinIO is one MinIO server process on 127.0.0.1 serving one data folder.
-// The shared one (SharedMinIO) runs for the whole test binary; a private
-// one (StartMinIO) belongs to one test, which may stop and start it again
-// on the same port and folder to simulate an outage.
+// MinIO is one S3 server process on 127.0.0.1 serving one data folder:
+// MinIO, or versitygw's posix backend (SharedVersityGW), the second S3
+// implementation Slipway is tested on. The shared one (SharedMinIO,
+// SharedVersityGW) runs for the whole test binary; a private one
+// (StartMinIO) belongs to one test, which may stop and start it again on
+// the same port and folder to simulate an outage.
 type MinIO struct {
 	Addr    string // 127.0.0.1:PORT of the S3 API
 	DataDir string // kept across Stop/Start
 	LogPath string // server output, appended across restarts
 
-	shared  bool
-	console string
+	shared    bool
+	versitygw bool // versitygw instead of MinIO
+	console   string
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -46,47 +49,72 @@ type MinIO struct {
 	starts int
 }
 
+// sharedServer is one server shared by the test binary.
+type sharedServer struct {
+	versitygw bool
+	once      sync.Once
+	srv       *MinIO
+	err       error
+	dir       string
+}
+
 var (
-	sharedOnce  sync.Once
-	sharedMinIO *MinIO
-	sharedErr   error
-	sharedDir   string
+	sharedMinIO     = &sharedServer{}
+	sharedVersityGW = &sharedServer{versitygw: true}
 )
 
 // SharedMinIO is the MinIO server of this test binary: started on first
 // use (once), stopped by Main when the tests are over. Tests must not stop
 // it; give each test its own bucket (NewBucket). If MinIO cannot start,
 // every test that asks for it fails with the reason.
-func SharedMinIO(t testing.TB) *MinIO {
+func SharedMinIO(t testing.TB) *MinIO { return sharedMinIO.get(t) }
+
+// SharedVersityGW is the versitygw server (posix backend) of this test
+// binary, under the same rules as SharedMinIO and with the same
+// credentials.
+func SharedVersityGW(t testing.TB) *MinIO { return sharedVersityGW.get(t) }
+
+func (sh *sharedServer) get(t testing.TB) *MinIO {
 	t.Helper()
-	sharedOnce.Do(func() {
-		var err error
-		sharedDir, err = os.MkdirTemp("", "slipway-it-minio-")
-		if err != nil {
-			sharedErr = err
+	m := &MinIO{shared: true, versitygw: sh.versitygw}
+	sh.once.Do(func() {
+		// A temp dir on the local disk: versitygw keeps ETags in user
+		// extended attributes, which it needs the filesystem to support.
+		sh.dir, sh.err = os.MkdirTemp("", "slipway-it-"+m.name()+"-")
+		if sh.err != nil {
 			return
 		}
-		m := &MinIO{DataDir: sharedDir, shared: true, LogPath: filepath.Join(logDir, "minio-shared.log")}
+		m.DataDir, m.LogPath = sh.dir, filepath.Join(logDir, m.name()+"-shared.log")
 		start := time.Now()
-		if sharedErr = m.startFresh(); sharedErr == nil {
-			sharedMinIO = m
-			fmt.Fprintf(os.Stderr, "harness: shared MinIO on %s (data %s) live in %s\n", m.Addr, m.DataDir, time.Since(start).Round(time.Millisecond))
+		if sh.err = m.startFresh(); sh.err == nil {
+			sh.srv = m
+			fmt.Fprintf(os.Stderr, "harness: shared %s on %s (data %s) live in %s\n", m.name(), m.Addr, m.DataDir, time.Since(start).Round(time.Millisecond))
 		}
 	})
-	if sharedErr != nil {
-		t.Fatalf("shared MinIO: %v", sharedErr)
+	if sh.err != nil {
+		t.Fatalf("shared %s: %v", m.name(), sh.err)
 	}
-	return sharedMinIO
+	return sh.srv
 }
 
-// stopShared ends the shared MinIO, if it was started (Main calls it).
+// stopShared ends the shared servers that were started (Main calls it).
 func stopShared() {
-	if sharedMinIO != nil {
-		_ = sharedMinIO.stop(false)
+	for _, sh := range []*sharedServer{sharedMinIO, sharedVersityGW} {
+		if sh.srv != nil {
+			_ = sh.srv.stop(false)
+		}
+		if sh.dir != "" {
+			os.RemoveAll(sh.dir)
+		}
 	}
-	if sharedDir != "" {
-		os.RemoveAll(sharedDir)
+}
+
+// name is the server's program: "minio" or "versitygw".
+func (m *MinIO) name() string {
+	if m.versitygw {
+		return "versitygw"
 	}
+	return "minio"
 }
 
 // StartMinIO starts a private MinIO server for one test, with an empty
@@ -133,26 +161,27 @@ func (m *MinIO) startFresh() error {
 // Endpoint is the S3 endpoint URL, http://127.0.0.1:PORT.
 func (m *MinIO) Endpoint() string { return "http://" + m.Addr }
 
-func (m *MinIO) start() error {
-	bin := os.Getenv("SLIPWAY_IT_MINIO")
+// command is the server's command line and environment.
+func (m *MinIO) command() (*exec.Cmd, error) {
+	env, tool := "SLIPWAY_IT_MINIO", "minio"
+	if m.versitygw {
+		env, tool = "SLIPWAY_IT_VERSITYGW", "versitygw"
+	}
+	bin := os.Getenv(env)
 	if bin == "" {
 		var err error
-		if bin, err = lookTool("minio"); err != nil {
-			return fmt.Errorf("minio server binary: %v; %s (or set SLIPWAY_IT_MINIO)", err, setupHint)
+		if bin, err = lookTool(tool); err != nil {
+			return nil, fmt.Errorf("%s server binary: %v; %s (or set %s)", tool, err, setupHint, env)
 		}
 	}
-	m.mu.Lock()
-	if m.cmd != nil {
-		m.mu.Unlock()
-		return errors.New("minio already running")
+	if m.versitygw {
+		cmd := exec.Command(bin, "--port", m.Addr, "--quiet", "posix", m.DataDir)
+		cmd.Env = append(filterEnv(filterEnv(os.Environ(), "VGW_"), "ROOT_"),
+			"ROOT_ACCESS_KEY="+MinIOAccessKey,
+			"ROOT_SECRET_KEY="+MinIOSecretKey,
+		)
+		return cmd, nil
 	}
-	m.mu.Unlock()
-	logf, err := os.OpenFile(m.LogPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
-	if err != nil {
-		return err
-	}
-	m.starts++
-	fmt.Fprintf(logf, "===== harness: start #%d of minio on %s, data %s, %s\n", m.starts, m.Addr, m.DataDir, time.Now().Format(time.RFC3339Nano))
 	cmd := exec.Command(bin, "server", "--quiet", "--address", m.Addr, "--console-address", m.console, m.DataDir)
 	cmd.Env = append(filterEnv(os.Environ(), "MINIO_"),
 		"MINIO_ROOT_USER="+MinIOAccessKey,
@@ -160,13 +189,33 @@ func (m *MinIO) start() error {
 		"MINIO_BROWSER=off",
 		"MINIO_UPDATE=off",
 	)
+	return cmd, nil
+}
+
+func (m *MinIO) start() error {
+	cmd, err := m.command()
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	if m.cmd != nil {
+		m.mu.Unlock()
+		return errors.New(m.name() + " already running")
+	}
+	m.mu.Unlock()
+	logf, err := os.OpenFile(m.LogPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
+	}
+	m.starts++
+	fmt.Fprintf(logf, "===== harness: start #%d of %s on %s, data %s, %s\n", m.starts, m.name(), m.Addr, m.DataDir, time.Now().Format(time.RFC3339Nano))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Its own process group (Kill reaches its children); killed with the
 	// test binary if that dies without cleaning up (a -timeout panic).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
-		return fmt.Errorf("starting %s: %w", bin, err)
+		return fmt.Errorf("starting %s: %w", cmd.Path, err)
 	}
 	done := make(chan struct{})
 	m.mu.Lock()
@@ -178,7 +227,6 @@ func (m *MinIO) start() error {
 		close(done)
 	}()
 
-	client := &http.Client{Timeout: 2 * time.Second}
 	deadline := time.Now().Add(60 * time.Second)
 	var lastErr error
 	for time.Now().Before(deadline) {
@@ -187,37 +235,43 @@ func (m *MinIO) start() error {
 			m.mu.Lock()
 			m.cmd = nil
 			m.mu.Unlock()
-			return fmt.Errorf("minio exited before it was live:\n%s", tail(m.LogPath, 20))
+			return fmt.Errorf("%s exited before it was live:\n%s", m.name(), tail(m.LogPath, 20))
 		default:
 		}
-		// Live answers 200 before the object layer is up; until then it
-		// also sets x-minio-server-status: unavailable and S3 calls fail.
-		resp, err := client.Get(m.Endpoint() + "/minio/health/ready")
-		if err == nil {
-			resp.Body.Close()
-			status := resp.Header.Get("X-Minio-Server-Status")
-			if resp.StatusCode == http.StatusOK && status != "unavailable" {
-				// Health can say ready while S3 calls still get "Server
-				// not initialized yet": wait for a signed call to work.
-				c, err := minio.New(m.Addr, &minio.Options{Creds: credentials.NewStaticV4(MinIOAccessKey, MinIOSecretKey, "")})
-				if err == nil {
-					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-					_, err = c.ListBuckets(ctx)
-					cancel()
-				}
-				if err == nil {
-					return nil
-				}
-				status = err.Error()
-			}
-			lastErr = fmt.Errorf("GET /minio/health/ready: %s (server status %q)", resp.Status, status)
-		} else {
-			lastErr = err
+		if lastErr = m.live(); lastErr == nil {
+			return nil
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	_ = m.stop(true)
-	return fmt.Errorf("minio not live on %s within 60s: %v\n%s", m.Addr, lastErr, tail(m.LogPath, 20))
+	return fmt.Errorf("%s not live on %s within 60s: %v\n%s", m.name(), m.Addr, lastErr, tail(m.LogPath, 20))
+}
+
+// live tells whether S3 calls work yet.
+func (m *MinIO) live() error {
+	if !m.versitygw {
+		// Live answers 200 before the object layer is up; until then it
+		// also sets x-minio-server-status: unavailable and S3 calls fail.
+		client := &http.Client{Timeout: 2 * time.Second}
+		resp, err := client.Get(m.Endpoint() + "/minio/health/ready")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if status := resp.Header.Get("X-Minio-Server-Status"); resp.StatusCode != http.StatusOK || status == "unavailable" {
+			return fmt.Errorf("GET /minio/health/ready: %s (server status %q)", resp.Status, status)
+		}
+	}
+	// Health can say ready while S3 calls still get "Server not
+	// initialized yet": wait for a signed call to work.
+	c, err := minio.New(m.Addr, &minio.Options{Creds: credentials.NewStaticV4(MinIOAccessKey, MinIOSecretKey, ""), MaxRetries: 1})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err = c.ListBuckets(ctx)
+	return err
 }
 
 // Stop ends a private MinIO with SIGTERM (SIGKILL after 15s) and waits.
