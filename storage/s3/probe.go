@@ -5,7 +5,10 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
+
+	"github.com/minio/minio-go/v7"
 
 	"github.com/slipway/slipway/storage"
 )
@@ -72,11 +75,13 @@ func (s *Store) unsupported(header, what string) error {
 }
 
 // probeFailed reports a probe request that did not answer as S3 does. A
-// lost precondition where the write should win means the endpoint does
-// not implement the condition as S3 does; anything else (unreachable,
-// refused, not implemented) keeps its cause, and its storage error.
+// lost precondition where the write should win, or 501 Not Implemented,
+// means the endpoint does not implement the condition as S3 does;
+// anything else (unreachable, refused) keeps its cause, and its storage
+// error.
 func (s *Store) probeFailed(header, what string, err error) error {
-	if errors.Is(err, storage.ErrPreconditionFailed) {
+	var resp minio.ErrorResponse
+	if errors.Is(err, storage.ErrPreconditionFailed) || (errors.As(err, &resp) && resp.StatusCode == http.StatusNotImplemented) {
 		return fmt.Errorf("s3: the endpoint %s does not implement %q on PUT (conditional writes) as S3 does: it refused %s (%v); "+
 			"Slipway needs it for compare-and-set and refuses to run on this endpoint",
 			s.client.EndpointURL().Host, header, what, err)

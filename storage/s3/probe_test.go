@@ -26,6 +26,7 @@ type fakeS3 struct {
 	ignoreAbsent bool // If-None-Match: * is ignored
 	ignoreMatch  bool // If-Match is ignored
 	refuseMatch  bool // If-Match always fails, even with the current ETag
+	rejectConds  bool // any precondition is answered 501 NotImplemented
 
 	mu      sync.Mutex
 	objects map[string][]byte
@@ -49,6 +50,9 @@ func (f *fakeS3) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		absent, match := r.Header.Get("If-None-Match"), strings.Trim(r.Header.Get("If-Match"), `"`)
 		f.puts = append(f.puts, strings.TrimSpace(fmt.Sprintf("%s %s", absent, match)))
 		switch {
+		case f.rejectConds && absent+match != "":
+			s3Error(w, http.StatusNotImplemented, "NotImplemented")
+			return
 		case absent == "*" && exists && !f.ignoreAbsent,
 			match != "" && !f.ignoreMatch && exists && (f.refuseMatch || match != etagOf(cur)):
 			s3Error(w, http.StatusPreconditionFailed, "PreconditionFailed")
@@ -89,6 +93,7 @@ func TestProbeConditionalWrites(t *testing.T) {
 		{"If-Match ignored", &fakeS3{ignoreMatch: true}, `ignores "If-Match" on PUT (conditional writes): it replaced an object whose ETag did not match`},
 		{"both ignored", &fakeS3{ignoreAbsent: true, ignoreMatch: true}, `ignores "If-None-Match: *"`},
 		{"If-Match always fails", &fakeS3{refuseMatch: true}, `does not implement "If-Match" on PUT (conditional writes) as S3 does: it refused a PUT with the current ETag`},
+		{"not implemented", &fakeS3{rejectConds: true}, `does not implement "If-None-Match: *" on PUT (conditional writes) as S3 does: it refused a PUT of a new object`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := httptest.NewServer(tc.fake)
