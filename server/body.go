@@ -66,10 +66,15 @@ func blobUpload(r *http.Request) bool {
 	return ok && rt.Kind == registry.KindUpload
 }
 
+// deadliner sets a connection's read deadline (http.ResponseController).
+type deadliner interface {
+	SetReadDeadline(time.Time) error
+}
+
 // guardedBody is a request body under guardBody's deadlines.
 type guardedBody struct {
 	io.ReadCloser
-	rc  *http.ResponseController
+	rc  deadliner
 	eof atomic.Bool // read to its end; the writer may look from another goroutine
 
 	// For blob uploads (stall > 0): the time spent waiting in Read, and

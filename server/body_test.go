@@ -284,3 +284,54 @@ func TestSlowBlobUpload(t *testing.T) {
 		t.Fatalf("trickling upload closed after %s, before the %s stall timeout", got.Closed, stall)
 	}
 }
+
+// deadlines records the read deadlines set on a fake connection.
+type deadlines struct{ set []time.Time }
+
+func (d *deadlines) SetReadDeadline(t time.Time) error {
+	d.set = append(d.set, t)
+	return nil
+}
+
+// byteAtATime yields one byte per Read, at once, forever.
+type byteAtATime struct{}
+
+func (byteAtATime) Read(p []byte) (int, error) { p[0] = ' '; return 1, nil }
+func (byteAtATime) Close() error               { return nil }
+
+// A blob upload's stall budget counts only the time spent waiting in Read:
+// the handler storing what it read, between reads, is not the client's
+// slowness. Bytes that come fast do not refill the budget until
+// uploadStallBytes have arrived.
+func TestUploadStallBudget(t *testing.T) {
+	const stall = time.Hour // far from the test's own durations
+	d := &deadlines{}
+	b := &guardedBody{ReadCloser: byteAtATime{}, rc: d, stall: stall}
+	p := make([]byte, 1)
+	_, _ = b.Read(p)
+	time.Sleep(20 * time.Millisecond) // the handler at work
+	before := time.Now()
+	_, _ = b.Read(p)
+	if got := d.set[1].Sub(before); got < stall-time.Millisecond {
+		t.Fatalf("after a pause outside Read the deadline is %s away, want about the whole %s", got, stall)
+	}
+	// Waiting inside Read does count: a slow reader uses the budget up.
+	b = &guardedBody{ReadCloser: slowByte{10 * time.Millisecond}, rc: d, stall: stall}
+	for range 3 {
+		_, _ = b.Read(p)
+	}
+	if b.waited < 30*time.Millisecond || b.got != 3 {
+		t.Fatalf("after 3 slow reads of 1 byte: waited %s, got %d; want >= 30ms and 3", b.waited, b.got)
+	}
+	b.got = uploadStallBytes - 1
+	_, _ = b.Read(p)
+	if b.waited != 0 || b.got != 0 {
+		t.Fatalf("after %d bytes: waited %s, got %d; want the budget refilled", uploadStallBytes, b.waited, b.got)
+	}
+}
+
+// slowByte yields one byte per Read after a pause.
+type slowByte struct{ pause time.Duration }
+
+func (s slowByte) Read(p []byte) (int, error) { time.Sleep(s.pause); p[0] = ' '; return 1, nil }
+func (slowByte) Close() error                 { return nil }
