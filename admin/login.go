@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/slipway/slipway/auth"
+	"github.com/slipway/slipway/internal/httpbody"
 )
 
 // loginView is the login form's data.
@@ -60,9 +61,8 @@ func (a *Admin) loginPage(w http.ResponseWriter, r *http.Request) {
 
 // login serves POST /admin/login.
 func (a *Admin) login(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, maxForm)
-	if err := r.ParseForm(); err != nil {
-		a.errorPage(w, r, nil, http.StatusBadRequest, "That form could not be read", "Reload the sign-in page and try again.")
+	if e := httpbody.ParseForm(w, r, maxForm); e != nil {
+		a.formError(w, r, nil, e)
 		return
 	}
 	name, password := r.PostForm.Get("username"), r.PostForm.Get("password")

@@ -16,6 +16,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/slipway/slipway/auth"
+	"github.com/slipway/slipway/internal/httpbody"
 	"github.com/slipway/slipway/promote"
 	"github.com/slipway/slipway/storage"
 )
@@ -93,6 +94,19 @@ func (a *Admin) errorPage(w http.ResponseWriter, r *http.Request, req *request, 
 	v := a.newView(r, req, heading)
 	v.Data = errorData{Status: status, Heading: heading, Detail: detail}
 	a.render(w, r, status, "error", v)
+}
+
+// formError answers a form that could not be read (too large, too slow,
+// malformed): nothing was done.
+func (a *Admin) formError(w http.ResponseWriter, r *http.Request, req *request, e *httpbody.Error) {
+	heading := "That form could not be read"
+	switch e.Status {
+	case http.StatusRequestEntityTooLarge:
+		heading = "That form is too large"
+	case http.StatusRequestTimeout:
+		heading = "That form took too long to arrive"
+	}
+	a.errorPage(w, r, req, e.Status, heading, "Nothing was changed. Go back, reload the page and try again.")
 }
 
 func (a *Admin) notFound(w http.ResponseWriter, r *http.Request, req *request) {

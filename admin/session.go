@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/slipway/slipway/auth"
+	"github.com/slipway/slipway/internal/httpbody"
 )
 
 // Sessions are signed cookies, not records on the server. Slipway runs as
@@ -170,6 +171,10 @@ func (a *Admin) authed(h func(http.ResponseWriter, *http.Request, *request)) htt
 		}
 		req := &request{sess: s, user: p, csrf: a.csrfToken(s)}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			if e := httpbody.ParseForm(w, r, maxForm); e != nil {
+				a.formError(w, r, req, e)
+				return
+			}
 			if !a.checkCSRF(r, req.csrf) {
 				a.errorPage(w, r, req, http.StatusForbidden, "This form has expired or did not come from this site",
 					"Nothing was changed. Go back, reload the page and try again.")
@@ -181,13 +186,8 @@ func (a *Admin) authed(h func(http.ResponseWriter, *http.Request, *request)) htt
 	}
 }
 
-// checkCSRF compares the form's token with want, in constant time. The
-// form is read with a bound on its size.
+// checkCSRF compares the parsed form's token with want, in constant time.
 func (a *Admin) checkCSRF(r *http.Request, want string) bool {
-	r.Body = http.MaxBytesReader(nil, r.Body, maxForm)
-	if err := r.ParseForm(); err != nil {
-		return false
-	}
 	got := r.PostForm.Get("csrf")
 	return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
 }

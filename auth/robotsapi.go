@@ -1,16 +1,15 @@
 package auth
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/slipway/slipway/config"
+	"github.com/slipway/slipway/internal/httpbody"
 	"github.com/slipway/slipway/storage"
 )
 
@@ -59,10 +58,8 @@ func viewOf(r *Robot) RobotView {
 // 400 for a bad request, 409 when the name is taken.
 func (s *Service) CreateRobot(c *gin.Context) {
 	var req CreateRobotRequest
-	dec := json.NewDecoder(io.LimitReader(c.Request.Body, maxRobotBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		apiFail(c, http.StatusBadRequest, "body must be a JSON robot: "+err.Error())
+	if e := httpbody.DecodeJSON(c.Writer, c.Request, maxRobotBody, &req); e != nil {
+		c.AbortWithStatusJSON(e.Status, APIError{Code: e.Code, Message: e.Message})
 		return
 	}
 	robot, msg := s.newRobot(req)

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"net/http"
@@ -9,6 +10,8 @@ import (
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 	"github.com/gin-gonic/gin"
+
+	"github.com/slipway/slipway/internal/httpbody"
 )
 
 // maxFormBytes bounds an OAuth2 token request body.
@@ -37,8 +40,12 @@ type tokenRequest struct {
 	refresh  string
 }
 
-// errBadRequest is a malformed token request (400).
-type errBadRequest struct{ msg, oauth string }
+// errBadRequest is a malformed token request: 400, or status when set (a
+// body too large or too slow).
+type errBadRequest struct {
+	status     int
+	msg, oauth string
+}
 
 func (e *errBadRequest) Error() string { return e.msg }
 
@@ -122,9 +129,8 @@ func readTokenRequest(c *gin.Context) (tokenRequest, error) {
 		return req, nil
 	}
 	req := tokenRequest{oauth: true}
-	r.Body = http.MaxBytesReader(c.Writer, r.Body, maxFormBytes)
-	if err := r.ParseForm(); err != nil {
-		return req, &errBadRequest{msg: "unreadable form: " + err.Error(), oauth: "invalid_request"}
+	if e := httpbody.ParseForm(c.Writer, r, maxFormBytes); e != nil {
+		return req, &errBadRequest{status: e.Status, msg: e.Message, oauth: "invalid_request"}
 	}
 	f := r.PostForm
 	req.grant, req.service, req.scopes = f.Get("grant_type"), f.Get("service"), f["scope"]
@@ -184,7 +190,7 @@ func (s *Service) tokenFail(c *gin.Context, req tokenRequest, err error) {
 	var throttled *throttledError
 	switch {
 	case errors.As(err, &bad):
-		status, code, oauth = http.StatusBadRequest, errcode.ErrorCodeUnsupported, bad.oauth
+		status, code, oauth = cmp.Or(bad.status, http.StatusBadRequest), errcode.ErrorCodeUnsupported, bad.oauth
 	case errors.As(err, &throttled):
 		retryAfter(c, throttled.wait)
 		status, code, oauth = http.StatusTooManyRequests, errcode.ErrorCodeTooManyRequests, "invalid_grant"

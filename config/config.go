@@ -55,6 +55,14 @@ type HTTP struct {
 	// ShutdownTimeout bounds how long in-flight requests may run after
 	// SIGTERM/SIGINT.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// BodyTimeout bounds how long the body of a request that is not a
+	// blob upload (tokens, the API, admin forms, manifests) may take to
+	// arrive: a client trickling bytes cannot hold a connection longer.
+	BodyTimeout time.Duration `yaml:"body_timeout"`
+	// UploadStallTimeout guards blob upload bodies, which have no overall
+	// bound: one is cut off once the server has waited this long in all
+	// for the next few KiB of it.
+	UploadStallTimeout time.Duration `yaml:"upload_stall_timeout"`
 }
 
 // Storage selects the object-store backend. Exactly one is in use; today
@@ -153,8 +161,10 @@ type Log struct {
 func Default() Config {
 	return Config{
 		HTTP: HTTP{
-			Addr:            ":5000",
-			ShutdownTimeout: 30 * time.Second,
+			Addr:               ":5000",
+			ShutdownTimeout:    30 * time.Second,
+			BodyTimeout:        30 * time.Second,
+			UploadStallTimeout: time.Minute,
 		},
 		Storage: Storage{Filesystem: Filesystem{Root: "./data"}},
 		Uploads: Uploads{PurgeAfter: 24 * time.Hour, PurgeInterval: time.Hour},
@@ -209,6 +219,12 @@ func (c Config) problems() []problem {
 	}
 	if c.HTTP.ShutdownTimeout <= 0 {
 		add("http.shutdown_timeout", "must be a positive duration like \"30s\", got %q", c.HTTP.ShutdownTimeout.String())
+	}
+	if c.HTTP.BodyTimeout <= 0 {
+		add("http.body_timeout", "must be a positive duration like \"30s\", got %q", c.HTTP.BodyTimeout.String())
+	}
+	if c.HTTP.UploadStallTimeout <= 0 {
+		add("http.upload_stall_timeout", "must be a positive duration like \"1m\", got %q", c.HTTP.UploadStallTimeout.String())
 	}
 	if c.Storage.S3 != nil {
 		s3 := c.Storage.S3

@@ -37,6 +37,7 @@ http:
   public_url: "http://127.0.0.1:5001/"
   secret: "shared-by-all-replicas"
   shutdown_timeout: 1m30s
+  body_timeout: 10s
 storage:
   filesystem:
     root: /var/lib/slipway
@@ -52,10 +53,12 @@ log:
 	}
 	want := Config{
 		HTTP: HTTP{
-			Addr:            "127.0.0.1:5001",
-			PublicURL:       "http://127.0.0.1:5001", // trailing slash trimmed
-			Secret:          "shared-by-all-replicas",
-			ShutdownTimeout: 90 * time.Second,
+			Addr:               "127.0.0.1:5001",
+			PublicURL:          "http://127.0.0.1:5001", // trailing slash trimmed
+			Secret:             "shared-by-all-replicas",
+			ShutdownTimeout:    90 * time.Second,
+			BodyTimeout:        10 * time.Second,
+			UploadStallTimeout: Default().HTTP.UploadStallTimeout,
 		},
 		Storage: Storage{Filesystem: Filesystem{Root: "/var/lib/slipway"}},
 		Uploads: Default().Uploads,
@@ -92,12 +95,13 @@ func TestLoadMissingFile(t *testing.T) {
 func TestEnvOverrides(t *testing.T) {
 	file := "http:\n  addr: \":6000\"\nlog:\n  level: info\n"
 	env := envMap(map[string]string{
-		"SLIPWAY_HTTP_ADDR":               "127.0.0.1:7000",
-		"SLIPWAY_HTTP_PUBLIC_URL":         "https://registry.example.com",
-		"SLIPWAY_HTTP_SECRET":             "0123456789abcdef0123",
-		"SLIPWAY_HTTP_SHUTDOWN_TIMEOUT":   "5s",
-		"SLIPWAY_STORAGE_FILESYSTEM_ROOT": "/srv/data",
-		"SLIPWAY_LOG_LEVEL":               "error",
+		"SLIPWAY_HTTP_ADDR":                 "127.0.0.1:7000",
+		"SLIPWAY_HTTP_PUBLIC_URL":           "https://registry.example.com",
+		"SLIPWAY_HTTP_SECRET":               "0123456789abcdef0123",
+		"SLIPWAY_HTTP_SHUTDOWN_TIMEOUT":     "5s",
+		"SLIPWAY_HTTP_UPLOAD_STALL_TIMEOUT": "2m",
+		"SLIPWAY_STORAGE_FILESYSTEM_ROOT":   "/srv/data",
+		"SLIPWAY_LOG_LEVEL":                 "error",
 	})
 	cfg, err := Parse("c.yml", []byte(file), env)
 	if err != nil {
@@ -105,10 +109,12 @@ func TestEnvOverrides(t *testing.T) {
 	}
 	want := Config{
 		HTTP: HTTP{
-			Addr:            "127.0.0.1:7000",
-			PublicURL:       "https://registry.example.com",
-			Secret:          "0123456789abcdef0123",
-			ShutdownTimeout: 5 * time.Second,
+			Addr:               "127.0.0.1:7000",
+			PublicURL:          "https://registry.example.com",
+			Secret:             "0123456789abcdef0123",
+			ShutdownTimeout:    5 * time.Second,
+			BodyTimeout:        Default().HTTP.BodyTimeout,
+			UploadStallTimeout: 2 * time.Minute,
 		},
 		Storage: Storage{Filesystem: Filesystem{Root: "/srv/data"}},
 		Uploads: Default().Uploads,
@@ -155,6 +161,10 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 			`config.yml:3: http.shutdown_timeout: must be a duration`},
 		{"zero duration", base + "  shutdown_timeout: 0s\n", nil,
 			`config.yml:3: http.shutdown_timeout: must be a positive duration`},
+		{"zero body timeout", base + "  body_timeout: 0s\n", nil,
+			`config.yml:3: http.body_timeout: must be a positive duration`},
+		{"negative upload stall timeout", base + "  upload_stall_timeout: -1m\n", nil,
+			`config.yml:3: http.upload_stall_timeout: must be a positive duration`},
 		{"empty addr", "log:\n  level: info\nhttp:\n  addr: \"\"\n", nil,
 			`config.yml:4: http.addr: must not be empty`},
 		{"addr without port", "http:\n  addr: localhost\n", nil,

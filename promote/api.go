@@ -1,14 +1,14 @@
 package promote
 
 import (
-	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/slipway/slipway/internal/httpbody"
 )
 
 // maxRequestBody bounds a promotion request.
@@ -66,13 +66,8 @@ func decodeJSON(c *gin.Context, v any) error {
 	if ct := c.ContentType(); ct != "" && ct != "application/json" {
 		return invalid("Content-Type must be application/json, got %q", ct)
 	}
-	dec := json.NewDecoder(io.LimitReader(c.Request.Body, maxRequestBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		if errors.Is(err, io.EOF) {
-			return invalid("request body is empty: a JSON object is expected")
-		}
-		return invalid("request body is not valid: %v", err)
+	if e := httpbody.DecodeJSON(c.Writer, c.Request, maxRequestBody, v); e != nil {
+		return errorf(e.Status, e.Code, "%s", e.Message)
 	}
 	return nil
 }

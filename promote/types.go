@@ -140,6 +140,8 @@ const (
 	CodeNotManifest    = "not_a_manifest"   // 422
 	CodeUnavailable    = "unavailable"      // 503
 	CodeInternal       = "internal"         // 500
+	// Bodies refused as unreadable carry httpbody's codes:
+	// request_too_large (413) and request_timeout (408).
 )
 
 func errorf(status int, code, format string, args ...any) *Error {

@@ -35,7 +35,8 @@ import (
 )
 
 // readHeaderTimeout bounds slow-loris clients. There is deliberately no
-// Read/WriteTimeout: blob bodies can take minutes either way.
+// Read/WriteTimeout: blob bodies can take minutes either way (guardBody
+// bounds bodies per route instead).
 const (
 	readHeaderTimeout = 10 * time.Second
 	idleTimeout       = 2 * time.Minute
@@ -158,7 +159,7 @@ func newServerWith(cfg config.Config, logger *slog.Logger, store storage.Store, 
 	// client can forge.
 	_ = e.SetTrustedProxies(nil)
 	e.ContextWithFallback = true
-	e.Use(s.observe, s.recover)
+	e.Use(s.observe, s.recover, s.guardBody)
 	s.routeOps(e)
 	regOpts := registry.Options{
 		PublicURL: cfg.HTTP.PublicURL,

@@ -196,6 +196,9 @@ type Options struct {
 	// ExtraConfig is appended to Slipway's YAML configuration (top-level
 	// sections the harness does not write itself, such as promotion).
 	ExtraConfig string
+	// HTTPConfig is appended to Slipway's http section: lines indented
+	// by two spaces, such as "  body_timeout: 2s\n".
+	HTTPConfig string
 }
 
 // S3 is the bucket a registry stores its state in.
@@ -255,6 +258,7 @@ type Registry struct {
 	verificationKeys []string
 	lockout          *Lockout
 	extraConfig      string
+	httpConfig       string
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -279,7 +283,7 @@ func StartOpts(t testing.TB, opts Options) *Registry {
 		t.Fatalf("making the test accounts: %v", err)
 	}
 	r := &Registry{t: t, name: sanitize(t.Name()), secret: randomHex(16), noPublicURL: opts.NoPublicURL,
-		signingKey: defaultSigningKey(t), lockout: opts.Lockout, extraConfig: opts.ExtraConfig}
+		signingKey: defaultSigningKey(t), lockout: opts.Lockout, extraConfig: opts.ExtraConfig, httpConfig: opts.HTTPConfig}
 	if opts.S3 != nil {
 		s := *opts.S3
 		switch {
@@ -309,7 +313,7 @@ func StartOpts(t testing.TB, opts Options) *Registry {
 func (r *Registry) StartReplica(t testing.TB) *Registry {
 	t.Helper()
 	r2 := &Registry{t: t, name: r.name + "-replica", Root: r.Root, secret: r.secret, writeDelay: r.writeDelay, noPublicURL: r.noPublicURL,
-		signingKey: r.signingKey, verificationKeys: r.verificationKeys, lockout: r.lockout, extraConfig: r.extraConfig}
+		signingKey: r.signingKey, verificationKeys: r.verificationKeys, lockout: r.lockout, extraConfig: r.extraConfig, httpConfig: r.httpConfig}
 	if r.S3 != nil {
 		s := *r.S3
 		r2.S3 = &s
@@ -440,11 +444,11 @@ http:
   addr: %q
   public_url: %q
   secret: %q
-storage:
+%sstorage:
 %s  test_write_delay: %s
 log:
   level: debug
-%s%s`, r.Host, publicURL, r.secret, storage, r.writeDelay, r.authConfig(), r.extraConfig)
+%s%s`, r.Host, publicURL, r.secret, r.httpConfig, storage, r.writeDelay, r.authConfig(), r.extraConfig)
 	}
 	return os.WriteFile(r.cfgPath, []byte(cfg), 0o644)
 }
