@@ -11,13 +11,15 @@ import (
 // mount: two scopes); the limits leave ample room and keep an anonymous
 // request's cost small and independent of what it sends.
 const (
-	MaxScopes       = 32 // scopes per request, over every ?scope= and space-separated entry
-	MaxScopeActions = 16 // actions listed in one scope, unknown and repeated ones included
+	MaxScopes       = 32   // scopes per request, over every ?scope= and space-separated entry
+	MaxScopeActions = 16   // actions listed in one scope, unknown and repeated ones included
+	MaxScopeLength  = 1024 // bytes of one scope: a 255-byte name and every action fit in ~300
 )
 
 // ErrScopeLimit is what ParseScopes' errors match (errors.Is) when a
 // request lists more than MaxScopes scopes or a scope more than
-// MaxScopeActions actions: the token endpoint answers invalid_request.
+// MaxScopeActions actions, or a scope longer than MaxScopeLength: the token
+// endpoint answers invalid_request.
 var ErrScopeLimit = errors.New("too many scopes or actions")
 
 type scopeLimitError string
@@ -41,8 +43,10 @@ var knownActions = map[string]uint8{
 // ones kept once.
 //
 // Its work is linear in the input and stops at the limits: more than
-// MaxScopes scopes, or more than MaxScopeActions actions in one scope, is an
-// error matching ErrScopeLimit, found before the excess is looked at.
+// MaxScopes scopes, more than MaxScopeActions actions in one scope, or a
+// scope longer than MaxScopeLength is an error matching ErrScopeLimit,
+// found before the excess is looked at (a string too long to hold
+// MaxScopes scopes is refused unread).
 // Names are not checked here (Policy.Grant grants nothing on an invalid
 // one).
 func ParseScopes(scopes []string) ([]Access, error) {
@@ -51,9 +55,15 @@ func ParseScopes(scopes []string) ([]Access, error) {
 	index := map[string]int{}
 	count := 0
 	for _, field := range scopes {
+		if len(field) > MaxScopes*(MaxScopeLength+1) {
+			return nil, scopeLimitError(fmt.Sprintf("scope parameter of %d bytes: at most %d scopes of %d bytes", len(field), MaxScopes, MaxScopeLength))
+		}
 		for s := range strings.FieldsSeq(field) {
 			if count++; count > MaxScopes {
 				return nil, scopeLimitError(fmt.Sprintf("too many scopes: at most %d per request", MaxScopes))
+			}
+			if len(s) > MaxScopeLength {
+				return nil, scopeLimitError(fmt.Sprintf("scope %q… is longer than %d bytes", truncate(s, 64), MaxScopeLength))
 			}
 			typ, rest, ok := strings.Cut(s, ":")
 			i := strings.LastIndexByte(rest, ':')

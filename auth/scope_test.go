@@ -54,6 +54,8 @@ func TestParseScopesLimits(t *testing.T) {
 		"actions":                {"repository:staging/app:" + manyActions(MaxScopeActions+1)},
 		"repeated actions":       {"repository:staging/app:" + strings.Repeat("pull,", MaxScopeActions) + "pull"},
 		"actions of a 2nd scope": {"repository:a:pull", "repository:b:" + manyActions(120_000)},
+		"a long scope":           {"repository:staging/" + strings.Repeat("a", MaxScopeLength) + ":pull"},
+		"a long parameter":       {strings.Repeat(" ", MaxScopes*(MaxScopeLength+1)+1)},
 	} {
 		if got, err := ParseScopes(in); !errors.Is(err, ErrScopeLimit) {
 			t.Errorf("%s over the limit: %d entries, error %v; want ErrScopeLimit", name, len(got), err)
@@ -137,7 +139,7 @@ func BenchmarkParseScopes(b *testing.B) {
 			}
 		}
 	})
-	for _, n := range []int{1_000, 120_000} {
+	for _, n := range []int{1_000, 12_000, 120_000} {
 		in := []string{"repository:staging/app:" + manyActions(n)}
 		b.Run("actions="+strconv.Itoa(n), func(b *testing.B) {
 			for b.Loop() {
