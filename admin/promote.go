@@ -10,6 +10,7 @@ import (
 
 	"github.com/slipway/slipway/config"
 	"github.com/slipway/slipway/promote"
+	"github.com/slipway/slipway/registry"
 )
 
 // confirmData is the confirmation page of a promotion or a rollback.
@@ -55,7 +56,7 @@ func (a *Admin) promote(w http.ResponseWriter, r *http.Request, req *request) {
 	stages := svc.Stages()
 	from, fromOK := config.StageOf(stages, repo)
 	to, toOK := stageNamed(stages, d.To)
-	if !ok || !fromOK || !toOK || repo == from.Prefix || d.Digest.Validate() != nil || len(d.Reason) > maxReason {
+	if !ok || !registry.ValidName(repo) || !fromOK || !toOK || repo == from.Prefix || d.Digest.Validate() != nil || len(d.Reason) > maxReason {
 		a.errorPage(w, r, req, http.StatusBadRequest, "That promotion request is not valid",
 			"It needs a source like \"staging/app:1.0\", its digest and a target stage. Go back to the repository page and use its Promote button.")
 		return
@@ -67,7 +68,8 @@ func (a *Admin) promote(w http.ResponseWriter, r *http.Request, req *request) {
 	d.TargetRepo = to.Prefix + d.App
 	d.Fixed = to.IsFixedTag(d.Tag)
 	if !svc.CanPromote(ctx, repo, to.Name) {
-		a.forbidden(w, r, req, "Your account may not promote from "+repo+" to the "+to.Name+" stage. Ask an administrator for the promote permission.")
+		a.forbidden(w, r, req, "Your account may not promote from "+repo+" to the "+to.Name+" stage: that needs pull and promote on "+
+			repo+", and promote on "+d.TargetRepo+". Ask an administrator for these permissions.")
 		return
 	}
 	v := a.newView(r, req, "Promote "+d.Source)

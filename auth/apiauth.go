@@ -9,17 +9,25 @@ import (
 )
 
 // API is the /api/ middleware: it identifies the caller from
-// "Authorization: Bearer <token from /auth/token>" or from HTTP Basic
-// credentials (throttled like every login), checks the account still
-// exists, and puts the Principal in the request's context. Handlers decide
-// what the principal may do (RequireAdmin).
+// "Authorization: Bearer <API token>" (from /auth/token with the scope
+// api:v1:*) or from HTTP Basic credentials (throttled like every login),
+// checks the account still exists, and puts the Principal in the request's
+// context. Handlers decide what the principal may do (RequireAdmin).
+//
+// A registry token is refused: it was asked for to pull or push, often by
+// a tool that holds it in places an API credential would not be kept, and
+// an anonymous one names nobody.
 func (s *Service) API(c *gin.Context) {
 	ctx := c.Request.Context()
 	var acct *Account
 	if raw, ok := bearerToken(c.Request); ok {
-		claims, err := s.tokens.verify(raw)
-		if err != nil || claims.Subject == "" {
-			s.apiUnauthorized(c, "invalid or expired token")
+		claims, err := s.tokens.verifyAPI(raw)
+		if err != nil {
+			msg := "invalid or expired token"
+			if _, regErr := s.tokens.verify(raw); regErr == nil {
+				msg = "a registry token does not open the API: ask /auth/token for the scope " + apiScope() + ", or use Basic credentials"
+			}
+			s.apiUnauthorized(c, msg)
 			return
 		}
 		if acct, err = s.account(ctx, claims.Subject); err != nil {
@@ -47,7 +55,7 @@ func (s *Service) API(c *gin.Context) {
 			return
 		}
 	} else {
-		s.apiUnauthorized(c, "authentication required: a Bearer token from /auth/token, or Basic credentials")
+		s.apiUnauthorized(c, "authentication required: Basic credentials, or a Bearer token from /auth/token for the scope "+apiScope())
 		return
 	}
 	p := Principal{Name: acct.Name, Admin: acct.Admin, Robot: acct.Robot}
@@ -67,7 +75,7 @@ func (s *Service) RequireAdmin(c *gin.Context) {
 
 func (s *Service) apiUnauthorized(c *gin.Context, msg string) {
 	c.Header("WWW-Authenticate", `Bearer realm="`+quoteEscape(s.realm(c.Request.Host, c.Request.TLS != nil))+
-		`",service="`+quoteEscape(s.opts.Auth.Service)+`"`)
+		`",service="`+quoteEscape(s.opts.Auth.Service)+`",scope="`+apiScope()+`"`)
 	c.Writer.Header().Add("WWW-Authenticate", `Basic realm="`+quoteEscape(s.opts.Auth.Service)+`"`)
 	apiFail(c, http.StatusUnauthorized, msg)
 }

@@ -10,6 +10,9 @@
 // the intersection of what was asked for and what the account may do.
 // Refresh tokens (what `docker login` stores instead of the password) are
 // JWTs of another type and audience, bound to the account's credentials.
+// API tokens (asked for with the scope api:v1:*) are a third type and
+// audience: /api/ accepts them and Basic credentials, never registry
+// tokens, and /v2/ never accepts them.
 package auth
 
 import (

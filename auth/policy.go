@@ -4,6 +4,7 @@ import (
 	"slices"
 
 	"github.com/slipway/slipway/config"
+	"github.com/slipway/slipway/registry"
 )
 
 // Actions on repositories. An account's grants name them; tokens carry
@@ -31,7 +32,10 @@ var allActions = []string{ActionPull, ActionPush, ActionDelete, ActionPromote}
 //     the grants' globs match; everyone (anonymous included) may pull the
 //     repositories auth.anonymous_pull matches;
 //  3. stage rules override both: in a stage marked immutable nobody gets
-//     push or delete (only the promotion service writes there).
+//     push or delete (only the promotion service writes there);
+//  4. a repository name /v2/ would refuse (registry.ValidName) gets
+//     nothing: globs match characters, so "staging/*" would otherwise
+//     cover "staging/../production/app".
 type Policy struct {
 	anonymous []string
 	stages    []config.Stage
@@ -52,6 +56,9 @@ func (p *Policy) Allowed(acct *Account, typ, name string) []string {
 		}
 		return nil
 	case TypeRepository:
+		if !registry.ValidName(name) {
+			return nil
+		}
 	default:
 		return nil
 	}
@@ -91,10 +98,16 @@ func (p *Policy) Allowed(acct *Account, typ, name string) []string {
 // Grant answers a token request: for each requested resource, the
 // intersection of the actions asked for and those allowed. Asking for more
 // than allowed is never an error; the answer then has fewer (or no)
-// actions. "*" asks for every allowed action.
+// actions. "*" asks for every allowed action. A repository whose name
+// /v2/ would refuse gets no entry at all, as Docker's token server does:
+// the request still succeeds (a client asking for a bad name hears
+// NAME_INVALID from /v2/, which says more than a refused token would).
 func (p *Policy) Grant(acct *Account, requested []Access) []Access {
 	out := make([]Access, 0, len(requested))
 	for _, r := range requested {
+		if r.Type == TypeRepository && !registry.ValidName(r.Name) {
+			continue
+		}
 		allowed := p.Allowed(acct, r.Type, r.Name)
 		granted := []string{}
 		for _, a := range r.Actions {

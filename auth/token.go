@@ -19,6 +19,18 @@ const leeway = 30 * time.Second
 // kind is ever accepted as the other.
 const refreshType = "refresh+jwt"
 
+// apiType marks API tokens (see issueAPI) the same way: their own "typ"
+// and audience, so a registry token never opens /api/ and an API token
+// never opens /v2/.
+const apiType = "api+jwt"
+
+// The scope that asks /auth/token for an API token instead of a registry
+// one: "api:v1:*", alone in its request.
+const (
+	TypeAPI = "api"
+	NameAPI = "v1"
+)
+
 // Access is one entry of a token's "access" claim, as in the Docker token
 // specification: the actions granted on one resource.
 type Access struct {
@@ -63,6 +75,7 @@ type tokens struct {
 	ttl, refreshTTL time.Duration
 	now             func() time.Time
 	access, refresh *jwt.Parser
+	api             *jwt.Parser
 	// verified remembers access tokens whose signature and claims were
 	// checked, by SHA-256 of the token: docker and containerd reuse one
 	// token for every request of a pull, and an ES256 verification costs
@@ -92,10 +105,21 @@ func newTokens(keys *keySet, issuer, service string, ttl, refreshTTL time.Durati
 		verified: verified,
 		access:   jwt.NewParser(opts(service)...),
 		refresh:  jwt.NewParser(opts(refreshAudience(service))...),
+		api:      jwt.NewParser(opts(apiAudience(service))...),
 	}
 }
 
 func refreshAudience(service string) string { return service + "#refresh" }
+
+func apiAudience(service string) string { return service + "#api" }
+
+// apiAccess is the access claim of every API token.
+func apiAccess() []Access {
+	return []Access{{Type: TypeAPI, Name: NameAPI, Actions: []string{"*"}}}
+}
+
+// apiScope is the scope that asks for an API token: "api:v1:*".
+func apiScope() string { return FormatScope(apiAccess()[0]) }
 
 func (t *tokens) registered(sub, aud string, now time.Time, ttl time.Duration) jwt.RegisteredClaims {
 	return jwt.RegisteredClaims{
@@ -124,6 +148,15 @@ func (t *tokens) issue(sub string, access []Access) (token string, issued time.T
 		access = []Access{}
 	}
 	token, err = t.sign(&Claims{RegisteredClaims: t.registered(sub, t.service, now, t.ttl), Access: access}, "JWT")
+	return token, now, err
+}
+
+// issueAPI signs an API token for sub: what /api/v1 accepts besides Basic
+// credentials. It names the account and nothing else; handlers decide
+// what the account may do, as they do for Basic.
+func (t *tokens) issueAPI(sub string) (token string, issued time.Time, err error) {
+	now := t.now().Truncate(time.Second)
+	token, err = t.sign(&Claims{RegisteredClaims: t.registered(sub, apiAudience(t.service), now, t.ttl), Access: apiAccess()}, apiType)
 	return token, now, err
 }
 
@@ -170,6 +203,21 @@ func (t *tokens) verify(s string) (*Claims, error) {
 		return nil, err
 	}
 	t.verified.Add(sum, &c)
+	return &c, nil
+}
+
+// verifyAPI checks an API token: like verify, with the API's type and
+// audience, and a subject. Not cached: API calls are few, and the cache
+// holds registry tokens only, so neither kind can be taken for the other
+// through it.
+func (t *tokens) verifyAPI(s string) (*Claims, error) {
+	var c Claims
+	if _, err := t.api.ParseWithClaims(s, &c, t.keyFor(apiType)); err != nil {
+		return nil, err
+	}
+	if c.Subject == "" || !c.Allows(TypeAPI, NameAPI, "*") {
+		return nil, errors.New("API token without subject or API access")
+	}
 	return &c, nil
 }
 

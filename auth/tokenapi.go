@@ -4,7 +4,9 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -14,8 +16,11 @@ import (
 	"github.com/slipway/slipway/internal/httpbody"
 )
 
-// maxFormBytes bounds an OAuth2 token request body.
-const maxFormBytes = 64 << 10
+// maxTokenRequest bounds a token request's query string and its form
+// body, each: MaxScopes scopes of 255-character names, URL-encoded, fit in
+// ~10 KiB. Anything longer is refused before it is parsed, so a request
+// reaches the scope limits cheaply whatever it sends.
+const maxTokenRequest = 16 << 10
 
 // TokenResponse is the answer of /auth/token (Docker token specification;
 // "access_token" and "scope" for OAuth2 clients).
@@ -58,6 +63,10 @@ func (e *errBadRequest) Error() string { return e.msg }
 // (refresh_token); access_type=offline returns a refresh token with a
 // password grant. The token grants the intersection of the scopes asked
 // for and what the account may do.
+//
+// The scope api:v1:*, alone, asks for an API token instead: it names the
+// account for /api/v1 and opens nothing on /v2/ (see issueAPI); it needs
+// credentials.
 func (s *Service) Token(c *gin.Context) {
 	c.Header("Cache-Control", "no-store")
 	c.Header("Pragma", "no-cache")
@@ -68,8 +77,16 @@ func (s *Service) Token(c *gin.Context) {
 	var requested []Access
 	if err == nil {
 		if requested, err = ParseScopes(req.scopes); err != nil {
-			err = &errBadRequest{msg: err.Error(), oauth: "invalid_scope"}
+			oauth := "invalid_scope"
+			if errors.Is(err, ErrScopeLimit) {
+				oauth = "invalid_request"
+			}
+			err = &errBadRequest{msg: err.Error(), oauth: oauth}
 		}
+	}
+	var api bool
+	if err == nil {
+		api, err = wantsAPI(requested)
 	}
 	if err != nil {
 		s.tokenFail(c, req, err)
@@ -83,18 +100,29 @@ func (s *Service) Token(c *gin.Context) {
 	case "refresh_token":
 		acct, err = s.refreshAccount(ctx, req.refresh, addr)
 	}
+	if err == nil && api && acct == nil {
+		err = errAPIAnonymous
+	}
 	if err != nil {
 		s.tokenFail(c, req, err)
 		return
 	}
-	granted := s.policy.Grant(acct, requested)
 	sub := ""
 	if acct != nil {
 		sub = acct.Name
 		// The access log names who got the token.
 		c.Request = c.Request.WithContext(WithPrincipal(ctx, Principal{Name: acct.Name, Admin: acct.Admin, Robot: acct.Robot}))
 	}
-	token, issued, err := s.tokens.issue(sub, granted)
+	var granted []Access
+	var token string
+	var issued time.Time
+	if api {
+		granted = apiAccess()
+		token, issued, err = s.tokens.issueAPI(sub)
+	} else {
+		granted = s.policy.Grant(acct, requested)
+		token, issued, err = s.tokens.issue(sub, granted)
+	}
 	if err != nil {
 		s.tokenFail(c, req, err)
 		return
@@ -114,8 +142,31 @@ func (s *Service) Token(c *gin.Context) {
 	c.JSON(http.StatusOK, resp)
 }
 
+// wantsAPI reports whether requested asks for an API token: the scope
+// api:v1:* and no other. Mixed with registry scopes it is refused, since
+// one token is never both kinds.
+func wantsAPI(requested []Access) (bool, error) {
+	for _, r := range requested {
+		if r.Type != TypeAPI {
+			continue
+		}
+		if r.Name != NameAPI || !slices.Equal(r.Actions, []string{"*"}) || len(requested) != 1 {
+			return false, &errBadRequest{msg: "an API token is asked for with the scope " + apiScope() + " alone", oauth: "invalid_scope"}
+		}
+		return true, nil
+	}
+	return false, nil
+}
+
+// errAPIAnonymous: an API token names an account, so it needs credentials.
+var errAPIAnonymous = errors.New("an API token needs credentials: HTTP Basic, or a refresh token")
+
 func readTokenRequest(c *gin.Context) (tokenRequest, error) {
 	r := c.Request
+	if len(r.URL.RawQuery) > maxTokenRequest {
+		return tokenRequest{oauth: r.Method != http.MethodGet}, &errBadRequest{
+			msg: fmt.Sprintf("query string longer than %d bytes", maxTokenRequest), oauth: "invalid_request"}
+	}
 	if r.Method == http.MethodGet {
 		q := r.URL.Query()
 		req := tokenRequest{grant: "anonymous", service: q.Get("service"), scopes: q["scope"], offline: q.Get("offline_token") == "true"}
@@ -129,7 +180,7 @@ func readTokenRequest(c *gin.Context) (tokenRequest, error) {
 		return req, nil
 	}
 	req := tokenRequest{oauth: true}
-	if e := httpbody.ParseForm(c.Writer, r, maxFormBytes); e != nil {
+	if e := httpbody.ParseForm(c.Writer, r, maxTokenRequest); e != nil {
 		return req, &errBadRequest{status: e.Status, msg: e.Message, oauth: "invalid_request"}
 	}
 	f := r.PostForm
@@ -195,7 +246,7 @@ func (s *Service) tokenFail(c *gin.Context, req tokenRequest, err error) {
 		retryAfter(c, throttled.wait)
 		status, code, oauth = http.StatusTooManyRequests, errcode.ErrorCodeTooManyRequests, "invalid_grant"
 		msg = "too many failed logins: try again later"
-	case errors.Is(err, errBadCredentials), errors.Is(err, errBadRefresh):
+	case errors.Is(err, errBadCredentials), errors.Is(err, errBadRefresh), errors.Is(err, errAPIAnonymous):
 		status, code, oauth = http.StatusUnauthorized, errcode.ErrorCodeUnauthorized, "invalid_grant"
 	case isUnavailable(err):
 		status, code, oauth = http.StatusServiceUnavailable, errcode.ErrorCodeUnavailable, "temporarily_unavailable"

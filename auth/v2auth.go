@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
-	"github.com/distribution/reference"
 	"github.com/gin-gonic/gin"
 
 	"github.com/slipway/slipway/registry"
@@ -50,7 +49,7 @@ func required(path, method string) requirement {
 	if rt.Kind == registry.KindCatalog {
 		return requirement{typ: TypeRegistry, name: NameCatalog, actions: []string{"*"}}
 	}
-	if _, err := reference.WithName(rt.Name); err != nil {
+	if !registry.ValidName(rt.Name) {
 		return requirement{} // the registry answers NAME_INVALID
 	}
 	r := requirement{typ: TypeRepository, name: rt.Name}
@@ -90,7 +89,7 @@ func mountSource(r *http.Request, need requirement) string {
 	if q.Get("mount") == "" || from == "" || from == need.name {
 		return ""
 	}
-	if _, err := reference.WithName(from); err != nil {
+	if !registry.ValidName(from) {
 		return ""
 	}
 	return from

@@ -363,7 +363,7 @@ func TestPromotionRefusals(t *testing.T) {
 		{"unknown tag", reg.Admin(), []string{"promote", "staging/app:9.9", "--to", "production"}, "refused (404 not_found): staging/app:9.9 does not exist"},
 		{"fixed tag re-pointed", reg.Admin(), []string{"promote", "staging/app:v1.0", "--to", "production"}, "refused (409 fixed_tag): production/app:v1.0 is a fixed tag in production"},
 		{"edge not configured", reg.Admin(), []string{"promote", "production/app:v1.0", "--to", "staging"}, "refused (409 edge_not_allowed): promotion from production to staging is not configured"},
-		{"no promote grant", reg.User(), []string{"promote", "staging/app:v1.0", "--to", "production", "--tag", "other"}, "refused (403 forbidden): you may not promote from staging/app"},
+		{"no promote grant", reg.User(), []string{"promote", "staging/app:v1.0", "--to", "production", "--tag", "other"}, "refused (403 forbidden): promote needs pull and promote on staging/app"},
 		{"bad password", harness.Credentials{Username: "admin", Password: "wrong"}, []string{"promote", "staging/app:v1.0", "--to", "production"}, "refused (401 unauthorized)"},
 		{"malformed", reg.Admin(), []string{"promote", "staging/app", "--to", "production"}, "refused (400 bad_request)"},
 	} {

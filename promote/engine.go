@@ -27,8 +27,7 @@ const (
 )
 
 var (
-	repoName = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*)*$`)
-	tagName  = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$`)
+	tagName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$`)
 	// cosignTag names the signature, attestation and SBOM tags cosign
 	// attaches to a digest.
 	cosignSuffixes = []string{".sig", ".att", ".sbom"}
@@ -58,7 +57,7 @@ func (r ref) String() string {
 func parseSource(s string) (ref, error) {
 	if repo, d, ok := strings.Cut(s, "@"); ok {
 		dg, err := digest.Parse(d)
-		if err != nil || !repoName.MatchString(repo) {
+		if err != nil || !registry.ValidName(repo) {
 			return ref{}, invalid("source %q is not repository@digest with a valid digest", s)
 		}
 		return ref{Repo: repo, Digest: dg}, nil
@@ -68,7 +67,7 @@ func parseSource(s string) (ref, error) {
 		return ref{}, invalid("source %q needs a tag or digest: staging/app:1.4.2 or staging/app@sha256:…", s)
 	}
 	repo, tag := s[:i], s[i+1:]
-	if !repoName.MatchString(repo) || !tagName.MatchString(tag) {
+	if !registry.ValidName(repo) || !tagName.MatchString(tag) {
 		return ref{}, invalid("source %q is not a valid repository:tag", s)
 	}
 	return ref{Repo: repo, Tag: tag}, nil
@@ -134,23 +133,45 @@ func (s *Service) edge(sourceRepo, to string) (target string, from, toStage conf
 }
 
 // CanPromote reports whether the caller may promote from sourceRepo to
-// stage toStage: the edge is configured and the caller holds promote on
-// both repositories (a grant on the target repository is what allows the
-// edge).
+// stage toStage: the edge is configured and checkPromote finds nothing
+// missing.
 func (s *Service) CanPromote(ctx context.Context, sourceRepo, toStage string) bool {
 	target, _, _, err := s.edge(sourceRepo, toStage)
 	if err != nil {
 		return false
 	}
 	may, err := s.permissions(ctx)
-	return err == nil && may(sourceRepo, actionPromote) && may(target, actionPromote)
+	return err == nil && checkPromote(may, sourceRepo, target) == nil
+}
+
+// checkPromote: promoting needs pull and promote on the source, and
+// promote on the target (a grant on the target repository is what allows
+// the edge). Pull, because a promotion reads the source: without it, an
+// account could promote what it may not pull into a repository where it
+// may, and pull it there. A rollback is a promotion from and to its own
+// repository (its earlier digest), so it needs both there.
+func checkPromote(may func(repo, action string) bool, source, target string) *Error {
+	if !may(source, actionPull) || !may(source, actionPromote) {
+		verb := "promote"
+		if source == target {
+			verb = "rollback"
+		}
+		return errorf(http.StatusForbidden, CodeDenied, "%s needs pull and promote on %s", verb, source)
+	}
+	if !may(target, actionPromote) {
+		return errorf(http.StatusForbidden, CodeDenied, "promote needs promote on %s (the target)", target)
+	}
+	return nil
 }
 
 // CanRollback reports whether the caller may roll back rec.
 func (s *Service) CanRollback(ctx context.Context, rec Record) bool {
 	st, ok := s.stage(rec.Stage)
-	return ok && rec.PreviousDigest != "" && rec.Outcome != OutcomeNoop && !st.IsFixedTag(rec.Tag) &&
-		s.may(ctx, rec.Repository, actionPromote)
+	if !ok || rec.PreviousDigest == "" || rec.Outcome == OutcomeNoop || st.IsFixedTag(rec.Tag) {
+		return false
+	}
+	may, err := s.permissions(ctx)
+	return err == nil && checkPromote(may, rec.Repository, rec.Repository) == nil
 }
 
 // Promote promotes req.Source to stage req.To. created is false when the
@@ -198,11 +219,8 @@ func (s *Service) Promote(ctx context.Context, req Request) (rec Record, created
 	if err != nil {
 		return Record{}, false, err
 	}
-	if !may(src.Repo, actionPromote) {
-		return Record{}, false, errorf(http.StatusForbidden, CodeDenied, "you may not promote from %s (no promote grant)", src.Repo)
-	}
-	if !may(target, actionPromote) {
-		return Record{}, false, errorf(http.StatusForbidden, CodeDenied, "you may not promote into %s (no promote grant)", target)
+	if err := checkPromote(may, src.Repo, target); err != nil {
+		return Record{}, false, err
 	}
 	m, err := s.meta.Resolve(ctx, src.Repo, refString(src))
 	switch {
@@ -261,11 +279,16 @@ func (s *Service) Rollback(ctx context.Context, id, reason string) (Record, erro
 		return Record{}, invalid("reason is longer than %d bytes", maxReason)
 	}
 	st, ok := s.stage(old.Stage)
+	may, err := s.permissions(ctx)
+	if err != nil {
+		return Record{}, err
+	}
+	denied := checkPromote(may, old.Repository, old.Repository)
 	switch {
 	case !ok:
 		return Record{}, errorf(http.StatusConflict, CodeEdgeNotAllowed, "stage %q is no longer configured", old.Stage)
-	case !s.may(ctx, old.Repository, actionPromote):
-		return Record{}, errorf(http.StatusForbidden, CodeDenied, "you may not promote into %s (no promote grant)", old.Repository)
+	case denied != nil:
+		return Record{}, denied
 	case st.IsFixedTag(old.Tag):
 		return Record{}, errorf(http.StatusConflict, CodeFixedTag, "%s is a fixed tag in %s: it is never re-pointed, so it cannot be rolled back", old.Tag, st.Name)
 	case old.PreviousDigest == "":

@@ -216,9 +216,22 @@ func TestRefusals(t *testing.T) {
 		return []string{"pull", "promote"}
 	}
 	_, _, err = e.svc.Promote(ctx, Request{Source: "staging/app:1.0", To: "production"})
-	refusal(t, err, http.StatusForbidden, CodeDenied, "may not promote from staging/app")
+	refusal(t, err, http.StatusForbidden, CodeDenied, "promote needs pull and promote on staging/app")
 	if e.svc.CanPromote(ctx, "staging/app", "production") {
 		t.Error("CanPromote without the grant")
+	}
+	// Promote without pull on the source: promoting would copy what the
+	// caller may not read to where it may (issue 10, finding 2).
+	e.grants = func(repo string) []string {
+		if strings.HasPrefix(repo, "staging/") {
+			return []string{"promote"}
+		}
+		return []string{"pull", "promote"}
+	}
+	_, _, err = e.svc.Promote(ctx, Request{Source: "staging/app:1.0", To: "production"})
+	refusal(t, err, http.StatusForbidden, CodeDenied, "promote needs pull and promote on staging/app")
+	if e.svc.CanPromote(ctx, "staging/app", "production") {
+		t.Error("CanPromote without pull on the source")
 	}
 	e.grants = func(repo string) []string {
 		if strings.HasPrefix(repo, "staging/") {
@@ -227,7 +240,7 @@ func TestRefusals(t *testing.T) {
 		return []string{"pull"}
 	}
 	_, _, err = e.svc.Promote(ctx, Request{Source: "staging/app:1.0", To: "production"})
-	refusal(t, err, http.StatusForbidden, CodeDenied, "may not promote into production/app")
+	refusal(t, err, http.StatusForbidden, CodeDenied, "promote needs promote on production/app")
 	e.grants = nil
 	if !e.svc.CanPromote(ctx, "staging/app", "production") || e.svc.CanPromote(ctx, "production/app", "staging") {
 		t.Error("CanPromote does not follow the edges")
@@ -254,6 +267,24 @@ func TestRollback(t *testing.T) {
 	if !e.svc.CanRollback(ctx, second) || e.svc.CanRollback(ctx, first) {
 		t.Error("CanRollback disagrees with Rollback")
 	}
+	// A rollback reads the tag's earlier digest: it needs pull and promote
+	// there. Without pull the record is not even visible (404).
+	for _, tc := range []struct {
+		actions   []string
+		status    int
+		code, msg string
+	}{
+		{[]string{"promote"}, http.StatusNotFound, CodeNotFound, "no promotion"},
+		{[]string{"pull"}, http.StatusForbidden, CodeDenied, "rollback needs pull and promote on production/app"},
+	} {
+		e.grants = func(string) []string { return tc.actions }
+		if e.svc.CanRollback(ctx, second) {
+			t.Errorf("CanRollback with only %v", tc.actions)
+		}
+		_, err := e.svc.Rollback(ctx, second.ID, "")
+		refusal(t, err, tc.status, tc.code, tc.msg)
+	}
+	e.grants = nil
 	rb, err := e.svc.Rollback(ctx, second.ID, "bad build")
 	if err != nil {
 		t.Fatal(err)

@@ -129,7 +129,7 @@ func (s *Service) Tags(ctx context.Context, repo string) ([]TagInfo, error) {
 	if err := s.requireCaller(ctx); err != nil {
 		return nil, err
 	}
-	if !repoName.MatchString(repo) {
+	if !registry.ValidName(repo) {
 		return nil, invalid("invalid repository name %q", repo)
 	}
 	notFound := errorf(http.StatusNotFound, CodeNotFound, "repository %s does not exist or you may not see it", repo)
@@ -166,7 +166,7 @@ func (s *Service) TagDigest(ctx context.Context, repo, tag string) (d digest.Dig
 	if err := s.requireCaller(ctx); err != nil {
 		return "", false, err
 	}
-	if !repoName.MatchString(repo) || !tagName.MatchString(tag) {
+	if !registry.ValidName(repo) || !tagName.MatchString(tag) {
 		return "", false, invalid("invalid repository or tag %q:%q", repo, tag)
 	}
 	if !s.may(ctx, repo, actionPull) {
@@ -187,7 +187,7 @@ func (s *Service) AppTags(ctx context.Context, app string) (map[string][]TagInfo
 	if err := s.requireCaller(ctx); err != nil {
 		return nil, err
 	}
-	if !repoName.MatchString(app) {
+	if !registry.ValidName(app) {
 		return nil, invalid("invalid app name %q", app)
 	}
 	may, err := s.permissions(ctx)

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/slipway/slipway/config"
+	"github.com/slipway/slipway/registry"
 	"github.com/slipway/slipway/storage"
 )
 
@@ -127,7 +128,7 @@ func (s *Service) History(ctx context.Context, q Query) (Page, error) {
 	}
 	prefix, repo := allPrefix, ""
 	if q.Repository != "" {
-		if !repoName.MatchString(q.Repository) {
+		if !registry.ValidName(q.Repository) {
 			return Page{}, invalid("invalid repository name %q", q.Repository)
 		}
 		app := q.Repository

@@ -144,7 +144,7 @@ func (r *Registry) mount(ctx context.Context, name, mount, from string) (digest.
 	if err != nil {
 		return "", err
 	}
-	if from == "" || !validName(from) {
+	if from == "" || !ValidName(from) {
 		// No automatic discovery across repositories: it would hand out
 		// blobs of repositories the caller may not read.
 		return "", nil

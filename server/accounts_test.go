@@ -123,8 +123,8 @@ func TestRobots(t *testing.T) {
 		t.Errorf("get missing = %d %s", rec.Code, rec.Body)
 	}
 
-	// List and get never show the secret; a Bearer token from /auth/token works too.
-	adminTok := token(t, h, adminUser, adminPass)
+	// List and get never show the secret; an API token from /auth/token works too.
+	adminTok := token(t, h, adminUser, adminPass, "api:v1:*")
 	rec = send(h, http.MethodGet, "/api/v1/robots", "", bearer(adminTok)...)
 	if rec.Code != http.StatusOK || strings.Contains(rec.Body.String(), "secret") || !strings.Contains(rec.Body.String(), `"login":"robot$ci-bot"`) {
 		t.Fatalf("list = %d %s", rec.Code, rec.Body)
@@ -146,8 +146,8 @@ func TestRobots(t *testing.T) {
 	if rec := send(h, http.MethodGet, tokenURL(), "", basic("robot$ci-bot", r.Secret+"x")...); rec.Code != http.StatusUnauthorized {
 		t.Fatalf("wrong secret = %d", rec.Code)
 	}
-	// A robot is no admin: its token does not open the robots API.
-	if rec := send(h, http.MethodGet, "/api/v1/robots", "", bearer(tok)...); rec.Code != http.StatusForbidden {
+	// A robot is no admin: its API token does not open the robots API.
+	if rec := send(h, http.MethodGet, "/api/v1/robots", "", bearer(token(t, h, "robot$ci-bot", r.Secret, "api:v1:*"))...); rec.Code != http.StatusForbidden {
 		t.Fatalf("robot on the robots API = %d", rec.Code)
 	}
 

@@ -36,8 +36,8 @@ func TestPromotionAPI(t *testing.T) {
 	if status, again, _ := post(`{"source":"staging/app:1.0","to":"production"}`, admin...); status != http.StatusOK || again.Outcome != "noop" {
 		t.Fatalf("promote again = %d %+v, want 200 no-op", status, again)
 	}
-	// A pull token from /auth/token is enough to identify the caller.
-	bearerTok := token(t, h, adminUser, adminPass)
+	// An API token from /auth/token identifies the caller.
+	bearerTok := token(t, h, adminUser, adminPass, "api:v1:*")
 	if status, _, _ := post(`{"source":"staging/app:1.0","to":"production","tag":"stable"}`, bearer(bearerTok)...); status != http.StatusCreated {
 		t.Fatalf("promote with a bearer token = %d", status)
 	}
