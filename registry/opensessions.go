@@ -245,7 +245,7 @@ func (l *sessionLimits) slots(acct string) *accountSlots {
 // compare-and-set), counted as one more writer; nil if none. Call with
 // l.mu held.
 func (l *sessionLimits) join(acct, id string) *slot {
-	if l.owner[id] != acct {
+	if owner, ok := l.owner[id]; !ok || owner != acct {
 		return nil
 	}
 	s := l.accounts[acct].open[id]

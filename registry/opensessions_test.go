@@ -1,11 +1,17 @@
 package registry
 
 import (
+	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
+	"github.com/gin-gonic/gin"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/slipway/slipway/storage/fs"
 )
 
 // accountEnv is a replica on dir whose requests name their account in
@@ -129,4 +135,51 @@ func TestSessionRate(t *testing.T) {
 	time.Sleep(150 * time.Millisecond) // one token at 10/s
 	wantStatus(t, post("ci"), http.StatusAccepted)
 	wantTooMany(t, post("ci"))
+}
+
+// TestOpenSessionsStoreRequests: the bounds cost a push no store request
+// while an account is under its cap (docker's POST, PATCH, PUT make the
+// same calls as TestUploadStoreRequests); at the cap, a slot of a session
+// committed through another replica costs the reads that find it done.
+func TestOpenSessionsStoreRequests(t *testing.T) {
+	dir := t.TempDir()
+	replica := func() (*countingStore, string) {
+		st, err := fs.New(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs := &countingStore{Store: st}
+		reg := New(cs, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			MaxOpenPerAccount: 1, SessionRate: 100, SessionBurst: 100})
+		e := gin.New()
+		reg.Register(e)
+		srv := httptest.NewServer(e)
+		t.Cleanup(srv.Close)
+		t.Cleanup(reg.Wait)
+		return cs, srv.URL
+	}
+	a, baseA := replica()
+	b, baseB := replica()
+	push := func(patchOn, putOn, data string) {
+		t.Helper()
+		r := send(t, "POST", patchOn+"/v2/app/blobs/uploads/", "")
+		loc := r.Header.Get("Location")
+		if r = send(t, "PATCH", patchOn+loc, data); r.StatusCode != http.StatusAccepted {
+			t.Fatalf("PATCH: %d", r.StatusCode)
+		}
+		if r = send(t, "PUT", putOn+loc+"?digest="+digest.FromString(data).String(), ""); r.StatusCode != http.StatusCreated {
+			t.Fatalf("PUT: %d", r.StatusCode)
+		}
+	}
+	push(baseA, baseA, "one")
+	wantCalls(t, "push on A", a.take(), "PutIfAbsent data/", "PutIfAbsent blobs/", "Put repositories/", "PutIfAbsent catalog/")
+	// PATCH on A, PUT on B: A keeps the slot, at no cost.
+	push(baseA, baseB, "two")
+	wantCalls(t, "PATCH on A", a.take(), "PutIfAbsent data/")
+	b.take()
+	// A is at its cap of 1: the next first chunk asks the store about the
+	// slot (no state object; the blob names the chunk: committed).
+	push(baseA, baseA, "three")
+	wantCalls(t, "push on A at the cap", a.take(), "Get uploads/", "Get blobs/",
+		"PutIfAbsent data/", "PutIfAbsent blobs/", "Put repositories/")
 }
