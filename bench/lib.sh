@@ -138,9 +138,14 @@ bench_credentials() {
 }
 
 # slipway_auth_yaml: Slipway's auth section for the bench user, with the
-# run's own token signing key (generated on first start) in RUN_DIR.
+# run's own token signing key (generated on first start) in RUN_DIR; and
+# the user's upload session rate lifted: regbench pushes as this one
+# account at loopback speed (push-256k starts ~700 sessions a second),
+# far beyond the per-account rate meant for real clients.
 slipway_auth_yaml() {
 	cat <<-EOF
+		uploads:
+		  session_rate_per_account: 0
 		auth:
 		  signing_key: "$RUN_DIR/slipway-token.pem"
 		  users:

@@ -41,7 +41,25 @@ type Uploads struct {
 	PurgeAfter time.Duration `yaml:"purge_after"`
 	// PurgeInterval: how often each replica looks for such sessions.
 	PurgeInterval time.Duration `yaml:"purge_interval"`
+	// MaxOpenPerAccount bounds the upload sessions holding data that one
+	// account may have unfinished through each replica (429 beyond); 0:
+	// no bound. Per replica: N replicas allow N times as many.
+	MaxOpenPerAccount int `yaml:"max_open_per_account"`
+	// SessionRatePerAccount bounds the new upload sessions one account
+	// may start through each replica, per second, with bursts of
+	// SessionBurstPerAccount (429 beyond); 0: no bound.
+	SessionRatePerAccount  int `yaml:"session_rate_per_account"`
+	SessionBurstPerAccount int `yaml:"session_burst_per_account"`
 }
+
+// Upload bounds by default: far above what a CI account does (docker
+// pushes 3-5 layers of an image at once; a busy account many images), low
+// enough that one account cannot keep thousands of sessions' data.
+const (
+	defaultMaxOpenPerAccount      = 500
+	defaultSessionRatePerAccount  = 100
+	defaultSessionBurstPerAccount = 1000
+)
 
 // HTTP configures the listener every API shares.
 type HTTP struct {
@@ -167,12 +185,18 @@ func Default() Config {
 			UploadStallTimeout: time.Minute,
 		},
 		Storage: Storage{Filesystem: Filesystem{Root: "./data"}},
-		Uploads: Uploads{PurgeAfter: 24 * time.Hour, PurgeInterval: time.Hour},
+		Uploads: defaultUploads(),
 		Log:     Log{Level: "info"},
 		Auth:    defaultAuth(),
 		Stages:  defaultStages(),
 		Admin:   Admin{SessionTTL: 12 * time.Hour},
 	}
+}
+
+func defaultUploads() Uploads {
+	return Uploads{PurgeAfter: 24 * time.Hour, PurgeInterval: time.Hour,
+		MaxOpenPerAccount: defaultMaxOpenPerAccount, SessionRatePerAccount: defaultSessionRatePerAccount,
+		SessionBurstPerAccount: defaultSessionBurstPerAccount}
 }
 
 // minSecretLen keeps a configured secret out of brute-force reach.
@@ -254,6 +278,15 @@ func (c Config) problems() []problem {
 	}
 	if c.Uploads.PurgeInterval < time.Minute {
 		add("uploads.purge_interval", "must be at least 1m, got %s", c.Uploads.PurgeInterval)
+	}
+	if c.Uploads.MaxOpenPerAccount < 0 {
+		add("uploads.max_open_per_account", "must be 0 (no bound) or more, got %d", c.Uploads.MaxOpenPerAccount)
+	}
+	if c.Uploads.SessionRatePerAccount < 0 {
+		add("uploads.session_rate_per_account", "must be 0 (no bound) or more, got %d", c.Uploads.SessionRatePerAccount)
+	}
+	if c.Uploads.SessionRatePerAccount > 0 && c.Uploads.SessionBurstPerAccount < 1 {
+		add("uploads.session_burst_per_account", "must be at least 1 when uploads.session_rate_per_account is set, got %d", c.Uploads.SessionBurstPerAccount)
 	}
 	if c.Storage.TestWriteDelay < 0 {
 		add("storage.test_write_delay", "must not be negative")

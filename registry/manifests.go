@@ -190,17 +190,27 @@ func (r *Registry) validateManifest(ctx context.Context, name, contentType strin
 	if err != nil {
 		return nil, nil, manifestInvalid("unsupported or malformed manifest", err.Error())
 	}
-	for _, ref := range m.References() {
+	index := indexTypes[mediaType]
+	for i, ref := range m.References() {
 		if err := ref.Digest.Validate(); err != nil {
 			return nil, nil, manifestInvalid("manifest references an invalid digest", ref.Digest.String())
 		}
+		// The sizes to check come from the reads that check presence
+		// (descsize.go).
+		var size int64
+		what := "blob"
 		switch {
-		case indexTypes[mediaType]:
-			_, err = r.meta.manifestInRepo(ctx, name, ref.Digest)
+		case index:
+			var rec *manifestRecord
+			if rec, err = r.meta.manifestInRepo(ctx, name, ref.Digest); err == nil {
+				size, what = int64(len(rec.Raw)), "manifest"
+			}
 		case nonDistributable[ref.MediaType]:
 			continue
 		default:
-			_, err = r.meta.blobInRepo(ctx, name, ref.Digest)
+			var bd blobDesc
+			bd, err = r.meta.blobInRepo(ctx, name, ref.Digest)
+			size = bd.Size
 		}
 		if errors.Is(err, storage.ErrNotFound) {
 			return nil, nil, oci(errcode.ErrorCodeManifestBlobUnknown, "manifest references an unknown blob or manifest", ref.Digest.String())
@@ -208,10 +218,16 @@ func (r *Registry) validateManifest(ctx context.Context, name, contentType strin
 		if err != nil {
 			return nil, nil, err
 		}
+		if err := checkDeclaredSize(referenceName(index, i), ref, what, size); err != nil {
+			return nil, nil, err
+		}
 	}
 	if fields.Subject != nil {
 		if err := fields.Subject.Digest.Validate(); err != nil {
 			return nil, nil, manifestInvalid("subject has an invalid digest", fields.Subject.Digest.String())
+		}
+		if err := r.checkSubjectSize(ctx, name, fields.Subject); err != nil {
+			return nil, nil, err
 		}
 	}
 	return &manifestRecord{Digest: d, MediaType: mediaType, Raw: raw}, &fields, nil

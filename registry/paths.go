@@ -25,7 +25,8 @@ package registry
 // than its first chunk (uploadid.go; a session of one chunk is its implicit
 // first segment, segments.go), is closed (committed or cancelled) with
 // compare-and-set before anything depends on it, and is deleted after the
-// response or by purge; a crash at any point leaves at most a closed or
+// response or by purge (one kind of committed session is left to purge on
+// purpose: opensessions.go); a crash at any point leaves at most a closed or
 // untouched session that purge removes. An implicit first segment is
 // deleted only once no commit can name it (meta.deleteSegments).
 //

@@ -4,6 +4,7 @@ package registry
 
 import (
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
@@ -40,6 +41,18 @@ type Options struct {
 	// BlobLinkTTL bounds how long a replica trusts a "repository has blob"
 	// answer it remembers (meta.go). 0: defaultBlobLinkTTL; < 0: off.
 	BlobLinkTTL time.Duration
+	// Account names who a request is for (the authenticated login), for
+	// the per-account bounds on upload sessions (opensessions.go). nil:
+	// every request is one account.
+	Account func(*http.Request) string
+	// MaxOpenPerAccount bounds the upload sessions holding data that one
+	// account may have open through this replica; 0: no bound.
+	MaxOpenPerAccount int
+	// SessionRate bounds the new upload sessions (POSTs) one account may
+	// start through this replica, per second, with bursts of SessionBurst;
+	// 0: no bound.
+	SessionRate  float64
+	SessionBurst int
 	// Logger receives operational messages. nil: slog.Default().
 	Logger *slog.Logger
 	// Metrics, when set, receives the registry's own metrics.
@@ -60,6 +73,9 @@ type Registry struct {
 	// sessions remembers upload sessions this replica issued or wrote
 	// (uploads.go): a guess, always checked by compare-and-set.
 	sessions *lru.Cache[string, sessionEntry]
+	// limits bound what one account holds in upload sessions
+	// (opensessions.go).
+	limits *sessionLimits
 	// background counts work left running after a response (Wait).
 	background sync.WaitGroup
 }
@@ -94,6 +110,7 @@ func New(store storage.Store, opts Options) *Registry {
 		}),
 	}
 	r.sessions, _ = lru.New[string, sessionEntry](sessionCacheEntries)
+	r.limits = newSessionLimits(opts)
 	r.copyBuffers = make(chan []byte, copyBufferCount)
 	if opts.Metrics != nil {
 		opts.Metrics.MustRegister(r.uploads)

@@ -94,6 +94,9 @@ func (r *Registry) uploadLocation(name, id string) string {
 func (r *Registry) startUpload(c *gin.Context, name string) {
 	r.uploads.Inc()
 	defer r.uploads.Dec()
+	if !r.allowNewSession(c) {
+		return
+	}
 	ctx := c.Request.Context()
 	q := c.Request.URL.Query()
 
@@ -381,7 +384,13 @@ func (r *Registry) receiveChunk(c *gin.Context, name, id string) (*uploadState, 
 	if !ok {
 		return nil, false
 	}
-	st, err := r.appendChunk(ctx, name, st, c.Request.Body, start, size)
+	settle, err := r.slotForChunk(c, st, size)
+	if err != nil {
+		r.fail(c, err)
+		return nil, false
+	}
+	st, err = r.appendChunk(ctx, name, st, c.Request.Body, start, size)
+	settle(st, err)
 	if errors.Is(err, errRangeMoved) {
 		r.rangeInvalid(c, name, st)
 		return nil, false
@@ -654,11 +663,7 @@ func (r *Registry) finishUpload(c *gin.Context, name, id string) {
 		r.fail(c, err)
 		return
 	}
-	if st.stored {
-		r.dropSessionLater(st.ID)
-	} else {
-		r.forget(st.ID)
-	}
+	r.endCommitted(st)
 	r.created(c, name, d)
 }
 
@@ -674,7 +679,7 @@ func (r *Registry) finishClosed(c *gin.Context, name string, st *uploadState, d 
 		r.fail(c, err)
 		return
 	}
-	r.dropSessionLater(st.ID)
+	r.endCommitted(st)
 	r.created(c, name, d)
 }
 
@@ -781,6 +786,7 @@ func (r *Registry) dropUpload(ctx context.Context, st *uploadState, last []segme
 			return err
 		}
 	}
+	r.release(st.ID)
 	kept := r.deleteSegments(ctx, append(slices.Clone(segs), last...))
 	if !keep && record && len(kept) == 0 {
 		r.forget(st.ID)

@@ -167,6 +167,15 @@ func newServerWith(cfg config.Config, logger *slog.Logger, store storage.Store, 
 		UploadTTL: cfg.Uploads.PurgeAfter,
 		Logger:    logger,
 		Metrics:   s.metrics.reg,
+		// Upload bounds are per account: the login the /v2/ middleware
+		// authenticated.
+		Account: func(r *http.Request) string {
+			p, _ := auth.PrincipalFrom(r.Context())
+			return p.Name
+		},
+		MaxOpenPerAccount: cfg.Uploads.MaxOpenPerAccount,
+		SessionRate:       float64(cfg.Uploads.SessionRatePerAccount),
+		SessionBurst:      cfg.Uploads.SessionBurstPerAccount,
 	}
 	if c := cfg.Storage.S3; c != nil {
 		regOpts.Redirect, regOpts.RedirectExpiry = c.Redirect, c.RedirectExpiry
