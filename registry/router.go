@@ -58,12 +58,17 @@ func ParseRoute(path string) (Route, bool) {
 	case "_catalog":
 		return Route{Kind: KindCatalog}, true
 	}
-	if name, ok := strings.CutSuffix(rest, "/tags/list"); ok {
+	// Every route below names a repository: an empty name would reach
+	// authorization as "no repository" (found by FuzzParseRoute).
+	if name, ok := strings.CutSuffix(rest, "/tags/list"); ok && name != "" {
 		return Route{Kind: KindTags, Name: name}, true
 	}
 	if i := strings.LastIndex(rest, "/blobs/uploads"); i > 0 {
-		id := strings.TrimPrefix(strings.TrimPrefix(rest[i+len("/blobs/uploads"):], "/"), "")
-		if !strings.Contains(id, "/") {
+		// ".../blobs/uploads", ".../blobs/uploads/" or ".../blobs/uploads/<id>",
+		// not ".../blobs/uploadsX".
+		after := rest[i+len("/blobs/uploads"):]
+		id, slash := strings.CutPrefix(after, "/")
+		if (after == "" || slash) && !strings.Contains(id, "/") {
 			return Route{Kind: KindUpload, Name: rest[:i], Ref: id}, true
 		}
 	}
@@ -94,11 +99,9 @@ func (r *Registry) serve(c *gin.Context) {
 		r.fail(c, oci(errcode.ErrorCodeUnsupported, "unknown /v2/ route", nil).withStatus(http.StatusNotFound))
 		return
 	}
-	if rt.Name != "" {
-		if _, err := reference.WithName(rt.Name); err != nil {
-			r.fail(c, oci(errcode.ErrorCodeNameInvalid, "invalid repository name", rt.Name))
-			return
-		}
+	if rt.Name != "" && !ValidName(rt.Name) {
+		r.fail(c, oci(errcode.ErrorCodeNameInvalid, "invalid repository name", rt.Name))
+		return
 	}
 	m := c.Request.Method
 	switch rt.Kind {
@@ -170,7 +173,16 @@ func (r *Registry) serve(c *gin.Context) {
 	r.fail(c, oci(errcode.ErrorCodeUnsupported, "method not allowed on this route", nil).withStatus(http.StatusMethodNotAllowed))
 }
 
-func validName(name string) bool {
+// ValidName reports whether name is a repository name: distribution's
+// grammar, and at most 255 characters in all. reference.WithName bounds
+// only the part after a domain-like first component ("host:port/"), which
+// for a registry's own names is part of the name: a longer one is past what
+// clients assume, and past what a storage key component can hold (a
+// 300-character first component was a 500 on the filesystem store).
+func ValidName(name string) bool {
+	if len(name) > reference.RepositoryNameTotalLengthMax {
+		return false
+	}
 	_, err := reference.WithName(name)
 	return err == nil
 }
