@@ -291,15 +291,21 @@ type manifestFixture struct {
 
 const fuzzRepo = "fuzz/app"
 
-func (m *manifestFixture) do(tb testing.TB, method, path, contentType string, body []byte, want int) {
-	tb.Helper()
+func (m *manifestFixture) serve(method, path, contentType string, body []byte) *httptest.ResponseRecorder {
 	req := httptest.NewRequest(method, path, bytes.NewReader(body))
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
 	rec := httptest.NewRecorder()
 	m.h.ServeHTTP(rec, req)
-	if rec.Code != want {
+	return rec
+}
+
+func (m *manifestFixture) status(method, path string) int { return m.serve(method, path, "", nil).Code }
+
+func (m *manifestFixture) do(tb testing.TB, method, path, contentType string, body []byte, want int) {
+	tb.Helper()
+	if rec := m.serve(method, path, contentType, body); rec.Code != want {
 		tb.Fatalf("%s %s: %d %s", method, path, rec.Code, rec.Body)
 	}
 }
@@ -416,9 +422,20 @@ func FuzzValidateManifest(f *testing.F) {
 		if err != nil {
 			t.Fatalf("accepted %q, which distribution cannot read back: %v", rec.MediaType, err)
 		}
+		// Nothing dangles: what an accepted manifest references is there
+		// to pull (an index's children as manifests), foreign layers aside.
 		for _, ref := range man.References() {
 			if ref.Digest.Validate() != nil {
 				t.Fatalf("accepted a reference to %q", ref.Digest)
+			}
+			path := "/v2/" + fuzzRepo + "/blobs/" + ref.Digest.String()
+			if indexTypes[rec.MediaType] {
+				path = "/v2/" + fuzzRepo + "/manifests/" + ref.Digest.String()
+			} else if nonDistributable[ref.MediaType] {
+				continue
+			}
+			if code := m.status(http.MethodHead, path); code != http.StatusOK {
+				t.Fatalf("accepted %q referencing %s, which HEAD %s answers %d", rec.MediaType, ref.Digest, path, code)
 			}
 		}
 		if fields.Subject != nil && fields.Subject.Digest.Validate() != nil {
