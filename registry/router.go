@@ -59,7 +59,7 @@ func ParseRoute(path string) (Route, bool) {
 		return Route{Kind: KindCatalog}, true
 	}
 	// Every route below names a repository: an empty name would reach
-	// authorization as "no repository" (found by FuzzParseRoute).
+	// authorization as "no repository" (testdata/fuzz/FuzzParseRoute).
 	if name, ok := strings.CutSuffix(rest, "/tags/list"); ok && name != "" {
 		return Route{Kind: KindTags, Name: name}, true
 	}
@@ -178,7 +178,8 @@ func (r *Registry) serve(c *gin.Context) {
 // only the part after a domain-like first component ("host:port/"), which
 // for a registry's own names is part of the name: a longer one is past what
 // clients assume, and past what a storage key component can hold (a
-// 300-character first component was a 500 on the filesystem store).
+// 300-character first component was a 500 on the filesystem store;
+// testdata/fuzz/FuzzRepositoryName).
 func ValidName(name string) bool {
 	if len(name) > reference.RepositoryNameTotalLengthMax {
 		return false
