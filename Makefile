@@ -13,8 +13,11 @@ UNIT_PKGS    = $(shell $(GO) list -e ./... | grep -v '^$(MODULE)/integration')
 # make build VERSION=v1.2.3 stamps the version `slipway version` prints.
 VERSION     ?=
 LDFLAGS     := $(if $(VERSION),-ldflags "-X github.com/slipway/slipway/internal/buildinfo.version=$(VERSION)")
+# How long each fuzz target runs in `make fuzz` (the list of targets is in
+# integration/scripts/fuzz.sh).
+FUZZTIME    ?= 30s
 
-.PHONY: build run test tools lint unit integration clean
+.PHONY: build run test tools lint unit fuzz integration clean
 
 build:
 	$(GO) build $(LDFLAGS) -o bin/slipway ./cmd/slipway
@@ -26,6 +29,7 @@ test:
 	bash integration/scripts/setup.sh
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory unit
+	$(MAKE) --no-print-directory fuzz
 	$(MAKE) --no-print-directory integration
 
 # The race detector needs cgo, hence a C compiler.
@@ -41,6 +45,9 @@ lint: tools
 
 unit: tools
 	$(GO) test -race -count=1 $(UNIT_PKGS)
+
+fuzz:
+	GO=$(GO) FUZZTIME=$(FUZZTIME) bash integration/scripts/fuzz.sh
 
 integration:
 	$(GO) test -count=1 -timeout 40m ./integration/...

@@ -57,12 +57,17 @@ func ParseRoute(path string) (Route, bool) {
 	case "_catalog":
 		return Route{Kind: KindCatalog}, true
 	}
-	if name, ok := strings.CutSuffix(rest, "/tags/list"); ok {
+	// Every route below names a repository: an empty name would reach
+	// authorization as "no repository" (testdata/fuzz/FuzzParseRoute).
+	if name, ok := strings.CutSuffix(rest, "/tags/list"); ok && name != "" {
 		return Route{Kind: KindTags, Name: name}, true
 	}
 	if i := strings.LastIndex(rest, "/blobs/uploads"); i > 0 {
-		id := strings.TrimPrefix(strings.TrimPrefix(rest[i+len("/blobs/uploads"):], "/"), "")
-		if !strings.Contains(id, "/") {
+		// ".../blobs/uploads", ".../blobs/uploads/" or ".../blobs/uploads/<id>",
+		// not ".../blobs/uploadsX".
+		after := rest[i+len("/blobs/uploads"):]
+		id, slash := strings.CutPrefix(after, "/")
+		if (after == "" || slash) && !strings.Contains(id, "/") {
 			return Route{Kind: KindUpload, Name: rest[:i], Ref: id}, true
 		}
 	}
