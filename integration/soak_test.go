@@ -48,7 +48,8 @@ import (
 //   - every exchange's status is one a healthy registry answers that
 //     route with (soakExpected), counted by operation and printed;
 //   - no operation fails outside a fault window (clean run: none at all);
-//     inside one, only with an HTTP error or a connection error;
+//     inside one, only with 503 (storage unavailable) or no answer from
+//     the replica (connection refused or cut; the load balancer's 502);
 //   - never a wrong digest or wrong bytes (pulls hash every blob and the
 //     manifest; HEADs compare the digest), never a tag listing that lacks
 //     a tag whose push had completed;
@@ -207,7 +208,7 @@ func runSoak(t *testing.T, faults bool) {
 		if soakStatusExpected(e) {
 			continue
 		}
-		if (e.status == 0 || e.status >= 500) && inWindow(e.start, e.end) {
+		if soakFaultAnswer(e) && inWindow(e.start, e.end) {
 			windowExchanges++
 			continue
 		}
@@ -294,6 +295,15 @@ func runSoak(t *testing.T, faults bool) {
 	if faults && countInWindow(stats) == 0 {
 		t.Errorf("no operation failed during the faults: the faults were not exercised")
 	}
+}
+
+// soakFaultAnswer tells whether an exchange failed the way a fault should
+// make it fail: the registry says its storage is unavailable (503), or
+// there was no answer (the replica was down: the load balancer's 502, a
+// cut connection, or the client gave up on it). A 500 is not one: it
+// says the registry did not know what went wrong.
+func soakFaultAnswer(e exchange) bool {
+	return e.status == http.StatusServiceUnavailable || e.proxyErr || e.status == 0
 }
 
 // opStats counts one operation's outcomes.
