@@ -349,6 +349,7 @@ func (s *Service) commit(ctx context.Context, rec Record, st config.Stage, guard
 		behind := exists && (state.Seq > 0 || state.Digest == head.PreviousDigest) || !exists && head.PreviousDigest == ""
 		if hasHead && head.Seq > state.Seq && behind {
 			if err := s.apply(ctx, head, state, exists); err != nil && !errors.Is(err, storage.ErrPreconditionFailed) {
+				s.finishLater(head, state, exists)
 				return Record{}, storeError(err)
 			}
 			continue
@@ -380,6 +381,7 @@ func (s *Service) commit(ctx context.Context, rec Record, st config.Stage, guard
 			return Record{}, storeError(err)
 		}
 		if err := s.apply(ctx, rec, state, exists); err != nil && !errors.Is(err, storage.ErrPreconditionFailed) {
+			s.finishLater(rec, state, exists)
 			return Record{}, storeError(err)
 		}
 		// Losing the tag write means a later record got there first (it
@@ -438,6 +440,46 @@ func (s *Service) verify(ctx context.Context, rec Record) error {
 		return errorf(http.StatusConflict, CodeConflict, "verification failed: %s names %s, not %s", rec.Target, state.Digest, rec.Digest)
 	}
 	return nil
+}
+
+// How finishLater retries: first after finishFirstWait, doubling up to
+// finishMaxWait, for at most finishFor.
+const (
+	finishFirstWait = 200 * time.Millisecond
+	finishMaxWait   = 10 * time.Second
+	finishFor       = 10 * time.Minute
+)
+
+// finishLater keeps applying a claimed record whose apply failed (the
+// store became unavailable between the claim and the tag write) until it
+// is applied, a newer write to the tag wins (whoever made it rolled this
+// record forward first, or the tag moved outside the ledger), or finishFor
+// passes. The caller was told the promotion failed; it completes anyway,
+// as a roll forward would. Without this the record stayed claimed but
+// unapplied, its tag not moved and its webhook event never queued, until
+// someone promoted the same tag again: the fault soak
+// (integration/soak_test.go) found ledger records never delivered after a
+// MinIO stop that landed right after their claim. (A crash at that moment
+// still leaves the record to the next promotion of its tag.)
+func (s *Service) finishLater(rec Record, state registry.TagState, exists bool) {
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), finishFor)
+		defer cancel()
+		log := s.log.With("promotion", rec.ID, "target", rec.Repository+":"+rec.Tag, "seq", rec.Seq)
+		for wait := finishFirstWait; ; wait = min(2*wait, finishMaxWait) {
+			select {
+			case <-ctx.Done():
+				log.Error("promotion: claimed but not applied; the next promotion of its tag will finish it")
+				return
+			case <-time.After(wait):
+			}
+			err := s.apply(ctx, rec, state, exists)
+			if err == nil || errors.Is(err, storage.ErrPreconditionFailed) {
+				log.Info("promotion: finished after the store came back", "superseded", err != nil)
+				return
+			}
+		}
+	}()
 }
 
 func backoff(ctx context.Context, attempt int) {

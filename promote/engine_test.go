@@ -3,16 +3,22 @@ package promote
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	v1Image "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/slipway/slipway/storage"
 )
 
 func TestPromoteImageLinksWithoutCopying(t *testing.T) {
@@ -526,4 +532,105 @@ func TestVerifyCatchesAMismatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	refusal(t, e.svc.verify(ctx, bad), http.StatusConflict, CodeConflict, "names "+rec.Digest.String())
+}
+
+// outage fails every write with storage.ErrUnavailable once a ledger chain
+// record has been claimed, until healed: the store going away between a
+// promotion's claim and its tag write.
+type outage struct {
+	storage.Store
+	down atomic.Bool
+}
+
+func (o *outage) fail(key string) error {
+	if o.down.Load() {
+		return fmt.Errorf("writing %s: %w", key, storage.ErrUnavailable)
+	}
+	return nil
+}
+
+func (o *outage) Put(ctx context.Context, key string, r io.Reader, size int64) (storage.Info, error) {
+	if err := o.fail(key); err != nil {
+		return storage.Info{}, err
+	}
+	return o.Store.Put(ctx, key, r, size)
+}
+
+func (o *outage) PutIfAbsent(ctx context.Context, key string, r io.Reader, size int64) (storage.Info, error) {
+	if err := o.fail(key); err != nil {
+		return storage.Info{}, err
+	}
+	info, err := o.Store.PutIfAbsent(ctx, key, r, size)
+	if err == nil && strings.HasPrefix(key, chainsPrefix) {
+		o.down.Store(true)
+	}
+	return info, err
+}
+
+func (o *outage) PutIfMatch(ctx context.Context, key string, r io.Reader, size int64, etag string) (storage.Info, error) {
+	if err := o.fail(key); err != nil {
+		return storage.Info{}, err
+	}
+	return o.Store.PutIfMatch(ctx, key, r, size, etag)
+}
+
+// events records what the service queued for the webhooks; its queue is
+// in the store, as webhook.Outbox's is.
+type events struct {
+	store *outage
+	mu    sync.Mutex
+	ids   []string
+}
+
+func (e *events) EnqueueOnce(ctx context.Context, id string, at time.Time, event string, payload any) error {
+	if err := e.store.fail("outbox/" + id); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.ids = append(e.ids, id)
+	return nil
+}
+
+func (e *events) has(id string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Contains(e.ids, id)
+}
+
+// A store outage between a promotion's claim and its tag write fails the
+// request (503), and the promotion is finished once the store is back —
+// the tag moves and the webhook event is queued — without anyone promoting
+// that tag again.
+func TestClaimedPromotionFinishesAfterAnOutage(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.pushImage("staging/app:a", 512, 1)
+	want := e.digestOf("staging/app:a")
+	st := &outage{Store: e.store.Store}
+	e.store.Store = st
+	queued := &events{store: st}
+	e.svc.opts.Outbox = queued
+
+	_, _, err := e.svc.Promote(ctx, Request{Source: "staging/app:a", To: "production", Tag: "stable"})
+	refusal(t, err, http.StatusServiceUnavailable, CodeUnavailable, "storage is unavailable")
+	head, ok, err := e.svc.head(ctx, "production/app", "stable")
+	if err != nil || !ok || head.Digest.String() != want {
+		t.Fatalf("chain head after the failed promotion = %+v %v %v, want the claimed record of %s", head, ok, err, want)
+	}
+	st.down.Store(false)
+
+	tagAt := func() string {
+		state, _, _ := e.svc.tagState(ctx, "production/app", "stable")
+		return state.Digest.String()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !queued.has(head.ID) || tagAt() != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("10s after the store came back: event queued %v, production/app:stable = %q; want the event of %s and the tag at %s",
+				queued.has(head.ID), tagAt(), head.ID, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	checkChain(t, e, "production/app", "stable", 1)
 }

@@ -3,10 +3,12 @@ package s3
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"syscall"
 	"testing"
+	"testing/iotest"
 
 	"github.com/minio/minio-go/v7"
 
@@ -43,6 +45,31 @@ func TestClassify(t *testing.T) {
 		}
 		if got := notApplied(tc.err); got != tc.notApplied {
 			t.Errorf("notApplied(%v) = %v, want %v", tc.err, got, tc.notApplied)
+		}
+	}
+}
+
+// TestReadErrors: a body cut while it streams (the store went away) is
+// storage.ErrUnavailable, still io.ErrUnexpectedEOF underneath; the normal
+// end is io.EOF itself, and errors that say nothing about the store pass
+// unchanged.
+func TestReadErrors(t *testing.T) {
+	other := errors.New("something else")
+	for _, tc := range []struct {
+		err, want error
+	}{
+		{io.ErrUnexpectedEOF, storage.ErrUnavailable},
+		{&net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}, storage.ErrUnavailable},
+		{io.EOF, io.EOF},
+		{other, other},
+	} {
+		r := &readErrors{ReadCloser: io.NopCloser(iotest.ErrReader(tc.err)), key: "data/ab/abc"}
+		_, err := r.Read(make([]byte, 8))
+		if !errors.Is(err, tc.want) || !errors.Is(err, tc.err) {
+			t.Errorf("reading a body that fails with %v: %v, want %v", tc.err, err, tc.want)
+		}
+		if tc.err == io.EOF && err != io.EOF {
+			t.Errorf("the end of a body is %#v, want io.EOF itself (callers compare with ==)", err)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package s3
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -46,7 +47,27 @@ func (s *Store) Get(ctx context.Context, key string, opts storage.GetOptions) (i
 	if total, ok := rangeTotal(h); ok {
 		info.Size = total
 	}
-	return body, info, nil
+	return &readErrors{ReadCloser: body, key: key}, info, nil
+}
+
+// readErrors classifies the errors of reading an object's body as the
+// request's own are: MinIO stopping while a blob streams cuts the body
+// with a bare "unexpected EOF", which the registry answered as an unknown
+// error (500) instead of storage unavailable (503) — seen in the fault
+// soak (integration/soak_test.go). io.EOF, the normal end, passes as is.
+type readErrors struct {
+	io.ReadCloser
+	key string
+}
+
+func (r *readErrors) Read(p []byte) (int, error) {
+	n, err := r.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		if kind := classify(err); kind != nil && !errors.Is(err, kind) {
+			err = fmt.Errorf("s3: read %q: %w: %w", r.key, kind, err)
+		}
+	}
+	return n, err
 }
 
 // emptyTail answers a read starting at or past the end with nothing, as a

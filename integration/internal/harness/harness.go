@@ -646,6 +646,17 @@ func (r *Registry) Running() bool {
 	}
 }
 
+// PID is the process id of the running server, 0 when it is not running
+// (the soak samples /proc/<pid>/status for its memory).
+func (r *Registry) PID() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cmd == nil || r.cmd.Process == nil {
+		return 0
+	}
+	return r.cmd.Process.Pid
+}
+
 // Logs returns the server's output so far.
 func (r *Registry) Logs() string {
 	b, _ := os.ReadFile(r.LogPath)

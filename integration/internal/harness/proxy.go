@@ -8,7 +8,9 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // Exchange is one request a RecordingProxy forwarded, with the status the
@@ -106,3 +108,63 @@ func (p *RecordingProxy) Exchanges() []Exchange {
 	defer p.mu.Unlock()
 	return append([]Exchange(nil), p.log...)
 }
+
+// ProxyErrorHeader is set on the 502 a RoundRobinProxy answers when the
+// chosen replica gave no response (it is down, or cut the connection), so
+// a test can tell that from a 502 of the registry itself.
+const ProxyErrorHeader = "X-Harness-Proxy-Error"
+
+// RoundRobinProxy is a load balancer without stickiness or health checks
+// in front of replicas: each request goes to the next replica in turn, so
+// the requests of one upload, one pull or one login land on both.
+type RoundRobinProxy struct {
+	Host string // 127.0.0.1:PORT of the proxy
+	next atomic.Uint64
+}
+
+// NewRoundRobinProxy serves on a free loopback port until the test ends.
+// The Host header passes through unchanged: start the replicas with
+// NoPublicURL, so Location headers and the token realm name the proxy.
+func NewRoundRobinProxy(t testing.TB, targets ...*Registry) *RoundRobinProxy {
+	t.Helper()
+	if len(targets) == 0 {
+		t.Fatal("NewRoundRobinProxy: no targets")
+	}
+	urls := make([]*url.URL, len(targets))
+	for i, r := range targets {
+		u, err := url.Parse(r.URL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		urls[i] = u
+	}
+	p := &RoundRobinProxy{}
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(urls[(p.next.Add(1)-1)%uint64(len(urls))])
+			pr.Out.Host = pr.In.Host
+		},
+		// Many clients at once: keep connections to the replicas instead of
+		// dialing per request (the default keeps 2 idle per host).
+		Transport: &http.Transport{MaxIdleConnsPerHost: 128, IdleConnTimeout: 30 * time.Second},
+		ErrorHandler: func(w http.ResponseWriter, req *http.Request, err error) {
+			w.Header().Set(ProxyErrorHeader, err.Error())
+			w.WriteHeader(http.StatusBadGateway)
+		},
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Host = l.Addr().String()
+	srv := &http.Server{Handler: rp}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return p
+}
+
+// URL is the proxy's base URL, http://127.0.0.1:PORT.
+func (p *RoundRobinProxy) URL() string { return "http://" + p.Host }
+
+// Ref is a reference through the proxy.
+func (p *RoundRobinProxy) Ref(repoAndTag string) string { return p.Host + "/" + repoAndTag }
