@@ -149,12 +149,15 @@ type soak struct {
 	shared   []v1.Layer
 	deadline time.Time
 
-	mu        sync.Mutex
-	ok        []pushed // successful pushes
-	failed    []pushed // pushes that returned an error (tag absent or whole)
-	ops       []soakOp
-	promoted  atomic.Int64
-	noopPromo atomic.Int64
+	mu     sync.Mutex
+	ok     []pushed // successful pushes
+	failed []pushed // pushes that returned an error (tag absent or whole)
+	ops    []soakOp
+	// failedPromos are promotions that got no answer or an error: a client
+	// retries them (retryFailedPromotions).
+	failedPromos []promote.Request
+	promoted     atomic.Int64
+	noopPromo    atomic.Int64
 }
 
 func runSoak(t *testing.T, faults bool) {
@@ -238,6 +241,12 @@ func runSoak(t *testing.T, faults bool) {
 		st.failed++
 	}
 
+	// A client retries a promotion that failed. A replica killed between
+	// claiming a ledger record and moving the tag leaves the record for the
+	// next promotion of that tag to finish (promote/paths.go); the retry is
+	// that promotion, so every record must then reach the webhook.
+	retried := retryFailedPromotions(t, s, a)
+
 	// Afterwards: every tag whole on both replicas, every push there.
 	checkStart := time.Now()
 	tags := verifySoakTags(t, s, a, b)
@@ -269,6 +278,7 @@ func runSoak(t *testing.T, faults bool) {
 	fmt.Fprintf(&sb, "  HTTP exchanges: %d (%.0f/s); outside the expected statuses: %d inside fault windows, %d unexpected\n",
 		len(ex), float64(len(ex))/elapsed.Seconds(), windowExchanges, len(unexpected))
 	fmt.Fprintf(&sb, "  failed operations: %d inside fault windows, %d outside, %d wrong answers\n", countInWindow(stats), len(outside), len(wrong))
+	fmt.Fprintf(&sb, "  failed promotions retried afterwards: %d\n", retried)
 	fmt.Fprintf(&sb, "  promotions: %d promoted, %d no-ops; ledger records that moved a tag: %d, delivered: %d (%d sent more than once), webhooks settled %s after the checks\n",
 		s.promoted.Load(), s.noopPromo.Load(), records, deliveries, dups, hookTook.Round(time.Millisecond))
 	fmt.Fprintf(&sb, "  after the soak: %d pushes ok, %d failed; %d tags verified whole on both replicas in %s\n", len(s.ok), len(s.failed), tags, checkTook.Round(time.Millisecond))
@@ -610,8 +620,12 @@ func (s *soak) promote(ctx context.Context, rng *mrand.Rand, client int, p pushe
 	}
 	c := &promote.Client{BaseURL: s.lb.URL(), User: s.robot.Username, Password: s.robot.Password,
 		HTTP: &http.Client{Transport: s.rec, Timeout: soakOpTimeout}}
-	rec, created, err := c.Promote(ctx, promote.Request{Source: p.repo + ":" + p.tag, To: "production", Tag: tag, Reason: "soak"})
+	req := promote.Request{Source: p.repo + ":" + p.tag, To: "production", Tag: tag, Reason: "soak"}
+	rec, created, err := c.Promote(ctx, req)
 	if err != nil {
+		s.mu.Lock()
+		s.failedPromos = append(s.failedPromos, req)
+		s.mu.Unlock()
 		return err
 	}
 	if rec.Digest.String() != p.digest.String() {
@@ -623,6 +637,31 @@ func (s *soak) promote(ctx context.Context, rng *mrand.Rand, client int, p pushe
 		s.noopPromo.Add(1)
 	}
 	return nil
+}
+
+// retryFailedPromotions sends each failed promotion again, straight to
+// reg, until it succeeds (a bounded number of tries); a retry that never
+// succeeds fails the test. It returns how many it retried.
+func retryFailedPromotions(t *testing.T, s *soak, reg *harness.Registry) int {
+	t.Helper()
+	c := &promote.Client{BaseURL: reg.URL(), User: s.robot.Username, Password: s.robot.Password,
+		HTTP: &http.Client{Timeout: soakOpTimeout}}
+	for _, req := range s.failedPromos {
+		var err error
+		for range 10 {
+			ctx, cancel := context.WithTimeout(context.Background(), soakOpTimeout)
+			_, _, err = c.Promote(ctx, req)
+			cancel()
+			if err == nil {
+				break
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		if err != nil {
+			t.Errorf("retrying the failed promotion of %s to %s:%s: %v", req.Source, req.To, req.Tag, err)
+		}
+	}
+	return len(s.failedPromos)
 }
 
 // verifySoakTags lists every soak repository (staging and production) and
