@@ -426,8 +426,12 @@ func (s *Service) apply(ctx context.Context, rec Record, state registry.TagState
 // a newer record has already moved it on.
 func (s *Service) verify(ctx context.Context, rec Record) error {
 	m, err := s.meta.ManifestInRepo(ctx, rec.Repository, rec.Digest)
-	if err != nil {
+	if errors.Is(err, storage.ErrNotFound) {
 		return errorf(http.StatusConflict, CodeConflict, "verification failed: %s does not serve %s: %v", rec.Repository, rec.Digest, err)
+	} else if err != nil {
+		// The store could not be asked (an outage after the tag moved):
+		// unavailable, not a verdict on the promotion.
+		return storeError(err)
 	}
 	if got := rec.Digest.Algorithm().FromBytes(m.Raw); got != rec.Digest {
 		return errorf(http.StatusConflict, CodeConflict, "verification failed: %s@%s hashes to %s", rec.Repository, rec.Digest, got)

@@ -634,3 +634,50 @@ func TestClaimedPromotionFinishesAfterAnOutage(t *testing.T) {
 	}
 	checkChain(t, e, "production/app", "stable", 1)
 }
+
+// statOutage fails every Stat with storage.ErrUnavailable once a tag has
+// been written: the store going away between a promotion's tag write and
+// its verification.
+type statOutage struct {
+	storage.Store
+	down atomic.Bool
+}
+
+func (o *statOutage) PutIfMatch(ctx context.Context, key string, r io.Reader, size int64, etag string) (storage.Info, error) {
+	info, err := o.Store.PutIfMatch(ctx, key, r, size, etag)
+	o.arm(key, err)
+	return info, err
+}
+
+func (o *statOutage) PutIfAbsent(ctx context.Context, key string, r io.Reader, size int64) (storage.Info, error) {
+	info, err := o.Store.PutIfAbsent(ctx, key, r, size)
+	o.arm(key, err)
+	return info, err
+}
+
+func (o *statOutage) arm(key string, err error) {
+	if err == nil && strings.Contains(key, "/_tags/") {
+		o.down.Store(true)
+	}
+}
+
+func (o *statOutage) Stat(ctx context.Context, key string) (storage.Info, error) {
+	if o.down.Load() {
+		return storage.Info{}, fmt.Errorf("stat %s: %w", key, storage.ErrUnavailable)
+	}
+	return o.Store.Stat(ctx, key)
+}
+
+// An outage while a promotion verifies what it wrote is 503 unavailable
+// (try again), not 409 "verification failed": the fault soak saw the 409.
+func TestVerifyDuringAnOutageIsUnavailable(t *testing.T) {
+	e := newEnv(t)
+	e.pushImage("staging/app:a", 512, 1)
+	st := &statOutage{Store: e.store.Store}
+	e.store.Store = st
+	_, _, err := e.svc.Promote(context.Background(), Request{Source: "staging/app:a", To: "production", Tag: "stable"})
+	if !st.down.Load() {
+		t.Fatalf("the tag was never written (err %v): the outage did not start where this test means it to", err)
+	}
+	refusal(t, err, http.StatusServiceUnavailable, CodeUnavailable, "storage is unavailable")
+}
