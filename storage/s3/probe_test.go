@@ -6,12 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"testing/iotest"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 
@@ -27,6 +30,10 @@ type fakeS3 struct {
 	ignoreMatch  bool // If-Match is ignored
 	refuseMatch  bool // If-Match always fails, even with the current ETag
 	rejectConds  bool // any precondition is answered 501 NotImplemented
+	// cutEarly: an If-None-Match: * PUT of an existing key is refused before
+	// its body is read by resetting the connection, which is what the client
+	// of a server that answers 412 early and closes sees (versitygw).
+	cutEarly bool
 
 	mu      sync.Mutex
 	objects map[string][]byte
@@ -44,7 +51,21 @@ func (f *fakeS3) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch r.Method {
+	case http.MethodHead:
+		cur, exists := f.objects[key]
+		if !exists {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		w.Header().Set("ETag", `"`+etagOf(cur)+`"`)
+		w.Header().Set("Content-Length", strconv.Itoa(len(cur)))
+		w.Header().Set("Last-Modified", time.Now().UTC().Format(http.TimeFormat))
 	case http.MethodPut:
+		if _, exists := f.objects[key]; exists && f.cutEarly && r.Header.Get("If-None-Match") == "*" {
+			f.puts = append(f.puts, "* (cut)")
+			resetConnection(w)
+			return
+		}
 		body, _ := io.ReadAll(r.Body)
 		cur, exists := f.objects[key]
 		absent, match := r.Header.Get("If-None-Match"), strings.Trim(r.Header.Get("If-Match"), `"`)
@@ -72,6 +93,19 @@ func (f *fakeS3) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		s3Error(w, http.StatusNotImplemented, "NotImplemented")
 	}
+}
+
+// resetConnection closes the request's connection with a TCP reset,
+// unread body and all.
+func resetConnection(w http.ResponseWriter) {
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		panic(err)
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	_ = conn.Close()
 }
 
 func s3Error(w http.ResponseWriter, status int, code string) {
@@ -121,6 +155,35 @@ func TestProbeConditionalWrites(t *testing.T) {
 				t.Errorf("objects left behind: %d", len(tc.fake.objects))
 			}
 		})
+	}
+}
+
+// A server that refuses a put-if-absent of an existing key by cutting the
+// connection before reading the body (versitygw answers 412 early and
+// closes; a large body is still being sent) is a lost precondition, not an
+// outage: the conformance suite's second push of a 3.9 MB manifest got 503
+// on versitygw. A cut write of a key that does not exist stays unavailable.
+func TestPutIfAbsentCutEarly(t *testing.T) {
+	fake := &fakeS3{cutEarly: true}
+	srv := httptest.NewServer(fake)
+	defer srv.Close()
+	st, err := s3.New(t.Context(), s3.Config{Endpoint: srv.URL, Bucket: "cut", Region: "us-east-1", AccessKey: "k", SecretKey: "s", MaxRetries: -1})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	body := strings.Repeat("m", 4<<20)
+	if _, err := st.PutIfAbsent(t.Context(), "manifests/big", strings.NewReader(body), int64(len(body))); err != nil {
+		t.Fatalf("first put if absent: %v", err)
+	}
+	_, err = st.PutIfAbsent(t.Context(), "manifests/big", strings.NewReader(body), int64(len(body)))
+	if !errors.Is(err, storage.ErrPreconditionFailed) {
+		t.Fatalf("second put if absent of an existing key, connection cut = %v, want storage.ErrPreconditionFailed", err)
+	}
+	fake.mu.Lock()
+	last := fake.puts[len(fake.puts)-1]
+	fake.mu.Unlock()
+	if last != "* (cut)" {
+		t.Fatalf("the fake did not cut the second PUT (last PUT %q): the test proves nothing", last)
 	}
 }
 

@@ -2,6 +2,7 @@ package s3
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -40,8 +41,21 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) (s
 }
 
 // PutIfAbsent writes key with If-None-Match: *.
+//
+// A write cut short (unavailable) is followed by a Stat: if the key exists,
+// the answer is a lost precondition. Some servers (versitygw) answer 412
+// to If-None-Match: * before reading the body and close the connection, so
+// the client, still sending a large body, sees its write cut instead of the
+// 412. If the cut write was this call's own and it landed, the caller sees
+// what a retry after a lost answer would: the key exists.
 func (s *Store) PutIfAbsent(ctx context.Context, key string, r io.Reader, size int64) (storage.Info, error) {
-	return s.write(ctx, "put if absent", key, r, size, cond{absent: true})
+	info, err := s.write(ctx, "put if absent", key, r, size, cond{absent: true})
+	if errors.Is(err, storage.ErrUnavailable) && ctx.Err() == nil {
+		if _, serr := s.Stat(ctx, key); serr == nil {
+			return storage.Info{}, fmt.Errorf("s3: put if absent %q: the write was cut (%v) and the key exists: %w", key, err, storage.ErrPreconditionFailed)
+		}
+	}
+	return info, err
 }
 
 // PutIfMatch writes key with If-Match: etag. S3 answers 404 when there is
