@@ -88,14 +88,7 @@ func NewRecordingProxy(t testing.TB, target *Registry) *RecordingProxy {
 		p.mu.Unlock()
 		return nil
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.Host = l.Addr().String()
-	srv := &http.Server{Handler: rp}
-	go func() { _ = srv.Serve(l) }()
-	t.Cleanup(func() { _ = srv.Close() })
+	p.Host = serveLoopback(t, rp)
 	return p
 }
 
@@ -152,14 +145,7 @@ func NewRoundRobinProxy(t testing.TB, targets ...*Registry) *RoundRobinProxy {
 			w.WriteHeader(http.StatusBadGateway)
 		},
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.Host = l.Addr().String()
-	srv := &http.Server{Handler: rp}
-	go func() { _ = srv.Serve(l) }()
-	t.Cleanup(func() { _ = srv.Close() })
+	p.Host = serveLoopback(t, rp)
 	return p
 }
 
@@ -168,3 +154,16 @@ func (p *RoundRobinProxy) URL() string { return "http://" + p.Host }
 
 // Ref is a reference through the proxy.
 func (p *RoundRobinProxy) Ref(repoAndTag string) string { return p.Host + "/" + repoAndTag }
+
+// serveLoopback serves h on a free loopback port until the test ends and
+// returns its host:port.
+func serveLoopback(t testing.TB, h http.Handler) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return l.Addr().String()
+}
