@@ -117,7 +117,28 @@ func joinProblems(ps []problem, where func(string) string) error {
 }
 
 // yamlLine matches yaml's "yaml: line 7: did not find expected key".
-var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
+
+// yamlError names the file on every line of a yaml error: a TypeError
+// holds one message per problem ("line 3: mapping key "addr" already
+// defined at line 2"), each of which becomes "name:3: …".
+func yamlError(name string, err error) error {
+	msgs := []string{err.Error()}
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		msgs = te.Errors
+	}
+	out := make([]string, len(msgs))
+	for i, msg := range msgs {
+		msg = strings.TrimSpace(msg)
+		if m := yamlLine.FindStringSubmatch(msg); m != nil {
+			out[i] = fmt.Sprintf("%s:%s: %s", name, m[1], m[2])
+		} else {
+			out[i] = fmt.Sprintf("%s: %s", name, msg)
+		}
+	}
+	return errors.New(strings.Join(out, "\n"))
+}
 
 // decodeFile lays the file over cfg. It first walks the node tree against
 // Config's type so unknown keys and ill-typed values are reported with their
@@ -126,10 +147,7 @@ var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 func decodeFile(name string, data []byte, cfg *Config, lines map[string]int) error {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
-			return fmt.Errorf("%s:%s: %s", name, m[1], m[2])
-		}
-		return fmt.Errorf("%s: %w", name, err)
+		return yamlError(name, err)
 	}
 	if len(doc.Content) > 0 {
 		w := walker{file: name, lines: lines}
@@ -141,14 +159,14 @@ func decodeFile(name string, data []byte, cfg *Config, lines map[string]int) err
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("%s: %w", name, err)
+		return yamlError(name, err)
 	}
 	var extra yaml.Node
 	switch err := dec.Decode(&extra); {
 	case errors.Is(err, io.EOF):
 		return nil
 	case err != nil:
-		return fmt.Errorf("%s: %w", name, err)
+		return yamlError(name, err)
 	default:
 		return fmt.Errorf("%s:%d: only one YAML document is allowed", name, extra.Line)
 	}
