@@ -459,12 +459,9 @@ const (
 // is applied, a newer write to the tag wins (whoever made it rolled this
 // record forward first, or the tag moved outside the ledger), or finishFor
 // passes. The caller was told the promotion failed; it completes anyway,
-// as a roll forward would. Without this the record stayed claimed but
-// unapplied, its tag not moved and its webhook event never queued, until
-// someone promoted the same tag again: the fault soak
-// (integration/soak_test.go) found ledger records never delivered after a
-// MinIO stop that landed right after their claim. (A crash at that moment
-// still leaves the record to the next promotion of its tag.)
+// as a roll forward would, so a claimed record does not wait for the next
+// promotion of its tag to move the tag and queue its webhook event. (A
+// crash at that moment still leaves the record to that next promotion.)
 func (s *Service) finishLater(rec Record, state registry.TagState, exists bool) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), finishFor)

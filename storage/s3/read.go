@@ -51,10 +51,9 @@ func (s *Store) Get(ctx context.Context, key string, opts storage.GetOptions) (i
 }
 
 // readErrors classifies the errors of reading an object's body as the
-// request's own are: MinIO stopping while a blob streams cuts the body
-// with a bare "unexpected EOF", which the registry answered as an unknown
-// error (500) instead of storage unavailable (503) — seen in the fault
-// soak (integration/soak_test.go). io.EOF, the normal end, passes as is.
+// request's own are: a server going away while a body streams cuts it with
+// a bare "unexpected EOF", which is storage.ErrUnavailable (503), not an
+// unknown error. io.EOF, the normal end, passes as is.
 type readErrors struct {
 	io.ReadCloser
 	key string
