@@ -142,14 +142,11 @@ func startMinIO(dir string) (*s3Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	addr, err := freeAddr()
+	addrs, err := freeAddrs(2)
 	if err != nil {
 		return nil, err
 	}
-	console, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
+	addr, console := addrs[0], addrs[1]
 	cmd := exec.Command(bin, "server", "--quiet", "--address", addr, "--console-address", console, dir)
 	cmd.Env = append(os.Environ(), "MINIO_ROOT_USER="+rootUser, "MINIO_ROOT_PASSWORD="+rootPassword)
 	// Live answers 200 before the object layer is up; until then it also
@@ -230,12 +227,27 @@ func (s *s3Server) stop() {
 }
 
 func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addrs, err := freeAddrs(1)
 	if err != nil {
 		return "", err
 	}
-	defer l.Close()
-	return l.Addr().String(), nil
+	return addrs[0], nil
+}
+
+// freeAddrs returns n distinct free loopback addresses: every listener
+// stays open until all are picked, so the kernel cannot hand out one port
+// twice (MinIO refuses a console address equal to its address).
+func freeAddrs(n int) ([]string, error) {
+	var addrs []string
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer l.Close()
+		addrs = append(addrs, l.Addr().String())
+	}
+	return addrs, nil
 }
 
 // syncBuffer collects a process's output written from several goroutines.

@@ -672,15 +672,20 @@ func freePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// freePortErr is freePort outside a test (0 if none: the bind then fails
-// with a clear error).
-func freePortErr() int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0
+// freePortsErr is n distinct free ports outside a test (0 for any it
+// could not get: the bind then fails with a clear error). Every listener
+// stays open until all are picked, so no port is handed out twice.
+func freePortsErr(n int) []int {
+	ports := make([]int, n)
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			continue
+		}
+		defer l.Close()
+		ports[i] = l.Addr().(*net.TCPAddr).Port
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return ports
 }
 
 func randomHex(n int) string {

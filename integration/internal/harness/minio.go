@@ -147,7 +147,8 @@ func StartMinIO(t testing.TB) *MinIO {
 func (m *MinIO) startFresh() error {
 	var err error
 	for attempt := 0; attempt < 4; attempt++ {
-		m.Addr, m.console = fmt.Sprintf("127.0.0.1:%d", freePortErr()), fmt.Sprintf("127.0.0.1:%d", freePortErr())
+		ports := freePortsErr(2)
+		m.Addr, m.console = fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1])
 		if err = m.start(); err == nil {
 			return nil
 		}
