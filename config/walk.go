@@ -20,6 +20,9 @@ type walker struct {
 	file  string
 	lines map[string]int
 	msgs  []string
+	// expanding are the anchors whose alias is being walked, outermost
+	// first: one met again is a cycle.
+	expanding map[*yaml.Node]bool
 }
 
 func (w *walker) fail(line int, key, format string, args ...any) {
@@ -36,6 +39,17 @@ func fmtProblem(where, key, msg string) string {
 
 func (w *walker) walk(n *yaml.Node, t reflect.Type, key string) {
 	if n.Kind == yaml.AliasNode {
+		// An anchor that merges or contains itself ("b: &b {<<: *b}") would
+		// be walked forever: refuse it where it comes round again.
+		if w.expanding[n.Alias] {
+			w.fail(n.Line, key, "alias *%s refers to a mapping that contains it", n.Value)
+			return
+		}
+		if w.expanding == nil {
+			w.expanding = map[*yaml.Node]bool{}
+		}
+		w.expanding[n.Alias] = true
+		defer delete(w.expanding, n.Alias)
 		n = n.Alias
 	}
 	if n.Tag == "!!null" {
