@@ -61,7 +61,9 @@ func classifyResponse(r minio.ErrorResponse) error {
 	case "NoSuchBucket": // configuration gone wrong: the store cannot serve
 		return storage.ErrUnavailable
 	case "SlowDown", "SlowDownRead", "SlowDownWrite", "ServiceUnavailable", "RequestTimeout",
-		"InternalError", "Throttling", "RequestLimitExceeded", "XMinioServerNotInitialized":
+		"InternalError", "Throttling", "RequestLimitExceeded", "XMinioServerNotInitialized",
+		"ClientDisconnected": // 499 from a MinIO shutting down mid-request
+
 		return storage.ErrUnavailable
 	}
 	switch s := r.StatusCode; {

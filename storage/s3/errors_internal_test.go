@@ -33,6 +33,7 @@ func TestClassify(t *testing.T) {
 		{resp(503, "SlowDown"), storage.ErrUnavailable, true},
 		{resp(503, "503 Service Unavailable"), storage.ErrUnavailable, true},
 		{resp(500, "InternalError"), storage.ErrUnavailable, false}, // may have been applied
+		{resp(499, "ClientDisconnected"), storage.ErrUnavailable, false},
 		{resp(403, "AccessDenied"), storage.ErrUnavailable, false},
 		{resp(400, "EntityTooSmall"), nil, false},
 		{refused, storage.ErrUnavailable, true},
