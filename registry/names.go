@@ -9,7 +9,7 @@ import (
 var tagPattern = regexp.MustCompile(`^[\w][\w.-]{0,127}$`)
 
 // maxNameLength bounds a repository name, as distribution's
-// reference.NameTotalLengthMax does.
+// reference.RepositoryNameTotalLengthMax does.
 const maxNameLength = 255
 
 // ValidName reports whether name is a repository name: the OCI
