@@ -84,7 +84,7 @@ func FuzzParseRoute(f *testing.F) {
 	}
 	kinds := []string{KindBase, KindCatalog, KindTags, KindBlob, KindUpload, KindManifest, KindReferrers}
 	f.Fuzz(func(t *testing.T, path string) {
-		rt, ok := ParseRoute(path)
+		rt, ok := parseRoute(path)
 		checkRouteOf(t, path, rt, ok)
 		if !ok {
 			if rt != (Route{}) {
@@ -115,7 +115,7 @@ func FuzzParseRoute(f *testing.F) {
 		}
 		// Whatever spelling was parsed, the canonical one parses the same.
 		for _, p := range routePaths(rt) {
-			if again, ok := ParseRoute(p); !ok || again != rt {
+			if again, ok := parseRoute(p); !ok || again != rt {
 				t.Fatalf("%q -> %+v, but %q -> %+v %v", path, rt, p, again, ok)
 			}
 		}
@@ -123,7 +123,7 @@ func FuzzParseRoute(f *testing.F) {
 }
 
 // checkRouteOf: what middlewares and handlers read (RouteOf) is
-// ParseRoute's answer, whether the outermost middleware stored it
+// parseRoute's answer, whether the outermost middleware stored it
 // (WithRoute) or the first reader parses it; and once stored, no reader
 // parses or stores it again.
 func checkRouteOf(t *testing.T, path string, rt Route, ok bool) {
@@ -136,7 +136,7 @@ func checkRouteOf(t *testing.T, path string, rt Route, ok bool) {
 		for i := range 2 {
 			got, gotOK := RouteOf(c)
 			if got != rt || gotOK != ok {
-				t.Fatalf("RouteOf(%q) = %+v %v, ParseRoute = %+v %v", path, got, gotOK, rt, ok)
+				t.Fatalf("RouteOf(%q) = %+v %v, parseRoute = %+v %v", path, got, gotOK, rt, ok)
 			}
 			switch {
 			case i == 0 && r == stored && c.Request != r, i == 1 && c.Request != first:
@@ -189,7 +189,7 @@ func FuzzRepositoryName(f *testing.F) {
 			{Kind: KindReferrers, Name: name, Ref: d.String()},
 		} {
 			for _, p := range routePaths(rt) {
-				if got, ok := ParseRoute(p); !ok || got != rt {
+				if got, ok := parseRoute(p); !ok || got != rt {
 					t.Fatalf("%q parses as %+v %v, want %+v", p, got, ok, rt)
 				}
 			}

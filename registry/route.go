@@ -29,10 +29,10 @@ const (
 	KindReferrers = "referrers"
 )
 
-// ParseRoute splits a /v2/ path. Repository names may contain '/', so the
+// parseRoute splits a /v2/ path. Repository names may contain '/', so the
 // path is cut at the last route marker. ok is false, with a zero Route,
 // for a path outside /v2/ and for a /v2/ path that names no route.
-func ParseRoute(path string) (rt Route, ok bool) {
+func parseRoute(path string) (rt Route, ok bool) {
 	rest, ok := strings.CutPrefix(path, "/v2/")
 	if !ok {
 		if path == "/v2" {
@@ -75,7 +75,7 @@ func ParseRoute(path string) (rt Route, ok bool) {
 
 type routeKey struct{}
 
-// parsedRoute is what a request's context carries: ParseRoute's answer for
+// parsedRoute is what a request's context carries: parseRoute's answer for
 // one path, a refusal included, so that a path outside /v2/ is not parsed
 // again either.
 type parsedRoute struct {
@@ -92,11 +92,11 @@ func WithRoute(ctx context.Context, path string) context.Context {
 }
 
 func parse(path string) parsedRoute {
-	rt, ok := ParseRoute(path)
+	rt, ok := parseRoute(path)
 	return parsedRoute{path: path, rt: rt, ok: ok}
 }
 
-// RouteOf returns ParseRoute(c.Request.URL.Path), parsed at most once per
+// RouteOf returns parseRoute(c.Request.URL.Path), parsed at most once per
 // request: it reads the route the request's context carries (WithRoute)
 // and, when there is none, or one for another path, parses the path and
 // stores the result in c.Request's context for the readers after it. So
