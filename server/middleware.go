@@ -49,9 +49,9 @@ func saneRequestID(id string) bool {
 var quietRoutes = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true}
 
 // observe is the outermost middleware: it assigns the request id, parses
-// the /v2/ route, counts bytes, and after the request (even one aborted by a panic) writes the
-// access log line and the metrics. The line holds the path without its
-// query string and no headers: both may carry credentials.
+// the /v2/ route, counts bytes, and after the request (even one aborted by
+// a panic) writes the access log line and the metrics. The line holds the
+// path without its query string and no headers: both may carry credentials.
 func (s *Server) observe(c *gin.Context) {
 	start := time.Now()
 	id := c.GetHeader(RequestIDHeader)
