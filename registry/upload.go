@@ -59,6 +59,7 @@ func (u *uploads) status(ctx context.Context, name, id string) (progress, error)
 	return s.progress(), err
 }
 
+// closed reports whether s was committed or cancelled.
 func closed(s *session) bool { return !s.state.takesData() }
 
 // loadOpen loads a session that takes data: a committed or cancelled one

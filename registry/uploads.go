@@ -28,53 +28,59 @@ func (r *Registry) startUpload(c *gin.Context, name string) {
 	if !r.allowNewSession(c) {
 		return
 	}
-	ctx, q := c.Request.Context(), c.Request.URL.Query()
-	if mount := q.Get("mount"); mount != "" {
-		if d, ok, err := r.mount(ctx, name, mount, q.Get("from")); err != nil {
-			r.fail(c, err)
-			return
-		} else if ok {
-			r.created(c, name, d)
+	q := c.Request.URL.Query()
+	switch {
+	case q.Get("mount") != "" && r.mount(c, name, q.Get("mount"), q.Get("from")):
+	case q.Get("digest") != "" && q.Get("mount") == "":
+		r.putWhole(c, name, q.Get("digest"))
+	default:
+		alg := digest.Algorithm(q.Get("digest-algorithm"))
+		if alg == "" {
+			alg = digest.Canonical
+		} else if alg != digest.SHA256 && alg != digest.SHA512 {
+			r.fail(c, oci(errcode.ErrorCodeDigestInvalid, "unsupported digest algorithm", string(alg)))
 			return
 		}
-		// Source unknown or unreadable: fall back to a normal session (202).
+		r.accepted(c, name, r.sessions.open(name, alg))
 	}
-	if dg := q.Get("digest"); dg != "" && q.Get("mount") == "" {
-		d, err := parseDigest(dg)
-		if err == nil {
-			err = r.sessions.putWhole(ctx, name, d, c.Request.Body, c.Request.ContentLength)
-		}
-		if err != nil {
-			r.failUpload(c, name, "", progress{}, err)
-			return
-		}
-		r.created(c, name, d)
-		return
-	}
-	alg := digest.Canonical
-	if a := q.Get("digest-algorithm"); a != "" {
-		alg = digest.Algorithm(a)
-		if alg != digest.SHA256 && alg != digest.SHA512 {
-			r.fail(c, oci(errcode.ErrorCodeDigestInvalid, "unsupported digest algorithm", a))
-			return
-		}
-	}
-	r.accepted(c, name, r.sessions.open(name, alg))
 }
 
-// mount links blob mount of repository from into name; ok false when from
-// cannot serve it.
-func (r *Registry) mount(ctx context.Context, name, mount, from string) (d digest.Digest, ok bool, err error) {
-	if d, err = parseDigest(mount); err != nil {
-		return "", false, err
+// mount links blob mount of repository from into name and answers, or
+// reports false without answering when from cannot serve it (the client
+// gets a new session instead).
+func (r *Registry) mount(c *gin.Context, name, mount, from string) (answered bool) {
+	d, err := parseDigest(mount)
+	if err != nil {
+		r.fail(c, err)
+		return true
 	}
 	if from == "" || !ValidName(from) {
 		// No automatic discovery across repositories: it would hand out
 		// blobs of repositories the caller may not read.
-		return d, false, nil
+		return false
 	}
-	ok, err = r.sessions.mount(ctx, name, from, d)
-	return d, ok, err
+	ok, err := r.sessions.mount(c.Request.Context(), name, from, d)
+	if err != nil {
+		r.fail(c, err)
+		return true
+	}
+	if ok {
+		r.created(c, name, d)
+	}
+	return ok
+}
+
+// putWhole stores the request's body as the blob dg (POST ?digest=).
+func (r *Registry) putWhole(c *gin.Context, name, dg string) {
+	d, err := parseDigest(dg)
+	if err == nil {
+		err = r.sessions.putWhole(c.Request.Context(), name, d, c.Request.Body, c.Request.ContentLength)
+	}
+	if err != nil {
+		r.failUpload(c, name, "", progress{}, err)
+		return
+	}
+	r.created(c, name, d)
 }
 
 func (r *Registry) uploadStatus(c *gin.Context, name, id string) {
