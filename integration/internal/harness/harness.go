@@ -70,9 +70,6 @@ func SlipwayBinary(t testing.TB) string {
 // the tests when one fails.
 func LogDir() string { return logDir }
 
-// ModuleRoot is the root of the slipway module (where go.mod is).
-func ModuleRoot() string { return moduleRoot }
-
 // Main prepares the registry binary, runs the tests and cleans up. Call it
 // from TestMain: os.Exit(harness.Main(m)).
 func Main(m *testing.M) int {

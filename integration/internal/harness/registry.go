@@ -151,14 +151,6 @@ func (r *Registry) StartReplica(t testing.TB) *Registry {
 	return r2
 }
 
-// Backend is "fs" or "s3".
-func (r *Registry) Backend() string {
-	if r.S3 != nil {
-		return "s3"
-	}
-	return "fs"
-}
-
 // launch prepares the log and config of a new Registry and starts it on a
 // free port.
 func (r *Registry) launch() {
