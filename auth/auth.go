@@ -122,12 +122,6 @@ func New(ctx context.Context, store storage.Store, opts Options) (*Service, erro
 // Close waits for background writes (robots' last-used times).
 func (s *Service) Close() { s.robots.close() }
 
-// Policy is the service's authorization policy.
-func (s *Service) Policy() *Policy { return s.policy }
-
-// JWKSet is the public key set tokens verify against.
-func (s *Service) JWKSet() JWKS { return s.keys.jwks }
-
 // Principal is the caller a request was authenticated as. The /v2/ and
 // /api/ middleware put it in the request's context (see PrincipalFrom).
 type Principal struct {

@@ -250,9 +250,6 @@ func (s *Server) Close() {
 	s.auth.Close()
 }
 
-// Handler is the whole HTTP surface, for tests with httptest.
-func (s *Server) Handler() http.Handler { return s.engine }
-
 // Listen binds http.addr. Run calls it when it has not been called; call it
 // first to learn the port picked for ":0" from Addr.
 func (s *Server) Listen() error {
