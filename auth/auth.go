@@ -160,5 +160,6 @@ func (s *Service) realm(host string, tls bool) string {
 	return scheme + "://" + host + "/auth/token"
 }
 
-// errUnavailable wraps store failures answered with 503.
+// isUnavailable reports whether err is a store outage (storage.ErrUnavailable),
+// which the token and API endpoints answer with 503.
 func isUnavailable(err error) bool { return errors.Is(err, storage.ErrUnavailable) }
