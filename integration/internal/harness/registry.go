@@ -16,9 +16,10 @@ import (
 type Options struct {
 	// S3 runs the registry on a MinIO bucket instead of a folder.
 	S3 *S3
-	// NoPublicURL leaves http.public_url empty, so Slipway builds Location
-	// headers and the token realm from each request's Host (and keeps a
-	// client that talks through a proxy on the proxy).
+	// NoPublicURL leaves http.public_url empty, so Slipway's Location
+	// headers are relative paths and its token realm is built from each
+	// request's Host (which keeps a client that talks through a proxy on
+	// the proxy).
 	NoPublicURL bool
 	// Lockout sets auth.lockout (nil: Slipway's defaults).
 	Lockout *Lockout
