@@ -122,12 +122,6 @@ func New(ctx context.Context, store storage.Store, opts Options) (*Service, erro
 // Close waits for background writes (robots' last-used times).
 func (s *Service) Close() { s.robots.close() }
 
-// Policy is the service's authorization policy.
-func (s *Service) Policy() *Policy { return s.policy }
-
-// JWKSet is the public key set tokens verify against.
-func (s *Service) JWKSet() JWKS { return s.keys.jwks }
-
 // Principal is the caller a request was authenticated as. The /v2/ and
 // /api/ middleware put it in the request's context (see PrincipalFrom).
 type Principal struct {
@@ -166,5 +160,6 @@ func (s *Service) realm(host string, tls bool) string {
 	return scheme + "://" + host + "/auth/token"
 }
 
-// errUnavailable wraps store failures answered with 503.
+// isUnavailable reports whether err is a store outage (storage.ErrUnavailable),
+// which the token and API endpoints answer with 503.
 func isUnavailable(err error) bool { return errors.Is(err, storage.ErrUnavailable) }

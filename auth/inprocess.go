@@ -15,9 +15,8 @@ import (
 )
 
 // In-process entry points for other packages of this binary (the admin
-// pages): the same accounts, throttling and robot store as the HTTP
-// endpoints, without an HTTP round trip. They live in this one file so the
-// HTTP handlers stay as they are.
+// pages, through admin.Accounts): the same accounts, throttling and robot
+// store as the HTTP endpoints, without an HTTP round trip.
 
 // ErrBadCredentials: unknown account, wrong password or secret, expired
 // robot. It is the very error authenticate returns, so errors.Is works on

@@ -79,8 +79,9 @@ type tokens struct {
 	// verified remembers access tokens whose signature and claims were
 	// checked, by SHA-256 of the token: docker and containerd reuse one
 	// token for every request of a pull, and an ES256 verification costs
-	// ~60µs, more than the rest of a manifest HEAD. The times are checked
-	// again on every use. Keys only change with a restart, which empties it.
+	// more than the rest of a manifest HEAD (BENCHMARKS.md). The times are
+	// checked again on every use. Keys only change with a restart, which
+	// empties it.
 	verified *lru.Cache[[32]byte, *Claims]
 }
 

@@ -81,9 +81,6 @@ type Grant struct {
 // Actions a grant may name.
 var grantActions = map[string]bool{"pull": true, "push": true, "delete": true, "promote": true}
 
-// GrantActions lists the actions a grant may name, in a stable order.
-func GrantActions() []string { return []string{"pull", "push", "delete", "promote"} }
-
 var (
 	userName   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$`)
 	bcryptHash = regexp.MustCompile(`^\$2[aby]?\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}$`)
@@ -109,9 +106,6 @@ func defaultAuth() Auth {
 func defaultSigningKey(root string) string {
 	return strings.TrimRight(root, "/") + "/keys/token.pem"
 }
-
-// ValidUserName reports whether name may be a configured user's name.
-func ValidUserName(name string) bool { return userName.MatchString(name) }
 
 // ValidBcryptHash reports whether h looks like a bcrypt hash.
 func ValidBcryptHash(h string) bool { return bcryptHash.MatchString(h) }

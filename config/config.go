@@ -65,8 +65,10 @@ const (
 type HTTP struct {
 	// Addr is the host:port to listen on (":5000", "127.0.0.1:0").
 	Addr string `yaml:"addr"`
-	// PublicURL is the externally visible base URL, used in Location
-	// headers and the token realm. Empty: taken from each request's Host.
+	// PublicURL is the externally visible base URL, the prefix of Location
+	// headers and of the token realm. Empty: Location headers are relative
+	// paths (clients resolve them against the URL they called) and the
+	// token realm is built from each request's scheme and Host.
 	PublicURL string `yaml:"public_url"`
 	// Secret is shared by all replicas to sign state they hand to clients.
 	Secret string `yaml:"secret"`
@@ -83,8 +85,8 @@ type HTTP struct {
 	UploadStallTimeout time.Duration `yaml:"upload_stall_timeout"`
 }
 
-// Storage selects the object-store backend. Exactly one is in use; today
-// that is always the filesystem (an s3 section joins it later).
+// Storage selects the object-store backend: the S3 bucket when the s3
+// section is present, else the filesystem folder.
 type Storage struct {
 	Filesystem Filesystem `yaml:"filesystem"`
 	// S3, when present, selects an S3-compatible bucket instead of the
@@ -114,17 +116,20 @@ type S3 struct {
 	Root         string `yaml:"root"`          // optional key prefix inside the bucket
 	CreateBucket bool   `yaml:"create_bucket"` // create it at start instead of refusing to start
 	// Redirect answers blob GETs with a presigned URL (307) so bytes flow
-	// from the bucket to the client directly.
-	Redirect         bool          `yaml:"redirect"`
-	RedirectEndpoint string        `yaml:"redirect_endpoint"` // public host for presigned URLs
-	RedirectExpiry   time.Duration `yaml:"redirect_expiry"`
+	// from the bucket to the client directly. Off by default: blobs are
+	// served through Slipway.
+	Redirect         bool   `yaml:"redirect"`
+	RedirectEndpoint string `yaml:"redirect_endpoint"` // public host for presigned URLs
+	// RedirectExpiry is the life of a presigned URL, at most 168h; 0: 20
+	// minutes (registry.Options.RedirectExpiry).
+	RedirectExpiry time.Duration `yaml:"redirect_expiry"`
 	// RedirectMinSize: blobs smaller than this are served through Slipway
 	// even with redirect on ("1MiB" by default; "0": redirect every blob).
 	// A redirect costs the client a second request, to another host, which
 	// for a small blob takes longer than the bytes (BENCHMARKS.md, on S3).
 	RedirectMinSize string `yaml:"redirect_min_size"`
 	// PartSize of multipart writes, and the memory one streaming request
-	// may buffer: "16MiB"; at least 5MiB.
+	// may buffer: "16MiB" (also what empty means), from 5MiB to 5GiB.
 	PartSize string `yaml:"part_size"`
 }
 

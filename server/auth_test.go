@@ -477,7 +477,11 @@ func TestKeyRotation(t *testing.T) {
 	old := testConfig(t)
 	s1, _ := newTestServerWith(t, old, nil, auth.Options{})
 	tok := token(t, s1.Handler(), ciUser, ciPass, "repository:staging/app:pull")
-	oldKid := s1.auth.JWKSet().Keys[0].Kid
+	var oldSet auth.JWKS
+	if rec := send(s1.Handler(), http.MethodGet, "/auth/jwks.json", ""); json.Unmarshal(rec.Body.Bytes(), &oldSet) != nil || len(oldSet.Keys) != 1 {
+		t.Fatalf("jwks before rotation = %s", rec.Body)
+	}
+	oldKid := oldSet.Keys[0].Kid
 
 	// A new signing key, the old one kept for verification.
 	next := old

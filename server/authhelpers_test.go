@@ -40,6 +40,9 @@ func (c *clock) Add(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
+// Handler is the whole HTTP surface, for tests with httptest.
+func (s *Server) Handler() http.Handler { return s.engine }
+
 // send makes one request. hdr holds name/value pairs; the pseudo-header
 // "Remote" sets the client address.
 func send(h http.Handler, method, target, body string, hdr ...string) *httptest.ResponseRecorder {

@@ -11,7 +11,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -73,14 +72,7 @@ func New(cfg config.Config, logger *slog.Logger) (*Server, error) {
 		logger.Warn("storage writes are delayed for testing", "delay", d.String())
 		store = delay.Wrap(store, d)
 	}
-	s, err := newServer(cfg, logger, store)
-	if err != nil {
-		if c, ok := store.(io.Closer); ok {
-			_ = c.Close()
-		}
-		return nil, err
-	}
-	return s, nil
+	return newServer(cfg, logger, store)
 }
 
 // purgeUploads forgets abandoned upload sessions every purge interval until
@@ -250,9 +242,6 @@ func (s *Server) Close() {
 	s.auth.Close()
 }
 
-// Handler is the whole HTTP surface, for tests with httptest.
-func (s *Server) Handler() http.Handler { return s.engine }
-
 // Listen binds http.addr. Run calls it when it has not been called; call it
 // first to learn the port picked for ":0" from Addr.
 func (s *Server) Listen() error {
@@ -320,11 +309,6 @@ func (s *Server) Run(ctx context.Context) error {
 	<-served // http.ErrServerClosed
 	<-outboxDone
 	s.Close()
-	if c, ok := s.store.(io.Closer); ok {
-		if err := c.Close(); err != nil {
-			s.log.Warn("closing storage", "error", err.Error())
-		}
-	}
 	s.log.Info("stopped")
 	return nil
 }

@@ -19,6 +19,19 @@ import (
 
 const testSecret = "0123456789abcdef-test-secret"
 
+// Enqueue is EnqueueOnce under a fresh random id at the outbox's current
+// time: one new event.
+func (o *Outbox) Enqueue(ctx context.Context, event string, payload any) error {
+	return o.EnqueueOnce(ctx, randomHex(16), o.opts.Now().UTC(), event, payload)
+}
+
+// Pending counts the deliveries not yet delivered nor given up on.
+func (o *Outbox) Pending(ctx context.Context) (int, error) {
+	n := 0
+	err := o.list(ctx, outboxPrefix, func(storage.Info) bool { n++; return true })
+	return n, err
+}
+
 // received is one request a receiver got.
 type received struct {
 	at     time.Time

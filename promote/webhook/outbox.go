@@ -2,7 +2,7 @@
 // through an outbox kept in the object store, so that an event survives a
 // restart, a crash or a receiver that is down for hours.
 //
-// Enqueue writes one small JSON object per (event, hook) under "outbox/"
+// EnqueueOnce writes one small JSON object per (event, hook) under "outbox/"
 // before it returns; Run, on every replica, sends what is due and deletes
 // each object once its receiver answered 2xx. Failures are retried with
 // exponential backoff; after the hook's MaxAttempts the object is moved to
@@ -76,7 +76,7 @@ type Outbox struct {
 	client *http.Client
 	// owner names this Outbox in the leases it writes.
 	owner string
-	// nudge wakes Run after an Enqueue or a finished delivery.
+	// nudge wakes Run after an EnqueueOnce or a finished delivery.
 	nudge chan struct{}
 	// slots bounds concurrent deliveries (see maxInFlight).
 	slots chan struct{}
@@ -119,21 +119,16 @@ func New(store storage.Store, opts Options) *Outbox {
 	}
 }
 
-// Enqueue records one delivery of event per hook that wants it (its Events
-// name event, or are empty) and returns once every record is written: an
-// event Enqueue accepted survives a restart. payload becomes the "data"
-// field of the body. If a write fails, Enqueue removes the records it
-// already wrote (best effort) and returns the error, so the caller may
-// retry without doubling deliveries.
-func (o *Outbox) Enqueue(ctx context.Context, event string, payload any) error {
-	return o.EnqueueOnce(ctx, randomHex(16), o.opts.Now().UTC(), event, payload)
-}
-
-// EnqueueOnce is Enqueue for an event with its own id and time (a ledger
-// record's): queuing the same id and time again writes nothing, so a
-// caller that repeats a crashed writer's steps does not double the
-// deliveries still pending. (One already delivered is sent again, with the
-// same delivery id: receivers dedupe on X-Slipway-Delivery.)
+// EnqueueOnce records one delivery of event per hook that wants it (its
+// Events name event, or are empty), under the event's own id and time (a
+// ledger record's), and returns once every record is written: an event
+// EnqueueOnce accepted survives a restart. payload becomes the "data" field
+// of the body. If a write fails, EnqueueOnce removes the records it already
+// wrote (best effort) and returns the error, so the caller may retry
+// without doubling deliveries. Queuing the same id and time again writes
+// nothing, so a caller that repeats a crashed writer's steps does not double
+// the deliveries still pending. (One already delivered is sent again, with
+// the same delivery id: receivers dedupe on X-Slipway-Delivery.)
 func (o *Outbox) EnqueueOnce(ctx context.Context, id string, at time.Time, event string, payload any) error {
 	if event == "" {
 		return errors.New("webhook: empty event")
@@ -175,7 +170,7 @@ func (o *Outbox) EnqueueOnce(ctx context.Context, id string, at time.Time, event
 	return nil
 }
 
-// unwrite deletes the records of a failed Enqueue, even if ctx has ended:
+// unwrite deletes the records of a failed EnqueueOnce, even if ctx has ended:
 // they would otherwise be delivered for an event the caller was told failed.
 func (o *Outbox) unwrite(ctx context.Context, keys []string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -185,13 +180,6 @@ func (o *Outbox) unwrite(ctx context.Context, keys []string) {
 			o.log.Warn("webhook: cannot remove the record of a failed enqueue; it will be delivered", "key", k, "err", err)
 		}
 	}
-}
-
-// Pending counts the deliveries not yet delivered nor given up on.
-func (o *Outbox) Pending(ctx context.Context) (int, error) {
-	n := 0
-	err := o.list(ctx, outboxPrefix, func(storage.Info) bool { n++; return true })
-	return n, err
 }
 
 // list calls fn for every object under prefix, oldest first, until fn

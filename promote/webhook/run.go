@@ -24,7 +24,7 @@ const (
 )
 
 // Run delivers due deliveries until ctx ends, then waits for the requests
-// in flight. It wakes after every Enqueue on this Outbox, when a retry is
+// in flight. It wakes after every EnqueueOnce on this Outbox, when a retry is
 // due, and every PollInterval to find deliveries other replicas enqueued
 // or a crashed process left behind. Call it once per Outbox.
 func (o *Outbox) Run(ctx context.Context) {

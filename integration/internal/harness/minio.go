@@ -326,21 +326,6 @@ func (m *MinIO) Start() error {
 	return m.start()
 }
 
-// Running reports whether the MinIO process is alive.
-func (m *MinIO) Running() bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.cmd == nil {
-		return false
-	}
-	select {
-	case <-m.done:
-		return false
-	default:
-		return true
-	}
-}
-
 // Client is a minio-go client with the root credentials (to create buckets
 // and look inside them).
 func (m *MinIO) Client(t testing.TB) *minio.Client {
