@@ -88,3 +88,35 @@ func TestMetadataSetTag(t *testing.T) {
 		t.Fatalf("Resolve(blob digest) = %v", err)
 	}
 }
+
+// Linking a blob is one operation for /v2/ and promotion: a blob the
+// registry lacks links nothing, and a link puts its repository in the
+// catalog.
+func TestMetadataLinkBlob(t *testing.T) {
+	e := newEnv(t)
+	raw := e.image("src/app", "layer")
+	wantStatus(t, e.putManifest("src/app", "1", v1.MediaTypeImageManifest, raw), http.StatusCreated)
+	md := New(e.store, Options{}).Metadata()
+	ctx := context.Background()
+	m, err := md.Resolve(ctx, "src/app", "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refs, _ := m.References()
+	missing := digest.FromString("not stored")
+	if err := md.LinkBlob(ctx, "dst/app", missing); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("LinkBlob(missing blob) = %v, want not found", err)
+	}
+	if ok, err := md.RepositoryExists(ctx, "dst/app"); err != nil || ok {
+		t.Fatalf("a failed link created the repository: %v %v", ok, err)
+	}
+	for range 2 { // the second finds the link and writes nothing
+		if err := md.LinkBlob(ctx, "dst/app", refs.Blobs[0].Digest); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ok, err := md.RepositoryExists(ctx, "dst/app"); err != nil || !ok {
+		t.Fatalf("RepositoryExists after a link = %v %v", ok, err)
+	}
+	wantStatus(t, e.do(http.MethodHead, "/v2/dst/app/blobs/"+refs.Blobs[0].Digest.String(), nil), http.StatusOK)
+}
