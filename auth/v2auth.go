@@ -41,8 +41,8 @@ type accessDetail struct {
 //	                              part of pushing)
 //
 // A cross-repository mount also needs pull on "from"; see checkMount.
-func required(path, method string) requirement {
-	rt, ok := registry.ParseRoute(path)
+// rt and ok are the request's route (registry.RouteOf).
+func required(rt registry.Route, ok bool, method string) requirement {
 	if !ok || rt.Kind == registry.KindBase {
 		return requirement{}
 	}
@@ -123,8 +123,9 @@ func (r requirement) detail() []accessDetail {
 // challenges also ask for pull on "from" (see checkMount).
 func (s *Service) V2(c *gin.Context) {
 	c.Header("Docker-Distribution-API-Version", "registry/2.0")
+	rt, ok := registry.RouteOf(c)
 	req := c.Request
-	need := required(req.URL.Path, req.Method)
+	need := required(rt, ok, req.Method)
 	need.mountFrom = mountSource(req, need)
 	raw, ok := bearerToken(req)
 	if !ok {

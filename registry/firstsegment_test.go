@@ -95,13 +95,13 @@ func TestImplicitFirstSegmentIsDeletedOnlyWhenUnused(t *testing.T) {
 	// cancel commits it meanwhile: purge must keep it.
 	committed := e.startUpload("cancel")
 	wantStatus(t, e.do("PATCH", committed, []byte("committed bytes")), http.StatusAccepted)
-	st, err := e.reg.loadUpload(ctx, "cancel", uploadID(committed), true)
+	st, err := e.reg.sessions.load(ctx, "cancel", uploadID(committed), fromMemory)
 	if err != nil {
 		t.Fatal(err)
 	}
 	wantStatus(t, e.do("DELETE", committed, nil), http.StatusNoContent)
 	dc := digest.FromString("committed bytes")
-	if _, err := e.reg.meta.commitBlob(ctx, dc, st.Segments); err != nil {
+	if _, err := e.reg.meta.commitBlob(ctx, dc, st.segs); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.reg.meta.linkBlob(ctx, "cancel", dc); err != nil {
@@ -129,8 +129,8 @@ func TestImplicitFirstSegmentWithMoreDataClosesWithCompareAndSet(t *testing.T) {
 	loc := e.startUpload("cas")
 	wantStatus(t, e.do("PATCH", loc, []byte("first ")), http.StatusAccepted)
 	b := newEnvOn(t, e.dir)
-	st, err := b.reg.loadUpload(ctx, "cas", uploadID(loc), false)
-	if err != nil || len(st.Segments) != 1 || st.Segments[0].Digest != digest.FromString("first ") {
+	st, err := b.reg.sessions.load(ctx, "cas", uploadID(loc), fromStore)
+	if err != nil || len(st.segs) != 1 || st.segs[0].Digest != digest.FromString("first ") {
 		t.Fatalf("state on another replica: %+v, %v", st, err)
 	}
 	wantStatus(t, e.do("DELETE", loc, nil), http.StatusNoContent)
@@ -140,7 +140,7 @@ func TestImplicitFirstSegmentWithMoreDataClosesWithCompareAndSet(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, _ = st.hasher.Write([]byte("last"))
-	err = b.reg.closeUpload(ctx, st, []segment{last}, digest.FromString("first last"))
+	_, err = b.reg.sessions.close(ctx, st, []segment{last}, digest.FromString("first last"))
 	if !errors.Is(err, storage.ErrPreconditionFailed) {
 		t.Fatalf("closing a cancelled session with one more chunk: %v, want a lost compare-and-set", err)
 	}

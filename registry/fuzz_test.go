@@ -17,6 +17,7 @@ import (
 	"mime"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -83,10 +84,8 @@ func FuzzParseRoute(f *testing.F) {
 	}
 	kinds := []string{KindBase, KindCatalog, KindTags, KindBlob, KindUpload, KindManifest, KindReferrers}
 	f.Fuzz(func(t *testing.T, path string) {
-		rt, ok := ParseRoute(path)
-		if got := Classify(path); got != rt.Kind || (!ok && got != "") {
-			t.Fatalf("Classify(%q) = %q, ParseRoute = %+v %v", path, got, rt, ok)
-		}
+		rt, ok := parseRoute(path)
+		checkRouteOf(t, path, rt, ok)
 		if !ok {
 			if rt != (Route{}) {
 				t.Fatalf("refused %q but returned %+v", path, rt)
@@ -116,11 +115,38 @@ func FuzzParseRoute(f *testing.F) {
 		}
 		// Whatever spelling was parsed, the canonical one parses the same.
 		for _, p := range routePaths(rt) {
-			if again, ok := ParseRoute(p); !ok || again != rt {
+			if again, ok := parseRoute(p); !ok || again != rt {
 				t.Fatalf("%q -> %+v, but %q -> %+v %v", path, rt, p, again, ok)
 			}
 		}
 	})
+}
+
+// checkRouteOf: what middlewares and handlers read (RouteOf) is
+// parseRoute's answer, whether the outermost middleware stored it
+// (WithRoute) or the first reader parses it; and once stored, no reader
+// parses or stores it again.
+func checkRouteOf(t *testing.T, path string, rt Route, ok bool) {
+	t.Helper()
+	stored := (&http.Request{URL: &url.URL{Path: path}}).WithContext(WithRoute(context.Background(), path))
+	for _, r := range []*http.Request{stored, {URL: &url.URL{Path: path}}} {
+		c, _ := gin.CreateTestContext(httptest.NewRecorder())
+		c.Request = r
+		var first *http.Request
+		for i := range 2 {
+			got, gotOK := RouteOf(c)
+			if got != rt || gotOK != ok {
+				t.Fatalf("RouteOf(%q) = %+v %v, parseRoute = %+v %v", path, got, gotOK, rt, ok)
+			}
+			switch {
+			case i == 0 && r == stored && c.Request != r, i == 1 && c.Request != first:
+				t.Fatalf("RouteOf(%q) parsed again a route the context carries", path)
+			case i == 0 && r != stored && c.Request == r:
+				t.Fatalf("RouteOf(%q) did not store the route it parsed", path)
+			}
+			first = c.Request
+		}
+	}
 }
 
 func FuzzRepositoryName(f *testing.F) {
@@ -163,7 +189,7 @@ func FuzzRepositoryName(f *testing.F) {
 			{Kind: KindReferrers, Name: name, Ref: d.String()},
 		} {
 			for _, p := range routePaths(rt) {
-				if got, ok := ParseRoute(p); !ok || got != rt {
+				if got, ok := parseRoute(p); !ok || got != rt {
 					t.Fatalf("%q parses as %+v %v, want %+v", p, got, ok, rt)
 				}
 			}
@@ -259,7 +285,8 @@ func FuzzContentRange(f *testing.F) {
 		if hdr != "" {
 			c.Request.Header.Set("Content-Range", hdr)
 		}
-		start, size, ok := chunkRange(c, &uploadState{Offset: offset})
+		at, ok := requestChunk(c).place(offset)
+		start, size := at.start, at.size
 		if !ok {
 			if c.Request.Header.Get("Content-Range") == "" {
 				t.Fatalf("chunk without Content-Range refused")

@@ -34,7 +34,7 @@ package registry
 // For the store to tell a finished session from an open one, a session
 // committed through a replica that does not hold its slot keeps its closed
 // state object when its first chunk is an implicit first segment followed
-// by more (finishUpload): without it, the first chunk's data object alone
+// by more (uploads.endCommitted): without it, the first chunk's data object alone
 // looks exactly like a session holding one chunk. Purge removes that
 // object after uploads.purge_after, as it does any session's.
 //
@@ -44,7 +44,7 @@ package registry
 //     forgets its slots (the sessions are then counted nowhere until they
 //     end). The bound is a bound on abuse, not an exact quota.
 //   - A cancelled session whose first chunk may still be committed
-//     elsewhere keeps that chunk until purge (dropUpload); its slot is
+//     elsewhere keeps that chunk until purge (uploads.drop); its slot is
 //     freed all the same. The session rate bounds how fast that churn
 //     can go.
 //   - A one-request upload (POST ?digest=, or a PUT with the whole body on
@@ -123,10 +123,20 @@ func newSessionLimits(opts Options) *sessionLimits {
 	return l
 }
 
-func tooManyRequests(c *gin.Context, retryAfter time.Duration, msg string) *apiError {
-	secs := max(1, int(math.Ceil(retryAfter.Seconds())))
+// tooManyError is a bound reached: 429 TOOMANYREQUESTS, with the
+// Retry-After to send.
+type tooManyError struct {
+	retryAfter time.Duration
+	msg        string
+}
+
+func (e *tooManyError) Error() string { return e.msg }
+
+// answer is the error in OCI terms, with its Retry-After header set on c.
+func (e *tooManyError) answer(c *gin.Context) *apiError {
+	secs := max(1, int(math.Ceil(e.retryAfter.Seconds())))
 	c.Header("Retry-After", strconv.Itoa(secs))
-	return oci(errcode.ErrorCodeTooManyRequests, msg, nil)
+	return oci(errcode.ErrorCodeTooManyRequests, e.msg, nil)
 }
 
 // account is who a request is for ("" without Options.Account).
@@ -140,7 +150,7 @@ func (r *Registry) account(c *gin.Context) string {
 // allowNewSession takes a token of the account's session rate; false: it
 // answered 429.
 func (r *Registry) allowNewSession(c *gin.Context) bool {
-	l := r.limits
+	l := r.sessions.limits
 	if l.rate == 0 {
 		return true
 	}
@@ -157,7 +167,8 @@ func (r *Registry) allowNewSession(c *gin.Context) bool {
 	res := lim.Reserve()
 	if d := res.Delay(); d > 0 {
 		res.Cancel()
-		r.fail(c, tooManyRequests(c, d, "too many new upload sessions for this account, retry later"))
+		tm := &tooManyError{retryAfter: d, msg: "too many new upload sessions for this account, retry later"}
+		r.fail(c, tm.answer(c))
 		return false
 	}
 	return true
@@ -166,32 +177,30 @@ func (r *Registry) allowNewSession(c *gin.Context) bool {
 // atCapMessage answers a first chunk over the account's cap.
 const atCapMessage = "this account has too many unfinished blob uploads holding data; finish or cancel some, or retry later"
 
-// takeSlot reserves a slot for session st (about to receive its first
-// chunk) for the request's account. It returns a function to call once the
-// chunk is written (or not), with the session as it then is; or an error
-// (429) when the account is at its cap.
-func (r *Registry) takeSlot(c *gin.Context, st *uploadState) (func(*uploadState), error) {
-	l := r.limits
+// takeSlot reserves a slot of account acct for session st (about to
+// receive its first chunk). It returns a function to call once the chunk
+// is written (or not), with the session as it then is; or a *tooManyError
+// when the account is at its cap.
+func (u *uploads) takeSlot(ctx context.Context, acct string, st *session) (func(*session), error) {
+	l := u.limits
 	if l.max <= 0 {
-		return func(*uploadState) {}, nil
+		return func(*session) {}, nil
 	}
-	ctx := c.Request.Context()
-	acct := r.account(c)
-	expires := st.Started.Add(r.opts.UploadTTL)
-	if len(st.ID) != 2*uploadIDBytes { // legacy id: no issued time
-		expires = time.Now().Add(r.opts.UploadTTL)
+	expires := st.started.Add(u.ttl)
+	if !signedForm(st.id) { // legacy id: no issued time
+		expires = time.Now().Add(u.ttl)
 	}
 	var s *slot
-	settle := func(now *uploadState) { l.settle(acct, st.ID, s, now) }
+	settle := func(now *session) { l.settle(acct, st.id, s, now) }
 	for asked := false; ; {
 		l.mu.Lock()
 		a := l.slots(acct)
 		if len(a.open) >= l.max {
 			l.dropExpired(a, time.Now())
 		}
-		if s = l.join(acct, st.ID); s != nil || len(a.open) < l.max {
+		if s = l.join(acct, st.id); s != nil || len(a.open) < l.max {
 			if s == nil {
-				s = l.add(acct, a, st.ID, expires)
+				s = l.add(acct, a, st.id, expires)
 			}
 			l.mu.Unlock()
 			return settle, nil
@@ -210,18 +219,18 @@ func (r *Registry) takeSlot(c *gin.Context, st *uploadState) (func(*uploadState)
 		due := l.due(a, time.Now())
 		if asked || len(due) == 0 {
 			l.mu.Unlock()
-			return nil, tooManyRequests(c, openRecheck, atCapMessage)
+			return nil, &tooManyError{retryAfter: openRecheck, msg: atCapMessage}
 		}
 		ch := make(chan struct{})
 		a.checking = ch
 		l.mu.Unlock()
-		failed := r.checkSlots(ctx, acct, due)
+		failed := u.checkSlots(ctx, acct, due)
 		l.mu.Lock()
 		a.checking = nil
 		close(ch)
 		if failed && len(a.open) >= l.max {
 			// The store could not answer: let the chunk through (see above).
-			s = l.add(acct, a, st.ID, expires)
+			s = l.add(acct, a, st.id, expires)
 			l.mu.Unlock()
 			return settle, nil
 		}
@@ -268,7 +277,7 @@ func (l *sessionLimits) add(acct string, a *accountSlots, id string, expires tim
 // settle ends one writer's first chunk: the slot stays once a first chunk
 // is written, and goes when its last writer wrote nothing (the chunk
 // failed or was empty).
-func (l *sessionLimits) settle(acct, id string, s *slot, st *uploadState) {
+func (l *sessionLimits) settle(acct, id string, s *slot, st *session) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	a := l.accounts[acct]
@@ -276,10 +285,10 @@ func (l *sessionLimits) settle(acct, id string, s *slot, st *uploadState) {
 		return // freed meanwhile (a commit or cancel raced the chunk)
 	}
 	s.writers--
-	if st != nil && (st.stored || len(st.Segments) > 0) {
+	if st != nil && (st.state != sessionNew || len(st.segs) > 0) {
 		s.held = true
-		if len(st.Segments) > 0 && st.Segments[0].Digest != "" {
-			s.first = st.Segments[0]
+		if first, ok := st.implicitFirst(); ok {
+			s.first = first
 		}
 	}
 	if s.writers == 0 && !s.held {
@@ -289,8 +298,8 @@ func (l *sessionLimits) settle(acct, id string, s *slot, st *uploadState) {
 
 // release frees the slot of a session that was committed or cancelled,
 // and reports whether this replica held it.
-func (r *Registry) release(id string) bool {
-	l := r.limits
+func (u *uploads) release(id string) bool {
+	l := u.limits
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	_, held := l.owner[id]
@@ -336,7 +345,7 @@ func (l *sessionLimits) due(a *accountSlots, now time.Time) map[string]slot {
 
 // checkSlots asks the store which of the account's due slots still hold an
 // open session and frees the others. It reports whether a read failed.
-func (r *Registry) checkSlots(ctx context.Context, acct string, due map[string]slot) (failed bool) {
+func (u *uploads) checkSlots(ctx context.Context, acct string, due map[string]slot) (failed bool) {
 	var mu sync.Mutex
 	var done []string
 	// The round outlives the request that started it (others wait on it),
@@ -347,7 +356,7 @@ func (r *Registry) checkSlots(ctx context.Context, acct string, due map[string]s
 	g.SetLimit(openCheckParallel)
 	for id, s := range due {
 		g.Go(func() error {
-			open, err := r.stillOpen(gctx, id, s)
+			open, err := u.stillOpen(gctx, id, s)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -359,7 +368,7 @@ func (r *Registry) checkSlots(ctx context.Context, acct string, due map[string]s
 		})
 	}
 	_ = g.Wait()
-	l := r.limits
+	l := u.limits
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, id := range done {
@@ -368,7 +377,7 @@ func (r *Registry) checkSlots(ctx context.Context, acct string, due map[string]s
 		}
 	}
 	if failed {
-		r.opts.Logger.WarnContext(ctx, "could not check an account's open upload sessions in the store; letting a first chunk through", "account", acct)
+		u.logger.WarnContext(ctx, "could not check an account's open upload sessions in the store; letting a first chunk through", "account", acct)
 	}
 	return failed
 }
@@ -385,14 +394,14 @@ func (r *Registry) checkSlots(ctx context.Context, acct string, due map[string]s
 //
 // A session without an implicit first segment whose state object is gone
 // was committed or cancelled (or purged).
-func (r *Registry) stillOpen(ctx context.Context, id string, s slot) (bool, error) {
-	b, _, err := r.meta.readSmall(ctx, uploadKey(id), 4<<20)
+func (u *uploads) stillOpen(ctx context.Context, id string, s slot) (bool, error) {
+	b, _, err := u.meta.readSmall(ctx, uploadKey(id), 4<<20)
 	if err == nil {
-		st, err := decodeUpload(b, id)
+		st, err := decodeSession(b, id, true)
 		if err != nil {
 			return false, err
 		}
-		return st.Closed == "", nil
+		return st.state.takesData(), nil
 	}
 	if !errors.Is(err, storage.ErrNotFound) {
 		return false, err
@@ -400,7 +409,7 @@ func (r *Registry) stillOpen(ctx context.Context, id string, s slot) (bool, erro
 	if s.first.Digest == "" {
 		return false, nil
 	}
-	bd, err := r.meta.blob(ctx, s.first.Digest)
+	bd, err := u.meta.blob(ctx, s.first.Digest)
 	if err == nil {
 		for _, seg := range bd.segments() {
 			if seg.Key == s.first.Key {
@@ -410,7 +419,7 @@ func (r *Registry) stillOpen(ctx context.Context, id string, s slot) (bool, erro
 	} else if !errors.Is(err, storage.ErrNotFound) {
 		return false, err
 	}
-	_, err = r.store.Stat(ctx, s.first.Key)
+	_, err = u.store.Stat(ctx, s.first.Key)
 	if errors.Is(err, storage.ErrNotFound) {
 		return false, nil
 	}
@@ -418,27 +427,27 @@ func (r *Registry) stillOpen(ctx context.Context, id string, s slot) (bool, erro
 }
 
 // openSlots is how many slots the account holds on this replica (tests).
-func (r *Registry) openSlots(acct string) int {
-	r.limits.mu.Lock()
-	defer r.limits.mu.Unlock()
-	if a := r.limits.accounts[acct]; a != nil {
+func (u *uploads) openSlots(acct string) int {
+	u.limits.mu.Lock()
+	defer u.limits.mu.Unlock()
+	if a := u.limits.accounts[acct]; a != nil {
 		return len(a.open)
 	}
 	return 0
 }
 
-// slotForChunk takes a slot when the chunk about to be appended is the
-// session's first data (see takeSlot); the function it returns settles it
-// with appendChunk's result.
-func (r *Registry) slotForChunk(c *gin.Context, st *uploadState, size int64) (func(*uploadState, error), error) {
-	if st.stored || len(st.Segments) > 0 || size == 0 {
-		return func(*uploadState, error) {}, nil
+// slotForChunk takes a slot of account acct when the chunk about to be
+// appended is the session's first data (see takeSlot); the function it
+// returns settles it with appendChunk's result.
+func (u *uploads) slotForChunk(ctx context.Context, acct string, st *session, size int64) (func(*session, error), error) {
+	if st.state != sessionNew || len(st.segs) > 0 || size == 0 {
+		return func(*session, error) {}, nil
 	}
-	settle, err := r.takeSlot(c, st)
+	settle, err := u.takeSlot(ctx, acct, st)
 	if err != nil {
 		return nil, err
 	}
-	return func(now *uploadState, err error) {
+	return func(now *session, err error) {
 		if err != nil {
 			now = nil
 		}
@@ -451,12 +460,13 @@ func (r *Registry) slotForChunk(c *gin.Context, st *uploadState, size int64) (fu
 // the store needs it to tell the session finished (see above): a session
 // whose implicit first segment has company, committed through a replica
 // that does not hold its slot while slots are counted.
-func (r *Registry) endCommitted(st *uploadState) {
-	held := r.release(st.ID)
-	keep := r.limits.max > 0 && !held && len(st.Segments) > 1 && st.Segments[0].Digest != ""
-	if st.stored && !keep {
-		r.dropSessionLater(st.ID)
+func (u *uploads) endCommitted(st *session) {
+	held := u.release(st.id)
+	_, implicit := st.implicitFirst()
+	keep := u.limits.max > 0 && !held && len(st.segs) > 1 && implicit
+	if st.state != sessionNew && !keep {
+		u.dropLater(st.id)
 		return
 	}
-	r.forget(st.ID)
+	u.forget(st.id)
 }

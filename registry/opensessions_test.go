@@ -72,7 +72,7 @@ func TestOpenSessionsCap(t *testing.T) {
 	wantStatus(t, e.do("DELETE", locs[2], nil, "X-Account", "ci"), http.StatusNoContent)
 	r, _ = e.openWithData("ci", []byte("after the cancel"))
 	wantStatus(t, r, http.StatusAccepted)
-	if n := e.reg.openSlots("ci"); n != 3 {
+	if n := e.reg.sessions.openSlots("ci"); n != 3 {
 		t.Errorf("ci holds %d slots, want 3", n)
 	}
 }
@@ -101,7 +101,7 @@ func TestOpenSessionsCapAcrossReplicas(t *testing.T) {
 	all := append(chunk(2), "second chunk"...)
 	wantStatus(t, b.do("PUT", withQuery(r.Header.Get("Location"), "digest="+digest.FromBytes(all).String()), nil, "X-Account", "ci"), http.StatusCreated)
 	b.reg.Wait()
-	if n := a.reg.openSlots("ci"); n != 4 {
+	if n := a.reg.sessions.openSlots("ci"); n != 4 {
 		t.Fatalf("A holds %d slots before reaching its cap, want 4 (it learns of B's work only then)", n)
 	}
 
@@ -112,7 +112,7 @@ func TestOpenSessionsCapAcrossReplicas(t *testing.T) {
 	}
 	r, _ = a.openWithData("ci", chunk(20))
 	wantTooMany(t, r)
-	if n := a.reg.openSlots("ci"); n != 4 {
+	if n := a.reg.sessions.openSlots("ci"); n != 4 {
 		t.Errorf("A holds %d slots, want 4", n)
 	}
 }

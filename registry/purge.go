@@ -50,15 +50,15 @@ func (r *Registry) PurgeUploads(ctx context.Context, cutoff time.Time) (sessions
 }
 
 // purgeCancelledSegments deletes what a cancelled session still lists (see
-// dropUpload). Errors leave the segment to garbage collection.
+// uploads.drop). Errors leave the segment to garbage collection.
 func (r *Registry) purgeCancelledSegments(ctx context.Context, key string) {
 	b, _, err := r.meta.readSmall(ctx, key, 4<<20)
 	if err != nil {
 		return
 	}
-	st, err := decodeUpload(b, key)
-	if err != nil || st.Closed != closedCancelled {
+	s, err := decodeSession(b, key, true)
+	if err != nil || s.state != sessionCancelled {
 		return
 	}
-	r.meta.deleteSegments(ctx, st.Segments, true)
+	r.meta.deleteSegments(ctx, s.segs, true)
 }

@@ -5,10 +5,8 @@ package registry
 import (
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 
-	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/slipway/slipway/storage"
@@ -70,14 +68,8 @@ type Registry struct {
 	// io.Copy's 32 KiB (bench/run.sh, pull-16m: 0.53x -> ~0.8x of stock).
 	// A channel rather than a sync.Pool, which the GC empties.
 	copyBuffers chan []byte
-	// sessions remembers upload sessions this replica issued or wrote
-	// (uploads.go): a guess, always checked by compare-and-set.
-	sessions *lru.Cache[string, sessionEntry]
-	// limits bound what one account holds in upload sessions
-	// (opensessions.go).
-	limits *sessionLimits
-	// background counts work left running after a response (Wait).
-	background sync.WaitGroup
+	// sessions runs blob upload sessions (sessionstore.go, upload.go).
+	sessions *uploads
 }
 
 // New returns a registry on store.
@@ -109,8 +101,7 @@ func New(store storage.Store, opts Options) *Registry {
 			Help: "Blob upload requests (POST, PATCH, PUT) being served by this process.",
 		}),
 	}
-	r.sessions, _ = lru.New[string, sessionEntry](sessionCacheEntries)
-	r.limits = newSessionLimits(opts)
+	r.sessions = newUploads(store, r.meta, r.writeSegment, opts)
 	r.copyBuffers = make(chan []byte, copyBufferCount)
 	if opts.Metrics != nil {
 		opts.Metrics.MustRegister(r.uploads)

@@ -251,11 +251,11 @@ func TestClosedSessionIsSafe(t *testing.T) {
 	wantStatus(t, e.do("PATCH", loc, []byte("closed ")), http.StatusAccepted)
 	wantStatus(t, e.do("PATCH", loc, []byte("bytes")), http.StatusAccepted)
 	d := digest.FromString("closed bytes")
-	st, err := e.reg.loadUpload(ctx, "repo", id, false)
+	st, err := e.reg.sessions.load(ctx, "repo", id, fromStore)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.reg.closeUpload(ctx, st, nil, d); err != nil {
+	if _, err := e.reg.sessions.close(ctx, st, nil, d); err != nil {
 		t.Fatal(err)
 	}
 	// Another replica (no memory of the session).

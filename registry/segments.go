@@ -37,7 +37,7 @@ type segment struct {
 //
 // The data object then is the session's stored state: a replica without
 // the session in memory finds it by this key and rebuilds the hash state by
-// reading it back (loadUpload). The second chunk, or any close that commits
+// reading it back (uploads.load). The second chunk, or any close that commits
 // more than this one segment, writes the session object as before. What
 // keeps it safe, since a PUT on any replica may commit the segment without
 // a compare-and-set: it can only ever be committed alone as the blob
@@ -178,13 +178,6 @@ func (r *Registry) writeMultipart(ctx context.Context, key string, cr *countingR
 		return segment{}, err
 	}
 	return segment{Key: key, Size: cr.n}, nil
-}
-
-// deleteSegments drops data objects nobody will reference. An implicit
-// first segment (Digest set) is left alone unless unusedFirstSegment; the
-// ones left are returned.
-func (r *Registry) deleteSegments(ctx context.Context, segs []segment) (kept []segment) {
-	return r.meta.deleteSegments(ctx, segs, false)
 }
 
 // segmentsReader reads length bytes from offset start of a blob made of

@@ -36,12 +36,31 @@ const (
 
 var uploadAlgorithms = []digest.Algorithm{digest.SHA256, digest.SHA512}
 
-// uploadIDKey is used when Options.UploadKey is empty (tests, embedded
-// use). A server always sets a key shared by its replicas.
+// defaultUploadKey is used when Options.UploadKey is empty (tests,
+// embedded use). A server always sets a key shared by its replicas.
 var defaultUploadKey = []byte("slipway upload id (no key configured)")
 
-func (r *Registry) uploadIDMAC(name string, signed []byte) []byte {
-	m := hmac.New(sha256.New, r.opts.UploadKey)
+// uploadIDs mints and reads the upload ids of one key.
+type uploadIDs struct{ key []byte }
+
+// uploadIDInfo is what an id says of its session.
+type uploadIDInfo struct {
+	// signed: a 64-character id whose signature verifies for its
+	// repository; false for a legacy id, known only while its object
+	// exists.
+	signed bool
+	issued time.Time
+	alg    digest.Algorithm
+}
+
+func newUploadID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func (k uploadIDs) mac(name string, signed []byte) []byte {
+	m := hmac.New(sha256.New, k.key)
 	m.Write([]byte("slipway upload id\x00"))
 	m.Write([]byte(name))
 	m.Write([]byte{0})
@@ -49,8 +68,8 @@ func (r *Registry) uploadIDMAC(name string, signed []byte) []byte {
 	return m.Sum(nil)[:uploadIDBytes-uploadIDSigned]
 }
 
-// mintUploadID returns a new signed id for a session of name.
-func (r *Registry) mintUploadID(name string, alg digest.Algorithm, now time.Time) string {
+// mint returns a new signed id for a session of name.
+func (k uploadIDs) mint(name string, alg digest.Algorithm, now time.Time) string {
 	var b [uploadIDBytes]byte
 	_, _ = rand.Read(b[:uploadIDRandom])
 	binary.BigEndian.PutUint32(b[uploadIDRandom:], uint32(now.Unix()))
@@ -59,32 +78,35 @@ func (r *Registry) mintUploadID(name string, alg digest.Algorithm, now time.Time
 			b[uploadIDRandom+4] = byte(i)
 		}
 	}
-	copy(b[uploadIDSigned:], r.uploadIDMAC(name, b[:uploadIDSigned]))
+	copy(b[uploadIDSigned:], k.mac(name, b[:uploadIDSigned]))
 	return hex.EncodeToString(b[:])
 }
 
-// uploadIDInfo tells whether id is well formed, and for a signed id of
-// name, when it was issued and with which algorithm (signed false: a
-// legacy id, or a signature that does not verify).
-func (r *Registry) uploadIDInfo(name, id string) (wellFormed, signed bool, issued time.Time, alg digest.Algorithm) {
+// parse tells whether id is well formed (ok), and for a signed id of name,
+// when it was issued and with which algorithm.
+func (k uploadIDs) parse(name, id string) (info uploadIDInfo, ok bool) {
 	if strings.Trim(id, "0123456789abcdef") != "" {
-		return false, false, time.Time{}, ""
+		return uploadIDInfo{}, false
 	}
 	switch len(id) {
 	case 32:
-		return true, false, time.Time{}, ""
+		return uploadIDInfo{}, true
 	case 2 * uploadIDBytes:
 	default:
-		return false, false, time.Time{}, ""
+		return uploadIDInfo{}, false
 	}
 	b, _ := hex.DecodeString(id)
-	if !hmac.Equal(b[uploadIDSigned:], r.uploadIDMAC(name, b[:uploadIDSigned])) {
-		return true, false, time.Time{}, ""
+	if !hmac.Equal(b[uploadIDSigned:], k.mac(name, b[:uploadIDSigned])) {
+		return uploadIDInfo{}, true
 	}
 	i := int(b[uploadIDRandom+4])
 	if i >= len(uploadAlgorithms) {
-		return true, false, time.Time{}, ""
+		return uploadIDInfo{}, true
 	}
-	issued = time.Unix(int64(binary.BigEndian.Uint32(b[uploadIDRandom:])), 0).UTC()
-	return true, true, issued, uploadAlgorithms[i]
+	issued := time.Unix(int64(binary.BigEndian.Uint32(b[uploadIDRandom:])), 0).UTC()
+	return uploadIDInfo{signed: true, issued: issued, alg: uploadAlgorithms[i]}, true
 }
+
+// signedForm reports whether id has the length of a signed id: only such
+// an id has an implicit first segment or an expiry of its own.
+func signedForm(id string) bool { return len(id) == 2*uploadIDBytes }

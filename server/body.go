@@ -34,13 +34,14 @@ const uploadStallBytes = 4 << 10
 // does to notice a client going away must not time out during a long
 // download (it would cancel the request's context).
 func (s *Server) guardBody(c *gin.Context) {
-	r := c.Request
-	if r.ContentLength == 0 {
+	if c.Request.ContentLength == 0 {
 		c.Next()
 		return
 	}
+	upload := blobUpload(c) // before r: it may give c a request carrying the route
+	r := c.Request
 	b := &guardedBody{ReadCloser: r.Body, rc: http.NewResponseController(c.Writer)}
-	if blobUpload(r) {
+	if upload {
 		b.stall = s.cfg.HTTP.UploadStallTimeout
 		b.setDeadline(time.Now().Add(b.stall))
 	} else {
@@ -55,14 +56,14 @@ func (s *Server) guardBody(c *gin.Context) {
 	w.answering()
 }
 
-// blobUpload reports whether r may carry a blob's bytes.
-func blobUpload(r *http.Request) bool {
-	switch r.Method {
+// blobUpload reports whether c's request may carry a blob's bytes.
+func blobUpload(c *gin.Context) bool {
+	switch c.Request.Method {
 	case http.MethodPost, http.MethodPatch, http.MethodPut:
 	default:
 		return false
 	}
-	rt, ok := registry.ParseRoute(r.URL.Path)
+	rt, ok := registry.RouteOf(c)
 	return ok && rt.Kind == registry.KindUpload
 }
 

@@ -65,8 +65,8 @@ func (m *metrics) observe(route, method string, status int, d time.Duration, in,
 // repository names and digests) become their kind, other paths the
 // registered route pattern, and anything unmatched "other".
 func routeLabel(c *gin.Context) string {
-	if kind := registry.Classify(c.Request.URL.Path); kind != "" {
-		return kind
+	if rt, ok := registry.RouteOf(c); ok {
+		return rt.Kind
 	}
 	if p := c.FullPath(); p != "" && p != "/v2" && p != "/v2/*path" {
 		return p

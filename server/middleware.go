@@ -15,6 +15,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/slipway/slipway/auth"
+	"github.com/slipway/slipway/registry"
 )
 
 // RequestIDHeader carries the request id in and out.
@@ -47,10 +48,10 @@ func saneRequestID(id string) bool {
 // quietRoutes are probed every few seconds; their access lines go to debug.
 var quietRoutes = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true}
 
-// observe is the outermost middleware: it assigns the request id, counts
-// bytes, and after the request (even one aborted by a panic) writes the
-// access log line and the metrics. The line holds the path without its
-// query string and no headers: both may carry credentials.
+// observe is the outermost middleware: it assigns the request id, parses
+// the /v2/ route, counts bytes, and after the request (even one aborted by
+// a panic) writes the access log line and the metrics. The line holds the
+// path without its query string and no headers: both may carry credentials.
 func (s *Server) observe(c *gin.Context) {
 	start := time.Now()
 	id := c.GetHeader(RequestIDHeader)
@@ -58,7 +59,11 @@ func (s *Server) observe(c *gin.Context) {
 		id = rand.Text()
 	}
 	c.Header(RequestIDHeader, id)
-	c.Request = c.Request.WithContext(context.WithValue(c.Request.Context(), requestIDKey{}, id))
+	// The request's /v2/ route is parsed here, once, for everything after:
+	// the body guard, authorization, the registry and this access line
+	// read it (registry.RouteOf).
+	ctx := context.WithValue(c.Request.Context(), requestIDKey{}, id)
+	c.Request = c.Request.WithContext(registry.WithRoute(ctx, c.Request.URL.Path))
 	body := &countingBody{ReadCloser: c.Request.Body}
 	if c.Request.Body != nil {
 		c.Request.Body = body
