@@ -109,7 +109,7 @@ func seedManyRepos(b *testing.B, r realEnv) {
 		if err := r.md.LinkManifest(context.Background(), repo, m); err != nil {
 			b.Fatal(err)
 		}
-		if err := r.md.SetTag(context.Background(), repo, "v1", m.Digest, 0, ""); err != nil {
+		if err := r.md.SetTag(context.Background(), repo, "v1", m.Digest, "", ""); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -294,9 +294,9 @@ func (s *Service) tagInfo(ctx context.Context, repo, tag string, st registry.Tag
 		return TagInfo{}, err
 	}
 	ti := TagInfo{Tag: tag, Digest: st.Digest, MediaType: sh.MediaType, Size: sh.Size, Platforms: sh.Platforms, UpdatedAt: st.ModTime.UTC(), Stages: []string{}}
-	if promotable && st.Seq > 0 {
+	if seq, _ := seqOf(st); promotable && seq > 0 {
 		// The tag names the record that wrote it: one read, no listing.
-		if rec, err := s.readRecord(ctx, chainKey(repo, tag, st.Seq)); err == nil {
+		if rec, err := s.readRecord(ctx, chainKey(repo, tag, seq)); err == nil {
 			ti.Promoted = &rec
 		}
 	}

@@ -14,7 +14,8 @@ package promote
 //	                              by repository without scanning everything.
 //
 // Order of writes (the crash story): tree links and manifests in the target
-// repository, chain record, index copies, tag. Whoever later finds a chain
+// repository, chain record, index copies, tag (stamped with the record's
+// seq: tagstate.go, and commit for why). Whoever later finds a chain
 // record newer than the tag writes the copies and the tag for it ("roll
 // forward"), so a crash after the chain write still ends fully promoted.
 

@@ -71,7 +71,7 @@ func (r *Registry) getBlob(c *gin.Context, name, ref string) {
 	if r.redirect(c, bd) {
 		return
 	}
-	rc := newSegmentsReader(ctx, r.store, bd.segments(), start, length)
+	rc := r.meta.openBlob(ctx, bd, start, length)
 	defer rc.Close()
 	buf := r.getBuffer()
 	defer r.putBuffer(buf)
@@ -102,12 +102,11 @@ func (r *Registry) getBlob(c *gin.Context, name, ref string) {
 // redirect sends a blob read to a presigned URL when the backend and the
 // configuration allow it.
 func (r *Registry) redirect(c *gin.Context, bd blobDesc) bool {
-	p, ok := r.store.(storage.Presigner)
-	if !ok || !r.opts.Redirect || c.GetHeader("Range") != "" || bd.Data == "" || bd.Size < r.opts.RedirectMinSize {
+	if !r.opts.Redirect || c.GetHeader("Range") != "" || bd.Size < r.opts.RedirectMinSize {
 		return false
 	}
-	u, err := p.PresignGet(c.Request.Context(), bd.Data, r.opts.RedirectExpiry)
-	if err != nil {
+	u, ok := r.meta.presignBlob(c.Request.Context(), bd, r.opts.RedirectExpiry)
+	if !ok {
 		return false
 	}
 	c.Writer.Header().Del("Content-Length")
@@ -163,14 +162,10 @@ func (r *Registry) deleteBlob(c *gin.Context, name, ref string) {
 		r.fail(c, err)
 		return
 	}
-	if _, err := r.store.Stat(ctx, blobLinkKey(name, d)); err != nil {
+	if err := r.meta.unlinkBlob(ctx, name, d); err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
 			err = blobUnknown(ref)
 		}
-		r.fail(c, err)
-		return
-	}
-	if err := r.meta.unlinkBlob(ctx, name, d); err != nil {
 		r.fail(c, err)
 		return
 	}

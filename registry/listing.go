@@ -2,17 +2,13 @@ package registry
 
 import (
 	"encoding/json"
-	"errors"
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 	"github.com/gin-gonic/gin"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
-
-	"github.com/slipway/slipway/storage"
 )
 
 // maxPage bounds one page of tags or repositories; a larger n is clamped
@@ -48,30 +44,22 @@ func (r *Registry) listTags(c *gin.Context, name string) {
 		r.fail(c, err)
 		return
 	}
-	prefix := tagsPrefix(name)
 	tags := []string{}
 	more := false
 	if _, set := c.GetQuery("n"); !set || n > 0 {
-		startAfter := ""
-		if last := c.Query("last"); last != "" {
-			startAfter = prefix + last
-		}
 		limit := n
 		if limit == 0 {
 			limit = maxPage
 		}
-		keys, m, err := r.meta.listKeys(ctx, prefix, startAfter, limit)
+		page, m, err := r.meta.tagPage(ctx, name, c.Query("last"), limit)
 		if err != nil {
 			r.fail(c, err)
 			return
 		}
-		more = m
-		for _, k := range keys {
-			tags = append(tags, strings.TrimPrefix(k, prefix))
-		}
+		tags, more = append(tags, page...), m
 	}
 	if len(tags) == 0 {
-		if _, err := r.store.Stat(ctx, catalogKey(name)); errors.Is(err, storage.ErrNotFound) {
+		if ok, err := r.meta.RepositoryExists(ctx, name); err == nil && !ok {
 			r.fail(c, oci(errcode.ErrorCodeNameUnknown, "repository name not known to registry", name))
 			return
 		}
@@ -91,25 +79,16 @@ func (r *Registry) catalog(c *gin.Context) {
 	repos := []string{}
 	more := false
 	if _, set := c.GetQuery("n"); !set || n > 0 {
-		startAfter := ""
-		if last := c.Query("last"); last != "" {
-			startAfter = catalogKey(last)
-		}
 		limit := n
 		if limit == 0 {
 			limit = maxPage
 		}
-		keys, m, err := r.meta.listKeys(c.Request.Context(), catalogPrefix, startAfter, limit)
+		names, m, err := r.meta.Repositories(c.Request.Context(), c.Query("last"), limit)
 		if err != nil {
 			r.fail(c, err)
 			return
 		}
-		more = m
-		for _, k := range keys {
-			if name, ok := nameFromCatalogKey(k); ok {
-				repos = append(repos, name)
-			}
-		}
+		repos, more = append(repos, names...), m
 	}
 	if more && len(repos) > 0 {
 		setNextLink(c, "/v2/_catalog", n, repos[len(repos)-1])
@@ -126,30 +105,17 @@ func (r *Registry) referrers(c *gin.Context, name, ref string) {
 		r.fail(c, err)
 		return
 	}
-	keys, _, err := r.meta.listKeys(ctx, referrersPrefix(name, d), "", 0)
+	all, _, err := r.meta.referrers(ctx, name, d)
 	if err != nil {
 		r.fail(c, err)
 		return
 	}
 	filter := c.Query("artifactType")
 	descs := []v1.Descriptor{}
-	for _, k := range keys {
-		b, _, err := r.meta.readSmall(ctx, k, 1<<20)
-		if errors.Is(err, storage.ErrNotFound) {
-			continue // deleted meanwhile
+	for _, desc := range all {
+		if filter == "" || desc.ArtifactType == filter {
+			descs = append(descs, desc)
 		}
-		if err != nil {
-			r.fail(c, err)
-			return
-		}
-		var desc v1.Descriptor
-		if err := json.Unmarshal(b, &desc); err != nil {
-			continue
-		}
-		if filter != "" && desc.ArtifactType != filter {
-			continue
-		}
-		descs = append(descs, desc)
 	}
 	if filter != "" {
 		c.Header("OCI-Filters-Applied", "artifactType")

@@ -128,25 +128,17 @@ func (r *Registry) putManifest(c *gin.Context, name, ref string) {
 		r.fail(c, oci(errcode.ErrorCodeDigestInvalid, "digest does not match manifest", map[string]string{"expected": refDigest.String(), "computed": d.String()}))
 		return
 	}
-	rec, fields, err := r.validateManifest(ctx, name, c.GetHeader("Content-Type"), raw, d)
+	man, fields, err := r.validateManifest(ctx, name, c.GetHeader("Content-Type"), raw, d)
 	if err != nil {
 		r.fail(c, err)
 		return
 	}
 	// Order is the crash story: content, link, referrer index, tag.
-	if err := r.meta.putManifest(ctx, rec); err != nil {
-		r.fail(c, err)
-		return
-	}
-	if err := r.meta.linkManifest(ctx, name, d); err != nil {
+	if err := r.meta.linkManifest(ctx, name, man, fields); err != nil {
 		r.fail(c, err)
 		return
 	}
 	if fields.Subject != nil {
-		if err := r.putReferrer(ctx, name, rec, fields); err != nil {
-			r.fail(c, err)
-			return
-		}
 		c.Header("OCI-Subject", fields.Subject.Digest.String())
 	}
 	for _, t := range tags {
@@ -164,16 +156,16 @@ func (r *Registry) putManifest(c *gin.Context, name, ref string) {
 
 // validateManifest parses a manifest with distribution's schema packages and
 // checks that everything it references is in the repository.
-func (r *Registry) validateManifest(ctx context.Context, name, contentType string, raw []byte, d digest.Digest) (*manifestRecord, *manifestFields, error) {
+func (r *Registry) validateManifest(ctx context.Context, name, contentType string, raw []byte, d digest.Digest) (Manifest, *manifestFields, error) {
 	var fields manifestFields
 	if err := json.Unmarshal(raw, &fields); err != nil {
-		return nil, nil, manifestInvalid("manifest is not valid JSON", err.Error())
+		return Manifest{}, nil, manifestInvalid("manifest is not valid JSON", err.Error())
 	}
 	mediaType := ""
 	if contentType != "" {
 		mt, _, err := mime.ParseMediaType(contentType)
 		if err != nil {
-			return nil, nil, manifestInvalid("invalid Content-Type", contentType)
+			return Manifest{}, nil, manifestInvalid("invalid Content-Type", contentType)
 		}
 		mediaType = mt
 	}
@@ -181,19 +173,19 @@ func (r *Registry) validateManifest(ctx context.Context, name, contentType strin
 		mediaType = fields.MediaType
 	}
 	if fields.MediaType != "" && fields.MediaType != mediaType {
-		return nil, nil, manifestInvalid("mediaType in manifest does not match Content-Type", map[string]string{"manifest": fields.MediaType, "content_type": mediaType})
+		return Manifest{}, nil, manifestInvalid("mediaType in manifest does not match Content-Type", map[string]string{"manifest": fields.MediaType, "content_type": mediaType})
 	}
 	if fields.SchemaVersion != 2 {
-		return nil, nil, manifestInvalid("unsupported schemaVersion (only 2)", fields.SchemaVersion)
+		return Manifest{}, nil, manifestInvalid("unsupported schemaVersion (only 2)", fields.SchemaVersion)
 	}
 	m, _, err := distribution.UnmarshalManifest(mediaType, raw)
 	if err != nil {
-		return nil, nil, manifestInvalid("unsupported or malformed manifest", err.Error())
+		return Manifest{}, nil, manifestInvalid("unsupported or malformed manifest", err.Error())
 	}
 	index := indexTypes[mediaType]
 	for i, ref := range m.References() {
 		if err := ref.Digest.Validate(); err != nil {
-			return nil, nil, manifestInvalid("manifest references an invalid digest", ref.Digest.String())
+			return Manifest{}, nil, manifestInvalid("manifest references an invalid digest", ref.Digest.String())
 		}
 		// The sizes to check come from the reads that check presence
 		// (descsize.go).
@@ -201,7 +193,7 @@ func (r *Registry) validateManifest(ctx context.Context, name, contentType strin
 		what := "blob"
 		switch {
 		case index:
-			var rec *manifestRecord
+			var rec Manifest
 			if rec, err = r.meta.manifestInRepo(ctx, name, ref.Digest); err == nil {
 				size, what = int64(len(rec.Raw)), "manifest"
 			}
@@ -213,71 +205,37 @@ func (r *Registry) validateManifest(ctx context.Context, name, contentType strin
 			size = bd.Size
 		}
 		if errors.Is(err, storage.ErrNotFound) {
-			return nil, nil, oci(errcode.ErrorCodeManifestBlobUnknown, "manifest references an unknown blob or manifest", ref.Digest.String())
+			return Manifest{}, nil, oci(errcode.ErrorCodeManifestBlobUnknown, "manifest references an unknown blob or manifest", ref.Digest.String())
 		}
 		if err != nil {
-			return nil, nil, err
+			return Manifest{}, nil, err
 		}
 		if err := checkDeclaredSize(referenceName(index, i), ref, what, size); err != nil {
-			return nil, nil, err
+			return Manifest{}, nil, err
 		}
 	}
 	if fields.Subject != nil {
 		if err := fields.Subject.Digest.Validate(); err != nil {
-			return nil, nil, manifestInvalid("subject has an invalid digest", fields.Subject.Digest.String())
+			return Manifest{}, nil, manifestInvalid("subject has an invalid digest", fields.Subject.Digest.String())
 		}
 		if err := r.checkSubjectSize(ctx, name, fields.Subject); err != nil {
-			return nil, nil, err
+			return Manifest{}, nil, err
 		}
 	}
-	return &manifestRecord{Digest: d, MediaType: mediaType, Raw: raw}, &fields, nil
+	return Manifest{Digest: d, MediaType: mediaType, Raw: raw}, &fields, nil
 }
 
-// putReferrer indexes a manifest under the subject it refers to.
-func (r *Registry) putReferrer(ctx context.Context, name string, rec *manifestRecord, f *manifestFields) error {
-	desc := v1.Descriptor{
-		MediaType:    rec.MediaType,
-		Digest:       rec.Digest,
-		Size:         int64(len(rec.Raw)),
-		ArtifactType: f.ArtifactType,
-		Annotations:  f.Annotations,
-	}
-	if desc.ArtifactType == "" && f.Config != nil {
-		desc.ArtifactType = f.Config.MediaType
-	}
-	b, _ := json.Marshal(desc)
-	return r.meta.putSmall(ctx, referrerKey(name, f.Subject.Digest, rec.Digest), b)
-}
-
-func (r *Registry) resolve(ctx context.Context, name, ref string) (*manifestRecord, error) {
+// resolve finds the manifest a reference names in repository name.
+func (r *Registry) resolve(ctx context.Context, name, ref string) (Manifest, error) {
 	tag, d, err := parseRef(ref)
 	if err != nil {
-		return nil, err
+		return Manifest{}, err
 	}
-	if tag != "" {
-		d, err = r.meta.tag(ctx, name, tag)
-		if errors.Is(err, storage.ErrNotFound) {
-			return nil, manifestUnknown(ref)
-		}
-		if err != nil {
-			return nil, err
-		}
-		// A tag always names a manifest linked in its repository: the link
-		// is written before the tag, and a delete removes the tags before
-		// the link (Verify checks it). So a tag read is the only read of
-		// mutable state a pull by tag needs; the record is immutable and
-		// cached.
-		rec, err := r.meta.manifest(ctx, d)
-		if errors.Is(err, storage.ErrNotFound) {
-			return nil, manifestUnknown(ref)
-		}
-		return rec, err
-	}
-	rec, err := r.meta.manifestInRepo(ctx, name, d)
+	man, err := r.meta.resolve(ctx, name, tag, d)
 	if errors.Is(err, storage.ErrNotFound) {
-		return nil, manifestUnknown(ref)
+		return Manifest{}, manifestUnknown(ref)
 	}
-	return rec, err
+	return man, err
 }
 
 func (r *Registry) getManifest(c *gin.Context, name, ref string) {
@@ -337,7 +295,7 @@ func (r *Registry) deleteManifest(c *gin.Context, name, ref string) {
 			r.fail(c, err)
 			return
 		}
-		if err := r.store.Delete(ctx, tagKey(name, tag)); err != nil {
+		if err := r.meta.deleteTag(ctx, name, tag); err != nil {
 			r.fail(c, err)
 			return
 		}
@@ -350,40 +308,13 @@ func (r *Registry) deleteManifest(c *gin.Context, name, ref string) {
 		return
 	}
 	// Tags first, so no tag is ever left pointing at an unlinked manifest.
-	if err := r.untagDigest(ctx, name, d); err != nil {
+	if err := r.meta.untag(ctx, name, d); err != nil {
 		r.fail(c, err)
 		return
 	}
-	var f manifestFields
-	if json.Unmarshal(rec.Raw, &f) == nil && f.Subject != nil && f.Subject.Digest.Validate() == nil {
-		if err := r.store.Delete(ctx, referrerKey(name, f.Subject.Digest, d)); err != nil {
-			r.fail(c, err)
-			return
-		}
-	}
-	if err := r.store.Delete(ctx, manifestLinkKey(name, d)); err != nil {
+	if err := r.meta.unlinkManifest(ctx, name, rec); err != nil {
 		r.fail(c, err)
 		return
 	}
 	c.Status(http.StatusAccepted)
-}
-
-// untagDigest removes every tag of the repository that points at d.
-func (r *Registry) untagDigest(ctx context.Context, name string, d digest.Digest) error {
-	keys, _, err := r.meta.listKeys(ctx, tagsPrefix(name), "", 0)
-	if err != nil {
-		return err
-	}
-	for _, k := range keys {
-		b, _, err := r.meta.readSmall(ctx, k, 256)
-		if err != nil {
-			continue
-		}
-		if td, _, err := parseTag(b); err == nil && td == d {
-			if err := r.store.Delete(ctx, k); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }

@@ -13,29 +13,30 @@ import (
 	"github.com/slipway/slipway/storage"
 )
 
+// A tag object is a digest, optionally followed by its writer's stamp
+// (opaque here: promotion's sequence number, tested in promote).
 func TestParseTag(t *testing.T) {
 	d := "sha256:" + strings.Repeat("ab", 32)
 	for _, tc := range []struct {
-		in   string
-		seq  int64
-		fail bool
+		in    string
+		stamp string
+		fail  bool
 	}{
-		{d, 0, false},
-		{d + "\n", 0, false},
-		{d + "\n7\n", 7, false},
-		{d + "\nx\n", 0, true},
-		{d + "\n-1\n", 0, true},
-		{"nope", 0, true},
+		{d, "", false},
+		{d + "\n", "", false},
+		{d + "\n7\n", "7", false},
+		{d + "\nx\n", "x", false},
+		{"nope", "", true},
 	} {
-		got, seq, err := parseTag([]byte(tc.in))
-		if (err != nil) != tc.fail || (!tc.fail && (got.String() != d || seq != tc.seq)) {
-			t.Errorf("parseTag(%q) = %s %d %v", tc.in, got, seq, err)
+		got, stamp, err := parseTag([]byte(tc.in))
+		if (err != nil) != tc.fail || (!tc.fail && (got.String() != d || stamp != tc.stamp)) {
+			t.Errorf("parseTag(%q) = %s %q %v", tc.in, got, stamp, err)
 		}
 	}
 }
 
 // SetTag is a compare-and-set on the tag, refuses a manifest the
-// repository lacks, and /v2/ serves a tag written with a sequence number.
+// repository lacks, and /v2/ serves a tag written with a stamp.
 func TestMetadataSetTag(t *testing.T) {
 	e := newEnv(t)
 	raw := e.image("src/app", "layer")
@@ -60,20 +61,23 @@ func TestMetadataSetTag(t *testing.T) {
 	if err := md.LinkManifest(ctx, "dst/app", m); err != nil {
 		t.Fatal(err)
 	}
-	if err := md.SetTag(ctx, "dst/app", "1", d, 1, ""); err != nil {
+	if err := md.SetTag(ctx, "dst/app", "1", d, "1", ""); err != nil {
 		t.Fatal(err)
 	}
-	if err := md.SetTag(ctx, "dst/app", "1", d, 2, ""); !errors.Is(err, storage.ErrPreconditionFailed) {
+	if err := md.SetTag(ctx, "dst/app", "1", d, "2", ""); !errors.Is(err, storage.ErrPreconditionFailed) {
 		t.Fatalf("SetTag if absent on an existing tag = %v", err)
 	}
 	st, err := md.Tag(ctx, "dst/app", "1")
-	if err != nil || st.Digest != d || st.Seq != 1 || st.ETag == "" {
+	if err != nil || st.Digest != d || st.Stamp != "1" || st.ETag == "" {
 		t.Fatalf("Tag = %+v %v", st, err)
 	}
-	if err := md.SetTag(ctx, "dst/app", "1", d, 2, "stale"); !errors.Is(err, storage.ErrPreconditionFailed) {
+	if err := md.SetTag(ctx, "dst/app", "1", d, "2\n", st.ETag); err == nil {
+		t.Fatal("SetTag accepted a stamp with a newline")
+	}
+	if err := md.SetTag(ctx, "dst/app", "1", d, "2", "stale"); !errors.Is(err, storage.ErrPreconditionFailed) {
 		t.Fatalf("SetTag with a stale ETag = %v", err)
 	}
-	if err := md.SetTag(ctx, "dst/app", "1", d, 2, st.ETag); err != nil {
+	if err := md.SetTag(ctx, "dst/app", "1", d, "2", st.ETag); err != nil {
 		t.Fatal(err)
 	}
 	r := e.do(http.MethodGet, "/v2/dst/app/manifests/1", nil)
@@ -83,4 +87,36 @@ func TestMetadataSetTag(t *testing.T) {
 	if _, err := md.Resolve(ctx, "src/app", refs.Blobs[0].Digest.String()); !errors.Is(err, ErrNotManifest) {
 		t.Fatalf("Resolve(blob digest) = %v", err)
 	}
+}
+
+// Linking a blob is one operation for /v2/ and promotion: a blob the
+// registry lacks links nothing, and a link puts its repository in the
+// catalog.
+func TestMetadataLinkBlob(t *testing.T) {
+	e := newEnv(t)
+	raw := e.image("src/app", "layer")
+	wantStatus(t, e.putManifest("src/app", "1", v1.MediaTypeImageManifest, raw), http.StatusCreated)
+	md := New(e.store, Options{}).Metadata()
+	ctx := context.Background()
+	m, err := md.Resolve(ctx, "src/app", "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refs, _ := m.References()
+	missing := digest.FromString("not stored")
+	if err := md.LinkBlob(ctx, "dst/app", missing); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("LinkBlob(missing blob) = %v, want not found", err)
+	}
+	if ok, err := md.RepositoryExists(ctx, "dst/app"); err != nil || ok {
+		t.Fatalf("a failed link created the repository: %v %v", ok, err)
+	}
+	for range 2 { // the second finds the link and writes nothing
+		if err := md.LinkBlob(ctx, "dst/app", refs.Blobs[0].Digest); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ok, err := md.RepositoryExists(ctx, "dst/app"); err != nil || !ok {
+		t.Fatalf("RepositoryExists after a link = %v %v", ok, err)
+	}
+	wantStatus(t, e.do(http.MethodHead, "/v2/dst/app/blobs/"+refs.Blobs[0].Digest.String(), nil), http.StatusOK)
 }

@@ -1,8 +1,10 @@
 package registry
 
 // Every storage key the registry uses is built here, so the layout can be
-// read (and changed) in one place. The layout, and the order in which a push
-// writes it, is the crash story: data, then descriptor, then repository link,
+// read (and changed) in one place. The metadata layer (Metadata, meta.go)
+// reads and writes all of them but what an upload writes itself (sessions
+// and data segments: uploads.go, segments.go). The layout, and the order in
+// which a push writes it, is the crash story: data, then descriptor, then repository link,
 // then tag. A crash between two writes leaves only unreferenced objects,
 // which garbage collection removes after a grace period.
 //
@@ -15,7 +17,8 @@ package registry
 //	uploads/<upload-id>                          upload session state (JSON)
 //	repositories/<name>/_blobs/<alg>/<hex>       link: blob is in the repository
 //	repositories/<name>/_manifests/<alg>/<hex>   link: manifest is in the repository
-//	repositories/<name>/_tags/<tag>              tag → manifest digest
+//	repositories/<name>/_tags/<tag>              "<digest>", or "<digest>\n<stamp>\n" when written
+//	                                             with a stamp (metatags.go; promotion's Seq)
 //	repositories/<name>/_referrers/<alg>/<hex>/<alg>-<hex>
 //	                                             referrer descriptor (JSON) of a subject
 //	catalog/<hex(name)>                          repository exists (hex keeps lexical order;
@@ -28,9 +31,9 @@ package registry
 // response or by purge (one kind of committed session is left to purge on
 // purpose: opensessions.go); a crash at any point leaves at most a closed or
 // untouched session that purge removes. An implicit first segment is
-// deleted only once no commit can name it (meta.deleteSegments).
+// deleted only once no commit can name it (Metadata.deleteSegments).
 //
-// Blob links are remembered in process for blob GETs (meta.linked,
+// Blob links are remembered in process for blob GETs (Metadata.linked,
 // Options.BlobLinkTTL, 5 min by default): garbage collection must keep the
 // descriptor and data of a blob unlinked from its last repository for
 // longer than that before deleting them, on top of its grace period.

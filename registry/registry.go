@@ -60,7 +60,7 @@ type Options struct {
 // Registry serves /v2/ on a store.
 type Registry struct {
 	store   storage.Store
-	meta    *meta
+	meta    *Metadata
 	opts    Options
 	uploads prometheus.Gauge
 	// copyBuffers is a free list of the buffers blob bodies are sent

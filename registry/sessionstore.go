@@ -29,7 +29,7 @@ import (
 // firstSegmentKey).
 type uploads struct {
 	store  storage.Store
-	meta   *meta
+	meta   *Metadata
 	write  segmentWriter
 	ids    uploadIDs
 	ttl    time.Duration // an id that never stored data expires after it
@@ -76,7 +76,7 @@ func (e *digestMismatchError) Error() string {
 	return "digest does not match content: expected " + e.want.String() + ", computed " + e.got.String()
 }
 
-func newUploads(store storage.Store, m *meta, write segmentWriter, opts Options) *uploads {
+func newUploads(store storage.Store, m *Metadata, write segmentWriter, opts Options) *uploads {
 	u := &uploads{store: store, meta: m, write: write, ids: uploadIDs{key: opts.UploadKey},
 		ttl: opts.UploadTTL, limits: newSessionLimits(opts), logger: opts.Logger}
 	u.memory, _ = lru.New[string, sessionEntry](sessionCacheEntries)

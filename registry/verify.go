@@ -59,8 +59,8 @@ func Verify(ctx context.Context, store storage.Store) ([]string, error) {
 			}
 			var total int64
 			for _, seg := range bd.segments() {
-				info, err := store.Stat(ctx, seg.Key)
-				if err != nil || info.Size != seg.Size {
+				size, err := m.dataSize(ctx, seg)
+				if err != nil || size != seg.Size {
 					report("%s: blob data %s missing or wrong size (%v)", k, seg.Key, err)
 				}
 				total += seg.Size
@@ -73,7 +73,7 @@ func Verify(ctx context.Context, store storage.Store) ([]string, error) {
 	return problems, nil
 }
 
-func verifyManifest(ctx context.Context, m *meta, name string, d digest.Digest) string {
+func verifyManifest(ctx context.Context, m *Metadata, name string, d digest.Digest) string {
 	rec, err := m.manifest(ctx, d)
 	if err != nil {
 		return fmt.Sprintf("manifest record: %v", err)

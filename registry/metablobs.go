@@ -1,0 +1,248 @@
+package registry
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/slipway/slipway/storage"
+)
+
+// blobDesc is the immutable record of a stored blob: where its bytes are.
+// Replicas cache it forever, so garbage collection must never delete a
+// descriptor that a later push could re-create pointing at other data
+// without a grace period longer than any replica's cache lifetime.
+type blobDesc struct {
+	Data     string    `json:"data,omitempty"` // the one segment, in the usual case
+	Size     int64     `json:"size"`
+	Segments []segment `json:"segments,omitempty"` // several segments, in order
+}
+
+// segments lists where the blob's bytes are, in order.
+func (b blobDesc) segments() []segment {
+	if b.Data != "" {
+		return []segment{{Key: b.Data, Size: b.Size}}
+	}
+	return b.Segments
+}
+
+func newBlobDesc(segs []segment) blobDesc {
+	if len(segs) == 1 {
+		return blobDesc{Data: segs[0].Key, Size: segs[0].Size}
+	}
+	bd := blobDesc{Segments: make([]segment, len(segs))}
+	for i, s := range segs {
+		bd.Size += s.Size
+		bd.Segments[i] = segment{Key: s.Key, Size: s.Size} // no Digest: that is session state
+	}
+	return bd
+}
+
+// blob returns the descriptor of a stored blob (storage.ErrNotFound if the
+// registry holds no such blob at all).
+func (m *Metadata) blob(ctx context.Context, d digest.Digest) (blobDesc, error) {
+	if bd, ok := m.blobs.Get(d); ok {
+		return bd, nil
+	}
+	b, _, err := m.readSmall(ctx, blobKey(d), 4<<20)
+	if err != nil {
+		return blobDesc{}, err
+	}
+	var bd blobDesc
+	if err := json.Unmarshal(b, &bd); err != nil {
+		return blobDesc{}, fmt.Errorf("blob descriptor %s: %w", d, err)
+	}
+	m.blobs.Add(d, bd)
+	return bd, nil
+}
+
+// commitBlob records that the segments hold the blob d. If the registry
+// already holds d, the new segments are dropped (dedupe) and the existing
+// descriptor wins.
+func (m *Metadata) commitBlob(ctx context.Context, d digest.Digest, segs []segment) (blobDesc, error) {
+	bd := newBlobDesc(segs)
+	b, _ := json.Marshal(bd)
+	_, err := m.store.PutIfAbsent(ctx, blobKey(d), bytes.NewReader(b), int64(len(b)))
+	switch {
+	case err == nil:
+		m.blobs.Add(d, bd)
+		return bd, nil
+	case errors.Is(err, storage.ErrPreconditionFailed):
+		existing, gerr := m.blob(ctx, d)
+		if gerr != nil {
+			return blobDesc{}, gerr
+		}
+		named := map[string]bool{}
+		for _, s := range existing.segments() {
+			named[s.Key] = true
+		}
+		var drop []segment
+		for _, s := range segs {
+			if !named[s.Key] {
+				drop = append(drop, s)
+			}
+		}
+		m.deleteSegments(ctx, drop, false)
+		return existing, nil
+	default:
+		return blobDesc{}, err
+	}
+}
+
+// deleteSegments deletes data objects, except an implicit first segment
+// (Digest set, segments.go) that a blob may still come to name: it goes
+// only once the descriptor of its digest exists and names other data (no
+// commit can name it then), or, with expired (purge: no request can commit
+// it any more), unless that descriptor names it. It returns the ones kept.
+func (m *Metadata) deleteSegments(ctx context.Context, segs []segment, expired bool) (kept []segment) {
+	ctx = context.WithoutCancel(ctx)
+	for _, s := range segs {
+		if s.Digest != "" && !m.unusedFirstSegment(ctx, s, expired) {
+			kept = append(kept, s)
+			continue
+		}
+		_ = m.store.Delete(ctx, s.Key)
+	}
+	return kept
+}
+
+func (m *Metadata) unusedFirstSegment(ctx context.Context, s segment, expired bool) bool {
+	bd, err := m.blob(ctx, s.Digest)
+	if err != nil {
+		return expired && errors.Is(err, storage.ErrNotFound)
+	}
+	for _, x := range bd.segments() {
+		if x.Key == s.Key {
+			return false
+		}
+	}
+	return true
+}
+
+// openBlob reads length bytes of a stored blob from start.
+func (m *Metadata) openBlob(ctx context.Context, bd blobDesc, start, length int64) io.ReadCloser {
+	return newSegmentsReader(ctx, m.store, bd.segments(), start, length)
+}
+
+// presignBlob returns a URL that reads the blob for expiry without the
+// registry; ok is false when the store cannot presign or the blob is
+// held in several segments (no one URL serves it).
+func (m *Metadata) presignBlob(ctx context.Context, bd blobDesc, expiry time.Duration) (u *url.URL, ok bool) {
+	p, can := m.store.(storage.Presigner)
+	if !can || bd.Data == "" {
+		return nil, false
+	}
+	u, err := p.PresignGet(ctx, bd.Data, expiry)
+	return u, err == nil
+}
+
+// dataSize is the size of a data segment as stored (for Verify).
+func (m *Metadata) dataSize(ctx context.Context, s segment) (int64, error) {
+	info, err := m.store.Stat(ctx, s.Key)
+	return info.Size, err
+}
+
+// ReadBlob returns the content of a small stored blob (an image config),
+// refusing blobs larger than limit.
+func (m *Metadata) ReadBlob(ctx context.Context, d digest.Digest, limit int64) ([]byte, error) {
+	bd, err := m.blob(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	if bd.Size > limit {
+		return nil, fmt.Errorf("blob %s is %d bytes, more than %d", d, bd.Size, limit)
+	}
+	rd := m.openBlob(ctx, bd, 0, bd.Size)
+	defer rd.Close()
+	b := make([]byte, bd.Size)
+	if _, err := io.ReadFull(rd, b); err != nil {
+		return nil, fmt.Errorf("blob %s: %w", d, err)
+	}
+	return b, nil
+}
+
+// blobInRepo returns the descriptor of a blob linked into a repository.
+func (m *Metadata) blobInRepo(ctx context.Context, name string, d digest.Digest) (blobDesc, error) {
+	if _, err := m.store.Stat(ctx, blobLinkKey(name, d)); err != nil {
+		return blobDesc{}, err
+	}
+	return m.blob(ctx, d)
+}
+
+// blobInRepoCached is blobInRepo answered from the link memory when it
+// can (see Metadata.linked); for blob GETs only.
+func (m *Metadata) blobInRepoCached(ctx context.Context, name string, d digest.Digest) (blobDesc, error) {
+	if m.linkTTL <= 0 {
+		return m.blobInRepo(ctx, name, d)
+	}
+	key := blobLinkKey(name, d)
+	if until, ok := m.linked.Get(key); ok && time.Now().Before(until) {
+		return m.blob(ctx, d)
+	}
+	bd, err := m.blobInRepo(ctx, name, d)
+	if err == nil {
+		m.rememberLink(key)
+	}
+	return bd, err
+}
+
+func (m *Metadata) rememberLink(key string) {
+	if m.linkTTL > 0 {
+		m.linked.Add(key, time.Now().Add(m.linkTTL))
+	}
+}
+
+// linkBlob makes blob d, which the registry holds, part of repository
+// name: it writes the link (unconditionally: one request) and then the
+// catalog entry, so a repository with any link is in the catalog. A blob
+// the registry lacks is storage.ErrNotFound and links nothing; the check
+// costs no request after a commit or a lookup of d (its descriptor is
+// cached then), which is how the /v2/ paths reach it.
+func (m *Metadata) linkBlob(ctx context.Context, name string, d digest.Digest) error {
+	if _, err := m.blob(ctx, d); err != nil {
+		return err
+	}
+	key := blobLinkKey(name, d)
+	if err := m.putSmall(ctx, key, nil); err != nil {
+		return err
+	}
+	m.rememberLink(key)
+	return m.AddRepository(ctx, name)
+}
+
+// LinkBlob is linkBlob for other packages (the promotion service), with
+// one difference: a link that already exists is not written again (a
+// HEAD, not a PUT, for the layers most promotions share with the image
+// before). Callers linking many blobs at once call AddRepository first,
+// so that they do not all race to create the catalog entry.
+func (m *Metadata) LinkBlob(ctx context.Context, repo string, d digest.Digest) error {
+	if _, err := m.blob(ctx, d); err != nil {
+		return err
+	}
+	if linked, err := m.exists(ctx, blobLinkKey(repo, d)); err == nil && linked {
+		return nil
+	}
+	return m.linkBlob(ctx, repo, d)
+}
+
+// unlinkBlob removes a blob from a repository (storage.ErrNotFound when it
+// is not linked there); its bytes stay for garbage collection.
+func (m *Metadata) unlinkBlob(ctx context.Context, name string, d digest.Digest) error {
+	key := blobLinkKey(name, d)
+	if _, err := m.store.Stat(ctx, key); err != nil {
+		return err
+	}
+	m.linked.Remove(key)
+	err := m.store.Delete(ctx, key)
+	// Again after the delete: a read that checked the link before it may
+	// have remembered it meanwhile.
+	m.linked.Remove(key)
+	return err
+}
