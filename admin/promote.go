@@ -6,11 +6,12 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/slipway/slipway/internal/names"
+
 	"github.com/opencontainers/go-digest"
 
 	"github.com/slipway/slipway/config"
 	"github.com/slipway/slipway/promote"
-	"github.com/slipway/slipway/registry"
 )
 
 // confirmData is the confirmation page of a promotion or a rollback.
@@ -56,7 +57,7 @@ func (a *Admin) promote(w http.ResponseWriter, r *http.Request, req *request) {
 	stages := svc.Stages()
 	from, fromOK := config.StageOf(stages, repo)
 	to, toOK := stageNamed(stages, d.To)
-	if !ok || !registry.ValidName(repo) || !fromOK || !toOK || repo == from.Prefix || d.Digest.Validate() != nil || len(d.Reason) > maxReason {
+	if !ok || !names.ValidRepository(repo) || !fromOK || !toOK || repo == from.Prefix || d.Digest.Validate() != nil || len(d.Reason) > maxReason {
 		a.errorPage(w, r, req, http.StatusBadRequest, "That promotion request is not valid",
 			"It needs a source like \"staging/app:1.0\", its digest and a target stage. Go back to the repository page and use its Promote button.")
 		return

@@ -3,8 +3,9 @@ package auth
 import (
 	"slices"
 
+	"github.com/slipway/slipway/internal/names"
+
 	"github.com/slipway/slipway/config"
-	"github.com/slipway/slipway/registry"
 )
 
 // Actions on repositories. An account's grants name them; tokens carry
@@ -33,7 +34,7 @@ var allActions = []string{ActionPull, ActionPush, ActionDelete, ActionPromote}
 //     repositories auth.anonymous_pull matches;
 //  3. stage rules override both: in a stage marked immutable nobody gets
 //     push or delete (only the promotion service writes there);
-//  4. a repository name /v2/ would refuse (registry.ValidName) gets
+//  4. a repository name /v2/ would refuse (names.ValidRepository) gets
 //     nothing: globs match characters, so "staging/*" would otherwise
 //     cover "staging/../production/app".
 type Policy struct {
@@ -56,7 +57,7 @@ func (p *Policy) Allowed(acct *Account, typ, name string) []string {
 		}
 		return nil
 	case TypeRepository:
-		if !registry.ValidName(name) {
+		if !names.ValidRepository(name) {
 			return nil
 		}
 	default:
@@ -105,7 +106,7 @@ func (p *Policy) Allowed(acct *Account, typ, name string) []string {
 func (p *Policy) Grant(acct *Account, requested []Access) []Access {
 	out := make([]Access, 0, len(requested))
 	for _, r := range requested {
-		if r.Type == TypeRepository && !registry.ValidName(r.Name) {
+		if r.Type == TypeRepository && !names.ValidRepository(r.Name) {
 			continue
 		}
 		allowed := p.Allowed(acct, r.Type, r.Name)

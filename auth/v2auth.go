@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/slipway/slipway/internal/names"
+
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 	"github.com/gin-gonic/gin"
 
@@ -49,7 +51,7 @@ func required(rt registry.Route, ok bool, method string) requirement {
 	if rt.Kind == registry.KindCatalog {
 		return requirement{typ: TypeRegistry, name: NameCatalog, actions: []string{"*"}}
 	}
-	if !registry.ValidName(rt.Name) {
+	if !names.ValidRepository(rt.Name) {
 		return requirement{} // the registry answers NAME_INVALID
 	}
 	r := requirement{typ: TypeRepository, name: rt.Name}
@@ -89,7 +91,7 @@ func mountSource(r *http.Request, need requirement) string {
 	if q.Get("mount") == "" || from == "" || from == need.name {
 		return ""
 	}
-	if !registry.ValidName(from) {
+	if !names.ValidRepository(from) {
 		return ""
 	}
 	return from

@@ -142,6 +142,8 @@ func TestAuthErrorsNameKeyAndLine(t *testing.T) {
 		{"grant repos", user + "      grants:\n        - repos: \"\"\n          actions: [pull]\n", `c.yml:6: auth.users[0].grants[0].repos: must be a repository glob`},
 		{"grant no actions", user + "      grants:\n        - repos: \"a/*\"\n", `c.yml:6: auth.users[0].grants[0].actions: must list at least one`},
 		{"stage prefix", "stages:\n  - name: a\n    prefix: a\n", `c.yml:3: stages[0].prefix: must be a repository path ending in '/'`},
+		{"stage prefix dots", "stages:\n  - name: a\n    prefix: a..b/\n", `c.yml:3: stages[0].prefix: must be a repository path ending in '/'`},
+		{"stage prefix empty component", "stages:\n  - name: a\n    prefix: x//\n", `c.yml:3: stages[0].prefix: must be a repository path ending in '/'`},
 		{"stage overlap", "stages:\n  - name: a\n    prefix: a/\n  - name: b\n    prefix: a/b/\n", `c.yml:5: stages[1].prefix: "a/b/" overlaps stages[0].prefix`},
 		{"stage dup", "stages:\n  - name: a\n    prefix: a/\n  - name: a\n    prefix: b/\n", `c.yml:4: stages[1].name: stage "a" is defined twice`},
 		{"promote from", "stages:\n  - name: a\n    prefix: a/\n    promote_from: [nope]\n", `c.yml:4: stages[0].promote_from[0]: must name another stage, got "nope"`},

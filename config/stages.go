@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"path"
 	"strings"
+
+	"github.com/slipway/slipway/internal/names"
 )
 
 // Stage is one step of the promotion path: the repositories under Prefix.
@@ -54,9 +56,9 @@ func stageProblems(stages []Stage) []problem {
 	add := func(key, format string, args ...any) {
 		ps = append(ps, problem{key, fmt.Sprintf(format, args...)})
 	}
-	names := map[string]bool{}
+	stageNames := map[string]bool{}
 	for _, s := range stages {
-		names[s.Name] = true
+		stageNames[s.Name] = true
 	}
 	seen := map[string]bool{}
 	for i, s := range stages {
@@ -68,7 +70,9 @@ func stageProblems(stages []Stage) []problem {
 			add(key+".name", "stage %q is defined twice", s.Name)
 		}
 		seen[s.Name] = true
-		if m := checkRepoGlob(s.Prefix); m != "" || strings.Contains(s.Prefix, "*") || !strings.HasSuffix(s.Prefix, "/") || s.Prefix == "/" {
+		// The prefix and an app name make the stage's repository names, so
+		// the prefix must be a valid name followed by '/' ("a..b/" is not).
+		if m := checkRepoGlob(s.Prefix); m != "" || !strings.HasSuffix(s.Prefix, "/") || !names.ValidRepository(strings.TrimSuffix(s.Prefix, "/")) {
 			add(key+".prefix", "must be a repository path ending in '/' like \"staging/\" (no wildcards), got %q", s.Prefix)
 		} else {
 			for j, o := range stages[:i] {
@@ -78,7 +82,7 @@ func stageProblems(stages []Stage) []problem {
 			}
 		}
 		for j, from := range s.PromoteFrom {
-			if !names[from] || from == s.Name {
+			if !stageNames[from] || from == s.Name {
 				add(fmt.Sprintf("%s.promote_from[%d]", key, j), "must name another stage, got %q", from)
 			}
 		}

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/slipway/slipway/internal/names"
+
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -129,7 +131,7 @@ func (s *Service) Tags(ctx context.Context, repo string) ([]TagInfo, error) {
 	if err := s.requireCaller(ctx); err != nil {
 		return nil, err
 	}
-	if !registry.ValidName(repo) {
+	if !names.ValidRepository(repo) {
 		return nil, invalid("invalid repository name %q", repo)
 	}
 	notFound := errorf(http.StatusNotFound, CodeNotFound, "repository %s does not exist or you may not see it", repo)
@@ -166,7 +168,7 @@ func (s *Service) TagDigest(ctx context.Context, repo, tag string) (d digest.Dig
 	if err := s.requireCaller(ctx); err != nil {
 		return "", false, err
 	}
-	if !registry.ValidName(repo) || !tagName.MatchString(tag) {
+	if !names.ValidRepository(repo) || !names.ValidTag(tag) {
 		return "", false, invalid("invalid repository or tag %q:%q", repo, tag)
 	}
 	if !s.may(ctx, repo, actionPull) {
@@ -187,7 +189,7 @@ func (s *Service) AppTags(ctx context.Context, app string) (map[string][]TagInfo
 	if err := s.requireCaller(ctx); err != nil {
 		return nil, err
 	}
-	if !registry.ValidName(app) {
+	if !names.ValidRepository(app) {
 		return nil, invalid("invalid app name %q", app)
 	}
 	may, err := s.permissions(ctx)

@@ -10,10 +10,11 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/slipway/slipway/internal/names"
+
 	"golang.org/x/sync/errgroup"
 
 	"github.com/slipway/slipway/config"
-	"github.com/slipway/slipway/registry"
 	"github.com/slipway/slipway/storage"
 )
 
@@ -128,7 +129,7 @@ func (s *Service) History(ctx context.Context, q Query) (Page, error) {
 	}
 	prefix, repo := allPrefix, ""
 	if q.Repository != "" {
-		if !registry.ValidName(q.Repository) {
+		if !names.ValidRepository(q.Repository) {
 			return Page{}, invalid("invalid repository name %q", q.Repository)
 		}
 		app := q.Repository

@@ -4,17 +4,15 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"regexp"
 	"strings"
+
+	"github.com/slipway/slipway/internal/names"
 
 	"github.com/opencontainers/go-digest"
 
 	"github.com/slipway/slipway/registry"
 	"github.com/slipway/slipway/storage"
 )
-
-// tagName is the grammar of a tag (distribution's).
-var tagName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$`)
 
 // maxReason bounds a promotion's free-text reason.
 const maxReason = 1024
@@ -36,7 +34,7 @@ func (r ref) String() string {
 func parseSource(s string) (ref, error) {
 	if repo, d, ok := strings.Cut(s, "@"); ok {
 		dg, err := digest.Parse(d)
-		if err != nil || !registry.ValidName(repo) {
+		if err != nil || !names.ValidRepository(repo) {
 			return ref{}, invalid("source %q is not repository@digest with a valid digest", s)
 		}
 		return ref{Repo: repo, Digest: dg}, nil
@@ -46,7 +44,7 @@ func parseSource(s string) (ref, error) {
 		return ref{}, invalid("source %q needs a tag or digest: staging/app:1.4.2 or staging/app@sha256:…", s)
 	}
 	repo, tag := s[:i], s[i+1:]
-	if !registry.ValidName(repo) || !tagName.MatchString(tag) {
+	if !names.ValidRepository(repo) || !names.ValidTag(tag) {
 		return ref{}, invalid("source %q is not a valid repository:tag", s)
 	}
 	return ref{Repo: repo, Tag: tag}, nil
@@ -72,7 +70,7 @@ func (s *Service) Promote(ctx context.Context, req Request) (rec Record, created
 	if tag == "" {
 		return Record{}, false, invalid("tag is required when the source is a digest")
 	}
-	if !tagName.MatchString(tag) {
+	if !names.ValidTag(tag) {
 		return Record{}, false, invalid("invalid tag %q", tag)
 	}
 	if len(req.Reason) > maxReason {

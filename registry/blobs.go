@@ -79,8 +79,7 @@ func (r *Registry) getBlob(c *gin.Context, name, ref string) {
 	// or an unreachable store is still an error response. It is a whole
 	// buffer, not a few KiB: the kernel sizes its first read-ahead window
 	// from the first read of a file (a 32 KiB first read starts it at
-	// 128 KiB and it takes five reads to grow; bench/run.sh pull-16m went
-	// from 0.74x to 1.33x of the stock registry, whose first read is 4 MiB).
+	// 128 KiB and it takes five reads to grow; BENCHMARKS.md, pull-16m).
 	first := buf[:min(length, int64(len(buf)))]
 	k, err := io.ReadFull(rc, first)
 	if err != nil {

@@ -19,8 +19,7 @@ import (
 // write this request must see), so it joins the pending fetch, which
 // starts when the one in flight ends and answers everyone who joined it.
 // Under load the store sees one request per key per round trip however
-// many clients pull the same tag, instead of one per client (with 16
-// clients on one MinIO that was the limit: bench/run-s3.sh manifest-head).
+// many clients pull the same tag, instead of one per client.
 // (golang.org/x/sync/singleflight is not this: it lets a caller share the
 // call in flight, i.e. a read that may predate a write the caller saw.)
 type readGroup[V any] struct {

@@ -23,6 +23,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/slipway/slipway/internal/names"
+
 	"github.com/distribution/distribution/v3"
 	"github.com/distribution/distribution/v3/manifest/manifestlist"
 	"github.com/distribution/distribution/v3/manifest/schema2"
@@ -159,20 +161,20 @@ func FuzzRepositoryName(f *testing.F) {
 	}
 	d := digest.FromString("fuzz")
 	f.Fuzz(func(t *testing.T, name string) {
-		valid := ValidName(name)
+		valid := names.ValidRepository(name)
 		// The distribution specification's grammar (no host part: a
 		// repository inside this registry has none), with the length
 		// bounded for the whole name: a name is a storage key prefix, and
 		// 255 characters is the limit clients assume.
 		want := ociName.MatchString(name) && len(name) <= reference.RepositoryNameTotalLengthMax
 		if valid != want {
-			t.Fatalf("ValidName(%q) = %v, the grammar says %v", name, valid, want)
+			t.Fatalf("names.ValidRepository(%q) = %v, the grammar says %v", name, valid, want)
 		}
 		if !valid {
 			return
 		}
 		if _, err := reference.WithName(name); err != nil {
-			t.Fatalf("ValidName(%q) accepts what reference.WithName refuses: %v", name, err)
+			t.Fatalf("names.ValidRepository(%q) accepts what reference.WithName refuses: %v", name, err)
 		}
 		if strings.ContainsAny(name, "*?[]\\ \t\n%") || strings.Contains(name, "..") || strings.Contains(name, "//") ||
 			strings.HasPrefix(name, "/") || strings.HasSuffix(name, "/") {

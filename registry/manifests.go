@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/slipway/slipway/internal/names"
+
 	"github.com/distribution/distribution/v3"
 	"github.com/distribution/distribution/v3/manifest/manifestlist"
 	"github.com/distribution/distribution/v3/manifest/schema2"
@@ -70,7 +72,7 @@ func parseRef(ref string) (tag string, d digest.Digest, err error) {
 		d, err = parseDigest(ref)
 		return "", d, err
 	}
-	if !tagPattern.MatchString(ref) {
+	if !names.ValidTag(ref) {
 		return "", "", oci(errcode.ErrorCodeTagInvalid, "invalid tag", ref)
 	}
 	return ref, "", nil
@@ -89,7 +91,7 @@ func (r *Registry) putManifest(c *gin.Context, name, ref string) {
 		tags = append([]string{tag}, tags...)
 	}
 	for _, t := range tags {
-		if !tagPattern.MatchString(t) {
+		if !names.ValidTag(t) {
 			r.fail(c, oci(errcode.ErrorCodeTagInvalid, "invalid tag", t))
 			return
 		}

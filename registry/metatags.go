@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/slipway/slipway/internal/names"
+
 	"github.com/opencontainers/go-digest"
 
 	"github.com/slipway/slipway/storage"
@@ -90,7 +92,7 @@ func (m *Metadata) setTag(ctx context.Context, name, tag string, d digest.Digest
 // manifest must already be linked in repo (LinkManifest; a tag never
 // names a manifest its repository lacks — Verify checks it).
 func (m *Metadata) SetTag(ctx context.Context, repo, tag string, d digest.Digest, stamp, etag string) error {
-	if !tagPattern.MatchString(tag) {
+	if !names.ValidTag(tag) {
 		return fmt.Errorf("invalid tag %q", tag)
 	}
 	if len(stamp) > maxStamp || strings.ContainsAny(stamp, "\r\n\t ") {

@@ -14,7 +14,7 @@ import (
 // registry dispatches on it.
 type Route struct {
 	Kind string // one of the Kind* constants
-	Name string // repository ("" for base and catalog), not validated: see ValidName
+	Name string // repository ("" for base and catalog), not validated: see names.ValidRepository
 	Ref  string // digest, tag or upload id ("" for base, catalog, tags and a new upload)
 }
 
@@ -47,7 +47,7 @@ func parseRoute(path string) (rt Route, ok bool) {
 		return Route{Kind: KindCatalog}, true
 	}
 	// Every route below names a repository: an empty name would reach
-	// authorization as "no repository" (testdata/fuzz/FuzzParseRoute).
+	// authorization as "no repository".
 	if name, ok := strings.CutSuffix(rest, "/tags/list"); ok && name != "" {
 		return Route{Kind: KindTags, Name: name}, true
 	}

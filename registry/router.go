@@ -3,6 +3,8 @@ package registry
 import (
 	"net/http"
 
+	"github.com/slipway/slipway/internal/names"
+
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 	"github.com/gin-gonic/gin"
 )
@@ -24,7 +26,7 @@ func (r *Registry) serve(c *gin.Context) {
 		r.fail(c, oci(errcode.ErrorCodeUnsupported, "unknown /v2/ route", nil).withStatus(http.StatusNotFound))
 		return
 	}
-	if rt.Name != "" && !ValidName(rt.Name) {
+	if rt.Name != "" && !names.ValidRepository(rt.Name) {
 		r.fail(c, oci(errcode.ErrorCodeNameInvalid, "invalid repository name", rt.Name))
 		return
 	}

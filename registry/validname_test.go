@@ -5,10 +5,12 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/slipway/slipway/internal/names"
 )
 
 // ociName is the distribution specification's repository name grammar,
-// the oracle ValidName's hand-written scanner is checked against
+// the oracle names.ValidRepository's hand-written scanner is checked against
 // (FuzzRepositoryName).
 var ociName = regexp.MustCompile(`^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$`)
 
@@ -42,14 +44,14 @@ func TestValidName(t *testing.T) {
 		{"a-", false},
 		{"a\x00b", false},
 	} {
-		if got := ValidName(tc.name); got != tc.want {
-			t.Errorf("ValidName(%q) = %v, want %v", tc.name, got, tc.want)
+		if got := names.ValidRepository(tc.name); got != tc.want {
+			t.Errorf("names.ValidRepository(%q) = %v, want %v", tc.name, got, tc.want)
 		}
 	}
 }
 
 // TestV2RefusesHostAndUppercaseNames: names reference.WithName reads as
-// host + path, which the /v2/ routes took before ValidName, are refused
+// host + path, which the /v2/ routes took before names.ValidRepository, are refused
 // like every other invalid name.
 func TestV2RefusesHostAndUppercaseNames(t *testing.T) {
 	e := newEnv(t)
