@@ -233,22 +233,19 @@ func (s *Service) AppTags(ctx context.Context, app string) (map[string][]TagInfo
 	return out, nil
 }
 
-// repoTags reads every tag of repo; exists is false for a repository
-// nothing was ever pushed or promoted to.
+// repoTags reads every tag of repo with what it names (a few requests
+// whatever the number of tags: registry.Metadata.TagStates); exists is
+// false for a repository nothing was ever pushed or promoted to.
 func (s *Service) repoTags(ctx context.Context, repo string) (map[string]registry.TagState, bool, error) {
-	names, err := s.meta.Tags(ctx, repo)
+	m, err := s.meta.TagStates(ctx, repo)
 	if err != nil {
 		return nil, false, storeError(err)
 	}
-	if len(names) == 0 {
+	if len(m) == 0 {
 		ok, err := s.meta.RepositoryExists(ctx, repo)
 		if err != nil || !ok {
 			return nil, false, storeError(err)
 		}
-	}
-	m, err := s.readTags(ctx, repo, names)
-	if err != nil {
-		return nil, false, storeError(err)
 	}
 	return m, true, nil
 }
@@ -301,35 +298,6 @@ func (s *Service) tagInfo(ctx context.Context, repo, tag string, st registry.Tag
 		}
 	}
 	return ti, nil
-}
-
-// readTags reads the named tags of repo in parallel; tags deleted
-// meanwhile are left out.
-func (s *Service) readTags(ctx context.Context, repo string, tags []string) (map[string]registry.TagState, error) {
-	out := make([]registry.TagState, len(tags))
-	found := make([]bool, len(tags))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(16)
-	for i, tag := range tags {
-		g.Go(func() error {
-			st, err := s.meta.Tag(gctx, repo, tag)
-			if errors.Is(err, storage.ErrNotFound) {
-				return nil
-			}
-			out[i], found[i] = st, err == nil
-			return err
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return nil, err
-	}
-	m := make(map[string]registry.TagState, len(tags))
-	for i, tag := range tags {
-		if found[i] {
-			m[tag] = out[i]
-		}
-	}
-	return m, nil
 }
 
 // shape computes (once per digest) a manifest's media type, total size

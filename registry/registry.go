@@ -78,6 +78,8 @@ type Registry struct {
 	limits *sessionLimits
 	// background counts work left running after a response (Wait).
 	background sync.WaitGroup
+	// tagIndex caches tag indexes read (tagread.go).
+	tagIndex *tagIndexes
 }
 
 // New returns a registry on store.
@@ -100,10 +102,12 @@ func New(store storage.Store, opts Options) *Registry {
 	if opts.RedirectExpiry <= 0 {
 		opts.RedirectExpiry = 20 * time.Minute
 	}
+	store = journalTags(store) // every tag write is journaled (tagjournal.go)
 	r := &Registry{
-		store: store,
-		meta:  newMeta(store, opts.BlobLinkTTL),
-		opts:  opts,
+		store:    store,
+		meta:     newMeta(store, opts.BlobLinkTTL),
+		tagIndex: newTagIndexes(),
+		opts:     opts,
 		uploads: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "slipway_uploads_in_progress",
 			Help: "Blob upload requests (POST, PATCH, PUT) being served by this process.",
