@@ -107,7 +107,8 @@ func (t *tagIndexes) read(ctx context.Context, m *meta, repo string) (map[string
 			done = append(done, r.Key)
 		}
 	}
-	if idx == nil || len(done) > 0 {
+	// A repository without tags gets no index: listing it is as cheap.
+	if (idx == nil && len(changed) > 0) || len(done) > 0 {
 		t.fold(ctx, m.store, repo, idx == nil, base, changed, out, done)
 	}
 	return out, nil
