@@ -37,6 +37,12 @@ func newShapes() *lru.Cache[digest.Digest, shape] {
 	return c
 }
 
+// newRecords caches the ledger records the inventory shows, by key.
+func newRecords() *lru.Cache[string, Record] {
+	c, _ := lru.New[string, Record](1 << 15)
+	return c
+}
+
 // Repositories lists the repositories the caller may pull, in name order.
 func (s *Service) Repositories(ctx context.Context, q RepositoryQuery) (RepositoryPage, error) {
 	if err := s.requireCaller(ctx); err != nil {
@@ -293,11 +299,24 @@ func (s *Service) tagInfo(ctx context.Context, repo, tag string, st registry.Tag
 	ti := TagInfo{Tag: tag, Digest: st.Digest, MediaType: sh.MediaType, Size: sh.Size, Platforms: sh.Platforms, UpdatedAt: st.ModTime.UTC(), Stages: []string{}}
 	if promotable && st.Seq > 0 {
 		// The tag names the record that wrote it: one read, no listing.
-		if rec, err := s.readRecord(ctx, chainKey(repo, tag, st.Seq)); err == nil {
+		if rec, err := s.promotedBy(ctx, chainKey(repo, tag, st.Seq)); err == nil {
 			ti.Promoted = &rec
 		}
 	}
 	return ti, nil
+}
+
+// promotedBy reads the ledger record at key, once per process: records
+// are written once (PutIfAbsent) and never replaced or deleted.
+func (s *Service) promotedBy(ctx context.Context, key string) (Record, error) {
+	if rec, ok := s.records.Get(key); ok {
+		return rec, nil
+	}
+	rec, err := s.readRecord(ctx, key)
+	if err == nil {
+		s.records.Add(key, rec)
+	}
+	return rec, err
 }
 
 // shape computes (once per digest) a manifest's media type, total size
