@@ -9,7 +9,8 @@ package main
 //	run    -warmup + -iterations rounds, each one
 //	         api    GET /api/v1/repositories/staging/<app>/tags (Basic auth),
 //	                checked to list N tags
-//	         admin  GET /admin/repositories/<app> (signed in once, before)
+//	         admin  GET /admin/repositories/<app> (signed in once, before),
+//	                checked to count N tags
 //	       in alternating order; value is the api's p50 (ms), extra holds
 //	       p50/p99 of both.
 
@@ -114,8 +115,8 @@ func (s *tagsScenario) run(ctx context.Context, c *client, cfg *config) (*Result
 	}
 	admin := func() (time.Duration, error) {
 		return get("/admin/repositories/"+st.App, false, func(b []byte) error {
-			if !strings.Contains(string(b), "t00000") {
-				return fmt.Errorf("admin repository page does not show tag t00000")
+			if want := fmt.Sprintf(">%d tags", st.Tags); !strings.Contains(string(b), want) {
+				return fmt.Errorf("admin repository page does not count %d tags", st.Tags)
 			}
 			return nil
 		})
