@@ -20,7 +20,12 @@
 # per build in alternating order (sync, sleep SLEEP, a wait for a quiet
 # machine, then WARMUP + ITERS rounds of one API read and one admin page).
 #
+# Phase "puts" (PHASES="rows puts"): what a tag write costs, REPS runs per
+# build, alternating: 99 manifest PUTs by tag one after the other (regbench
+# tags-100 setup with -workers 1, each run on a fresh repository).
+#
 # Knobs: ITERS=20 WARMUP=3 REPS=3 SLEEP=2 ROWS="tags-100 tags-1000 tags-10000"
+#   PHASES=rows
 #   BEFORE_REV (unset: this checkout only) BENCH_DIR=/work/slipway-bench
 #   QUIET_PCT=10 QUIET_MAX=20 KEEP=0 RESULTS SLIPWAY_BIN MINIO_BIN
 #   BASE_PORT=5500 (builds BASE_PORT+1, +2; MinIO +50/+51)
@@ -32,11 +37,12 @@ WARMUP=${WARMUP:-3}
 REPS=${REPS:-3}
 SLEEP=${SLEEP:-2}
 ROWS=${ROWS:-tags-100 tags-1000 tags-10000}
+PHASES=${PHASES:-rows}
 QUIET_MAX=${QUIET_MAX:-20}
 BASE_PORT=${BASE_PORT:-5500}
 BEFORE_REV=${BEFORE_REV:-}
 RESULTS=${RESULTS:-$REPO/bench/results/tags-$(date -u +%Y%m%dT%H%M%SZ).jsonl}
-COMMAND="ITERS=$ITERS WARMUP=$WARMUP REPS=$REPS${BEFORE_REV:+ BEFORE_REV=$BEFORE_REV} bench/run-tags.sh"
+COMMAND="ITERS=$ITERS WARMUP=$WARMUP REPS=$REPS PHASES='$PHASES'${BEFORE_REV:+ BEFORE_REV=$BEFORE_REV} bench/run-tags.sh"
 
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -121,8 +127,36 @@ machine() {
 }
 machine | sed 's/^/# /' >>"$RESULTS"
 
-# --- rows ---------------------------------------------------------------------------------------
+# settle: written data on disk, a pause, and a quiet machine (sets BG).
+settle() {
+	sync
+	sleep "$SLEEP"
+	wait_quiet
+}
+
+# --- phase: puts ---------------------------------------------------------------------------------
 failures=0
+PUTS=$RUN_DIR/puts.txt
+: >"$PUTS"
+if [[ " $PHASES " == *" puts "* ]]; then
+	for ((rep = 1; rep <= REPS; rep++)); do
+		alternate_order "$rep" 0 "${LABELS[@]}"
+		for label in "${ORDER[@]}"; do
+			settle
+			if line=$(timeout 900 "$RB" -url "${URL[$label]}" -scenario tags-100 -workers 1 -repo-prefix "put-$label-$rep" \
+				-state "$RUN_DIR/puts-$label-$rep" -phase setup 2>&1 >/dev/null | grep 'manifest PUTs by tag'); then
+				echo "$label ${line##*(}" | tr -d ')' >>"$PUTS"
+				log "puts rep $rep $label: ${line##*: } (bg ${BG}%)"
+			else
+				failures=$((failures + 1))
+				log "puts rep $rep $label: FAILED"
+			fi
+		done
+	done
+fi
+
+# --- phase: rows ---------------------------------------------------------------------------------
+[[ " $PHASES " == *" rows "* ]] || RS=()
 for row in "${RS[@]}"; do
 	state=$RUN_DIR/state
 	if ! timeout 3600 "$RB" -url "${URL[${LABELS[0]}]}" -scenario "$row" -state "$state" -phase setup 2>>"$CLIENT_LOG"; then
@@ -134,9 +168,7 @@ for row in "${RS[@]}"; do
 	for ((rep = 1; rep <= REPS; rep++)); do
 		alternate_order "$rep" 0 "${LABELS[@]}"
 		for label in "${ORDER[@]}"; do
-			sync
-			sleep "$SLEEP"
-			wait_quiet
+			settle
 			rc=0
 			out=$(timeout 1800 "$RB" -url "${URL[$label]}" -scenario "$row" -state "$state" -phase run -label "$label" -rep "$rep" \
 				-iterations "$ITERS" -warmup "$WARMUP" -bg-busy-pct "$BG" -server-pid "${PID[$label]}" -also-pids "${PID[minio]}" 2>>"$CLIENT_LOG") || rc=$?
@@ -181,6 +213,16 @@ done
 		            cells[i] += " (%.2f×)" % (med(rs, k) / med(before, k))
 		    print("| %d | %s | %s | %d |" % (n, label, " | ".join(cells), len(rs)))
 	EOF
+	if [[ -s $PUTS ]]; then
+		echo
+		echo "Tag writes, one after the other (99 manifest PUTs by tag per run; median of the runs' mean):"
+		echo
+		awk '{ v[$1] = v[$1] " " $2 } END { for (l in v) print l, v[l] }' "$PUTS" | python3 -c '
+import statistics, sys
+for line in sys.stdin:
+    label, *ms = line.split()
+    print("- %s: %.2f ms per PUT (runs: %s)" % (label, statistics.median(float(m) for m in ms), ", ".join(ms)))'
+	fi
 } | tee "${RESULTS%.jsonl}.md"
 log "raw results: $RESULTS"
 ((failures == 0)) || exit 1

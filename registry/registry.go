@@ -102,10 +102,7 @@ func New(store storage.Store, opts Options) *Registry {
 	if opts.RedirectExpiry <= 0 {
 		opts.RedirectExpiry = 20 * time.Minute
 	}
-	store = journalTags(store) // every tag write is journaled (tagjournal.go)
 	r := &Registry{
-		store:    store,
-		meta:     newMeta(store, opts.BlobLinkTTL),
 		tagIndex: newTagIndexes(),
 		opts:     opts,
 		uploads: prometheus.NewGauge(prometheus.GaugeOpts{
@@ -113,6 +110,10 @@ func New(store storage.Store, opts Options) *Registry {
 			Help: "Blob upload requests (POST, PATCH, PUT) being served by this process.",
 		}),
 	}
+	// Every tag write is journaled (tagjournal.go); marking a record done
+	// is work after the response.
+	r.store = journalTags(store, &r.background)
+	r.meta = newMeta(r.store, opts.BlobLinkTTL)
 	r.sessions, _ = lru.New[string, sessionEntry](sessionCacheEntries)
 	r.limits = newSessionLimits(opts)
 	r.copyBuffers = make(chan []byte, copyBufferCount)

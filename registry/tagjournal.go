@@ -7,6 +7,8 @@ import (
 	"errors"
 	"io"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/slipway/slipway/storage"
 )
@@ -24,7 +26,8 @@ import (
 //
 // The contract every tag write keeps (journaledStore): the journal record
 // exists, with content "", before the write is sent, and is marked done
-// only after the write returned. A record is deleted (tagread.go: fold)
+// only after the write returned (shortly after: Registry.Wait waits for
+// the marks). A record is deleted (tagread.go: fold)
 // only when it was done before an index version was read from the store
 // and that version was stored with compare-and-set. So at any moment, for
 // every tag write that has completed, either its record is still in the
@@ -61,12 +64,15 @@ func tagOfKey(key string) (name, tag string, ok bool) {
 // Everything else passes through.
 type journaledStore struct {
 	storage.Store
+	// later counts the done marks still being written (Registry.Wait).
+	later *sync.WaitGroup
 }
 
 // journalTags wraps store, keeping the optional capabilities (presigned
-// URLs, stale multipart cleanup) of what it wraps.
-func journalTags(store storage.Store) storage.Store {
-	j := &journaledStore{Store: store}
+// URLs, stale multipart cleanup) of what it wraps; later counts the work
+// it leaves running after a write returns.
+func journalTags(store storage.Store, later *sync.WaitGroup) storage.Store {
+	j := &journaledStore{Store: store, later: later}
 	p, presigns := store.(storage.Presigner)
 	a, aborts := store.(storage.StaleMultipartAborter)
 	switch {
@@ -95,7 +101,10 @@ func journalTags(store storage.Store) storage.Store {
 // (lost a condition, nothing to replace) counts as returned; any other
 // failure leaves the record open, since the request may still land, and
 // readers then read that tag directly for good (a cost, never a stale
-// answer). A failure to mark done costs the same and is not reported.
+// answer). The record is marked done after write returns, off the
+// caller's path: until then it is open, which readers handle the same
+// way; a failure to mark it (or a process gone first) costs the same and
+// is not reported.
 func (s *journaledStore) journaled(ctx context.Context, key string, write func() error) error {
 	name, tag, ok := tagOfKey(key)
 	if !ok {
@@ -107,7 +116,13 @@ func (s *journaledStore) journaled(ctx context.Context, key string, write func()
 	}
 	err := write()
 	if err == nil || errors.Is(err, storage.ErrPreconditionFailed) || errors.Is(err, storage.ErrNotFound) {
-		_, _ = s.Store.Put(context.WithoutCancel(ctx), rk, strings.NewReader(journalDone), int64(len(journalDone)))
+		s.later.Add(1)
+		go func() {
+			defer s.later.Done()
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer cancel()
+			_, _ = s.Store.Put(ctx, rk, strings.NewReader(journalDone), int64(len(journalDone)))
+		}()
 	}
 	return err
 }

@@ -49,9 +49,12 @@ func TestTagStatesSeeMovesAtOnce(t *testing.T) {
 	b := newEnvOn(t, a.dir)
 	_, m2, d1, d2 := twoTags(a)
 	md := a.reg.Metadata()
+	a.reg.Wait() // the done marks
 	wantTagStates(t, md, "app", map[string]digest.Digest{"1": d1, "2": d2})
 	wantTagStates(t, md, "app", map[string]digest.Digest{"1": d1, "2": d2})
 	wantNoKeysUnder(t, a.store, journalPrefix("app"))
+
+	// Read at once: whether or not b has marked its records done yet.
 
 	wantStatus(t, b.putManifest("app", "1", v1.MediaTypeImageManifest, m2), http.StatusCreated)
 	wantTagStates(t, md, "app", map[string]digest.Digest{"1": d2, "2": d2})
@@ -72,6 +75,8 @@ func TestTagStatesSeeMovesAtOnce(t *testing.T) {
 	// Deleting the manifest untags it everywhere.
 	wantStatus(t, b.do(http.MethodDelete, "/v2/app/manifests/"+d1.String(), nil), http.StatusAccepted)
 	wantTagStates(t, md, "app", map[string]digest.Digest{})
+	b.reg.Wait()
+	wantTagStates(t, md, "app", map[string]digest.Digest{})
 	wantNoKeysUnder(t, a.store, journalPrefix("app"))
 }
 
@@ -83,6 +88,7 @@ func TestTagStatesReadOpenRecords(t *testing.T) {
 	a := newEnv(t)
 	m1, _, d1, d2 := twoTags(a)
 	md := a.reg.Metadata()
+	a.reg.Wait()
 	wantTagStates(t, md, "app", map[string]digest.Digest{"1": d1, "2": d2})
 
 	// The dead writer's steps, on the raw store: record, then tag write.
@@ -100,6 +106,8 @@ func TestTagStatesReadOpenRecords(t *testing.T) {
 	}
 	// A later, completed write of the same tag is read too.
 	wantStatus(t, a.putManifest("app", "1", v1.MediaTypeImageManifest, m1), http.StatusCreated)
+	wantTagStates(t, md, "app", map[string]digest.Digest{"1": d1, "2": d2})
+	a.reg.Wait()
 	wantTagStates(t, md, "app", map[string]digest.Digest{"1": d1, "2": d2})
 	wantKeysUnder(t, a.store, journalPrefix("app"), rec)
 	// Another replica, with nothing cached, reads the same.
@@ -166,7 +174,8 @@ func TestTagStatesRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	cs := &opCounter{Store: st, ops: map[string]int{}}
-	md := New(cs, Options{}).Metadata()
+	reg := New(cs, Options{})
+	md := reg.Metadata()
 	ctx := context.Background()
 	d := digest.FromString("m")
 	for i := range n {
@@ -176,6 +185,7 @@ func TestTagStatesRequests(t *testing.T) {
 	}
 	want := func(step string, ops map[string]int) {
 		t.Helper()
+		reg.Wait()
 		got := cs.take()
 		if fmt.Sprint(got) != fmt.Sprint(ops) {
 			t.Errorf("%s: store requests %v, want %v", step, got, ops)
@@ -213,6 +223,7 @@ func TestTagStatesRequests(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	reg.Wait()
 	cs.take()
 	if states, err = md.TagStates(ctx, "app"); err != nil || states["t00002"].Digest != digest.FromString("n") {
 		t.Fatalf("TagStates after a move = %+v, %v", states["t00002"], err)

@@ -4,7 +4,8 @@ package main
 // tags with their digests costs as the repository grows.
 //
 //	setup  one image pushed to staging/<prefix>-tags-<N>, then tagged N
-//	       times (t00000, t00001, …: manifest PUTs by tag, 16 at a time);
+//	       times (t00000, t00001, …: manifest PUTs by tag, -workers at a
+//	       time, 16 by default; their time goes to stderr);
 //	       kept in the state directory, so a second setup does nothing
 //	run    -warmup + -iterations rounds, each one
 //	         api    GET /api/v1/repositories/staging/<app>/tags (Basic auth),
@@ -22,6 +23,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"os"
 	"regexp"
 	"strings"
 	"time"
@@ -54,8 +56,10 @@ func (s *tagsScenario) setup(ctx context.Context, c *client, cfg *config) error 
 	if err != nil {
 		return err
 	}
+	workers := def(cfg.workers, 16)
+	start := time.Now()
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(16)
+	g.SetLimit(workers)
 	for i := 1; i < s.tags; i++ {
 		g.Go(func() error {
 			_, err := c.putManifest(gctx, repo, fmt.Sprintf("t%05d", i), ociManifest, raw)
@@ -65,6 +69,9 @@ func (s *tagsScenario) setup(ctx context.Context, c *client, cfg *config) error 
 	if err := g.Wait(); err != nil {
 		return err
 	}
+	took := time.Since(start)
+	fmt.Fprintf(os.Stderr, "regbench %s: %d manifest PUTs by tag, %d at a time, in %.1f s (%.2f ms each)\n",
+		cfg.scenario, s.tags-1, workers, took.Seconds(), ms(took)/float64(max(s.tags-1, 1))*float64(workers))
 	return saveState(cfg, tagsState{Repo: repo, App: app, Tags: s.tags})
 }
 
