@@ -27,12 +27,13 @@ import (
 // The contract every tag write keeps (journaledStore): the journal record
 // exists, with content "", before the write is sent, and is marked done
 // only after the write returned (shortly after: Registry.Wait waits for
-// the marks). A record is deleted (tagread.go: fold)
-// only when it was done before an index version was read from the store
-// and that version was stored with compare-and-set. So at any moment, for
-// every tag write that has completed, either its record is still in the
-// journal or the index holds what the tag held at some instant after the
-// write completed (or something newer).
+// the marks). A record is deleted (tagread.go: fold) only if it was done
+// when a reader listed the journal, and only after that reader stored,
+// with compare-and-set, an index version holding the tag as read after
+// that listing. So at any moment, for every tag write that has
+// completed, either its record is still in the journal or the index
+// holds what the tag held at some instant after the write completed (or
+// something newer).
 
 const (
 	journalDir  = "_tagjournal/"

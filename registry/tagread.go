@@ -38,8 +38,11 @@ import (
 // changes (storage.Info), which is what makes caching the index by ETag
 // safe.
 //
-// Tags written around this registry (by a process that does not journal)
-// are seen only once the index is rebuilt: every writer must journal.
+// Every writer must journal: a tag written around it (by hand, or by a
+// replica of a release before the journal during a rolling upgrade) is
+// not seen here until that tag is written again through a registry, or
+// repositories/<name>/_tagindex/tags is deleted (the next read rebuilds
+// it from the tags themselves).
 func (md *Metadata) TagStates(ctx context.Context, repo string) (map[string]TagState, error) {
 	return md.r.tagIndex.read(ctx, md.m, repo)
 }
