@@ -39,6 +39,12 @@ func newShapes() *lru.Cache[digest.Digest, shape] {
 	return c
 }
 
+// newRecords caches the ledger records the inventory shows, by key.
+func newRecords() *lru.Cache[string, Record] {
+	c, _ := lru.New[string, Record](1 << 15)
+	return c
+}
+
 // Repositories lists the repositories the caller may pull, in name order.
 func (s *Service) Repositories(ctx context.Context, q RepositoryQuery) (RepositoryPage, error) {
 	if err := s.requireCaller(ctx); err != nil {
@@ -235,22 +241,19 @@ func (s *Service) AppTags(ctx context.Context, app string) (map[string][]TagInfo
 	return out, nil
 }
 
-// repoTags reads every tag of repo; exists is false for a repository
-// nothing was ever pushed or promoted to.
+// repoTags reads every tag of repo with what it names (a few requests
+// whatever the number of tags: registry.Metadata.TagStates); exists is
+// false for a repository nothing was ever pushed or promoted to.
 func (s *Service) repoTags(ctx context.Context, repo string) (map[string]registry.TagState, bool, error) {
-	names, err := s.meta.Tags(ctx, repo)
+	m, err := s.meta.TagStates(ctx, repo)
 	if err != nil {
 		return nil, false, storeError(err)
 	}
-	if len(names) == 0 {
+	if len(m) == 0 {
 		ok, err := s.meta.RepositoryExists(ctx, repo)
 		if err != nil || !ok {
 			return nil, false, storeError(err)
 		}
-	}
-	m, err := s.readTags(ctx, repo, names)
-	if err != nil {
-		return nil, false, storeError(err)
 	}
 	return m, true, nil
 }
@@ -298,40 +301,24 @@ func (s *Service) tagInfo(ctx context.Context, repo, tag string, st registry.Tag
 	ti := TagInfo{Tag: tag, Digest: st.Digest, MediaType: sh.MediaType, Size: sh.Size, Platforms: sh.Platforms, UpdatedAt: st.ModTime.UTC(), Stages: []string{}}
 	if seq, _ := seqOf(st); promotable && seq > 0 {
 		// The tag names the record that wrote it: one read, no listing.
-		if rec, err := s.readRecord(ctx, chainKey(repo, tag, seq)); err == nil {
+		if rec, err := s.promotedBy(ctx, chainKey(repo, tag, seq)); err == nil {
 			ti.Promoted = &rec
 		}
 	}
 	return ti, nil
 }
 
-// readTags reads the named tags of repo in parallel; tags deleted
-// meanwhile are left out.
-func (s *Service) readTags(ctx context.Context, repo string, tags []string) (map[string]registry.TagState, error) {
-	out := make([]registry.TagState, len(tags))
-	found := make([]bool, len(tags))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(16)
-	for i, tag := range tags {
-		g.Go(func() error {
-			st, err := s.meta.Tag(gctx, repo, tag)
-			if errors.Is(err, storage.ErrNotFound) {
-				return nil
-			}
-			out[i], found[i] = st, err == nil
-			return err
-		})
+// promotedBy reads the ledger record at key, once per process: records
+// are written once (PutIfAbsent) and never replaced or deleted.
+func (s *Service) promotedBy(ctx context.Context, key string) (Record, error) {
+	if rec, ok := s.records.Get(key); ok {
+		return rec, nil
 	}
-	if err := g.Wait(); err != nil {
-		return nil, err
+	rec, err := s.readRecord(ctx, key)
+	if err == nil {
+		s.records.Add(key, rec)
 	}
-	m := make(map[string]registry.TagState, len(tags))
-	for i, tag := range tags {
-		if found[i] {
-			m[tag] = out[i]
-		}
-	}
-	return m, nil
+	return rec, err
 }
 
 // shape computes (once per digest) a manifest's media type, total size

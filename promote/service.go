@@ -47,6 +47,8 @@ type Service struct {
 	locks keyedMutex
 	// shapes caches what the inventory shows of each digest.
 	shapes *lru.Cache[digest.Digest, shape]
+	// records caches the ledger records the inventory shows (inventory.go).
+	records *lru.Cache[string, Record]
 }
 
 // Outbox durably queues an event for delivery (webhook.Outbox). id and at
@@ -64,7 +66,7 @@ func New(store storage.Store, meta *registry.Metadata, opts Options) *Service {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Service{store: store, meta: meta, opts: opts, log: opts.Logger, locks: keyedMutex{m: map[string]*keyedEntry{}}, shapes: newShapes()}
+	return &Service{store: store, meta: meta, opts: opts, log: opts.Logger, locks: keyedMutex{m: map[string]*keyedEntry{}}, shapes: newShapes(), records: newRecords()}
 }
 
 // keyedMutex serialises promotions of one tag inside this process, so they

@@ -29,7 +29,9 @@ import (
 // The layer is split by what it holds: this file (the type, small objects,
 // listings, catalog), metablobs.go, metamanifests.go and metatags.go.
 type Metadata struct {
-	store     storage.Store
+	store storage.Store
+	// tagIndex caches the tag indexes read (tagread.go).
+	tagIndex  *tagIndexes
 	blobs     *lru.Cache[digest.Digest, blobDesc]
 	manifests *lru.Cache[digest.Digest, Manifest]
 	// catalogued remembers repositories known to have a catalog entry.
@@ -77,7 +79,7 @@ func newMeta(store storage.Store, linkTTL time.Duration) *Metadata {
 	m, _ := lru.New[digest.Digest, Manifest](manifestCacheEntries)
 	cat, _ := lru.New[string, struct{}](manifestCacheEntries)
 	linked, _ := lru.New[string, time.Time](blobCacheEntries)
-	md := &Metadata{store: store, blobs: b, manifests: m, catalogued: cat, linked: linked, linkTTL: linkTTL}
+	md := &Metadata{store: store, blobs: b, manifests: m, catalogued: cat, linked: linked, linkTTL: linkTTL, tagIndex: newTagIndexes()}
 	md.tags = newReadGroup(sharedReadTimeout, md.readTag)
 	return md
 }

@@ -19,6 +19,9 @@ package registry
 //	repositories/<name>/_manifests/<alg>/<hex>   link: manifest is in the repository
 //	repositories/<name>/_tags/<tag>              "<digest>", or "<digest>\n<stamp>\n" when written
 //	                                             with a stamp (metatags.go; promotion's Seq)
+//	repositories/<name>/_tagjournal/<tag>/<id>   a tag write in progress or done, and
+//	repositories/<name>/_tagindex/tags           every tag's content: read together
+//	                                             (tagjournal.go, tagread.go)
 //	repositories/<name>/_referrers/<alg>/<hex>/<alg>-<hex>
 //	                                             referrer descriptor (JSON) of a subject
 //	catalog/<hex(name)>                          repository exists (hex keeps lexical order;

@@ -5,6 +5,7 @@ package registry
 import (
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -70,6 +71,9 @@ type Registry struct {
 	copyBuffers chan []byte
 	// sessions runs blob upload sessions (sessionstore.go, upload.go).
 	sessions *uploads
+	// background counts tag journal marks left running after a response
+	// (tagjournal.go; Wait).
+	background sync.WaitGroup
 }
 
 // New returns a registry on store.
@@ -93,15 +97,17 @@ func New(store storage.Store, opts Options) *Registry {
 		opts.RedirectExpiry = 20 * time.Minute
 	}
 	r := &Registry{
-		store: store,
-		meta:  newMeta(store, opts.BlobLinkTTL),
-		opts:  opts,
+		opts: opts,
 		uploads: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "slipway_uploads_in_progress",
 			Help: "Blob upload requests (POST, PATCH, PUT) being served by this process.",
 		}),
 	}
-	r.sessions = newUploads(store, r.meta, r.writeSegment, opts)
+	// Every tag write is journaled (tagjournal.go); marking a record done
+	// is work after the response.
+	r.store = journalTags(store, &r.background)
+	r.meta = newMeta(r.store, opts.BlobLinkTTL)
+	r.sessions = newUploads(r.store, r.meta, r.writeSegment, opts)
 	r.copyBuffers = make(chan []byte, copyBufferCount)
 	if opts.Metrics != nil {
 		opts.Metrics.MustRegister(r.uploads)

@@ -135,8 +135,11 @@ func (r *Registry) cancelUpload(c *gin.Context, name, id string) {
 }
 
 // Wait returns once the work the registry does after responses (deleting
-// finished upload sessions) is done.
-func (r *Registry) Wait() { r.sessions.background.Wait() }
+// finished upload sessions, marking tag journal records done) is done.
+func (r *Registry) Wait() {
+	r.sessions.background.Wait()
+	r.background.Wait()
+}
 
 // failUpload answers an error of the upload sessions in OCI terms; p is
 // the session's progress (for the headers of a 416).

@@ -94,6 +94,7 @@ var scenarios = []string{
 	"manifest-head", "manifest-get", "copy-10",
 	"raw-push-16m", "raw-push-256k", "raw-pull-16m", "raw-pull-256k", "s3-ops",
 	"promote-1m-warm", "promote-1m-cold", "promote-1g-warm", "promote-1g-cold",
+	"tags-100", "tags-1000", "tags-10000",
 }
 
 func main() {
@@ -124,8 +125,8 @@ func main() {
 	flag.StringVar(&cfg.s3.accessKey, "s3-access-key", os.Getenv("MINIO_ROOT_USER"), "raw-*: access key (env MINIO_ROOT_USER)")
 	flag.StringVar(&cfg.s3.secretKey, "s3-secret-key", os.Getenv("MINIO_ROOT_PASSWORD"), "raw-*: secret key (env MINIO_ROOT_PASSWORD)")
 	flag.StringVar(&cfg.s3.counter, "s3-counter", "", "s3-ops: control address of the s3count proxy between the registry and S3")
-	flag.IntVar(&cfg.iters, "iterations", 30, "promote-*: timed iterations (each: one promotion, one crane copy, one crane.Copy, one crane digest)")
-	flag.IntVar(&cfg.warmup, "warmup", 3, "promote-*: iterations run first and discarded")
+	flag.IntVar(&cfg.iters, "iterations", 30, "promote-*, tags-*: timed iterations (promote: one promotion, one crane copy, one crane.Copy, one crane digest; tags: one tags API read, one admin page)")
+	flag.IntVar(&cfg.warmup, "warmup", 3, "promote-*, tags-*: iterations run first and discarded")
 	flag.StringVar(&cfg.craneBin, "crane", "crane", "promote-*: the crane binary (logged in to the registry: DOCKER_CONFIG)")
 	alsoPids := flag.String("also-pids", "", "comma-separated pids that are part of the system under test (e.g. MinIO): not counted as other load")
 	summarizeFile := flag.String("summarize", "", "instead of measuring, read a results file of JSON lines and print the Markdown table")
@@ -242,6 +243,9 @@ func run(rawURL string, cfg *config) error {
 			size = 1 << 30
 		}
 		sc = &promoteScenario{name: cfg.scenario, totalSize: size, layers: 10, cold: strings.HasSuffix(cfg.scenario, "-cold")}
+	case "tags-100", "tags-1000", "tags-10000":
+		n, _ := strconv.Atoi(strings.TrimPrefix(cfg.scenario, "tags-"))
+		sc = &tagsScenario{tags: n}
 	}
 
 	if cfg.phase == "setup" || cfg.phase == "all" {
