@@ -607,6 +607,7 @@ func TestClaimedPromotionFinishesAfterAnOutage(t *testing.T) {
 	ctx := context.Background()
 	e.pushImage("staging/app:a", 512, 1)
 	want := e.digestOf("staging/app:a")
+	e.reg.Wait() // the push's background writes read e.store.Store
 	st := &outage{Store: e.store.Store}
 	e.store.Store = st
 	queued := &events{store: st}
@@ -673,6 +674,7 @@ func (o *statOutage) Stat(ctx context.Context, key string) (storage.Info, error)
 func TestVerifyDuringAnOutageIsUnavailable(t *testing.T) {
 	e := newEnv(t)
 	e.pushImage("staging/app:a", 512, 1)
+	e.reg.Wait() // the push's background writes read e.store.Store
 	st := &statOutage{Store: e.store.Store}
 	e.store.Store = st
 	_, _, err := e.svc.Promote(context.Background(), Request{Source: "staging/app:a", To: "production", Tag: "stable"})
