@@ -6,11 +6,10 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/slipway/slipway/internal/names"
-
 	"github.com/opencontainers/go-digest"
 
 	"github.com/slipway/slipway/config"
+	"github.com/slipway/slipway/internal/names"
 	"github.com/slipway/slipway/promote"
 )
 

@@ -3,9 +3,8 @@ package auth
 import (
 	"slices"
 
-	"github.com/slipway/slipway/internal/names"
-
 	"github.com/slipway/slipway/config"
+	"github.com/slipway/slipway/internal/names"
 )
 
 // Actions on repositories. An account's grants name them; tokens carry

@@ -6,11 +6,10 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/slipway/slipway/internal/names"
-
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 	"github.com/gin-gonic/gin"
 
+	"github.com/slipway/slipway/internal/names"
 	"github.com/slipway/slipway/registry"
 )
 

@@ -8,14 +8,13 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/slipway/slipway/internal/names"
-
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/slipway/slipway/config"
+	"github.com/slipway/slipway/internal/names"
 	"github.com/slipway/slipway/registry"
 	"github.com/slipway/slipway/storage"
 )

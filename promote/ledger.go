@@ -10,11 +10,10 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/slipway/slipway/internal/names"
-
 	"golang.org/x/sync/errgroup"
 
 	"github.com/slipway/slipway/config"
+	"github.com/slipway/slipway/internal/names"
 	"github.com/slipway/slipway/storage"
 )
 

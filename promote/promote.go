@@ -6,10 +6,9 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/slipway/slipway/internal/names"
-
 	"github.com/opencontainers/go-digest"
 
+	"github.com/slipway/slipway/internal/names"
 	"github.com/slipway/slipway/registry"
 	"github.com/slipway/slipway/storage"
 )

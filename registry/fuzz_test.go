@@ -23,8 +23,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/slipway/slipway/internal/names"
-
 	"github.com/distribution/distribution/v3"
 	"github.com/distribution/distribution/v3/manifest/manifestlist"
 	"github.com/distribution/distribution/v3/manifest/schema2"
@@ -33,6 +31,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/slipway/slipway/internal/names"
 	"github.com/slipway/slipway/storage/fs"
 )
 

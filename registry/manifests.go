@@ -10,19 +10,17 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/slipway/slipway/internal/names"
-
 	"github.com/distribution/distribution/v3"
 	"github.com/distribution/distribution/v3/manifest/manifestlist"
 	"github.com/distribution/distribution/v3/manifest/schema2"
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 	"github.com/gin-gonic/gin"
 	"github.com/opencontainers/go-digest"
-	v1 "github.com/opencontainers/image-spec/specs-go/v1"
-
 	// Registers the OCI manifest and index schemas with distribution.
 	_ "github.com/distribution/distribution/v3/manifest/ocischema"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/slipway/slipway/internal/names"
 	"github.com/slipway/slipway/storage"
 )
 

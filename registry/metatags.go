@@ -7,10 +7,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/slipway/slipway/internal/names"
-
 	"github.com/opencontainers/go-digest"
 
+	"github.com/slipway/slipway/internal/names"
 	"github.com/slipway/slipway/storage"
 )
 

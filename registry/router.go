@@ -3,10 +3,10 @@ package registry
 import (
 	"net/http"
 
-	"github.com/slipway/slipway/internal/names"
-
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 	"github.com/gin-gonic/gin"
+
+	"github.com/slipway/slipway/internal/names"
 )
 
 // Register adds the /v2/ routes to a router (an engine, or a group that

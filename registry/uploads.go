@@ -10,12 +10,11 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/slipway/slipway/internal/names"
-
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 	"github.com/gin-gonic/gin"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/slipway/slipway/internal/names"
 	"github.com/slipway/slipway/storage"
 )
 
