@@ -42,6 +42,7 @@ lint: tools
 	test -z "$$(gofmt -l $$($(GO) list -e -f '{{.Dir}}' ./...))" || { gofmt -l $$($(GO) list -e -f '{{.Dir}}' ./...); exit 1; }
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
+	python3 docs/checkrefs.py docs/architecture.md
 
 unit: tools
 	$(GO) test -race -count=1 $(UNIT_PKGS)
