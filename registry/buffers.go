@@ -1,7 +1,9 @@
 package registry
 
 // Blob bodies go out through copyBufferSize buffers, one per GET; at most
-// copyBufferCount of them are kept between requests.
+// copyBufferCount of them are kept between requests. Bodies coming in are
+// handed to the store as they arrive (writeSegment): whatever buffering a
+// write needs (storage/s3's part buffers) is the store's.
 const (
 	copyBufferSize  = 1 << 20
 	copyBufferCount = 32

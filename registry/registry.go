@@ -28,9 +28,6 @@ type Options struct {
 	// with Redirect (the client's second request, to another host, costs
 	// more than their bytes). 0: every blob is redirected.
 	RedirectMinSize int64
-	// PartSize is how much of a request body is buffered per part on
-	// stores with a minimum part size (S3). 0: 16 MiB.
-	PartSize int64
 	// UploadKey signs upload ids (uploadid.go); every replica sharing the
 	// store must use the same. Empty: a fixed key (tests, embedded use).
 	UploadKey []byte
@@ -84,9 +81,6 @@ type Registry struct {
 func New(store storage.Store, opts Options) *Registry {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
-	}
-	if opts.PartSize <= 0 {
-		opts.PartSize = defaultPartSize
 	}
 	if len(opts.UploadKey) == 0 {
 		opts.UploadKey = defaultUploadKey

@@ -1,6 +1,7 @@
 package s3
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -69,8 +70,11 @@ func (s *Store) PutIfMatch(ctx context.Context, key string, r io.Reader, size in
 }
 
 // write sends bodies of up to PartSize in one PUT and larger ones as a
-// multipart upload. A body of unknown size is read into memory up to
-// PartSize first, so that small objects still take a single request.
+// multipart upload. A body of known size is streamed from the caller's
+// reader as S3 reads it; one of unknown size is read into a pooled
+// PartSize buffer first, so that it still takes a single request when it
+// fits (exactly PartSize bytes included), and the buffer then carries its
+// parts.
 func (s *Store) write(ctx context.Context, op, key string, r io.Reader, size int64, c cond) (storage.Info, error) {
 	obj, err := s.object(op, key)
 	if err != nil {
@@ -90,13 +94,18 @@ func (s *Store) write(ctx context.Context, op, key string, r io.Reader, size int
 	defer s.bufs.Put(bp)
 	buf := *bp
 	n, err := io.ReadFull(r, buf)
-	switch {
-	case err == io.EOF || err == io.ErrUnexpectedEOF:
-		return s.putOnce(ctx, op, key, obj, bytesBody(buf[:n]), c)
-	case err != nil:
+	if err == nil { // a full buffer: is there more?
+		var one [1]byte
+		var k int
+		k, err = io.ReadFull(r, one[:])
+		if err == nil {
+			return s.putMultipart(ctx, op, key, obj, io.MultiReader(bytes.NewReader(one[:k]), r), -1, buf, c)
+		}
+	}
+	if err != io.EOF && err != io.ErrUnexpectedEOF {
 		return storage.Info{}, fmt.Errorf("s3: %s %q: reading body: %w", op, key, err)
 	}
-	return s.putMultipart(ctx, op, key, obj, r, -1, buf, c)
+	return s.putOnce(ctx, op, key, obj, bytesBody(buf[:n]), c)
 }
 
 // putOnce writes the object with one PUT.
