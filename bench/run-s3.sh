@@ -22,11 +22,16 @@
 #
 # Phase "rows": for each row, REPS repetitions, the systems in alternating
 # order; before each timed run: sync, drop_caches, sleep SLEEP, wait for a
-# quiet machine (like run.sh).
+# quiet machine (like run.sh). Each run also records the CPU seconds the
+# registry (and MinIO) spent during it, and for Slipway what its Go runtime
+# allocated (from /metrics): the summary reports both per GiB pushed.
 #
 # Knobs: REPS=3 SLEEP=10 DROP=1 DURATION=5s BENCH_DIR=/work/slipway-bench
 #   PHASES="count rows" ROWS="push-16m push-256k pull-16m pull-256k manifest-head manifest-get"
 #   REGBENCH_FLAGS (extra regbench flags for the rows, e.g. "-n 8" for a smoke test)
+#   PERF=1: perf record (call graphs) the registry during each timed run; the
+#     top of each profile is kept beside RESULTS (*.perf-ROW-SYSTEM-REP.txt, flat,
+#     and .graph.txt, the callers of the symbols above 2%)
 #   QUIET_PCT=10 QUIET_MAX=20 SLIPWAY_BIN STOCK_BIN MINIO_BIN KEEP=0 RESULTS
 #   BASE_PORT=5300 (registries 5301.., MinIO BASE_PORT+50, proxies BASE_PORT+60..)
 set -euo pipefail
@@ -37,6 +42,7 @@ SLEEP=${SLEEP:-10}
 DROP=${DROP:-1}
 DURATION=${DURATION:-5s}
 PHASES=${PHASES:-count rows}
+PERF=${PERF:-0}
 ROWS=${ROWS:-push-16m push-256k pull-16m pull-256k manifest-head manifest-get}
 QUIET_MAX=${QUIET_MAX:-20}
 BASE_PORT=${BASE_PORT:-5300}
@@ -201,8 +207,22 @@ measure() { # system row rep
 		return
 	fi
 	prep
-	local pid=${PID[$sys]:-${PID[minio]}}
+	local pid=${PID[$sys]:-${PID[minio]}} perf=
+	[[ $sys == slipway* ]] && args+=(-server-metrics "${URL[$sys]}/metrics")
+	if [[ $PERF == 1 && $sys != raw ]]; then
+		perf=$RUN_DIR/perf-$row-$sys-$rep.data
+		perf record -q -F 499 -g -p "$pid" -o "$perf" 2>>"$RUN_DIR/perf.log" &
+		PID[perf]=$!
+	fi
 	out=$(timeout 900 "$RB" "${args[@]}" -phase run -bg-busy-pct "$BG" -server-pid "$pid" -also-pids "${PID[minio]}" 2>>"$CLIENT_LOG") || rc=$?
+	if [[ -n $perf ]]; then
+		kill -INT "${PID[perf]}" 2>/dev/null || true
+		wait "${PID[perf]}" 2>/dev/null || true
+		unset "PID[perf]"
+		local top=${RESULTS%.jsonl}.perf-$row-$sys-$rep
+		perf report -i "$perf" --no-children --sort symbol --stdio -g none 2>/dev/null | grep -E '^ +[0-9.]+%' | head -40 >"$top.txt" || true
+		perf report -i "$perf" --no-children --sort symbol --stdio -g caller,0.5,callee --percent-limit 2 2>/dev/null | grep -v '^$' >"$top.graph.txt" || true
+	fi
 	printf '%s\n' "$out" >>"$RESULTS"
 	if ((rc != 0)); then
 		failures=$((failures + 1))
