@@ -18,12 +18,12 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
+	"github.com/slipway/slipway/internal/bufpool"
 	"github.com/slipway/slipway/storage"
 )
 
@@ -62,8 +62,8 @@ type Config struct {
 	// RedirectEndpoint is the public host (or URL) presigned URLs point at,
 	// for clients that reach S3 by another name than the registry does.
 	RedirectEndpoint string
-	// PartSize is the part size of large writes, and what one write of a
-	// body of unknown size holds in memory (a pooled buffer): such a body
+	// PartSize is the part size of large writes, and the most one write
+	// of a streamed body holds in memory (held.go): a body of unknown size
 	// up to PartSize goes in one PUT, a larger one as a multipart upload.
 	// Default 16 MiB (defaultPartSize), at least 5 MiB.
 	PartSize int64
@@ -94,8 +94,8 @@ type Store struct {
 	root     string // "" or "prefix/"
 	partSize int64
 	retries  int
-	unsigned bool      // minio-go DisableContentSha256
-	bufs     sync.Pool // *[]byte of partSize: parts of streamed bodies
+	unsigned bool          // minio-go DisableContentSha256
+	chunks   *bufpool.Pool // held.go's chunks
 }
 
 var (
@@ -136,7 +136,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if s.root, err = rootPrefix(cfg.Root); err != nil {
 		return nil, err
 	}
-	s.bufs.New = func() any { b := make([]byte, s.partSize); return &b }
+	s.chunks = bufpool.New(chunkSize, keptChunks)
 
 	tr := cfg.Transport
 	if tr == nil {
