@@ -17,13 +17,17 @@ import (
 // request where checking them is atomic with the write.
 //
 // size may be -1; then first holds the first PartSize bytes, already read
-// from r. putMultipart releases it.
+// from r; putMultipart takes it over.
 func (s *Store) putMultipart(ctx context.Context, op, key, obj string, r io.Reader, size int64, first *held, c cond) (_ storage.Info, err error) {
 	src, err := s.newParts(ctx, r, size, first)
 	if err != nil {
 		return storage.Info{}, fmt.Errorf("s3: %s %q: %w", op, key, err)
 	}
-	defer src.release()
+	defer func() {
+		if err == nil { // see held.release
+			src.release()
+		}
+	}()
 	id, err := s.core.NewMultipartUpload(ctx, s.bucket, obj, s.options(cond{}))
 	if err != nil {
 		return storage.Info{}, s.fail(ctx, op, key, err)

@@ -71,7 +71,13 @@ func (h *held) ReadAt(p []byte, off int64) (int, error) {
 	return n, nil
 }
 
-// release gives the chunks back; h must not be read afterwards.
+// release gives the chunks back; h must not be read afterwards. Call it
+// only when no request is reading h any more: after a request that read it
+// succeeded (S3 answers a PUT only once it has the whole body), or when no
+// request was sent. After a failed request it is left to the GC instead:
+// net/http may go on reading a request body after RoundTrip returned early
+// (golang/go#51907), and a reused chunk would then be read and written at
+// once.
 func (h *held) release() {
 	if h == nil {
 		return

@@ -100,11 +100,15 @@ func (s *Store) write(ctx context.Context, op, key string, r io.Reader, size int
 			err = errEnded
 		}
 	}
-	defer h.release()
 	if err != errEnded {
+		h.release()
 		return storage.Info{}, fmt.Errorf("s3: %s %q: reading body: %w", op, key, err)
 	}
-	return s.putOnce(ctx, op, key, obj, h.body(), c)
+	info, err := s.putOnce(ctx, op, key, obj, h.body(), c)
+	if err == nil {
+		h.release()
+	}
+	return info, err
 }
 
 // putOnce writes the object with one PUT.
