@@ -29,6 +29,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/slipway/slipway/internal/bufpool"
 	"github.com/slipway/slipway/storage"
 )
 
@@ -37,6 +38,10 @@ const (
 	lockStripes  = 64
 	// staleAfter: temp files this old were left by a crashed process.
 	staleAfter = 24 * time.Hour
+	// copyBufSize is a write's copy buffer (256 KiB, larger than the
+	// 32 KiB io.Copy would use); copyBufsKept of them stay allocated.
+	copyBufSize  = 256 << 10
+	copyBufsKept = 32
 	// legacyUploads is where versions with multipart uploads kept them;
 	// sweep drops the ones a crash left there.
 	legacyUploads = "multipart"
@@ -54,6 +59,8 @@ type Store struct {
 	mu [lockStripes]sync.Mutex
 	// last makes modification stamps strictly increasing (see stamp).
 	last atomic.Int64
+	// copyBufs are what writes copy bodies into their temp files through.
+	copyBufs *bufpool.Pool
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -70,6 +77,7 @@ func New(root string) (*Store, error) {
 		internal: in,
 		tmp:      filepath.Join(in, "tmp"),
 		locks:    filepath.Join(in, "locks"),
+		copyBufs: bufpool.New(copyBufSize, copyBufsKept),
 	}
 	for _, d := range []string{s.tmp, s.locks} {
 		if err := os.MkdirAll(d, 0o777); err != nil {
