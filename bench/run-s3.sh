@@ -29,9 +29,10 @@
 # Knobs: REPS=3 SLEEP=10 DROP=1 DURATION=5s BENCH_DIR=/work/slipway-bench
 #   PHASES="count rows" ROWS="push-16m push-256k pull-16m pull-256k manifest-head manifest-get"
 #   REGBENCH_FLAGS (extra regbench flags for the rows, e.g. "-n 8" for a smoke test)
-#   PERF=1: perf record (call graphs) the registry during each timed run; the
-#     top of each profile is kept beside RESULTS (*.perf-ROW-SYSTEM-REP.txt, flat,
-#     and .graph.txt, the callers of the symbols above 2%)
+#   PERF=1: perf record (call graphs) the registry and MinIO during each timed
+#     run; the top of each profile is kept beside RESULTS
+#     (*.perf-ROW-SYSTEM-REP[-minio].txt, flat, and .graph.txt, the callers of
+#     the symbols above 2%)
 #   QUIET_PCT=10 QUIET_MAX=20 SLIPWAY_BIN STOCK_BIN MINIO_BIN KEEP=0 RESULTS
 #   BASE_PORT=5300 (registries 5301.., MinIO BASE_PORT+50, proxies BASE_PORT+60..)
 set -euo pipefail
@@ -189,6 +190,21 @@ prep() {
 	sleep "$SLEEP"
 	wait_quiet
 }
+# perf_start NAME PID / perf_stop NAME: profile PID (call graphs) in
+# between; keep the top of the profile beside RESULTS: .perf-NAME.txt
+# (flat) and .perf-NAME.graph.txt (callers of the symbols above 2 %).
+perf_start() {
+	perf record -q -F 499 -g -p "$2" -o "$RUN_DIR/perf-$1.data" 2>>"$RUN_DIR/perf.log" &
+	PID[perf-$1]=$!
+}
+perf_stop() {
+	local data=$RUN_DIR/perf-$1.data top=${RESULTS%.jsonl}.perf-$1
+	kill -INT "${PID[perf-$1]}" 2>/dev/null || true
+	wait "${PID[perf-$1]}" 2>/dev/null || true
+	unset "PID[perf-$1]"
+	perf report -i "$data" --no-children --sort symbol --stdio -g none 2>/dev/null | grep -E '^ +[0-9.]+%' | head -40 >"$top.txt" || true
+	perf report -i "$data" --no-children --sort symbol --stdio -g caller,0.5,callee --percent-limit 2 2>/dev/null | grep -v '^$' >"$top.graph.txt" || true
+}
 failures=0
 measure() { # system row rep
 	local sys=$1 row=$2 rep=$3 out rc=0 args
@@ -207,22 +223,16 @@ measure() { # system row rep
 		return
 	fi
 	prep
-	local pid=${PID[$sys]:-${PID[minio]}} perf=
+	local pid=${PID[$sys]:-${PID[minio]}} profiled=()
 	[[ $sys == slipway* ]] && args+=(-server-metrics "${URL[$sys]}/metrics")
-	if [[ $PERF == 1 && $sys != raw ]]; then
-		perf=$RUN_DIR/perf-$row-$sys-$rep.data
-		perf record -q -F 499 -g -p "$pid" -o "$perf" 2>>"$RUN_DIR/perf.log" &
-		PID[perf]=$!
+	if [[ $PERF == 1 ]]; then
+		# the registry (raw: none) and MinIO, each in its own profile
+		[[ $sys != raw ]] && perf_start "$row-$sys-$rep" "$pid" && profiled+=("$row-$sys-$rep")
+		perf_start "$row-$sys-$rep-minio" "${PID[minio]}" && profiled+=("$row-$sys-$rep-minio")
 	fi
 	out=$(timeout 900 "$RB" "${args[@]}" -phase run -bg-busy-pct "$BG" -server-pid "$pid" -also-pids "${PID[minio]}" 2>>"$CLIENT_LOG") || rc=$?
-	if [[ -n $perf ]]; then
-		kill -INT "${PID[perf]}" 2>/dev/null || true
-		wait "${PID[perf]}" 2>/dev/null || true
-		unset "PID[perf]"
-		local top=${RESULTS%.jsonl}.perf-$row-$sys-$rep
-		perf report -i "$perf" --no-children --sort symbol --stdio -g none 2>/dev/null | grep -E '^ +[0-9.]+%' | head -40 >"$top.txt" || true
-		perf report -i "$perf" --no-children --sort symbol --stdio -g caller,0.5,callee --percent-limit 2 2>/dev/null | grep -v '^$' >"$top.graph.txt" || true
-	fi
+	local p
+	for p in "${profiled[@]}"; do perf_stop "$p"; done
 	printf '%s\n' "$out" >>"$RESULTS"
 	if ((rc != 0)); then
 		failures=$((failures + 1))
