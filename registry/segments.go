@@ -39,7 +39,14 @@ type segment struct {
 //
 // The data object then is the session's stored state: a replica without
 // the session in memory finds it by this key and rebuilds the hash state by
-// reading it back (loadUpload). The second chunk, or any close that commits
+// reading it back (loadUpload), the whole chunk. That is the price of a
+// large first chunk here rather than under a new key with a session
+// object holding the hash state: a read of the chunk whenever the PUT
+// reaches another replica than the PATCH (never behind a balancer that
+// keeps a connection on one replica, since docker sends both on one
+// keep-alive connection; up to every push behind one that spreads
+// requests), against three more requests (session object, its close and
+// delete) on every push. The second chunk, or any close that commits
 // more than this one segment, writes the session object as before. What
 // keeps it safe, since a PUT on any replica may commit the segment without
 // a compare-and-set: it can only ever be committed alone as the blob
