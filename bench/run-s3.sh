@@ -22,11 +22,17 @@
 #
 # Phase "rows": for each row, REPS repetitions, the systems in alternating
 # order; before each timed run: sync, drop_caches, sleep SLEEP, wait for a
-# quiet machine (like run.sh).
+# quiet machine (like run.sh). Each run also records the CPU seconds the
+# registry (and MinIO) spent during it, and for Slipway what its Go runtime
+# allocated (from /metrics): the summary reports both per GiB pushed.
 #
 # Knobs: REPS=3 SLEEP=10 DROP=1 DURATION=5s BENCH_DIR=/work/slipway-bench
 #   PHASES="count rows" ROWS="push-16m push-256k pull-16m pull-256k manifest-head manifest-get"
 #   REGBENCH_FLAGS (extra regbench flags for the rows, e.g. "-n 8" for a smoke test)
+#   PERF=1: perf record (call graphs) the registry and MinIO during each timed
+#     run; the top of each profile is kept beside RESULTS
+#     (*.perf-ROW-SYSTEM-REP[-minio].txt, flat, and .graph.txt, the callers of
+#     the symbols above 2%)
 #   QUIET_PCT=10 QUIET_MAX=20 SLIPWAY_BIN STOCK_BIN MINIO_BIN KEEP=0 RESULTS
 #   BASE_PORT=5300 (registries 5301.., MinIO BASE_PORT+50, proxies BASE_PORT+60..)
 set -euo pipefail
@@ -37,6 +43,7 @@ SLEEP=${SLEEP:-10}
 DROP=${DROP:-1}
 DURATION=${DURATION:-5s}
 PHASES=${PHASES:-count rows}
+PERF=${PERF:-0}
 ROWS=${ROWS:-push-16m push-256k pull-16m pull-256k manifest-head manifest-get}
 QUIET_MAX=${QUIET_MAX:-20}
 BASE_PORT=${BASE_PORT:-5300}
@@ -50,6 +57,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 start_run s3run
 
 # --- build ----------------------------------------------------------------------
+SLIPWAY_GIVEN=${SLIPWAY_BIN:-} # a binary given by the caller, not built from this tree
 build_bench s3count
 STOCK_BIN=${STOCK_BIN:-$(go env GOPATH)/bin/registry}
 if [[ ! -x $STOCK_BIN ]]; then
@@ -147,7 +155,7 @@ machine() {
 	echo "- CPU: $(nproc) × $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo); memory $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo); kernel $(uname -sr)"
 	echo "- MinIO: $("$MINIO_BIN" --version 2>&1 | head -1) ($MINIO_BIN), one drive: $RUN_DIR/minio-data on $disk_dev ($(findmnt -n -o FSTYPE -T "$BENCH_DIR"))"
 	echo "- Page cache: $([[ $DROP == 1 ]] && echo "sync + drop_caches + ${SLEEP}s sleep before every timed run" || echo "not dropped")"
-	echo "- Go: $(go version | awk '{print $3}'); stock: $("$STOCK_BIN" --version 2>&1 | awk '{print $NF}'); Slipway: $(cd "$REPO" && git rev-parse --short HEAD) ($(cd "$REPO" && git status --porcelain | grep -qv '^?? bench' && echo "+ uncommitted changes" || echo clean))"
+	echo "- Go: $(go version | awk '{print $3}'); stock: $("$STOCK_BIN" --version 2>&1 | awk '{print $NF}'); Slipway: $(if [[ -n $SLIPWAY_GIVEN ]]; then echo "$SLIPWAY_GIVEN (given, not this tree)"; else echo "$(cd "$REPO" && git rev-parse --short HEAD) ($(cd "$REPO" && git status --porcelain | grep -qv '^?? bench' && echo "+ uncommitted changes" || echo clean))"; fi)"
 }
 machine | sed 's/^/# /' >>"$RESULTS"
 
@@ -183,6 +191,21 @@ prep() {
 	sleep "$SLEEP"
 	wait_quiet
 }
+# perf_start NAME PID / perf_stop NAME: profile PID (call graphs) in
+# between; keep the top of the profile beside RESULTS: .perf-NAME.txt
+# (flat) and .perf-NAME.graph.txt (callers of the symbols above 2 %).
+perf_start() {
+	perf record -q -F 499 -g -p "$2" -o "$RUN_DIR/perf-$1.data" 2>>"$RUN_DIR/perf.log" &
+	PID[perf-$1]=$!
+}
+perf_stop() {
+	local data=$RUN_DIR/perf-$1.data top=${RESULTS%.jsonl}.perf-$1
+	kill -INT "${PID[perf-$1]}" 2>/dev/null || true
+	wait "${PID[perf-$1]}" 2>/dev/null || true
+	unset "PID[perf-$1]"
+	perf report -i "$data" --no-children --sort symbol --stdio -g none 2>/dev/null | grep -E '^ +[0-9.]+%' | head -40 >"$top.txt" || true
+	perf report -i "$data" --no-children --sort symbol --stdio -g caller,0.5,callee --percent-limit 2 2>/dev/null | grep -v '^$' >"$top.graph.txt" || true
+}
 failures=0
 measure() { # system row rep
 	local sys=$1 row=$2 rep=$3 out rc=0 args
@@ -201,8 +224,16 @@ measure() { # system row rep
 		return
 	fi
 	prep
-	local pid=${PID[$sys]:-${PID[minio]}}
+	local pid=${PID[$sys]:-${PID[minio]}} profiled=()
+	[[ $sys == slipway* ]] && args+=(-server-metrics "${URL[$sys]}/metrics")
+	if [[ $PERF == 1 ]]; then
+		# the registry (raw: none) and MinIO, each in its own profile
+		[[ $sys != raw ]] && perf_start "$row-$sys-$rep" "$pid" && profiled+=("$row-$sys-$rep")
+		perf_start "$row-$sys-$rep-minio" "${PID[minio]}" && profiled+=("$row-$sys-$rep-minio")
+	fi
 	out=$(timeout 900 "$RB" "${args[@]}" -phase run -bg-busy-pct "$BG" -server-pid "$pid" -also-pids "${PID[minio]}" 2>>"$CLIENT_LOG") || rc=$?
+	local p
+	for p in "${profiled[@]}"; do perf_stop "$p"; done
 	printf '%s\n' "$out" >>"$RESULTS"
 	if ((rc != 0)); then
 		failures=$((failures + 1))

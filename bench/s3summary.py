@@ -89,6 +89,32 @@ for name, rc, tc, sc_, sc in lat:
         extra = ' (p99 ≤ 10 ms: %s)' % ('yes' if sc_['p99'] <= 10 else '**NO**')
     print('| %s | %s | %s | %s | %s | %s | %s%s |' % (name, f(rc, 'p50'), f(rc, 'p99'), f(tc, 'p50'), f(tc, 'p99'), f(sc_, 'p50'), f(sc_, 'p99'), extra))
 
+def per_gib(sc, sysname, key):
+    ok = [r for r in res.get((sc, sysname), []) if not r.get('error') and r.get(key) is not None and r.get('bytes')]
+    if not ok:
+        return None
+    return statistics.median(r[key] / (r['bytes'] / 2**30) for r in ok)
+
+cpu_rows = [sc for sc in ('push-16m', 'push-256k', 'pull-16m', 'pull-256k') if any(k[0] == sc for k in res)]
+if any(per_gib(sc, s, 'server_cpu_s') is not None for sc in cpu_rows for s in ('slipway', 'stock')):
+    print()
+    print('Server CPU per GiB moved (user+system CPU-seconds of the registry process during the timed run, median over runs; MinIO\'s beside it; raw: MinIO only), and what Slipway\'s Go runtime allocated per MiB:')
+    print()
+    print('| Row | raw: MinIO s/GiB | Stock s/GiB (+ MinIO) | Slipway s/GiB (+ MinIO) | Slipway/stock (target ≤ 0.5 for push) | Slipway allocs per MiB |')
+    print('| --- | ---: | ---: | ---: | ---: | ---: |')
+    for sc in cpu_rows:
+        f = lambda v: '—' if v is None else '%.2f' % v
+        st, sl = per_gib(sc, 'stock', 'server_cpu_s'), per_gib(sc, 'slipway', 'server_cpu_s')
+        stm, slm = per_gib(sc, 'stock', 'also_cpu_s'), per_gib(sc, 'slipway', 'also_cpu_s')
+        rawm = per_gib(sc, 'raw', 'server_cpu_s')
+        r = sl / st if sl is not None and st else None
+        tgt = ''
+        if r is not None and sc.startswith('push'):
+            tgt = ' (%s)' % ('yes' if r <= 0.5 else '**NO**')
+        ab, am = per_gib(sc, 'slipway', 'server_alloc_bytes'), per_gib(sc, 'slipway', 'server_mallocs')
+        allocs = '—' if ab is None else '%.2f MiB in %.0f objects' % (ab / 1024 / 2**20, am / 1024)
+        print('| %s | %s | %s (+ %s) | %s (+ %s) | %s%s | %s |' % (names[sc], f(rawm), f(st), f(stm), f(sl), f(slm), rs(r), tgt, allocs))
+
 busy = []
 for (sc, sysname), rs_ in sorted(res.items()):
     for r in rs_:

@@ -68,12 +68,6 @@ func (c *counting) PutIfMatch(ctx context.Context, key string, r io.Reader, size
 	return info, err
 }
 
-func (c *counting) PutPart(ctx context.Context, key, id string, n int, r io.Reader, size int64) (storage.Part, error) {
-	p, err := c.Store.PutPart(ctx, key, id, n, r, size)
-	c.note(key, p.Size)
-	return p, err
-}
-
 // env is a registry on a filesystem store, served over HTTP for pushes,
 // with a promotion service on its metadata.
 type env struct {

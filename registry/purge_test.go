@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/slipway/slipway/storage"
 )
 
 func TestPurgeUploadsForgetsOnlyStaleSessions(t *testing.T) {
@@ -20,12 +22,9 @@ func TestPurgeUploadsForgetsOnlyStaleSessions(t *testing.T) {
 	wantStatus(t, e.do("PATCH", stale, []byte("some ")), http.StatusAccepted)
 	wantStatus(t, e.do("PATCH", stale, []byte("bytes")), http.StatusAccepted)
 	time.Sleep(3 * time.Second)
-	// A multipart upload left incomplete by a dead process.
-	if _, err := e.store.CreateMultipart(ctx, dataKey(newUploadID())); err != nil {
-		t.Fatal(err)
-	}
-
-	r := New(e.store, Options{})
+	// A multipart upload left incomplete by a dead process (on S3; here
+	// a store that reports one).
+	r := New(&staleUpload{Store: e.store, left: 1}, Options{})
 	if s, m, err := r.PurgeUploads(ctx, time.Now().Add(-time.Hour)); err != nil || s != 0 || m != 0 {
 		t.Fatalf("purge with a cutoff in the past: %d sessions, %d multipart, %v; want nothing purged", s, m, err)
 	}
@@ -41,4 +40,20 @@ func TestPurgeUploadsForgetsOnlyStaleSessions(t *testing.T) {
 	if s, m, err := r.PurgeUploads(ctx, time.Now().Add(time.Hour)); err != nil || s != 0 || m != 0 {
 		t.Fatalf("second purge: %d, %d, %v; want nothing left", s, m, err)
 	}
+}
+
+// staleUpload is a store with left incomplete multipart uploads, started
+// an hour ago.
+type staleUpload struct {
+	storage.Store
+	left int
+}
+
+func (s *staleUpload) AbortStaleMultipart(_ context.Context, prefix string, cutoff time.Time) (int, error) {
+	if prefix != "data/" || !cutoff.After(time.Now().Add(-time.Hour)) {
+		return 0, nil
+	}
+	n := s.left
+	s.left = 0
+	return n, nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/slipway/slipway/internal/bufpool"
 	"github.com/slipway/slipway/storage"
 )
 
@@ -27,9 +28,6 @@ type Options struct {
 	// with Redirect (the client's second request, to another host, costs
 	// more than their bytes). 0: every blob is redirected.
 	RedirectMinSize int64
-	// PartSize is how much of a request body is buffered per part on
-	// stores with a minimum part size (S3). 0: 16 MiB.
-	PartSize int64
 	// UploadKey signs upload ids (uploadid.go); every replica sharing the
 	// store must use the same. Empty: a fixed key (tests, embedded use).
 	UploadKey []byte
@@ -64,11 +62,9 @@ type Registry struct {
 	meta    *Metadata
 	opts    Options
 	uploads prometheus.Gauge
-	// copyBuffers is a free list of the buffers blob bodies are sent
-	// through: 1 MiB reads fetch a cold blob from disk faster than
-	// io.Copy's 32 KiB (bench/run.sh, pull-16m: 0.53x -> ~0.8x of stock).
-	// A channel rather than a sync.Pool, which the GC empties.
-	copyBuffers chan []byte
+	// copyBuffers are the buffers blob bodies are sent through: 1 MiB
+	// reads fetch a cold blob from disk faster than io.Copy's 32 KiB.
+	copyBuffers *bufpool.Pool
 	// sessions runs blob upload sessions (sessionstore.go, upload.go).
 	sessions *uploads
 	// background counts tag journal marks left running after a response
@@ -80,9 +76,6 @@ type Registry struct {
 func New(store storage.Store, opts Options) *Registry {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
-	}
-	if opts.PartSize <= 0 {
-		opts.PartSize = defaultPartSize
 	}
 	if len(opts.UploadKey) == 0 {
 		opts.UploadKey = defaultUploadKey
@@ -108,7 +101,7 @@ func New(store storage.Store, opts Options) *Registry {
 	r.store = journalTags(store, &r.background)
 	r.meta = newMeta(r.store, opts.BlobLinkTTL)
 	r.sessions = newUploads(r.store, r.meta, r.writeSegment, opts)
-	r.copyBuffers = make(chan []byte, copyBufferCount)
+	r.copyBuffers = newCopyBuffers()
 	if opts.Metrics != nil {
 		opts.Metrics.MustRegister(r.uploads)
 	}

@@ -1,7 +1,6 @@
 package registry
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -28,16 +27,26 @@ type segment struct {
 	Digest digest.Digest `json:"digest,omitempty"`
 }
 
-// firstSegmentKey is where the first chunk of the session id goes when it
-// fits one Put: a key derived from the (signed, 64-character) id, written
-// with put-if-absent, and no session object. So docker's PATCH + PUT
-// writes the data, then the descriptor and link: two small writes instead
-// of four (the session object at the PATCH, closing it at the PUT) plus
-// the session's delete (bench/run-s3.sh push-256k).
+// firstSegmentKey is where the first chunk of the session id goes: a key
+// derived from the (signed, 64-character) id, written with put-if-absent,
+// and no session object. So docker's PATCH + PUT writes the data, then the
+// descriptor and link: two small writes instead of four (the session
+// object at the PATCH, closing it at the PUT) plus the session's delete.
+// It holds for chunks of any size: the store checks put-if-absent
+// atomically with the write however it cuts the body (storage/s3 completes
+// its multipart upload with If-None-Match, which MinIO and versitygw
+// honour: storagetest's LargePutIfAbsent).
 //
 // The data object then is the session's stored state: a replica without
 // the session in memory finds it by this key and rebuilds the hash state by
-// reading it back (uploads.load). The second chunk, or any close that commits
+// reading it back (uploads.load), the whole chunk. That is the price of a
+// large first chunk here rather than under a new key with a session
+// object holding the hash state: a read of the chunk whenever the PUT
+// reaches another replica than the PATCH (never behind a balancer that
+// keeps a connection on one replica, since docker sends both on one
+// keep-alive connection; up to every push behind one that spreads
+// requests), against three more requests (session object, its close and
+// delete) on every push. The second chunk, or any close that commits
 // more than this one segment, writes the session object as before. What
 // keeps it safe, since a PUT on any replica may commit the segment without
 // a compare-and-set: it can only ever be committed alone as the blob
@@ -45,139 +54,28 @@ type segment struct {
 // names other data (unusedFirstSegment), or by purge after the id expired.
 func firstSegmentKey(id string) string { return dataKey(id) }
 
-// defaultPartSize is how much of a request body is buffered per multipart
-// part on stores with a minimum part size (S3).
-const defaultPartSize = 16 << 20
-
-// writeSegment streams one request body into a new data object. size may be
-// -1 (chunked transfer). With first set (firstSegmentKey), a body that fits
-// one Put is written there, put-if-absent; a larger one (multipart: S3
-// cannot complete one conditionally) gets a new key as usual.
-//
-// On stores without a minimum part size the body is one Put; otherwise a
-// body that fits in one part (up to PartSize bytes, whether its size is
-// known or not) is one Put, and a larger one is a multipart upload of
-// partSize parts completed before returning.
-// On error nothing is left visible.
+// writeSegment streams one request body into a new data object: one Put
+// (PutIfAbsent at first, when first is set: see firstSegmentKey) of the
+// body as it arrives. size may be -1 (chunked transfer). How the body is
+// cut into requests, and what is buffered, is the store's business. On
+// error nothing is left visible.
 func (r *Registry) writeSegment(ctx context.Context, body io.Reader, size int64, first string) (segment, error) {
 	key := first
-	if key == "" {
+	var info storage.Info
+	var err error
+	if key != "" {
+		info, err = r.store.PutIfAbsent(ctx, key, body, size)
+	} else {
 		key = dataKey(newUploadID())
+		info, err = r.store.Put(ctx, key, body, size)
 	}
-	put := func(rd io.Reader, n int64) error {
-		var err error
-		if key == first {
-			_, err = r.store.PutIfAbsent(ctx, key, rd, n)
-		} else {
-			_, err = r.store.Put(ctx, key, rd, n)
-		}
-		return err
-	}
-	cr := &countingReader{r: body}
-	if r.store.MinPartSize() == 0 || (size >= 0 && size <= r.opts.PartSize) {
-		if err := put(cr, size); err != nil {
-			return segment{}, bodyError(err)
-		}
-		return segment{Key: key, Size: cr.n}, nil
-	}
-	// A body of unknown size (docker's chunked PATCH) is read into a
-	// pooled 1 MiB buffer first: most such bodies are small layers or
-	// configs, and a part-sized buffer (16 MiB, zeroed) for each of them
-	// cost more CPU than the upload itself (bench/run-s3.sh push-256k).
-	small := r.getBuffer()
-	defer r.putBuffer(small)
-	head := small[:min(int64(len(small)), r.opts.PartSize)]
-	n, err := io.ReadFull(cr, head)
-	if err == nil && int64(n) < r.opts.PartSize {
-		buf := make([]byte, r.opts.PartSize)
-		copy(buf, head[:n])
-		var m int
-		m, err = io.ReadFull(cr, buf[n:])
-		n += m
-		head = buf
-	}
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		if size >= 0 && int64(n) != size {
-			return segment{}, bodyError(io.ErrUnexpectedEOF)
-		}
-		if err := put(bytes.NewReader(head[:n]), int64(n)); err != nil {
-			return segment{}, err
-		}
-		return segment{Key: key, Size: int64(n)}, nil
+	if errors.Is(err, storage.ErrPreconditionFailed) {
+		return segment{}, err
 	}
 	if err != nil {
 		return segment{}, bodyError(err)
 	}
-	// head is a whole part: the part-sized buffer, or (PartSize at most
-	// 1 MiB) the pooled one, which writeMultipart is done with before the
-	// deferred putBuffer. A body of unknown size may end right there (a
-	// 16 MiB layer, with the default part size): then it is one Put, not a
-	// multipart upload of one part (three requests, and no implicit first
-	// segment).
-	var rest io.Reader = cr
-	if size < 0 {
-		var one [1]byte
-		k, err := io.ReadFull(cr, one[:])
-		if errors.Is(err, io.EOF) {
-			if err := put(bytes.NewReader(head), int64(len(head))); err != nil {
-				return segment{}, err
-			}
-			return segment{Key: key, Size: int64(len(head))}, nil
-		}
-		if err != nil {
-			return segment{}, bodyError(err)
-		}
-		rest = io.MultiReader(bytes.NewReader(one[:k]), cr)
-	}
-	if key == first {
-		key = dataKey(newUploadID())
-	}
-	return r.writeMultipart(ctx, key, cr, rest, head, size)
-}
-
-// writeMultipart uploads a body larger than one part: buf holds the first
-// part already, rest is the remainder of the body, cr counts all of it.
-func (r *Registry) writeMultipart(ctx context.Context, key string, cr *countingReader, rest io.Reader, buf []byte, size int64) (seg segment, err error) {
-	id, err := r.store.CreateMultipart(ctx, key)
-	if err != nil {
-		return segment{}, err
-	}
-	defer func() {
-		if err != nil {
-			_ = r.store.AbortMultipart(context.WithoutCancel(ctx), key, id)
-		}
-	}()
-	var parts []storage.Part
-	n := len(buf)
-	for {
-		p, err := r.store.PutPart(ctx, key, id, len(parts)+1, bytes.NewReader(buf[:n]), int64(n))
-		if err != nil {
-			return segment{}, err
-		}
-		parts = append(parts, p)
-		n, err = io.ReadFull(rest, buf)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
-			return segment{}, bodyError(err)
-		}
-		if err != nil { // short read: the last part
-			p, err := r.store.PutPart(ctx, key, id, len(parts)+1, bytes.NewReader(buf[:n]), int64(n))
-			if err != nil {
-				return segment{}, err
-			}
-			parts = append(parts, p)
-			break
-		}
-	}
-	if size >= 0 && cr.n != size {
-		return segment{}, bodyError(io.ErrUnexpectedEOF)
-	}
-	if _, err := r.store.CompleteMultipart(ctx, key, id, parts); err != nil {
-		return segment{}, err
-	}
-	return segment{Key: key, Size: cr.n}, nil
+	return segment{Key: key, Size: info.Size}, nil
 }
 
 // segmentsReader reads length bytes from offset start of a blob made of

@@ -10,7 +10,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"sync/atomic"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/gin-gonic/gin"
@@ -20,18 +21,39 @@ import (
 	"github.com/slipway/slipway/storage/fs"
 )
 
-// s3Like is a filesystem store that demands a minimum part size, as S3
-// does, and counts parts, so the multipart path of writeSegment runs.
-type s3Like struct {
+// writes is a filesystem store that records the body writes it gets.
+type writes struct {
 	*fs.Store
-	parts atomic.Int64
+	mu  sync.Mutex
+	got []string // "Put <size>" or "PutIfAbsent <key> <size>"
 }
 
-func (s *s3Like) MinPartSize() int64 { return 100 }
+func (w *writes) note(format string, args ...any) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.got = append(w.got, fmt.Sprintf(format, args...))
+}
 
-func (s *s3Like) PutPart(ctx context.Context, key, id string, n int, r io.Reader, size int64) (storage.Part, error) {
-	s.parts.Add(1)
-	return s.Store.PutPart(ctx, key, id, n, r, size)
+func (w *writes) take() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	got := w.got
+	w.got = nil
+	return got
+}
+
+func (w *writes) Put(ctx context.Context, key string, r io.Reader, size int64) (storage.Info, error) {
+	if strings.HasPrefix(key, "data/") {
+		w.note("Put %d", size)
+	}
+	return w.Store.Put(ctx, key, r, size)
+}
+
+func (w *writes) PutIfAbsent(ctx context.Context, key string, r io.Reader, size int64) (storage.Info, error) {
+	if strings.HasPrefix(key, "data/") {
+		w.note("PutIfAbsent %s %d", key, size)
+	}
+	return w.Store.PutIfAbsent(ctx, key, r, size)
 }
 
 func randomBytes(t *testing.T, n int) []byte {
@@ -78,59 +100,88 @@ func TestChunksBecomeSegmentsReadInOrder(t *testing.T) {
 	}
 }
 
-func TestLargeBodiesUseMultipartOnStoresWithMinimumPartSize(t *testing.T) {
+// Every body, of any size, known or not, is one write of the store as
+// the client sent it: the registry neither buffers nor cuts it. A
+// session's first chunk goes put-if-absent to its implicit first segment,
+// however large.
+func TestBodiesAreOneStoreWrite(t *testing.T) {
 	base, err := fs.New(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := &s3Like{Store: base}
+	store := &writes{Store: base}
 	eng := gin.New()
-	New(store, Options{PartSize: 1000, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}).Register(eng)
+	New(store, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}).Register(eng)
 	srv := httptest.NewServer(eng)
 	defer srv.Close()
 
+	do := func(method, url string, body []byte, chunked bool) *http.Response {
+		t.Helper()
+		var r io.Reader = bytes.NewReader(body)
+		if chunked {
+			r = io.MultiReader(r) // hides the length: chunked transfer
+		}
+		req, _ := http.NewRequest(method, url, r)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
 	for _, tc := range []struct {
-		name      string
-		size      int
-		chunked   bool
-		wantParts int64
+		name    string
+		size    int
+		chunked bool
 	}{
-		{"fits one part", 1000, false, 0},
-		{"three and a half parts", 3500, false, 4},
-		{"streamed, unknown length", 2500, true, 3},
-		{"streamed, exactly one part", 1000, true, 0},
-		{"streamed, one part and a byte", 1001, true, 2},
-		{"streamed, exactly two parts", 2000, true, 2},
+		{"small", 1000, false},
+		{"large", 3<<20 + 5, false},
+		{"small, unknown length", 1000, true},
+		{"large, unknown length", 3<<20 + 5, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			store.parts.Store(0)
 			blob := randomBytes(t, tc.size)
 			d := digest.FromBytes(blob)
-			var body io.Reader = bytes.NewReader(blob)
+			size := fmt.Sprint(tc.size)
 			if tc.chunked {
-				body = io.MultiReader(bytes.NewReader(blob)) // hides the length: chunked transfer
+				size = "-1"
 			}
-			req, _ := http.NewRequest("POST", srv.URL+"/v2/mp/blobs/uploads/?digest="+d.String(), body)
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusCreated {
+			// Monolithic: POST ?digest= with the body.
+			if resp := do("POST", srv.URL+"/v2/mp/blobs/uploads/?digest="+d.String(), blob, tc.chunked); resp.StatusCode != http.StatusCreated {
 				t.Fatalf("POST: %s", resp.Status)
 			}
-			if n := store.parts.Load(); n != tc.wantParts {
-				t.Errorf("%d parts written, want %d", n, tc.wantParts)
+			if got := store.take(); len(got) != 1 || got[0] != "Put "+size {
+				t.Errorf("monolithic upload wrote %q, want [Put %s]", got, size)
 			}
-			get, err := http.Get(srv.URL + "/v2/mp/blobs/" + d.String())
-			if err != nil {
-				t.Fatal(err)
+			// docker's POST, PATCH, PUT (the digest comes only with the
+			// PUT, so the PATCH writes the bytes again).
+			resp := do("POST", srv.URL+"/v2/docker/blobs/uploads/", nil, false)
+			if resp.StatusCode != http.StatusAccepted {
+				t.Fatalf("POST: %s", resp.Status)
 			}
-			b, _ := io.ReadAll(get.Body)
-			get.Body.Close()
-			if !bytes.Equal(b, blob) {
-				t.Fatal("blob reads back differently")
+			loc := srv.URL + resp.Header.Get("Location")
+			if resp := do("PATCH", loc, blob, tc.chunked); resp.StatusCode != http.StatusAccepted {
+				t.Fatalf("PATCH: %s", resp.Status)
 			}
+			want := "PutIfAbsent " + firstSegmentKey(uploadID(loc)) + " " + size
+			if got := store.take(); len(got) != 1 || got[0] != want {
+				t.Errorf("PATCH wrote %q, want [%s]", got, want)
+			}
+			if resp := do("PUT", withQuery(loc, "digest="+d.String()), nil, false); resp.StatusCode != http.StatusCreated {
+				t.Fatalf("PUT: %s", resp.Status)
+			}
+			for _, repo := range []string{"mp", "docker"} {
+				get, err := http.Get(srv.URL + "/v2/" + repo + "/blobs/" + d.String())
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := io.ReadAll(get.Body)
+				get.Body.Close()
+				if !bytes.Equal(b, blob) {
+					t.Fatalf("%s: blob reads back differently", repo)
+				}
+			}
+			store.take()
 		})
 	}
 	problems, err := Verify(context.Background(), store)

@@ -104,13 +104,14 @@ func (s *stallingReader) Read(p []byte) (int, error) {
 	return 0, io.EOF
 }
 
-// A first chunk cut short must not leave its multipart upload behind: the
-// session never recorded it, so nothing would ever complete or abort it
-// (on S3 its parts are billed until a lifecycle rule drops them).
-func TestTruncatedFirstPatchLeavesNoMultipartUpload(t *testing.T) {
+// A first chunk cut short must not leave its partial write behind (on the
+// filesystem a temp file, on S3 a multipart upload: storagetest's
+// LargeCancelledWrite): the session never recorded it, so nothing would
+// ever complete or drop it.
+func TestTruncatedFirstPatchLeavesNoPartialWrite(t *testing.T) {
 	e := newEnv(t)
-	multipart := filepath.Join(e.dir, ".slipway#", "multipart")
-	if _, err := os.Stat(multipart); err != nil {
+	tmp := filepath.Join(e.dir, ".slipway#", "tmp")
+	if _, err := os.Stat(tmp); err != nil {
 		t.Fatalf("filesystem store layout changed, update this test: %v", err)
 	}
 	loc := e.startUpload("repo")
@@ -118,8 +119,8 @@ func TestTruncatedFirstPatchLeavesNoMultipartUpload(t *testing.T) {
 	wantError(t, e.raw("PATCH", loc, len(chunk), []byte(chunk[:100])), http.StatusBadRequest, "BLOB_UPLOAD_INVALID")
 	wantStatus(t, e.do("PATCH", loc, []byte(chunk)), http.StatusAccepted)
 	wantStatus(t, e.do("PUT", withQuery(loc, "digest="+digest.FromString(chunk).String()), nil), http.StatusCreated)
-	if ents, _ := os.ReadDir(multipart); len(ents) != 0 {
-		t.Errorf("%d multipart upload(s) left behind after the upload finished", len(ents))
+	if ents, _ := os.ReadDir(tmp); len(ents) != 0 {
+		t.Errorf("%d partial write(s) left behind after the upload finished", len(ents))
 	}
 	page, err := e.store.List(context.Background(), storage.ListOptions{Prefix: "data/"})
 	if err != nil {

@@ -213,17 +213,6 @@ func parseContentRange(s string) (start, end int64, ok bool) {
 	return start, end, true
 }
 
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
-}
-
 // bodyError turns a failure while reading the client's body into a
 // client error; storage failures stay what they are.
 func bodyError(err error) error {

@@ -172,7 +172,6 @@ func newServerWith(cfg config.Config, logger *slog.Logger, store storage.Store, 
 	if c := cfg.Storage.S3; c != nil {
 		regOpts.Redirect, regOpts.RedirectExpiry = c.Redirect, c.RedirectExpiry
 		regOpts.RedirectMinSize = c.RedirectMinSizeBytes()
-		regOpts.PartSize = c.PartSizeBytes()
 	}
 	s.registry = registry.New(store, regOpts)
 	var outbox promote.Outbox

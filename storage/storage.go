@@ -1,8 +1,10 @@
 // Package storage defines the object-store seam under Slipway: a flat
 // namespace of immutable-or-replaced objects addressed by '/'-separated keys,
-// with the conditional writes and multipart uploads that S3 offers. Backends
-// live in subpackages (storage/fs, storage/s3); storage/storagetest is the
-// suite every backend must pass.
+// with the conditional writes that S3 offers. A write is one call with the
+// whole body, of any size, known or not: how a backend cuts it (S3's
+// multipart uploads, a filesystem's temp file) stays inside the backend.
+// Backends live in subpackages (storage/fs, storage/s3);
+// storage/storagetest is the suite every backend must pass.
 //
 // Key rules shared by every backend:
 //   - keys are non-empty, '/'-separated, no empty, "." or ".." components,
@@ -23,7 +25,7 @@ import (
 
 // Typed errors every backend maps its failures to. Test with errors.Is.
 var (
-	// ErrNotFound: the object (or multipart upload) does not exist.
+	// ErrNotFound: the object does not exist.
 	ErrNotFound = errors.New("storage: not found")
 	// ErrPreconditionFailed: a conditional write lost (PutIfAbsent found the
 	// key, PutIfMatch found another ETag or no object). Never retried blindly.
@@ -60,13 +62,6 @@ type ListPage struct {
 	Truncated bool
 }
 
-// Part is one uploaded part of a multipart upload.
-type Part struct {
-	Number int // 1-based
-	ETag   string
-	Size   int64
-}
-
 // GetOptions narrows a read to a byte range.
 type GetOptions struct {
 	Offset int64 // first byte
@@ -80,10 +75,14 @@ type Store interface {
 	// Stat returns an object's Info without its content.
 	Stat(ctx context.Context, key string) (Info, error)
 	// Put writes (or replaces) an object atomically: readers see the old
-	// object or the whole new one, never a part. size may be -1 when unknown.
+	// object or the whole new one, never a part. size is the body's length,
+	// or -1 when unknown (read to EOF); bodies of any size are accepted.
+	// A body that fails, or ends before size bytes, writes nothing (an old
+	// object stays as it was); bytes past a known size are not read.
 	Put(ctx context.Context, key string, r io.Reader, size int64) (Info, error)
 	// PutIfAbsent writes only if no object has the key; otherwise it returns
-	// ErrPreconditionFailed and writes nothing.
+	// ErrPreconditionFailed and writes nothing. The check is atomic with
+	// the write, whatever the body's size.
 	PutIfAbsent(ctx context.Context, key string, r io.Reader, size int64) (Info, error)
 	// PutIfMatch replaces an object only if its current ETag is etag;
 	// otherwise (other ETag, or no object) it returns ErrPreconditionFailed.
@@ -92,25 +91,6 @@ type Store interface {
 	Delete(ctx context.Context, key string) error
 	// List returns one page of keys.
 	List(ctx context.Context, opts ListOptions) (ListPage, error)
-
-	// CreateMultipart starts a multipart upload whose completed object will
-	// be key. Nothing is visible at key until CompleteMultipart.
-	CreateMultipart(ctx context.Context, key string) (uploadID string, err error)
-	// PutPart stores part number n (1-based). Re-putting a number replaces
-	// it. size may be -1 when unknown. Parts other than the last may need a
-	// minimum size (see MinPartSize).
-	PutPart(ctx context.Context, key, uploadID string, n int, r io.Reader, size int64) (Part, error)
-	// ListParts returns the stored parts in number order.
-	ListParts(ctx context.Context, key, uploadID string) ([]Part, error)
-	// CompleteMultipart assembles the parts (in the given order) into key,
-	// atomically replacing whatever was there.
-	CompleteMultipart(ctx context.Context, key, uploadID string, parts []Part) (Info, error)
-	// AbortMultipart drops an upload and its parts. A missing upload is not
-	// an error.
-	AbortMultipart(ctx context.Context, key, uploadID string) error
-	// MinPartSize is the smallest size a part other than the last may have
-	// (S3: 5 MiB; filesystem: 0).
-	MinPartSize() int64
 
 	// Ping tells whether the store is reachable and usable (for /readyz).
 	Ping(ctx context.Context) error
@@ -158,9 +138,10 @@ func keyChar(c byte) bool {
 	return false
 }
 
-// StaleMultipartAborter is implemented by backends that can find multipart
-// uploads nobody completed (a process died inside a request) and abort
-// them, so their parts stop costing storage.
+// StaleMultipartAborter is implemented by backends that cut large writes
+// into multipart uploads (S3): it finds the uploads nobody completed (a
+// process died inside a write) and aborts them, so their parts stop
+// costing storage.
 type StaleMultipartAborter interface {
 	// AbortStaleMultipart aborts the uploads under prefix started before
 	// cutoff and returns how many it aborted.

@@ -143,3 +143,24 @@ func cpuSharesBetween(a, b cpuSample, self, server int) (cpuShares, bool) {
 // alsoOurs are more pids of the system under test (-also-pids: the S3
 // benchmark's MinIO), counted with the registry rather than as other load.
 var alsoOurs = map[int]bool{}
+
+// userHZ is the unit of /proc's CPU times (USER_HZ, 100 on Linux).
+const userHZ = 100
+
+// cpuSecondsBetween is the CPU time the server and the -also-pids spent
+// between two samples.
+func cpuSecondsBetween(a, b cpuSample, server int) (srv, also float64, ok bool) {
+	if !a.ok || !b.ok {
+		return 0, 0, false
+	}
+	p, okA := a.procs[server]
+	q, okB := b.procs[server]
+	if !okA || !okB {
+		return 0, 0, false
+	}
+	var others int64
+	for pid := range alsoOurs {
+		others += b.procs[pid].ticks - a.procs[pid].ticks
+	}
+	return float64(q.ticks-p.ticks) / userHZ, float64(others) / userHZ, true
+}

@@ -57,10 +57,20 @@ type Result struct {
 	OtherTop     []string `json:"other_top,omitempty"`
 	KernelCPUPct *float64 `json:"kernel_threads_cpu_pct,omitempty"`
 	StealPct     *float64 `json:"steal_pct,omitempty"`
-	Phase        string   `json:"phase,omitempty"` // set on failures: setup or run
-	Error        string   `json:"error,omitempty"`
-	Time         string   `json:"time"`
-	URL          string   `json:"url"`
+	// ServerCPUSeconds is the CPU time (user+system) the process under test
+	// (-server-pid) spent during the timed run, and AlsoCPUSeconds that of
+	// -also-pids (MinIO); per GiB moved they compare what each registry
+	// costs for the same bytes.
+	ServerCPUSeconds *float64 `json:"server_cpu_s,omitempty"`
+	AlsoCPUSeconds   *float64 `json:"also_cpu_s,omitempty"`
+	// ServerAllocs is what -server-metrics reported the Go runtime
+	// allocated during the timed run (bytes and objects).
+	ServerAllocBytes *float64 `json:"server_alloc_bytes,omitempty"`
+	ServerMallocs    *float64 `json:"server_mallocs,omitempty"`
+	Phase            string   `json:"phase,omitempty"` // set on failures: setup or run
+	Error            string   `json:"error,omitempty"`
+	Time             string   `json:"time"`
+	URL              string   `json:"url"`
 }
 
 // config is what the flags set.
@@ -80,6 +90,7 @@ type config struct {
 	verifyPull bool          // sha256 every pulled byte
 	bgBusyPct  int           // echoed: the driver's background CPU measurement
 	serverPID  int           // the registry's pid, to tell its CPU from others'
+	metricsURL string        // the registry's Prometheus /metrics (Go runtime counters)
 	repoPrefix string
 	s3         s3flags // raw-* and s3-ops scenarios
 	user       string  // token auth: Basic credentials for the realm
@@ -117,6 +128,7 @@ func main() {
 	flag.BoolVar(&cfg.verifyPull, "verify-pull", false, "sha256 every pulled blob (costs client CPU; length and Docker-Content-Digest are always checked)")
 	flag.IntVar(&cfg.bgBusyPct, "bg-busy-pct", -1, "echoed in the result: percent CPU busy on the machine just before the run, as the driver measured it")
 	flag.IntVar(&cfg.serverPID, "server-pid", 0, "the registry's pid (same machine): report how much CPU other processes used during the run")
+	flag.StringVar(&cfg.metricsURL, "server-metrics", "", "the registry's Prometheus /metrics URL: report what the Go runtime allocated during the run")
 	flag.StringVar(&cfg.repoPrefix, "repo-prefix", "bench", "repository name prefix")
 	flag.StringVar(&cfg.user, "user", os.Getenv("REGBENCH_USER"), "user for a registry with token auth (env REGBENCH_USER)")
 	flag.StringVar(&cfg.password, "password", os.Getenv("REGBENCH_PASSWORD"), "password for -user (env REGBENCH_PASSWORD)")
@@ -257,15 +269,24 @@ func run(rawURL string, cfg *config) error {
 		return nil
 	}
 	failedPhase = "run"
+	memBefore, memOK := scrapeAllocs(ctx, cfg.metricsURL)
 	before := takeCPUSample()
 	res, err := sc.run(ctx, c, cfg)
 	if err != nil {
 		return err
 	}
 	if cfg.serverPID > 0 {
-		if sh, ok := cpuSharesBetween(before, takeCPUSample(), os.Getpid(), cfg.serverPID); ok {
+		after := takeCPUSample()
+		if sh, ok := cpuSharesBetween(before, after, os.Getpid(), cfg.serverPID); ok {
 			res.OtherCPUPct, res.KernelCPUPct, res.StealPct, res.OtherTop = &sh.Other, &sh.Kernel, &sh.Steal, sh.Top
 		}
+		if srv, also, ok := cpuSecondsBetween(before, after, cfg.serverPID); ok {
+			res.ServerCPUSeconds, res.AlsoCPUSeconds = &srv, &also
+		}
+	}
+	if memAfter, ok := scrapeAllocs(ctx, cfg.metricsURL); ok && memOK {
+		b, n := memAfter.bytes-memBefore.bytes, memAfter.mallocs-memBefore.mallocs
+		res.ServerAllocBytes, res.ServerMallocs = &b, &n
 	}
 	res.Scenario = cfg.scenario
 	res.Registry = cfg.label

@@ -18,8 +18,34 @@ type Store struct {
 	d time.Duration
 }
 
-// Wrap returns s with every write delayed by d.
-func Wrap(s storage.Store, d time.Duration) *Store { return &Store{Store: s, d: d} }
+// Wrap returns s with every write delayed by d. The result keeps the
+// optional capabilities of s (storage.Presigner,
+// storage.StaleMultipartAborter), undelayed: callers find them by type
+// assertion, which the embedding in Store alone would hide.
+func Wrap(s storage.Store, d time.Duration) storage.Store {
+	w := &Store{Store: s, d: d}
+	p, presigns := s.(storage.Presigner)
+	a, aborts := s.(storage.StaleMultipartAborter)
+	switch {
+	case presigns && aborts:
+		return struct {
+			*Store
+			storage.Presigner
+			storage.StaleMultipartAborter
+		}{w, p, a}
+	case presigns:
+		return struct {
+			*Store
+			storage.Presigner
+		}{w, p}
+	case aborts:
+		return struct {
+			*Store
+			storage.StaleMultipartAborter
+		}{w, a}
+	}
+	return w
+}
 
 func (s *Store) wait(ctx context.Context) error {
 	t := time.NewTimer(s.d)
@@ -58,18 +84,4 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		return err
 	}
 	return s.Store.Delete(ctx, key)
-}
-
-func (s *Store) PutPart(ctx context.Context, key, uploadID string, n int, r io.Reader, size int64) (storage.Part, error) {
-	if err := s.wait(ctx); err != nil {
-		return storage.Part{}, err
-	}
-	return s.Store.PutPart(ctx, key, uploadID, n, r, size)
-}
-
-func (s *Store) CompleteMultipart(ctx context.Context, key, uploadID string, parts []storage.Part) (storage.Info, error) {
-	if err := s.wait(ctx); err != nil {
-		return storage.Info{}, err
-	}
-	return s.Store.CompleteMultipart(ctx, key, uploadID, parts)
 }

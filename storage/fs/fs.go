@@ -7,7 +7,7 @@
 // the old object or the whole new one. Conditional writes are serialised
 // across goroutines and processes sharing the folder by flock(2) on striped
 // lock files. State lives only in files, so several processes may share a
-// root and multipart uploads survive restarts.
+// root.
 //
 // Bookkeeping lives in root/.slipway#/. The '#' is outside the key alphabet
 // (see storage.ValidKey), so no key can ever reach it, and List skips every
@@ -29,6 +29,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/slipway/slipway/internal/bufpool"
 	"github.com/slipway/slipway/storage"
 )
 
@@ -37,14 +38,20 @@ const (
 	lockStripes  = 64
 	// staleAfter: temp files this old were left by a crashed process.
 	staleAfter = 24 * time.Hour
+	// copyBufSize is a write's copy buffer (256 KiB, larger than the
+	// 32 KiB io.Copy would use); copyBufsKept of them stay allocated.
+	copyBufSize  = 256 << 10
+	copyBufsKept = 32
+	// legacyUploads is where versions with multipart uploads kept them;
+	// sweep drops the ones a crash left there.
+	legacyUploads = "multipart"
 )
 
 // Store is a storage.Store on a local (or shared POSIX) filesystem.
 type Store struct {
 	root     string // absolute
 	internal string // root/.slipway#
-	tmp      string // temp files and claimed (completing/aborting) uploads
-	uploads  string // multipart/<id>/{key,1,2,…}
+	tmp      string // temp files of writes in progress
 	locks    string // lock stripe files
 
 	// mu is the in-process half of the key locks: goroutines queue here
@@ -52,6 +59,8 @@ type Store struct {
 	mu [lockStripes]sync.Mutex
 	// last makes modification stamps strictly increasing (see stamp).
 	last atomic.Int64
+	// copyBufs are what writes copy bodies into their temp files through.
+	copyBufs *bufpool.Pool
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -67,10 +76,10 @@ func New(root string) (*Store, error) {
 		root:     abs,
 		internal: in,
 		tmp:      filepath.Join(in, "tmp"),
-		uploads:  filepath.Join(in, "multipart"),
 		locks:    filepath.Join(in, "locks"),
+		copyBufs: bufpool.New(copyBufSize, copyBufsKept),
 	}
-	for _, d := range []string{s.tmp, s.uploads, s.locks} {
+	for _, d := range []string{s.tmp, s.locks} {
 		if err := os.MkdirAll(d, 0o777); err != nil {
 			return nil, fmt.Errorf("fs: root %q: %w", root, err)
 		}
@@ -79,16 +88,16 @@ func New(root string) (*Store, error) {
 	return s, nil
 }
 
-// sweep removes temp entries a crashed process left behind. Live writers
-// touch their temp files continuously, so only long-dead ones are old.
+// sweep removes temp entries (and uploads of older versions) a crashed
+// process left behind. Live writers touch their temp files continuously,
+// so only long-dead ones are old.
 func (s *Store) sweep() {
-	entries, err := os.ReadDir(s.tmp)
-	if err != nil {
-		return
-	}
-	for _, e := range entries {
-		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > staleAfter {
-			_ = os.RemoveAll(filepath.Join(s.tmp, e.Name()))
+	for _, dir := range []string{s.tmp, filepath.Join(s.internal, legacyUploads)} {
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > staleAfter {
+				_ = os.RemoveAll(filepath.Join(dir, e.Name()))
+			}
 		}
 	}
 }
@@ -100,9 +109,6 @@ func (s *Store) Ping(ctx context.Context) error {
 	}
 	return nil
 }
-
-// MinPartSize is 0: parts are concatenated locally, any size works.
-func (s *Store) MinPartSize() int64 { return 0 }
 
 // path maps a key to its file, rejecting keys that break the key rules.
 func (s *Store) path(key string) (string, error) {

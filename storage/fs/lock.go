@@ -13,8 +13,8 @@ import (
 //
 // PutIfMatch must compare the current ETag and replace the file as one
 // step, also against other processes sharing the root, hence flock(2).
-// Put, Delete and CompleteMultipart take the same lock around their final
-// step so they cannot slip between a PutIfMatch's compare and its rename
+// Put and Delete take the same lock around their final step so they
+// cannot slip between a PutIfMatch's compare and its rename
 // (PutIfAbsent needs no lock: link(2) is already atomic, and while a
 // PutIfMatch holds the lock the object exists and nothing can remove it).
 //

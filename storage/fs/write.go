@@ -61,7 +61,9 @@ func (s *Store) spool(ctx context.Context, r io.Reader, size int64) (_ *temp, er
 		src = io.LimitReader(src, size)
 	}
 	// Hide File.ReadFrom so our larger buffer is used for generic readers.
-	n, err := io.CopyBuffer(&writeback{f: f}, src, make([]byte, 256<<10))
+	buf := s.copyBufs.Get()
+	n, err := io.CopyBuffer(&writeback{f: f}, src, buf)
+	s.copyBufs.Put(buf) // the copy is done with it, failed or not
 	if err != nil {
 		return nil, err
 	}

@@ -17,13 +17,17 @@ import (
 // request where checking them is atomic with the write.
 //
 // size may be -1; then first holds the first PartSize bytes, already read
-// from r into a pooled buffer that is reused for the following parts.
-func (s *Store) putMultipart(ctx context.Context, op, key, obj string, r io.Reader, size int64, first []byte, c cond) (_ storage.Info, err error) {
+// from r; putMultipart takes it over.
+func (s *Store) putMultipart(ctx context.Context, op, key, obj string, r io.Reader, size int64, first *held, c cond) (_ storage.Info, err error) {
 	src, err := s.newParts(ctx, r, size, first)
 	if err != nil {
 		return storage.Info{}, fmt.Errorf("s3: %s %q: %w", op, key, err)
 	}
-	defer src.release()
+	defer func() {
+		if err == nil { // see held.release
+			src.release()
+		}
+	}()
 	id, err := s.core.NewMultipartUpload(ctx, s.bucket, obj, s.options(cond{}))
 	if err != nil {
 		return storage.Info{}, s.fail(ctx, op, key, err)
@@ -84,21 +88,21 @@ func (s *Store) abort(ctx context.Context, obj, id string) {
 }
 
 // parts cuts a body into PartSize parts: sections of a seekable reader, or
-// copies into one reused buffer (so parts can be resent on retries).
+// parts held in memory one at a time (so that each can be resent on
+// retries).
 type parts struct {
 	s     *Store
 	r     io.Reader
 	size  int64 // -1: until EOF
 	whole *body // seekable reader, read by position
-	buf   []byte
-	bp    *[]byte // pooled buffer to give back
-	first bool    // buf already holds the first part
+	cur   *held // the part last returned, or the first one not yet
+	first bool  // cur holds the first part, not returned yet
 	done  int64
 	eof   bool
 }
 
-func (s *Store) newParts(ctx context.Context, r io.Reader, size int64, first []byte) (*parts, error) {
-	p := &parts{s: s, r: r, size: size, buf: first, first: first != nil}
+func (s *Store) newParts(ctx context.Context, r io.Reader, size int64, first *held) (*parts, error) {
+	p := &parts{s: s, r: r, size: size, cur: first, first: first != nil}
 	if size >= 0 {
 		b, err := newBody(ctx, r, size)
 		if err != nil {
@@ -106,25 +110,20 @@ func (s *Store) newParts(ctx context.Context, r io.Reader, size int64, first []b
 		}
 		if b.stream == nil {
 			p.whole = b
-			return p, nil
 		}
-	}
-	if p.buf == nil {
-		p.bp = s.bufs.Get().(*[]byte)
-		p.buf = *p.bp
 	}
 	return p, nil
 }
 
 func (p *parts) release() {
-	if p.bp != nil {
-		p.s.bufs.Put(p.bp)
-	}
+	p.cur.release()
+	p.cur = nil
 }
 
-// next returns the next part, or nil after the last.
+// next returns the next part, or nil after the last. It releases the part
+// returned before.
 func (p *parts) next() (*body, error) {
-	want := int64(len(p.buf))
+	want := p.s.partSize
 	if p.size >= 0 {
 		want = min(p.s.partSize, p.size-p.done)
 		if want == 0 {
@@ -138,25 +137,27 @@ func (p *parts) next() (*body, error) {
 	}
 	if p.first {
 		p.first = false
-		p.done += want
-		return bytesBody(p.buf), nil
+		p.done += p.cur.n
+		return p.cur.body(), nil
 	}
+	p.release()
 	if p.eof {
 		return nil, nil
 	}
-	n, err := io.ReadFull(p.r, p.buf[:want])
-	p.done += int64(n)
+	h, err := p.s.hold(p.r, want)
 	switch {
-	case p.size >= 0 && (err == io.EOF || err == io.ErrUnexpectedEOF):
-		return nil, fmt.Errorf("body ended after %d of %d bytes: %w", p.done, p.size, io.ErrUnexpectedEOF)
-	case p.size >= 0 && err != nil:
-		return nil, err
-	case err == io.EOF:
-		return nil, nil
-	case err == io.ErrUnexpectedEOF:
+	case err == errEnded && p.size >= 0:
+		h.release()
+		return nil, fmt.Errorf("body ended after %d of %d bytes: %w", p.done+h.n, p.size, io.ErrUnexpectedEOF)
+	case err == errEnded:
 		p.eof = true
 	case err != nil:
 		return nil, err
 	}
-	return bytesBody(p.buf[:n]), nil
+	p.cur = h
+	p.done += h.n
+	if h.n == 0 {
+		return nil, nil
+	}
+	return h.body(), nil
 }

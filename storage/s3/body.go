@@ -1,15 +1,14 @@
 package s3
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"sync"
 )
 
-// body is a request body of known size. A rewindable one (bytes, or a
-// section of the caller's io.ReaderAt) can be sent as often as retries
+// body is a request body of known size. A rewindable one (held in memory,
+// or a section of the caller's io.ReaderAt) can be sent as often as retries
 // need; a stream is sent once and watched, so that its own failure is not
 // mistaken for S3's.
 type body struct {
@@ -42,10 +41,6 @@ func newBody(ctx context.Context, r io.Reader, size int64) (*body, error) {
 		return nil, fmt.Errorf("body holds %d bytes, not %d: %w", end-cur, size, io.ErrUnexpectedEOF)
 	}
 	return &body{size: size, at: ra, off: cur}, nil
-}
-
-func bytesBody(b []byte) *body {
-	return &body{size: int64(len(b)), at: bytes.NewReader(b)}
 }
 
 // reader returns the body to send. Sections are io.Seekers, which is what

@@ -18,12 +18,12 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
+	"github.com/slipway/slipway/internal/bufpool"
 	"github.com/slipway/slipway/storage"
 )
 
@@ -62,8 +62,10 @@ type Config struct {
 	// RedirectEndpoint is the public host (or URL) presigned URLs point at,
 	// for clients that reach S3 by another name than the registry does.
 	RedirectEndpoint string
-	// PartSize is the part size of large writes and the memory bound when
-	// buffering bodies of unknown size; default 16 MiB, at least 5 MiB.
+	// PartSize is the part size of large writes, and the most one write
+	// of a streamed body holds in memory (held.go): a body of unknown size
+	// up to PartSize goes in one PUT, a larger one as a multipart upload.
+	// Default 16 MiB (defaultPartSize), at least 5 MiB.
 	PartSize int64
 	// MaxRetries is how often a failed request is retried (with backoff
 	// from 200ms doubling up to 1s); 0 means 3, negative means never.
@@ -77,9 +79,6 @@ type Config struct {
 	// Off by default: bodies go as UNSIGNED-PAYLOAD, as they always do over
 	// TLS, and Slipway verifies blob digests itself.
 	SignPayload bool
-	// TempDir holds parts of unknown size that outgrow PartSize (PutPart
-	// with size -1); empty means os.TempDir().
-	TempDir string
 	// Transport replaces the HTTP transport (and its timeouts), e.g. to
 	// count requests in benchmarks.
 	Transport http.RoundTripper
@@ -95,9 +94,8 @@ type Store struct {
 	root     string // "" or "prefix/"
 	partSize int64
 	retries  int
-	unsigned bool // minio-go DisableContentSha256
-	tempDir  string
-	bufs     sync.Pool // *[]byte of partSize, for bodies of unknown size
+	unsigned bool          // minio-go DisableContentSha256
+	chunks   *bufpool.Pool // held.go's chunks
 }
 
 var (
@@ -122,7 +120,6 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		partSize: cfg.PartSize,
 		retries:  cfg.MaxRetries,
 		unsigned: !cfg.SignPayload,
-		tempDir:  cfg.TempDir,
 	}
 	if s.partSize == 0 {
 		s.partSize = defaultPartSize
@@ -139,7 +136,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if s.root, err = rootPrefix(cfg.Root); err != nil {
 		return nil, err
 	}
-	s.bufs.New = func() any { b := make([]byte, s.partSize); return &b }
+	s.chunks = bufpool.New(chunkSize, keptChunks)
 
 	tr := cfg.Transport
 	if tr == nil {
@@ -225,9 +222,6 @@ func (s *Store) Ping(ctx context.Context) error {
 	}
 	return nil
 }
-
-// MinPartSize is S3's: 5 MiB for every part but the last.
-func (s *Store) MinPartSize() int64 { return minPartSize }
 
 // object maps a key to its S3 object name, rejecting keys that break the
 // key rules.

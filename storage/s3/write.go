@@ -1,6 +1,7 @@
 package s3
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -69,8 +70,10 @@ func (s *Store) PutIfMatch(ctx context.Context, key string, r io.Reader, size in
 }
 
 // write sends bodies of up to PartSize in one PUT and larger ones as a
-// multipart upload. A body of unknown size is read into memory up to
-// PartSize first, so that small objects still take a single request.
+// multipart upload. A body of known size is streamed from the caller's
+// reader as S3 reads it; one of unknown size is held in memory up to
+// PartSize first (held.go), so that it still takes a single request when
+// it fits, exactly PartSize bytes included.
 func (s *Store) write(ctx context.Context, op, key string, r io.Reader, size int64, c cond) (storage.Info, error) {
 	obj, err := s.object(op, key)
 	if err != nil {
@@ -86,17 +89,26 @@ func (s *Store) write(ctx context.Context, op, key string, r io.Reader, size int
 	if size >= 0 {
 		return s.putMultipart(ctx, op, key, obj, r, size, nil, c)
 	}
-	bp := s.bufs.Get().(*[]byte)
-	defer s.bufs.Put(bp)
-	buf := *bp
-	n, err := io.ReadFull(r, buf)
-	switch {
-	case err == io.EOF || err == io.ErrUnexpectedEOF:
-		return s.putOnce(ctx, op, key, obj, bytesBody(buf[:n]), c)
-	case err != nil:
+	h, err := s.hold(r, s.partSize)
+	if err == nil { // a whole part: is there more?
+		var one [1]byte
+		var k int
+		if k, err = io.ReadFull(r, one[:]); err == nil {
+			return s.putMultipart(ctx, op, key, obj, io.MultiReader(bytes.NewReader(one[:k]), r), -1, h, c)
+		}
+		if err == io.EOF {
+			err = errEnded
+		}
+	}
+	if err != errEnded {
+		h.release()
 		return storage.Info{}, fmt.Errorf("s3: %s %q: reading body: %w", op, key, err)
 	}
-	return s.putMultipart(ctx, op, key, obj, r, -1, buf, c)
+	info, err := s.putOnce(ctx, op, key, obj, h.body(), c)
+	if err == nil {
+		h.release()
+	}
+	return info, err
 }
 
 // putOnce writes the object with one PUT.

@@ -192,8 +192,14 @@ func (r *interruptedReader) Read(p []byte) (int, error) {
 // testInterrupted checks that a write interrupted after 64 KiB of a 4 MiB
 // body fails and leaves the old object (or none) untouched.
 func testInterrupted(t *testing.T, s storage.Store, interrupt func(cancel context.CancelFunc) func() error) {
+	testInterruptedAt(t, s, 4<<20, 64<<10, interrupt)
+}
+
+// testInterruptedAt is testInterrupted for a body of total bytes cut after
+// cut bytes.
+func testInterruptedAt(t *testing.T, s storage.Store, total, cut int, interrupt func(cancel context.CancelFunc) func() error) {
 	for _, w := range writers {
-		for _, size := range []int64{4 << 20, -1} {
+		for _, size := range []int64{int64(total), -1} {
 			ctx, cancel := context.WithCancel(t.Context())
 			key := "new-" + w.name
 			etag := ""
@@ -201,7 +207,7 @@ func testInterrupted(t *testing.T, s storage.Store, interrupt func(cancel contex
 				key = "old-" + w.name
 				etag = put(t, s, key, "old").ETag
 			}
-			r := &interruptedReader{total: 4 << 20, cut: 64 << 10, interrupt: interrupt(cancel)}
+			r := &interruptedReader{total: total, cut: cut, interrupt: interrupt(cancel)}
 			err := w.write(ctx, s, key, onlyReader{r}, size, etag)
 			cancel()
 			if err == nil {
@@ -215,7 +221,7 @@ func testInterrupted(t *testing.T, s storage.Store, interrupt func(cancel contex
 			if w.name == "Put" { // replacing an existing object keeps it too
 				put(t, s, "old-Put", "old")
 				ctx, cancel := context.WithCancel(t.Context())
-				r := &interruptedReader{total: 4 << 20, cut: 64 << 10, interrupt: interrupt(cancel)}
+				r := &interruptedReader{total: total, cut: cut, interrupt: interrupt(cancel)}
 				if err := w.write(ctx, s, "old-Put", onlyReader{r}, size, ""); err == nil {
 					t.Fatalf("Put over an object with interrupted body succeeded")
 				}
