@@ -166,3 +166,16 @@ alternate_order() {
 		for ((j = $#; j >= 1; j--)); do ORDER+=("${!j}"); done
 	fi
 }
+
+# require_numbers VAR...: each named variable holds a whole number.
+require_numbers() {
+	local v
+	for v in "$@"; do
+		[[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a number, got '${!v}'"
+	done
+}
+
+# cpu_facts: the "CPU: …" line of a run's machine facts.
+cpu_facts() {
+	echo "CPU: $(nproc) × $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo); memory $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo); kernel $(uname -sr)"
+}

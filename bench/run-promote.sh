@@ -45,9 +45,7 @@ COMMAND="ITERS=$ITERS WARMUP=$WARMUP REPS=$REPS SLEEP=$SLEEP bench/run-promote.s
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-for v in ITERS WARMUP REPS SLEEP BASE_PORT; do
-	[[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a number, got '${!v}'"
-done
+require_numbers ITERS WARMUP REPS SLEEP BASE_PORT
 ((ITERS >= 1)) || die "ITERS must be ≥ 1"
 ((WARMUP >= 1)) || die "WARMUP must be ≥ 1 (the first copy into a warm target is a cold one)"
 
@@ -125,7 +123,7 @@ disk_rot=$(lsblk -ndo ROTA "$disk_dev" 2>/dev/null | tr -d ' ' || true)
 machine() {
 	echo "- Command: \`$COMMAND\` ($REPS runs × $ITERS timed iterations after $WARMUP discarded, operations interleaved)"
 	echo "- Date: $(date -u +%Y-%m-%dT%H:%MZ)"
-	echo "- CPU: $(nproc) × $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo); memory $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo); kernel $(uname -sr)"
+	echo "- $(cpu_facts)"
 	echo "- Disk: MinIO's one drive $RUN_DIR/minio-data on $disk_dev ($(findmnt -n -o FSTYPE -T "$BENCH_DIR"), rotational=${disk_rot:-?}); MinIO: $("$MINIO_BIN" --version 2>&1 | head -1)"
 	echo "- Go: $(go version | awk '{print $3}'); crane: $("$CRANE_BIN" version 2>&1) ($CRANE_BIN); Slipway: $(cd "$REPO" && git rev-parse --short HEAD) ($(cd "$REPO" && git status --porcelain | grep -qv '^?? bench' && echo "+ uncommitted changes" || echo clean))"
 }

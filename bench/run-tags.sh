@@ -47,9 +47,7 @@ COMMAND="ITERS=$ITERS WARMUP=$WARMUP REPS=$REPS PHASES='$PHASES'${BEFORE_REV:+ B
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-for v in ITERS WARMUP REPS SLEEP BASE_PORT; do
-	[[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a number, got '${!v}'"
-done
+require_numbers ITERS WARMUP REPS SLEEP BASE_PORT
 ((ITERS >= 1)) || die "ITERS must be ≥ 1"
 read -r -a RS <<<"$ROWS"
 for row in "${RS[@]}"; do
@@ -121,7 +119,7 @@ disk_dev=$(df --output=source "$BENCH_DIR" | tail -1)
 machine() {
 	echo "- Command: \`$COMMAND\` ($REPS runs × $ITERS timed rounds after $WARMUP discarded, builds alternating)"
 	echo "- Date: $(date -u +%Y-%m-%dT%H:%MZ); load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-	echo "- CPU: $(nproc) × $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo); memory $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+	echo "- $(cpu_facts)"
 	echo "- Disk: MinIO's one drive on $disk_dev ($(findmnt -n -o FSTYPE -T "$BENCH_DIR")); MinIO: $("$MINIO_BIN" --version 2>&1 | head -1)"
 	echo "- Slipway: after = $(cd "$REPO" && git rev-parse --short HEAD)$(cd "$REPO" && git status --porcelain | grep -qv '^?? bench' && echo " + uncommitted changes")${BEFORE_REV:+; before = $(cd "$REPO" && git rev-parse --short "$BEFORE_REV")}"
 }

@@ -60,7 +60,7 @@ func checkDeclaredSize(name string, desc v1.Descriptor, what string, stored int6
 // checkSubjectSize checks a subject's declared size when the subject is a
 // manifest of the repository; an absent subject is fine (see above).
 func (r *Registry) checkSubjectSize(ctx context.Context, name string, subject *v1.Descriptor) error {
-	rec, err := r.meta.manifestInRepo(ctx, name, subject.Digest)
+	rec, err := r.meta.ManifestInRepo(ctx, name, subject.Digest)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil
 	}

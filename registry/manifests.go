@@ -194,7 +194,7 @@ func (r *Registry) validateManifest(ctx context.Context, name, contentType strin
 		switch {
 		case index:
 			var rec Manifest
-			if rec, err = r.meta.manifestInRepo(ctx, name, ref.Digest); err == nil {
+			if rec, err = r.meta.ManifestInRepo(ctx, name, ref.Digest); err == nil {
 				size, what = int64(len(rec.Raw)), "manifest"
 			}
 		case nonDistributable[ref.MediaType]:

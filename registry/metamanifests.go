@@ -84,18 +84,13 @@ func (m *Metadata) manifest(ctx context.Context, d digest.Digest) (Manifest, err
 	return man, nil
 }
 
-// manifestInRepo returns a manifest linked in repository name
+// ManifestInRepo returns a manifest linked in repository name
 // (storage.ErrNotFound when it is not).
-func (m *Metadata) manifestInRepo(ctx context.Context, name string, d digest.Digest) (Manifest, error) {
+func (m *Metadata) ManifestInRepo(ctx context.Context, name string, d digest.Digest) (Manifest, error) {
 	if _, err := m.store.Stat(ctx, manifestLinkKey(name, d)); err != nil {
 		return Manifest{}, err
 	}
 	return m.manifest(ctx, d)
-}
-
-// ManifestInRepo returns a manifest linked in repo.
-func (m *Metadata) ManifestInRepo(ctx context.Context, repo string, d digest.Digest) (Manifest, error) {
-	return m.manifestInRepo(ctx, repo, d)
 }
 
 // HasManifest reports whether repo links manifest d.
@@ -107,7 +102,7 @@ func (m *Metadata) HasManifest(ctx context.Context, repo string, d digest.Digest
 // in repository name; storage.ErrNotFound when there is none.
 func (m *Metadata) resolve(ctx context.Context, name, tag string, d digest.Digest) (Manifest, error) {
 	if tag == "" {
-		return m.manifestInRepo(ctx, name, d)
+		return m.ManifestInRepo(ctx, name, d)
 	}
 	d, err := m.tag(ctx, name, tag)
 	if err != nil {

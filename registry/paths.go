@@ -86,6 +86,26 @@ func tagsPrefix(name string) string { return repoKey(name) + "_tags/" }
 
 func tagKey(name, tag string) string { return tagsPrefix(name) + tag }
 
+func journalPrefix(name string) string { return repoKey(name) + "_tagjournal/" }
+
+func journalKey(name, tag, id string) string { return journalPrefix(name) + tag + "/" + id }
+
+func tagIndexKey(name string) string { return repoKey(name) + "_tagindex/tags" }
+
+// tagOfKey splits a tag key (tagKey) into repository and tag.
+func tagOfKey(key string) (name, tag string, ok bool) {
+	rest, ok := strings.CutPrefix(key, "repositories/")
+	if !ok {
+		return "", "", false
+	}
+	i := strings.LastIndex(rest, "/_tags/")
+	if i <= 0 {
+		return "", "", false
+	}
+	name, tag = rest[:i], rest[i+len("/_tags/"):]
+	return name, tag, tag != "" && !strings.Contains(tag, "/")
+}
+
 func referrersPrefix(name string, subject digest.Digest) string {
 	return repoKey(name) + "_referrers/" + string(subject.Algorithm()) + "/" + subject.Encoded() + "/"
 }

@@ -66,7 +66,7 @@ func (r *Registry) writeSegment(ctx context.Context, body io.Reader, size int64,
 	if key != "" {
 		info, err = r.store.PutIfAbsent(ctx, key, body, size)
 	} else {
-		key = dataKey(newUploadID())
+		key = dataKey(newObjectID())
 		info, err = r.store.Put(ctx, key, body, size)
 	}
 	if errors.Is(err, storage.ErrPreconditionFailed) {

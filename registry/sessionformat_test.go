@@ -23,7 +23,7 @@ func putRecord(t *testing.T, e *env, loc string, chunk []byte, closed string) {
 	t.Helper()
 	ctx := context.Background()
 	id := uploadID(loc)
-	key := dataKey(newUploadID())
+	key := dataKey(newObjectID())
 	if _, err := e.store.Put(ctx, key, strings.NewReader(string(chunk)), int64(len(chunk))); err != nil {
 		t.Fatal(err)
 	}

@@ -2,8 +2,6 @@ package registry
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"io"
 	"strings"
@@ -35,30 +33,8 @@ import (
 // holds what the tag held at some instant after the write completed (or
 // something newer).
 
-const (
-	journalDir  = "_tagjournal/"
-	journalDone = "done"
-)
-
-func journalPrefix(name string) string { return repoKey(name) + journalDir }
-
-func journalKey(name, tag, id string) string { return journalPrefix(name) + tag + "/" + id }
-
-func tagIndexKey(name string) string { return repoKey(name) + "_tagindex/tags" }
-
-// tagOfKey splits a tag key (tagKey) into repository and tag.
-func tagOfKey(key string) (name, tag string, ok bool) {
-	rest, ok := strings.CutPrefix(key, "repositories/")
-	if !ok {
-		return "", "", false
-	}
-	i := strings.LastIndex(rest, "/_tags/")
-	if i <= 0 {
-		return "", "", false
-	}
-	name, tag = rest[:i], rest[i+len("/_tags/"):]
-	return name, tag, tag != "" && !strings.Contains(tag, "/")
-}
+// journalDone is the content of a journal record whose write returned.
+const journalDone = "done"
 
 // journaledStore is the registry's store: every write or delete of a tag
 // key, whichever code path makes it, is journaled (the contract above).
@@ -73,28 +49,7 @@ type journaledStore struct {
 // URLs, stale multipart cleanup) of what it wraps; later counts the work
 // it leaves running after a write returns.
 func journalTags(store storage.Store, later *sync.WaitGroup) storage.Store {
-	j := &journaledStore{Store: store, later: later}
-	p, presigns := store.(storage.Presigner)
-	a, aborts := store.(storage.StaleMultipartAborter)
-	switch {
-	case presigns && aborts:
-		return struct {
-			*journaledStore
-			storage.Presigner
-			storage.StaleMultipartAborter
-		}{j, p, a}
-	case presigns:
-		return struct {
-			*journaledStore
-			storage.Presigner
-		}{j, p}
-	case aborts:
-		return struct {
-			*journaledStore
-			storage.StaleMultipartAborter
-		}{j, a}
-	}
-	return j
+	return storage.Wrapped(&journaledStore{Store: store, later: later}, store)
 }
 
 // journaled runs write, a write of key, inside a journal record when key
@@ -111,7 +66,7 @@ func (s *journaledStore) journaled(ctx context.Context, key string, write func()
 	if !ok {
 		return write()
 	}
-	rk := journalKey(name, tag, newJournalID())
+	rk := journalKey(name, tag, newObjectID())
 	if _, err := s.Store.PutIfAbsent(ctx, rk, strings.NewReader(""), 0); err != nil {
 		return err
 	}
@@ -126,12 +81,6 @@ func (s *journaledStore) journaled(ctx context.Context, key string, write func()
 		}()
 	}
 	return err
-}
-
-func newJournalID() string {
-	b := make([]byte, 12)
-	_, _ = rand.Read(b) // never fails (crypto/rand panics instead)
-	return hex.EncodeToString(b)
 }
 
 // Put journals writes of tag keys.

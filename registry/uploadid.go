@@ -53,7 +53,9 @@ type uploadIDInfo struct {
 	alg    digest.Algorithm
 }
 
-func newUploadID() string {
+// newObjectID is a random name for a new object (a data segment, a tag
+// journal record): 128 bits, so two writers never pick the same key.
+func newObjectID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])

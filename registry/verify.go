@@ -42,7 +42,7 @@ func Verify(ctx context.Context, store storage.Store) ([]string, error) {
 				report("%s: tag unreadable: %v", k, err)
 				continue
 			}
-			if _, err := m.manifestInRepo(ctx, name, d); err != nil {
+			if _, err := m.ManifestInRepo(ctx, name, d); err != nil {
 				report("%s: tag names %s, which %s cannot serve: %v", k, d, name, err)
 			}
 		case "_manifests":
@@ -90,7 +90,7 @@ func verifyManifest(ctx context.Context, m *Metadata, name string, d digest.Dige
 			continue
 		}
 		if indexTypes[rec.MediaType] {
-			_, err = m.manifestInRepo(ctx, name, ref.Digest)
+			_, err = m.ManifestInRepo(ctx, name, ref.Digest)
 		} else {
 			_, err = m.blobInRepo(ctx, name, ref.Digest)
 		}

@@ -147,3 +147,31 @@ type StaleMultipartAborter interface {
 	// cutoff and returns how many it aborted.
 	AbortStaleMultipart(ctx context.Context, prefix string, cutoff time.Time) (int, error)
 }
+
+// Wrapped returns wrapper (a Store that wraps inner, usually by embedding
+// it) with the optional capabilities of inner (Presigner,
+// StaleMultipartAborter), served by inner directly. Callers find those by
+// type assertion, which embedding inner in wrapper's own type would hide.
+func Wrapped(wrapper, inner Store) Store {
+	p, presigns := inner.(Presigner)
+	a, aborts := inner.(StaleMultipartAborter)
+	switch {
+	case presigns && aborts:
+		return struct {
+			Store
+			Presigner
+			StaleMultipartAborter
+		}{wrapper, p, a}
+	case presigns:
+		return struct {
+			Store
+			Presigner
+		}{wrapper, p}
+	case aborts:
+		return struct {
+			Store
+			StaleMultipartAborter
+		}{wrapper, a}
+	}
+	return wrapper
+}

@@ -23,28 +23,7 @@ type Store struct {
 // storage.StaleMultipartAborter), undelayed: callers find them by type
 // assertion, which the embedding in Store alone would hide.
 func Wrap(s storage.Store, d time.Duration) storage.Store {
-	w := &Store{Store: s, d: d}
-	p, presigns := s.(storage.Presigner)
-	a, aborts := s.(storage.StaleMultipartAborter)
-	switch {
-	case presigns && aborts:
-		return struct {
-			*Store
-			storage.Presigner
-			storage.StaleMultipartAborter
-		}{w, p, a}
-	case presigns:
-		return struct {
-			*Store
-			storage.Presigner
-		}{w, p}
-	case aborts:
-		return struct {
-			*Store
-			storage.StaleMultipartAborter
-		}{w, a}
-	}
-	return w
+	return storage.Wrapped(&Store{Store: s, d: d}, s)
 }
 
 func (s *Store) wait(ctx context.Context) error {
