@@ -1,0 +1,49 @@
+// Package gc is the online garbage collector: it frees blobs, manifests,
+// links and data no root reaches, while replicas keep serving, with the
+// tombstone protocol (package tombstone) deciding every race with writers.
+package gc
+
+import "time"
+
+// Counts is a number of objects and their bytes.
+type Counts struct {
+	Objects int64 `json:"objects"`
+	Bytes   int64 `json:"bytes"`
+}
+
+// Report is what one run did; it is stored as gc/runs/<inverted ns>-<run>
+// and served by GET /api/v1/gc/runs.
+type Report struct {
+	Run      string    `json:"run"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished,omitempty"` // zero while running
+	DryRun   bool      `json:"dry_run"`
+	Examined Counts    `json:"examined"`
+	Freed    Counts    `json:"freed"` // in a dry run: what would be freed
+	Rescued  int64     `json:"rescued"`
+	// Pending: tombstones of this run not yet resolved (deletions in
+	// flight); zero once finished.
+	Pending int64 `json:"pending"`
+	// Deleted lists the keys freed (or, in a dry run, that would be),
+	// at most MaxListed of them.
+	Deleted []string `json:"deleted,omitempty"`
+	Error   string   `json:"error,omitempty"`
+}
+
+// MaxListed bounds Report.Deleted.
+const MaxListed = 10000
+
+// Options configure one run.
+type Options struct {
+	// Grace: objects younger than this (by the store's clock) are roots.
+	Grace time.Duration
+	// UploadsPurgeAfter: the uploads.purge_after of the configuration.
+	UploadsPurgeAfter time.Duration
+	// DryRun: decide and report, delete nothing, write no tombstone.
+	DryRun bool
+	// KeepReferrers: referrers: keep (every referrer stays); default
+	// follow_subject (a referrer lives only while its subject does).
+	KeepReferrers bool
+	// Progress, if set, is called now and then with the report so far.
+	Progress func(Report)
+}
