@@ -61,7 +61,19 @@ func newGCWorld(t *testing.T, inner storage.Store) *gcWorld {
 	reg.Register(eng)
 	srv := httptest.NewServer(eng)
 	t.Cleanup(srv.Close)
+	t.Cleanup(p.ReleaseAll) // before srv.Close, which waits for held requests
 	return &gcWorld{t: t, p: p, store: s, w: &env{t: t, srv: srv, reg: reg}, coll: New(s, Options{Logger: quiet}).meta}
+}
+
+// reach waits until an operation is held at pt; a protocol that never
+// gets there fails the test instead of hanging it.
+func reach(t *testing.T, pt *pause.Point) {
+	t.Helper()
+	select {
+	case <-pt.Reached():
+	case <-time.After(20 * time.Second):
+		t.Fatal("the operation the test waits for never came")
+	}
 }
 
 // linkedAnywhere is the collector's look at whether any repository links
@@ -148,7 +160,7 @@ func TestGCRescueBeforeCommit(t *testing.T) {
 			}
 			committed <- err
 		}()
-		<-atCommit.Reached()
+		reach(t, atCommit)
 		g.w.pushBlob("new", data)
 		atCommit.Release()
 		if err := <-committed; !errors.Is(err, storage.ErrPreconditionFailed) {
@@ -192,22 +204,26 @@ func TestGCCommitBeforeBlobPush(t *testing.T) {
 		atDelete := g.p.Before(pause.Delete, desc)
 		deleted := make(chan error, 1)
 		go func() { deleted <- g.deleteCommitted(desc) }()
-		<-atDelete.Reached()
+		reach(t, atDelete)
 
-		// The writer's Protect reads the tombstone (deleting), then waits
-		// for it to go: hold its first wait.
+		// The writer's Protect reads the tombstone (deleting); the writer
+		// then waits for the deletion, held here a while (it must neither
+		// give up nor write its descriptor before the deletion is over).
 		protectRead := g.p.Before(pause.Get, tombstone.Key(desc))
-		waitRead := g.p.Before(pause.Get, tombstone.Key(desc))
 		pushed := make(chan resp, 1)
 		go func() { pushed <- g.w.do("POST", "/v2/new/blobs/uploads/?digest="+d.String(), data) }()
-		<-protectRead.Reached()
+		reach(t, protectRead)
 		protectRead.Release()
-		<-waitRead.Reached()
+		time.Sleep(300 * time.Millisecond)
+		select {
+		case r := <-pushed:
+			t.Fatalf("the push did not wait for the deletion: %s", r)
+		default:
+		}
 		atDelete.Release()
 		if err := <-deleted; err != nil {
 			t.Fatal(err)
 		}
-		waitRead.Release()
 		wantStatus(t, <-pushed, http.StatusCreated)
 
 		bd, err := g.coll.blobFromStore(ctx, d)
@@ -244,7 +260,7 @@ func TestGCCommitBeforeManifestPut(t *testing.T) {
 		atDelete := g.p.Before(pause.Delete, link)
 		deleted := make(chan error, 1)
 		go func() { deleted <- g.deleteCommitted(link) }()
-		<-atDelete.Reached()
+		reach(t, atDelete)
 
 		wantError(t, g.w.putManifest("app", "v1", v1.MediaTypeImageManifest, raw), http.StatusNotFound, "MANIFEST_BLOB_UNKNOWN")
 		if _, err := g.coll.Tag(ctx, "app", "v1"); !errors.Is(err, storage.ErrNotFound) {
@@ -300,7 +316,7 @@ func TestGCFence(t *testing.T) {
 		atLink := g.p.Before(pause.Put, blobLinkKey("dst", b))
 		linked := make(chan error, 1)
 		go func() { linked <- g.w.reg.meta.LinkBlob(ctx, "dst", b) }()
-		<-atLink.Reached()
+		reach(t, atLink)
 
 		// The collector waits Fence, marks, takes its second look.
 		time.Sleep(time.Until(swept.Add(fence)))
