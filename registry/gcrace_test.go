@@ -373,3 +373,83 @@ func TestBlobGetOfCollectedData(t *testing.T) {
 	// Forgotten: the next GET asks the store, which says so too.
 	wantError(t, e.do("GET", "/v2/app/blobs/"+d.String(), nil), http.StatusNotFound, "BLOB_UNKNOWN")
 }
+
+// A tag written on a manifest part of whose tree the collector has
+// committed to delete (after its second look, which did not see the tag)
+// is taken back: the write fails with ErrCollected and the tag is gone,
+// rather than naming a manifest that cannot be pulled.
+func TestGCTagOnCollectedTree(t *testing.T) {
+	onBackends(t, func(t *testing.T, inner storage.Store) {
+		ctx := context.Background()
+		g := newGCWorld(t, inner)
+		raw := g.w.image("app", "layer t")
+		d := digest.FromBytes(raw)
+		wantStatus(t, g.w.putManifest("app", d.String(), v1.MediaTypeImageManifest, raw), http.StatusCreated)
+		link := blobLinkKey("app", digest.FromString("layer t"))
+		if err := tombstone.BeginSweep(ctx, g.store, "run1"); err != nil {
+			t.Fatal(err)
+		}
+		etag, err := tombstone.Mark(ctx, g.store, link, "run1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tombstone.Commit(ctx, g.store, link, "run1", etag); err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			time.Sleep(100 * time.Millisecond) // the writer waits meanwhile
+			if err := g.deleteCommitted(link); err != nil {
+				t.Error(err)
+			}
+		}()
+		err = g.w.reg.meta.SetTag(ctx, "app", "v1", d, "", "")
+		if !errors.Is(err, tombstone.ErrCollected) || !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("SetTag on a collected tree: %v, want ErrCollected and ErrNotFound", err)
+		}
+		if _, err := g.coll.Tag(ctx, "app", "v1"); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("the tag stayed: %v", err)
+		}
+	})
+}
+
+// A re-push of a manifest whose link the collector is deleting waits for
+// the deletion, links it again and tags it: it pulls whole.
+func TestGCManifestRepushDuringItsDeletion(t *testing.T) {
+	onBackends(t, func(t *testing.T, inner storage.Store) {
+		ctx := context.Background()
+		g := newGCWorld(t, inner)
+		raw := g.w.image("app", "layer r")
+		d := digest.FromBytes(raw)
+		wantStatus(t, g.w.putManifest("app", d.String(), v1.MediaTypeImageManifest, raw), http.StatusCreated)
+		link := manifestLinkKey("app", d)
+		if err := tombstone.BeginSweep(ctx, g.store, "run1"); err != nil {
+			t.Fatal(err)
+		}
+		etag, err := tombstone.Mark(ctx, g.store, link, "run1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tombstone.Commit(ctx, g.store, link, "run1", etag); err != nil {
+			t.Fatal(err)
+		}
+		atDelete := g.p.Before(pause.Delete, link)
+		deleted := make(chan error, 1)
+		go func() { deleted <- g.deleteCommitted(link) }()
+		reach(t, atDelete)
+		pushed := make(chan resp, 1)
+		go func() { pushed <- g.w.putManifest("app", "v1", v1.MediaTypeImageManifest, raw) }()
+		time.Sleep(200 * time.Millisecond)
+		atDelete.Release()
+		if err := <-deleted; err != nil {
+			t.Fatal(err)
+		}
+		wantStatus(t, <-pushed, http.StatusCreated)
+		r := g.w.do("GET", "/v2/app/manifests/v1", nil, "Accept", v1.MediaTypeImageManifest)
+		if r.StatusCode != http.StatusOK || !bytes.Equal(r.body, raw) {
+			t.Fatalf("pull by tag after the re-push: %s", r)
+		}
+		if ok, err := g.coll.HasManifest(ctx, "app", d); err != nil || !ok {
+			t.Fatalf("manifest link after the re-push: %v %v", ok, err)
+		}
+	})
+}
