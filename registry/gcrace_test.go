@@ -132,6 +132,16 @@ func (g *gcWorld) wantPull(repo string, d digest.Digest, data []byte) {
 	}
 }
 
+// wantVerified checks that every tag, manifest and blob link of the store
+// can be served whole (Verify).
+func (g *gcWorld) wantVerified() {
+	g.t.Helper()
+	problems, err := Verify(context.Background(), g.store)
+	if err != nil || len(problems) > 0 {
+		g.t.Fatalf("store does not verify: %v %q", err, problems)
+	}
+}
+
 // (a) The collector has marked a garbage descriptor, taken its second look
 // and is about to commit; a push of the same blob completes meanwhile. Its
 // rescue wins: the commit loses, the blob stays whole.
@@ -170,6 +180,7 @@ func TestGCRescueBeforeCommit(t *testing.T) {
 			t.Fatalf("tombstone %+v %v, want rescued", tb, err)
 		}
 		g.wantPull("new", d, data)
+		g.wantVerified()
 	})
 }
 
@@ -234,6 +245,7 @@ func TestGCCommitBeforeBlobPush(t *testing.T) {
 			t.Fatalf("descriptor after the retry names %q, want new data (old %q)", bd.Data, old.Data)
 		}
 		g.wantPull("new", d, data)
+		g.wantVerified()
 	})
 }
 
@@ -273,6 +285,7 @@ func TestGCCommitBeforeManifestPut(t *testing.T) {
 		// Pushed again, the layer comes back and the manifest goes in.
 		g.w.pushBlob("app", []byte("layer c"))
 		wantStatus(t, g.w.putManifest("app", "v1", v1.MediaTypeImageManifest, raw), http.StatusCreated)
+		g.wantVerified()
 	})
 }
 
@@ -348,6 +361,7 @@ func TestGCFence(t *testing.T) {
 		}
 		g.wantPull("dst", a, []byte("blob a"))
 		g.wantPull("dst", b, []byte("blob b"))
+		g.wantVerified()
 	})
 }
 
@@ -372,6 +386,26 @@ func TestBlobGetOfCollectedData(t *testing.T) {
 	wantError(t, e.do("GET", "/v2/app/blobs/"+d.String(), nil), http.StatusNotFound, "BLOB_UNKNOWN")
 	// Forgotten: the next GET asks the store, which says so too.
 	wantError(t, e.do("GET", "/v2/app/blobs/"+d.String(), nil), http.StatusNotFound, "BLOB_UNKNOWN")
+
+	// Pushed again through another replica (new data), while this one
+	// still remembers the old descriptor: its GET finds the new one.
+	d2 := e.pushBlob("app", []byte("pushed twice"))
+	wantStatus(t, e.do("GET", "/v2/app/blobs/"+d2.String(), nil), http.StatusOK)
+	old, err := e.reg.meta.blobFromStore(ctx, d2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{blobKey(d2), old.Data} {
+		if err := e.store.Delete(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	other := newEnvOn(t, e.dir)
+	other.pushBlob("app", []byte("pushed twice"))
+	r = e.do("GET", "/v2/app/blobs/"+d2.String(), nil)
+	if r.StatusCode != http.StatusOK || string(r.body) != "pushed twice" {
+		t.Fatalf("GET of a blob collected and pushed again: %s", r)
+	}
 }
 
 // A tag written on a manifest part of whose tree the collector has
@@ -451,5 +485,39 @@ func TestGCManifestRepushDuringItsDeletion(t *testing.T) {
 		if ok, err := g.coll.HasManifest(ctx, "app", d); err != nil || !ok {
 			t.Fatalf("manifest link after the re-push: %v %v", ok, err)
 		}
+		g.wantVerified()
 	})
+}
+
+// A replica that remembers a collected descriptor must not take it as
+// proof that an implicit first segment is unused: the blob may have been
+// pushed again, its new descriptor naming that segment.
+func TestFirstSegmentKeptAfterRecollection(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	data := []byte("collected, then committed from a first segment")
+	d := e.pushBlob("app", data) // e's replica caches its descriptor
+	old, err := e.reg.meta.blob(ctx, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{blobLinkKey("app", d), blobKey(d), old.Data} {
+		if err := e.store.Delete(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Another replica commits the digest from a session's first segment.
+	other := newEnvOn(t, e.dir)
+	first := segment{Key: firstSegmentKey("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"), Size: int64(len(data)), Digest: d}
+	if _, err := e.store.Put(ctx, first.Key, bytes.NewReader(data), first.Size); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.reg.meta.commitBlob(ctx, "app", d, []segment{first}); err != nil {
+		t.Fatal(err)
+	}
+	// e's replica drops that session's segments (a cancel racing the PUT).
+	if kept := e.reg.meta.deleteSegments(ctx, []segment{first}, false); len(kept) != 1 {
+		t.Fatalf("kept %v, want the first segment the new descriptor names", kept)
+	}
+	wantStatus(t, e.do("GET", "/v2/app/blobs/"+d.String(), nil), http.StatusOK)
 }
