@@ -365,24 +365,36 @@ func TestGCFence(t *testing.T) {
 	})
 }
 
+// collectBehindReplica deletes blob d's descriptor and data (and its link
+// in repo, with link) from e's store, as another replica's collector
+// would, leaving e's caches as they are.
+func collectBehindReplica(t *testing.T, e *env, repo string, d digest.Digest, link bool) {
+	t.Helper()
+	ctx := context.Background()
+	bd, err := e.reg.meta.blobFromStore(ctx, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := []string{blobKey(d), bd.Data}
+	if link {
+		keys = append(keys, blobLinkKey(repo, d))
+	}
+	for _, k := range keys {
+		if err := e.store.Delete(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // A blob GET answered from caches (link memory, cached descriptor) whose
 // data another replica's collector deleted is 404 BLOB_UNKNOWN, not 500.
 func TestBlobGetOfCollectedData(t *testing.T) {
-	ctx := context.Background()
 	e := newEnv(t)
 	data := []byte("collected elsewhere")
 	d := e.pushBlob("app", data)
 	r := e.do("GET", "/v2/app/blobs/"+d.String(), nil)
 	wantStatus(t, r, http.StatusOK)
-	bd, err := e.reg.meta.blobFromStore(ctx, d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, k := range []string{blobLinkKey("app", d), blobKey(d), bd.Data} {
-		if err := e.store.Delete(ctx, k); err != nil {
-			t.Fatal(err)
-		}
-	}
+	collectBehindReplica(t, e, "app", d, true)
 	wantError(t, e.do("GET", "/v2/app/blobs/"+d.String(), nil), http.StatusNotFound, "BLOB_UNKNOWN")
 	// Forgotten: the next GET asks the store, which says so too.
 	wantError(t, e.do("GET", "/v2/app/blobs/"+d.String(), nil), http.StatusNotFound, "BLOB_UNKNOWN")
@@ -391,15 +403,7 @@ func TestBlobGetOfCollectedData(t *testing.T) {
 	// still remembers the old descriptor: its GET finds the new one.
 	d2 := e.pushBlob("app", []byte("pushed twice"))
 	wantStatus(t, e.do("GET", "/v2/app/blobs/"+d2.String(), nil), http.StatusOK)
-	old, err := e.reg.meta.blobFromStore(ctx, d2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, k := range []string{blobKey(d2), old.Data} {
-		if err := e.store.Delete(ctx, k); err != nil {
-			t.Fatal(err)
-		}
-	}
+	collectBehindReplica(t, e, "app", d2, false)
 	other := newEnvOn(t, e.dir)
 	other.pushBlob("app", []byte("pushed twice"))
 	r = e.do("GET", "/v2/app/blobs/"+d2.String(), nil)
@@ -497,15 +501,7 @@ func TestFirstSegmentKeptAfterRecollection(t *testing.T) {
 	e := newEnv(t)
 	data := []byte("collected, then committed from a first segment")
 	d := e.pushBlob("app", data) // e's replica caches its descriptor
-	old, err := e.reg.meta.blob(ctx, d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, k := range []string{blobLinkKey("app", d), blobKey(d), old.Data} {
-		if err := e.store.Delete(ctx, k); err != nil {
-			t.Fatal(err)
-		}
-	}
+	collectBehindReplica(t, e, "app", d, true)
 	// Another replica commits the digest from a session's first segment.
 	other := newEnvOn(t, e.dir)
 	first := segment{Key: firstSegmentKey("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"), Size: int64(len(data)), Digest: d}
