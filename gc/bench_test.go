@@ -51,7 +51,7 @@ func peakHeap(f func()) uint64 {
 func synthRun(tb testing.TB, repos int) (Report, uint64, int) {
 	store := newSynthStore(repos)
 	reg := registry.New(store, registry.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	c := New(store, reg.Metadata(), nil, Options{Fence: -1})
+	c := New(store, reg.Metadata(), nil, Options{Fence: -1, LinkTTL: -1})
 	var rep Report
 	var err error
 	peak := peakHeap(func() { rep, err = c.Run(context.Background()) })

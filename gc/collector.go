@@ -42,6 +42,11 @@ const (
 	// orphanMargin is added to purge_after + grace before an unnamed data
 	// object is collected: a commit in flight finishes well within it.
 	orphanMargin = time.Hour
+	// defaultLinkTTL is the registry's default BlobLinkTTL.
+	defaultLinkTTL = 5 * time.Minute
+	// repoConcurrency bounds the repositories judged at once (each with
+	// up to Concurrency requests of its own).
+	repoConcurrency = 4
 	// deadSweep: a sweep entry whose heartbeat is older is a dead run's.
 	deadSweep = time.Hour
 )
@@ -55,6 +60,9 @@ func New(store storage.Store, meta *registry.Metadata, ledger LedgerReader, opts
 	}
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = defaultBatch
+	}
+	if opts.LinkTTL == 0 {
+		opts.LinkTTL = defaultLinkTTL
 	}
 	if opts.Fence == 0 {
 		opts.Fence = tombstone.Fence
@@ -95,6 +103,10 @@ type run struct {
 	// dryGone: in a dry run, hashes of the link keys stage 1 would have
 	// deleted, so that stage 2 judges as a real run would.
 	dryGone hashSet
+	// unlinked: digests of the blob links stage 1 deleted (or, dry, would
+	// have), and when it last did (Options.LinkTTL).
+	unlinked   hashSet
+	lastUnlink time.Time
 }
 
 func newRunID() string {
@@ -205,6 +217,10 @@ func (r *run) examined(objects, bytes int64) {
 // freed counts an object freed (or, in a dry run, that would be).
 func (r *run) freed(key string, size int64) {
 	r.mu.Lock()
+	if k, ok := registry.ParseRepoKey(key); ok && k.Kind == registry.KeyBlobs {
+		r.unlinked.add(digestHash(k.Digest))
+		r.lastUnlink = time.Now()
+	}
 	r.rep.Freed.Objects++
 	r.rep.Freed.Bytes += size
 	if len(r.rep.Deleted) < MaxListed {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -237,3 +238,25 @@ func registry_(keys []string) []string {
 }
 
 var _ = v1.Descriptor{}
+
+// A descriptor whose last link a run removed waits LinkTTL (replicas may
+// still serve it from a remembered link): the next run frees it.
+func TestUnlinkedDescriptorWaitsLinkTTL(t *testing.T) {
+	e := newEnv(t)
+	gone := e.image("app", "", "gone", nil, "layer")
+	keys := e.imageKeys("app", gone.Digest)
+	var links, records []string
+	for _, k := range keys {
+		if strings.HasPrefix(k, "repositories/") || strings.HasPrefix(k, "manifests/") {
+			links = append(links, k)
+		} else {
+			records = append(records, k)
+		}
+	}
+	e.run(Options{LinkTTL: time.Hour})
+	e.wantGone(links...)
+	e.wantPresent(records...)
+	e.run(Options{LinkTTL: time.Hour})
+	e.wantGone(records...)
+	e.verify()
+}

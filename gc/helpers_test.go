@@ -57,6 +57,9 @@ func (e *env) collector(opts Options) *Collector {
 	if opts.Fence == 0 {
 		opts.Fence = -1
 	}
+	if opts.LinkTTL == 0 {
+		opts.LinkTTL = -1
+	}
 	return New(e.store, e.reg.Metadata(), promote.NewLedgerDigests(e.store), opts)
 }
 

@@ -2,6 +2,9 @@ package gc
 
 import (
 	"context"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/slipway/slipway/registry"
 	"github.com/slipway/slipway/storage"
@@ -16,28 +19,44 @@ func (r *run) links(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Repositories are judged a few at a time; the walk sweeps a batch
+	// (one sweep at a time) once judges have filled it.
+	var mu sync.Mutex
 	var batch []candidate
-	err = walkRepos(ctx, r.c.store, func(repo string, objs []storage.Info) error {
-		st := newRepoState(repo, objs)
-		r.examined(st.objects, st.bytes)
-		cands, err := r.garbageLinks(ctx, st, ledger[repo])
-		if err != nil {
-			return err
+	take := func(min int) []candidate {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(batch) < min {
+			return nil
 		}
-		if r.c.opts.DryRun {
-			for _, c := range cands {
-				r.dryGone.add(keyHash(c.key))
+		full := batch
+		batch = nil
+		return full
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(repoConcurrency)
+	err = walkRepos(gctx, r.c.store, func(repo string, objs []storage.Info) error {
+		g.Go(func() error {
+			st := newRepoState(repo, objs)
+			r.examined(st.objects, st.bytes)
+			cands, err := r.garbageLinks(gctx, st, ledger[repo])
+			mu.Lock()
+			defer mu.Unlock()
+			if r.c.opts.DryRun {
+				for _, c := range cands {
+					r.dryGone.add(keyHash(c.key))
+				}
 			}
-		}
-		batch = append(batch, cands...)
-		if len(batch) >= r.c.opts.BatchSize {
-			err = r.sweep(ctx, batch, r.lookLinks)
-			batch = nil
-		}
-		return err
+			batch = append(batch, cands...)
+			return err
+		})
+		return r.sweep(gctx, take(r.c.opts.BatchSize), r.lookLinks)
 	})
+	if werr := g.Wait(); werr != nil {
+		err = werr
+	}
 	if err == nil {
-		err = r.sweep(ctx, batch, r.lookLinks)
+		err = r.sweep(ctx, take(0), r.lookLinks)
 	}
 	return err
 }

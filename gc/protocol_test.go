@@ -42,7 +42,7 @@ func (e *env) hooked(h *hookStore, opts Options) Report {
 	e.t.Helper()
 	e.reg.Wait()
 	h.Store = e.store
-	opts.Fence = -1
+	opts.Fence, opts.LinkTTL = -1, -1
 	rep, err := New(h, e.reg.Metadata(), promote.NewLedgerDigests(e.store), opts).Run(context.Background())
 	if err != nil {
 		e.t.Fatalf("run: %v", err)
@@ -174,7 +174,7 @@ func TestZombieStops(t *testing.T) {
 	}}
 	h.Store = e.store
 	e.reg.Wait()
-	_, err := New(h, e.reg.Metadata(), nil, Options{Fence: -1}).Run(context.Background())
+	_, err := New(h, e.reg.Metadata(), nil, Options{Fence: -1, LinkTTL: -1}).Run(context.Background())
 	if !errors.Is(err, errStopped) {
 		t.Fatalf("run: %v, want it stopped", err)
 	}

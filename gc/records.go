@@ -61,11 +61,18 @@ func (r *run) records(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Replicas may serve a blob unlinked moments ago from a remembered
+	// link (and a cached descriptor) for LinkTTL: such descriptors wait.
+	held := r.c.opts.LinkTTL > 0 && !r.lastUnlink.IsZero() && time.Since(r.lastUnlink) < r.c.opts.LinkTTL
+	r.unlinked.seal()
 	var batch []candidate
 	for _, prefix := range []string{registry.BlobsPrefix, registry.ManifestsPrefix} {
 		err := walk(ctx, r.c.store, prefix, func(o storage.Info) error {
 			r.examined(1, o.Size)
 			if r.age(o) < r.c.opts.Grace || !ls.unlinked(o.Key) {
+				return nil
+			}
+			if d, _ := registry.RecordDigest(o.Key); held && prefix == registry.BlobsPrefix && r.unlinked.has(digestHash(d)) {
 				return nil
 			}
 			batch = append(batch, candidate{key: o.Key, size: o.Size})

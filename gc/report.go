@@ -52,6 +52,12 @@ type Options struct {
 	// protocol needs (> tombstone.CacheFor); < 0 waits not at all (tests
 	// whose writers all go through one Guard-free path).
 	Fence time.Duration
+	// LinkTTL is how long a replica may still serve a blob GET from a
+	// link it remembers (registry Options.BlobLinkTTL): a descriptor whose
+	// last link this run removed is deleted only if that long has passed
+	// since, else by the next run. 0: 5 min (the registry's default);
+	// < 0: no wait.
+	LinkTTL time.Duration
 	// Concurrency bounds the store requests in flight (0: 16).
 	Concurrency int
 	// BatchSize bounds the candidates handled per protocol round, and so
