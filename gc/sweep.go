@@ -24,8 +24,17 @@ type candidate struct {
 
 // secondLook re-reads, from the store, exactly what could have made the
 // candidates live since they were chosen (after their tombstones were
-// written), and returns the keys still garbage.
-type secondLook func(ctx context.Context, cands []candidate) (map[string]bool, error)
+// written), and says which are still garbage.
+type secondLook func(ctx context.Context, cands []candidate) (verdict, error)
+
+// verdict is a second look's answer: the keys still garbage, and what
+// each key needs (deps: a manifest link needs its children's links and
+// its blobs' links), so that a candidate a writer rescues keeps what it
+// needs (commitAll).
+type verdict struct {
+	garbage map[string]bool
+	deps    map[string][]string
+}
 
 // each runs f(i) for i in [0, n) with at most Options.Concurrency at once;
 // the first error cancels the rest.
@@ -58,7 +67,7 @@ func (r *run) sweep(ctx context.Context, cands []candidate, look secondLook) err
 		return err
 	}
 	r.count(&r.rep.Pending, int64(len(marked)))
-	still, err := look(ctx, marked)
+	v, err := look(ctx, marked)
 	if err == nil {
 		err = r.heartbeat(ctx) // a zombie stops before it commits
 	}
@@ -66,10 +75,7 @@ func (r *run) sweep(ctx context.Context, cands []candidate, look secondLook) err
 		r.release(ctx, marked)
 		return err
 	}
-	return r.each(ctx, len(marked), func(ctx context.Context, i int) error {
-		defer r.count(&r.rep.Pending, -1)
-		return r.commit(ctx, marked[i], still[marked[i].key])
-	})
+	return r.commitAll(ctx, marked, v)
 }
 
 // announce writes the sweep entry and waits the fence, once per run:
@@ -159,18 +165,19 @@ func (r *run) release(ctx context.Context, marked []candidate) {
 
 // commit resolves one marked candidate: kept (the second look found it
 // live, or a writer rescued it) or deleted.
-func (r *run) commit(ctx context.Context, c candidate, garbage bool) error {
+func (r *run) commit(ctx context.Context, c candidate, garbage bool) (kept bool, err error) {
+	defer r.count(&r.rep.Pending, -1)
 	if garbage {
 		err := tombstone.Commit(ctx, r.c.store, c.key, r.id, c.etag)
 		if err == nil {
-			return r.finishDeletion(ctx, c)
+			return false, r.finishDeletion(ctx, c)
 		}
 		if !errors.Is(err, storage.ErrPreconditionFailed) {
-			return err
+			return false, err
 		}
 	}
 	r.count(&r.rep.Rescued, 1)
-	return tombstone.Remove(ctx, r.c.store, c.key)
+	return true, tombstone.Remove(ctx, r.c.store, c.key)
 }
 
 // finishDeletion deletes an object whose tombstone is deleting, then the
