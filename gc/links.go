@@ -96,7 +96,12 @@ func (r *run) lookLinks(ctx context.Context, cands []candidate) (verdict, error)
 			for _, b := range mr.blobs {
 				deps = append(deps, registry.BlobLinkKey(repo, b))
 			}
-			v.deps[registry.ManifestLinkKey(repo, d)] = deps
+			link := registry.ManifestLinkKey(repo, d)
+			v.deps[link] = append(v.deps[link], deps...)
+			if mr.subject != "" { // a kept subject keeps its referrers
+				s := registry.ManifestLinkKey(repo, mr.subject)
+				v.deps[s] = append(v.deps[s], link)
+			}
 		}
 	}
 	return v, nil

@@ -7,8 +7,8 @@ import "context"
 // one is deleted, and kept if it was kept. So a manifest link a writer
 // rescues (a tag written after the second look protects the link and the
 // record only) keeps its children and blobs, and the rescue never leaves
-// a manifest that cannot be served. Candidates form a DAG (manifests are
-// content-addressed), so every candidate is resolved.
+// a manifest that cannot be served (and, follow_subject, its referrers).
+// Candidates form a DAG (manifests are content-addressed).
 func (r *run) commitAll(ctx context.Context, marked []candidate, v verdict) error {
 	index := make(map[string]int, len(marked))
 	for i, c := range marked {
@@ -53,5 +53,16 @@ func (r *run) commitAll(ctx context.Context, marked []candidate, v verdict) erro
 		}
 		ready = next
 	}
-	return nil
+	// A cycle (impossible with content-addressed manifests) would leave
+	// candidates unresolved: keep them.
+	var left []int
+	for i := range marked {
+		if waits[i] > 0 {
+			left = append(left, i)
+		}
+	}
+	return r.each(ctx, len(left), func(ctx context.Context, n int) error {
+		_, err := r.commit(ctx, marked[left[n]], false)
+		return err
+	})
 }

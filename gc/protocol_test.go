@@ -38,6 +38,21 @@ func (h *hookStore) PutIfMatch(ctx context.Context, key string, r io.Reader, siz
 	return h.Store.PutIfMatch(ctx, key, r, size, etag)
 }
 
+// rescueFirst is a hook that rescues, as a writer would, the first
+// object the collector commits, and names it in *rescued.
+func (e *env) rescueFirst(rescued *string) *hookStore {
+	return &hookStore{onCommit: func(obj string) {
+		*rescued = obj
+		_, etag, err := tombstone.Read(context.Background(), e.store, obj)
+		if err == nil {
+			err = tombstone.Rescue(context.Background(), e.store, obj, "writer", etag)
+		}
+		if err != nil {
+			e.t.Fatal(err)
+		}
+	}}
+}
+
 func (e *env) hooked(h *hookStore, opts Options) Report {
 	e.t.Helper()
 	e.reg.Wait()
@@ -62,16 +77,7 @@ func TestWriterRescueWins(t *testing.T) {
 		registry.ManifestLinkKey("app", two.Digest): e.imageKeys("app", two.Digest),
 	}
 	var rescued string
-	h := &hookStore{onCommit: func(obj string) {
-		rescued = obj
-		_, etag, err := tombstone.Read(context.Background(), e.store, obj)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := tombstone.Rescue(context.Background(), e.store, obj, "writer", etag); err != nil {
-			t.Fatal(err)
-		}
-	}}
+	h := e.rescueFirst(&rescued)
 	rep := e.hooked(h, Options{})
 	if _, ok := images[rescued]; !ok || rep.Rescued != 3 {
 		t.Fatalf("rescued %q first, report %+v; want a manifest link, kept with its 2 blob links", rescued, rep)
@@ -185,5 +191,21 @@ func TestZombieStops(t *testing.T) {
 	e.wantPresent(keys...)
 	e.run(Options{})
 	e.wantGone(keys...)
+	e.verify()
+}
+
+// A subject a writer rescues keeps its referrers (follow_subject).
+func TestRescuedSubjectKeepsReferrers(t *testing.T) {
+	e := newEnv(t)
+	subject := e.image("app", "", "subject", nil, "s")
+	sig := e.image("app", "", "sig", &subject, "sig")
+	keys := append(e.imageKeys("app", subject.Digest), e.imageKeys("app", sig.Digest)...)
+	var rescued string
+	h := e.rescueFirst(&rescued)
+	e.hooked(h, Options{})
+	if rescued != registry.ManifestLinkKey("app", subject.Digest) {
+		t.Fatalf("first commit %q, want the subject's link", rescued)
+	}
+	e.wantPresent(keys...)
 	e.verify()
 }
