@@ -209,12 +209,12 @@ func (r *run) reportDry(ctx context.Context, c candidate) error {
 	return nil
 }
 
-// deleteObject deletes one object the way its kind needs: a descriptor
-// first, then the data it names (a crash between leaves orphan data, for
-// stage 3); a manifest link after its referrer entry. It returns the data
-// objects deleted with a descriptor and their bytes.
+// deleteObject deletes one object the way its kind needs
+// (registry.Metadata.DeleteObject: a descriptor first, then the data it
+// names — a crash between leaves orphan data, for stage 3 — and this
+// replica's caches forget it); a manifest link after its referrer entry.
+// It returns the data objects deleted with a descriptor and their bytes.
 func (r *run) deleteObject(ctx context.Context, key string) (data []string, size int64, err error) {
-	s := r.c.store
 	switch {
 	case strings.HasPrefix(key, registry.BlobsPrefix):
 		data, size, err = r.descriptorData(ctx, key)
@@ -224,15 +224,6 @@ func (r *run) deleteObject(ctx context.Context, key string) (data []string, size
 		if err != nil {
 			return nil, 0, err
 		}
-		if err := s.Delete(ctx, key); err != nil {
-			return nil, 0, err
-		}
-		for _, d := range data {
-			if err := s.Delete(ctx, d); err != nil {
-				return nil, 0, err
-			}
-		}
-		return data, size, nil
 	case strings.HasPrefix(key, registry.RepositoriesPrefix):
 		if k, ok := registry.ParseRepoKey(key); ok && k.Kind == registry.KeyManifests {
 			if err := r.deleteReferrerEntry(ctx, k); err != nil {
@@ -240,7 +231,7 @@ func (r *run) deleteObject(ctx context.Context, key string) (data []string, size
 			}
 		}
 	}
-	return nil, 0, s.Delete(ctx, key)
+	return data, size, r.c.meta.DeleteObject(ctx, key)
 }
 
 // deleteReferrerEntry deletes the referrer index entry of a manifest link
