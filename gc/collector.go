@@ -97,6 +97,7 @@ type run struct {
 	c     *Collector
 	id    string
 	now   time.Time // the store's time at the start
+	began time.Time // this machine's (monotonic) time then
 	mu    sync.Mutex
 	rep   Report
 	swept bool // the sweep entry is written and the fence waited
@@ -116,7 +117,7 @@ func newRunID() string {
 }
 
 func (c *Collector) begin(ctx context.Context) (*run, error) {
-	r := &run{c: c, id: newRunID()}
+	r := &run{c: c, id: newRunID(), began: time.Now()}
 	now, err := storeNow(ctx, c.store, r.id)
 	if err != nil {
 		return nil, fmt.Errorf("gc: reading the store's clock: %w", err)
@@ -186,10 +187,8 @@ func (r *run) finish(ctx context.Context, err error) (Report, error) {
 		}
 	}
 	r.mu.Lock()
-	r.rep.Finished = time.Now().UTC()
-	if d := r.rep.Finished.Sub(r.rep.Started); d < 0 || r.rep.Started.IsZero() {
-		r.rep.Finished = r.rep.Started
-	}
+	// In the store's time, as Started: this machine's clock may differ.
+	r.rep.Finished = r.rep.Started.Add(time.Since(r.began))
 	if err != nil {
 		r.rep.Error = err.Error()
 	} else {
