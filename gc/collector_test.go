@@ -208,7 +208,7 @@ func TestKilledRunThenFullRun(t *testing.T) {
 		t.Fatalf("killed run: %v %+v", err, rep)
 	}
 	e.wantGone(manifestKeys("app", gone.Digest)[0]) // stage 1 ran
-	e.wantPresent(registry_(goneKeys)...)           // stage 2 did not
+	e.wantPresent(recordKeys(goneKeys)...)           // stage 2 did not
 	problems := e.verifyProblems()
 	if len(problems) > 0 {
 		t.Fatalf("after the killed run: %q", problems)
@@ -226,8 +226,8 @@ func TestKilledRunThenFullRun(t *testing.T) {
 	e.verify()
 }
 
-// registry_ keeps the record and descriptor keys (not links) of keys.
-func registry_(keys []string) []string {
+// recordKeys keeps the record and descriptor keys (not links) of keys.
+func recordKeys(keys []string) []string {
 	var out []string
 	for _, k := range keys {
 		if len(k) > 6 && (k[:6] == "blobs/" || k[:10] == "manifests/") {
