@@ -208,7 +208,7 @@ func TestKilledRunThenFullRun(t *testing.T) {
 		t.Fatalf("killed run: %v %+v", err, rep)
 	}
 	e.wantGone(manifestKeys("app", gone.Digest)[0]) // stage 1 ran
-	e.wantPresent(recordKeys(goneKeys)...)           // stage 2 did not
+	e.wantPresent(recordKeys(goneKeys)...)          // stage 2 did not
 	problems := e.verifyProblems()
 	if len(problems) > 0 {
 		t.Fatalf("after the killed run: %q", problems)
