@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/slipway/slipway/registry"
@@ -33,7 +34,13 @@ type Collector struct {
 	ledger LedgerReader
 	opts   Options
 	mu     sync.Mutex // one run at a time
+	// refs caches what manifests reference (immutable records), so the
+	// second look and later runs do not read them again.
+	refs *lru.Cache[hash, *manifestRefs]
 }
+
+// refsCacheEntries bounds Collector.refs (an entry is ~0.5 KB).
+const refsCacheEntries = 16384
 
 // Defaults of Options.
 const (
@@ -70,7 +77,8 @@ func New(store storage.Store, meta *registry.Metadata, ledger LedgerReader, opts
 	if ledger == nil {
 		ledger = noLedger{}
 	}
-	return &Collector{store: store, meta: meta, ledger: ledger, opts: opts}
+	refs, _ := lru.New[hash, *manifestRefs](refsCacheEntries)
+	return &Collector{store: store, meta: meta, ledger: ledger, opts: opts, refs: refs}
 }
 
 type noLedger struct{}
