@@ -260,3 +260,27 @@ func TestUnlinkedDescriptorWaitsLinkTTL(t *testing.T) {
 	e.wantGone(records...)
 	e.verify()
 }
+
+// The report is stored from the start of a run, updated after each stage
+// (Progress sees the same), and final at the end; ListReports lists the
+// newest first, at most n.
+func TestReportsDuringRun(t *testing.T) {
+	e := newEnv(t)
+	e.image("app", "", "gone", nil, "layer")
+	var seen []Report
+	rep := e.run(Options{Progress: func(r Report) {
+		stored, err := ListReports(context.Background(), e.store, 1)
+		if err != nil || len(stored) != 1 || stored[0].Run != r.Run || stored[0].Freed != r.Freed {
+			t.Errorf("stored %+v, err %v; progress %+v", stored, err, r)
+		}
+		seen = append(seen, r)
+	}})
+	if len(seen) != 4 || !seen[0].Finished.IsZero() || seen[0].Freed.Objects == 0 || seen[3].Finished.IsZero() {
+		t.Errorf("progress reports: %+v", seen)
+	}
+	second := e.run(Options{})
+	all, err := ListReports(context.Background(), e.store, 0)
+	if err != nil || len(all) != 2 || all[0].Run != second.Run || all[1].Run != rep.Run || all[1].Finished.IsZero() {
+		t.Errorf("ListReports: %v %+v", err, all)
+	}
+}
