@@ -68,15 +68,17 @@ stop_run() {
 	fi
 }
 
-# build_bench [s3count]: regbench as $RB (and s3count in RUN_DIR), and
-# bin/slipway as SLIPWAY_BIN unless it is set.
+# build_bench [TOOL...]: regbench as $RB, each TOOL (a command of the bench
+# module: s3count, floor) as RUN_DIR/TOOL, and bin/slipway as SLIPWAY_BIN
+# unless it is set.
 build_bench() {
 	RB=$RUN_DIR/regbench
 	log "building regbench $* and slipway"
 	(cd "$REPO/bench" && go build -o "$RB" ./regbench) || die "regbench does not build"
-	if [[ ${1:-} == s3count ]]; then
-		(cd "$REPO/bench" && go build -o "$RUN_DIR/s3count" ./s3count) || die "s3count does not build"
-	fi
+	local tool
+	for tool in "$@"; do
+		(cd "$REPO/bench" && go build -o "$RUN_DIR/$tool" "./$tool") || die "$tool does not build"
+	done
 	if [[ -z ${SLIPWAY_BIN:-} ]]; then
 		(cd "$REPO" && go build -o bin/slipway ./cmd/slipway) || die "Slipway does not build"
 		SLIPWAY_BIN=$REPO/bin/slipway

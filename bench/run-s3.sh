@@ -5,11 +5,17 @@
 #
 # One MinIO (/root/go/bin/minio or $MINIO_BIN) with its data dir under
 # BENCH_DIR (a real disk, not tmpfs); a bucket per system: raw, slipway,
-# stock. Registry instances, all on loopback, talking to MinIO directly:
+# stock, floor. Registry instances, all on loopback, talking to MinIO directly:
 #   slipway          storage.s3 redirect: true   (push, pull, manifest rows)
 #   slipway-noredir  storage.s3 redirect: false  (pull rows), same bucket
 #   stock            storage.redirect.disable: false  (push, pull, manifest rows)
 #   stock-noredir    storage.redirect.disable: true   (pull rows), same bucket
+#   floor            bench/floor (push rows): only the irreducible work of a
+#                    push: hash the chunked PATCH body while holding it in a
+#                    pooled buffer, one UNSIGNED-PAYLOAD PutObject, digest
+#                    check at PUT, state in memory; no auth. The best any
+#                    registry that hashes and holds the body could do here.
+#   floor-nohash     the same with -hash=false (what the SHA-256 costs)
 # Slipway has token auth on (an admin user for this run, like run.sh).
 #
 # Phase "count" (first; ~1 min): for each of the four configurations, a
@@ -58,7 +64,7 @@ start_run s3run
 
 # --- build ----------------------------------------------------------------------
 SLIPWAY_GIVEN=${SLIPWAY_BIN:-} # a binary given by the caller, not built from this tree
-build_bench s3count
+build_bench s3count floor
 STOCK_BIN=${STOCK_BIN:-$(go env GOPATH)/bin/registry}
 if [[ ! -x $STOCK_BIN ]]; then
 	go install "github.com/distribution/distribution/v3/cmd/registry@$STOCK_VERSION"
@@ -80,7 +86,8 @@ for b in raw stock; do
 done
 
 # --- registries -------------------------------------------------------------------------
-# start NAME PORT S3ENDPOINT: NAME is slipway[-noredir][-count] or stock[...]
+# start NAME PORT S3ENDPOINT: NAME is slipway[-noredir][-count], stock[...]
+# or floor[-nohash]
 start() {
 	local name=$1 port=$2 ep=$3 cfg=$RUN_DIR/$1.yml redirect=true
 	[[ $name == *noredir* ]] && redirect=false
@@ -134,6 +141,13 @@ start() {
 			  addr: "127.0.0.1:$port"
 		EOF
 		OTEL_TRACES_EXPORTER=none "$STOCK_EXE" serve "$cfg" >>"$RUN_DIR/$name.log" 2>&1 &
+		;;
+	floor*)
+		# the floor (bench/floor): credentials from the environment
+		# (MINIO_ROOT_USER / MINIO_ROOT_PASSWORD), not the command line
+		local hash=true
+		[[ $name == *nohash* ]] && hash=false
+		"$RUN_DIR/floor" -listen "127.0.0.1:$port" -s3-endpoint "$ep" -s3-bucket floor -hash="$hash" >>"$RUN_DIR/$name.log" 2>&1 &
 		;;
 	esac
 	PID[$name]=$!
@@ -247,12 +261,16 @@ if [[ " $PHASES " == *" rows "* ]]; then
 	start slipway-noredir $((BASE_PORT + 2)) "$MINIO_EP"
 	start stock $((BASE_PORT + 3)) "$MINIO_EP"
 	start stock-noredir $((BASE_PORT + 4)) "$MINIO_EP"
+	if [[ " $ROWS " == *" push-"* ]]; then
+		start floor $((BASE_PORT + 5)) "$MINIO_EP"
+		start floor-nohash $((BASE_PORT + 6)) "$MINIO_EP"
+	fi
 	read -r -a RS <<<"$ROWS"
 	started=$SECONDS
 	for i in "${!RS[@]}"; do
 		row=${RS[$i]}
 		case $row in
-		push-*) systems=(raw slipway stock) ;;
+		push-*) systems=(raw slipway stock floor floor-nohash) ;;
 		pull-*) systems=(raw slipway stock slipway-noredir stock-noredir) ;;
 		manifest-*) systems=(slipway stock) ;;
 		*) die "unknown row $row" ;;

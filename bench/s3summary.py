@@ -56,8 +56,21 @@ names = {'push-16m': 'Blob push, 16 MiB × 4 parallel (64 blobs)',
          'manifest-head': 'Manifest HEAD by tag, 16 clients',
          'manifest-get': 'Manifest GET by tag, 16 clients'}
 
-print('| Row | Unit | raw minio-go: median (runs) | Stock v3.1.2 on S3 | Slipway on S3 | Slipway/raw (target) | Slipway/stock (target ≥ 1.0) |')
-print('| --- | --- | ---: | ---: | ---: | ---: | ---: |')
+# The floor (bench/floor, push rows only): columns only when it ran.
+floors = [s for s in ('floor', 'floor-nohash') if any(k[1] == s for k in res)]
+floor_names = {'floor': 'Floor (hash + hold + 1 PUT)', 'floor-nohash': 'Floor, no hash'}
+
+def floor_cell(sc, sysname, rc):
+    if not sc.startswith('push'):
+        return 'n/a'
+    c = cell(sc, sysname)
+    if c is None or c.get('fail'):
+        return fmt(c)
+    return '%s = %s raw' % (fmt(c), rs(ratio(c, rc)))
+
+print('| Row | Unit | raw minio-go: median (runs) | Stock v3.1.2 on S3 | Slipway on S3 | Slipway/raw (target) | Slipway/stock (target ≥ 1.0) |'
+      + ''.join(' %s: median (runs) = ×raw |' % floor_names[f] for f in floors))
+print('| --- | --- | ---: | ---: | ---: | ---: | ---: |' + ' ---: |' * len(floors))
 rows = []
 for sc, raw_t in (('push-16m', 0.8), ('push-256k', 0.5)):
     rows.append((names[sc], 'MiB/s', sc, 'raw', 'stock', 'slipway', raw_t, 1.0))
@@ -75,7 +88,8 @@ for name, unit, sc, rawk, stk, slk, raw_t, st_t in rows:
     r1, r2 = ratio(sc_, rc), ratio(sc_, tc)
     r1s = rs(r1) + (' (≥ %.1f: %s)' % (raw_t, verdict(r1, raw_t)) if raw_t else '')
     r2s = rs(r2) + (' (≥ %.1f: %s)' % (st_t, verdict(r2, st_t)) if st_t != 1.0 else ' ' + verdict(r2, 1.0))
-    print('| %s | %s | %s | %s | %s | %s | %s |' % (name, unit, fmt(rc) if rawk else 'n/a', fmt(tc), fmt(sc_), r1s if rawk else 'n/a', r2s))
+    print('| %s | %s | %s | %s | %s | %s | %s |' % (name, unit, fmt(rc) if rawk else 'n/a', fmt(tc), fmt(sc_), r1s if rawk else 'n/a', r2s)
+          + ''.join(' %s |' % floor_cell(sc, f, rc) for f in floors))
     lat.append((name, rc, tc, sc_, sc))
 print()
 print('Per-request latency, median over runs of each run\'s p50 / p99 (ms):')
@@ -100,8 +114,9 @@ if any(per_gib(sc, s, 'server_cpu_s') is not None for sc in cpu_rows for s in ('
     print()
     print('Server CPU per GiB moved (user+system CPU-seconds of the registry process during the timed run, median over runs; MinIO\'s beside it; raw: MinIO only), and what Slipway\'s Go runtime allocated per MiB:')
     print()
-    print('| Row | raw: MinIO s/GiB | Stock s/GiB (+ MinIO) | Slipway s/GiB (+ MinIO) | Slipway/stock (target ≤ 0.5 for push) | Slipway allocs per MiB |')
-    print('| --- | ---: | ---: | ---: | ---: | ---: |')
+    print('| Row | raw: MinIO s/GiB | Stock s/GiB (+ MinIO) | Slipway s/GiB (+ MinIO) | Slipway/stock (target ≤ 0.5 for push) | Slipway allocs per MiB |'
+          + ''.join(' %s s/GiB (+ MinIO) |' % floor_names[fl] for fl in floors))
+    print('| --- | ---: | ---: | ---: | ---: | ---: |' + ' ---: |' * len(floors))
     for sc in cpu_rows:
         f = lambda v: '—' if v is None else '%.2f' % v
         st, sl = per_gib(sc, 'stock', 'server_cpu_s'), per_gib(sc, 'slipway', 'server_cpu_s')
@@ -113,7 +128,9 @@ if any(per_gib(sc, s, 'server_cpu_s') is not None for sc in cpu_rows for s in ('
             tgt = ' (%s)' % ('yes' if r <= 0.5 else '**NO**')
         ab, am = per_gib(sc, 'slipway', 'server_alloc_bytes'), per_gib(sc, 'slipway', 'server_mallocs')
         allocs = '—' if ab is None else '%.2f MiB in %.0f objects' % (ab / 1024 / 2**20, am / 1024)
-        print('| %s | %s | %s (+ %s) | %s (+ %s) | %s%s | %s |' % (names[sc], f(rawm), f(st), f(stm), f(sl), f(slm), rs(r), tgt, allocs))
+        fcells = ''.join(' %s (+ %s) |' % (f(per_gib(sc, fl, 'server_cpu_s')), f(per_gib(sc, fl, 'also_cpu_s')))
+                         if sc.startswith('push') else ' n/a |' for fl in floors)
+        print('| %s | %s | %s (+ %s) | %s (+ %s) | %s%s | %s |' % (names[sc], f(rawm), f(st), f(stm), f(sl), f(slm), rs(r), tgt, allocs) + fcells)
 
 busy = []
 for (sc, sysname), rs_ in sorted(res.items()):

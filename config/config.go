@@ -32,6 +32,8 @@ type Config struct {
 	Promotion Promotion `yaml:"promotion"`
 	// Admin configures the web pages.
 	Admin Admin `yaml:"admin"`
+	// Retention deletes old tags by rule (retention.go).
+	Retention Retention `yaml:"retention"`
 }
 
 // Uploads configures the housekeeping of blob upload sessions.
@@ -303,6 +305,7 @@ func (c Config) problems() []problem {
 	ps = append(ps, stageProblems(c.Stages)...)
 	ps = append(ps, c.Promotion.problems()...)
 	ps = append(ps, c.Admin.problems()...)
+	ps = append(ps, retentionProblems(c.Retention, c.Stages)...)
 	return ps
 }
 
