@@ -102,6 +102,47 @@ func (g *gcWorld) deleteCommitted(key string) error {
 	return tombstone.Remove(ctx, g.store, key)
 }
 
+// untaggedImage pushes an image of one layer to "app" by digest (no tag)
+// and returns its manifest and digest.
+func (g *gcWorld) untaggedImage(layer string) ([]byte, digest.Digest) {
+	g.t.Helper()
+	raw := g.w.image("app", layer)
+	d := digest.FromBytes(raw)
+	wantStatus(g.t, g.w.putManifest("app", d.String(), v1.MediaTypeImageManifest, raw), http.StatusCreated)
+	return raw, d
+}
+
+// commitDeletion plays the collector up to its commit on key: sweep entry,
+// tombstone, second look (live tells whether it finds key live), commit.
+func (g *gcWorld) commitDeletion(key string, live func() bool) {
+	g.t.Helper()
+	ctx := context.Background()
+	if err := tombstone.BeginSweep(ctx, g.store, "run1"); err != nil {
+		g.t.Fatal(err)
+	}
+	etag, err := tombstone.Mark(ctx, g.store, key, "run1")
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	if live != nil && live() {
+		g.t.Fatalf("second look: %s is live", key)
+	}
+	if err := tombstone.Commit(ctx, g.store, key, "run1", etag); err != nil {
+		g.t.Fatal(err)
+	}
+}
+
+// holdDeletion starts the collector's deletion of a committed key and
+// holds it right before the object's delete; the channel gets its result.
+func (g *gcWorld) holdDeletion(key string) (*pause.Point, <-chan error) {
+	g.t.Helper()
+	atDelete := g.p.Before(pause.Delete, key)
+	deleted := make(chan error, 1)
+	go func() { deleted <- g.deleteCommitted(key) }()
+	reach(g.t, atDelete)
+	return atDelete, deleted
+}
+
 // garbageBlob pushes data to repository "old" and deletes it there: its
 // descriptor is then garbage, a candidate of the collector.
 func (g *gcWorld) garbageBlob(data []byte) digest.Digest {
@@ -199,23 +240,8 @@ func TestGCCommitBeforeBlobPush(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := tombstone.BeginSweep(ctx, g.store, "run1"); err != nil {
-			t.Fatal(err)
-		}
-		etag, err := tombstone.Mark(ctx, g.store, desc, "run1")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if g.linkedAnywhere(d) {
-			t.Fatal("second look: linked")
-		}
-		if err := tombstone.Commit(ctx, g.store, desc, "run1", etag); err != nil {
-			t.Fatal(err)
-		}
-		atDelete := g.p.Before(pause.Delete, desc)
-		deleted := make(chan error, 1)
-		go func() { deleted <- g.deleteCommitted(desc) }()
-		reach(t, atDelete)
+		g.commitDeletion(desc, func() bool { return g.linkedAnywhere(d) })
+		atDelete, deleted := g.holdDeletion(desc)
 
 		// The writer's Protect reads the tombstone (deleting); the writer
 		// then waits for the deletion, held here a while (it must neither
@@ -259,20 +285,8 @@ func TestGCCommitBeforeManifestPut(t *testing.T) {
 		raw := g.w.image("app", "layer c")
 		layer := digest.FromString("layer c")
 		link := blobLinkKey("app", layer)
-		if err := tombstone.BeginSweep(ctx, g.store, "run1"); err != nil {
-			t.Fatal(err)
-		}
-		etag, err := tombstone.Mark(ctx, g.store, link, "run1")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := tombstone.Commit(ctx, g.store, link, "run1", etag); err != nil {
-			t.Fatal(err)
-		}
-		atDelete := g.p.Before(pause.Delete, link)
-		deleted := make(chan error, 1)
-		go func() { deleted <- g.deleteCommitted(link) }()
-		reach(t, atDelete)
+		g.commitDeletion(link, nil)
+		atDelete, deleted := g.holdDeletion(link)
 
 		wantError(t, g.w.putManifest("app", "v1", v1.MediaTypeImageManifest, raw), http.StatusNotFound, "MANIFEST_BLOB_UNKNOWN")
 		if _, err := g.coll.Tag(ctx, "app", "v1"); !errors.Is(err, storage.ErrNotFound) {
@@ -420,27 +434,16 @@ func TestGCTagOnCollectedTree(t *testing.T) {
 	onBackends(t, func(t *testing.T, inner storage.Store) {
 		ctx := context.Background()
 		g := newGCWorld(t, inner)
-		raw := g.w.image("app", "layer t")
-		d := digest.FromBytes(raw)
-		wantStatus(t, g.w.putManifest("app", d.String(), v1.MediaTypeImageManifest, raw), http.StatusCreated)
+		_, d := g.untaggedImage("layer t")
 		link := blobLinkKey("app", digest.FromString("layer t"))
-		if err := tombstone.BeginSweep(ctx, g.store, "run1"); err != nil {
-			t.Fatal(err)
-		}
-		etag, err := tombstone.Mark(ctx, g.store, link, "run1")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := tombstone.Commit(ctx, g.store, link, "run1", etag); err != nil {
-			t.Fatal(err)
-		}
+		g.commitDeletion(link, nil)
 		go func() {
 			time.Sleep(100 * time.Millisecond) // the writer waits meanwhile
 			if err := g.deleteCommitted(link); err != nil {
 				t.Error(err)
 			}
 		}()
-		err = g.w.reg.meta.SetTag(ctx, "app", "v1", d, "", "")
+		err := g.w.reg.meta.SetTag(ctx, "app", "v1", d, "", "")
 		if !errors.Is(err, tombstone.ErrCollected) || !errors.Is(err, storage.ErrNotFound) {
 			t.Fatalf("SetTag on a collected tree: %v, want ErrCollected and ErrNotFound", err)
 		}
@@ -456,24 +459,10 @@ func TestGCManifestRepushDuringItsDeletion(t *testing.T) {
 	onBackends(t, func(t *testing.T, inner storage.Store) {
 		ctx := context.Background()
 		g := newGCWorld(t, inner)
-		raw := g.w.image("app", "layer r")
-		d := digest.FromBytes(raw)
-		wantStatus(t, g.w.putManifest("app", d.String(), v1.MediaTypeImageManifest, raw), http.StatusCreated)
+		raw, d := g.untaggedImage("layer r")
 		link := manifestLinkKey("app", d)
-		if err := tombstone.BeginSweep(ctx, g.store, "run1"); err != nil {
-			t.Fatal(err)
-		}
-		etag, err := tombstone.Mark(ctx, g.store, link, "run1")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := tombstone.Commit(ctx, g.store, link, "run1", etag); err != nil {
-			t.Fatal(err)
-		}
-		atDelete := g.p.Before(pause.Delete, link)
-		deleted := make(chan error, 1)
-		go func() { deleted <- g.deleteCommitted(link) }()
-		reach(t, atDelete)
+		g.commitDeletion(link, nil)
+		atDelete, deleted := g.holdDeletion(link)
 		pushed := make(chan resp, 1)
 		go func() { pushed <- g.w.putManifest("app", "v1", v1.MediaTypeImageManifest, raw) }()
 		time.Sleep(200 * time.Millisecond)
