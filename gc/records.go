@@ -2,20 +2,23 @@ package gc
 
 import (
 	"context"
+	"errors"
 	"time"
+
+	"github.com/opencontainers/go-digest"
 
 	"github.com/slipway/slipway/registry"
 	"github.com/slipway/slipway/storage"
 )
 
-// linkedSets is every digest some repository links, as blobs and as
-// manifests.
-type linkedSets struct{ blobs, manifests hashSet }
+// digestSets is a set of blob digests and one of manifest digests: those
+// some repository links (run.linked), or those stored (run.stored).
+type digestSets struct{ blobs, manifests hashSet }
 
 // linked lists repositories/ once. gone, if set, holds hashes of link
 // keys to treat as deleted (a dry run's stage 1).
-func (r *run) linked(ctx context.Context, gone *hashSet) (*linkedSets, error) {
-	ls := &linkedSets{}
+func (r *run) linked(ctx context.Context, gone *hashSet) (*digestSets, error) {
+	ls := &digestSets{}
 	err := walk(ctx, r.c.store, registry.RepositoriesPrefix, func(o storage.Info) error {
 		k, ok := registry.ParseRepoKey(o.Key)
 		if !ok || (k.Kind != registry.KeyBlobs && k.Kind != registry.KeyManifests) {
@@ -36,9 +39,50 @@ func (r *run) linked(ctx context.Context, gone *hashSet) (*linkedSets, error) {
 	return ls, err
 }
 
+// stored lists the descriptors and manifest records there are.
+func (r *run) stored(ctx context.Context) (*digestSets, error) {
+	ds := &digestSets{}
+	for _, prefix := range []string{registry.BlobsPrefix, registry.ManifestsPrefix} {
+		set := &ds.blobs
+		if prefix == registry.ManifestsPrefix {
+			set = &ds.manifests
+		}
+		err := walk(ctx, r.c.store, prefix, func(o storage.Info) error {
+			if d, ok := registry.RecordDigest(o.Key); ok {
+				set.add(digestHash(d))
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	ds.blobs.seal()
+	ds.manifests.seal()
+	return ds, nil
+}
+
+// missing says whether the descriptor (blob) or manifest record of d is
+// missing: not listed in r.have, and not found by a Stat of the store
+// (not of a cache) now.
+func (r *run) missing(ctx context.Context, blob bool, d digest.Digest) (bool, error) {
+	set, key := &r.have.manifests, registry.ManifestKey(d)
+	if blob {
+		set, key = &r.have.blobs, registry.BlobKey(d)
+	}
+	if set.has(digestHash(d)) {
+		return false, nil
+	}
+	_, err := r.c.store.Stat(ctx, key)
+	if errors.Is(err, storage.ErrNotFound) {
+		return true, nil
+	}
+	return false, err
+}
+
 // unlinked says whether a descriptor or manifest record key names a digest
 // no repository of ls links.
-func (ls *linkedSets) unlinked(key string) bool {
+func (ls *digestSets) unlinked(key string) bool {
 	d, ok := registry.RecordDigest(key)
 	if !ok {
 		return false // not one of ours: never touched

@@ -20,6 +20,9 @@ type candidate struct {
 	key  string
 	size int64  // its size as listed
 	etag string // its tombstone's, once marked
+	// dangling: a link whose descriptor or record is missing; it
+	// references nothing, so deleting it breaks no manifest naming it.
+	dangling bool
 }
 
 // secondLook re-reads, from the store, exactly what could have made the
@@ -32,8 +35,9 @@ type secondLook func(ctx context.Context, cands []candidate) (verdict, error)
 // its blobs' links), so that a candidate a writer rescues keeps what it
 // needs (commitAll).
 type verdict struct {
-	garbage map[string]bool
-	deps    map[string][]string
+	garbage  map[string]bool
+	deps     map[string][]string
+	dangling map[string]bool // candidate.dangling, by key
 }
 
 // each runs f(i) for i in [0, n) with at most Options.Concurrency at once;
@@ -80,15 +84,18 @@ func (r *run) sweep(ctx context.Context, cands []candidate, look secondLook) err
 
 // announce writes the sweep entry and waits the fence, once per run:
 // writers that did not see the entry finished their writes before the
-// first tombstone, so every second look sees them.
+// first tombstone, so every second look sees them. From then on the entry
+// is refreshed in the background (heartbeat.go).
 func (r *run) announce(ctx context.Context) error {
 	if r.swept {
 		return r.heartbeat(ctx)
 	}
+	sent := time.Now()
 	if err := tombstone.BeginSweep(ctx, r.c.store, r.id); err != nil {
 		return err
 	}
 	r.swept = true
+	r.startBeating(ctx, sent)
 	if r.c.opts.Fence > 0 {
 		t := time.NewTimer(r.c.opts.Fence)
 		defer t.Stop()
@@ -99,15 +106,6 @@ func (r *run) announce(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-func (r *run) heartbeat(ctx context.Context) error {
-	err := tombstone.Heartbeat(ctx, r.c.store, r.id)
-	if errors.Is(err, storage.ErrNotFound) {
-		r.swept = false // nothing of ours to end
-		return errStopped
-	}
-	return err
 }
 
 // mark writes the candidates' tombstones and returns those it wrote. An
@@ -168,6 +166,9 @@ func (r *run) release(ctx context.Context, marked []candidate) {
 func (r *run) commit(ctx context.Context, c candidate, garbage bool) (kept bool, err error) {
 	defer r.count(&r.rep.Pending, -1)
 	if garbage {
+		if err := r.alive(); err != nil {
+			return false, err
+		}
 		err := tombstone.Commit(ctx, r.c.store, c.key, r.id, c.etag)
 		if err == nil {
 			return false, r.finishDeletion(ctx, c)
