@@ -123,9 +123,6 @@ type run struct {
 	rep   Report
 	swept bool // the sweep entry is written (sweep.go: announce)
 	beat  beat // the sweep entry's heartbeat (heartbeat.go)
-	// have: the descriptors and manifest records listed when stage 1
-	// began (a link to a digest not in it is checked with a Stat).
-	have *digestSets
 	// dryGone: in a dry run, hashes of the link keys stage 1 would have
 	// deleted, so that stage 2 judges as a real run would.
 	dryGone hashSet

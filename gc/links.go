@@ -19,9 +19,6 @@ func (r *run) links(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if r.have, err = r.stored(ctx); err != nil {
-		return err
-	}
 	// Repositories are judged a few at a time; the walk sweeps a batch
 	// (one sweep at a time) once judges have filled it.
 	var mu sync.Mutex
@@ -68,7 +65,7 @@ func (r *run) links(ctx context.Context) error {
 // listed again and judged again with its tags and the ledger read again.
 // A manifest link needs the links of its children and blobs (deps).
 func (r *run) lookLinks(ctx context.Context, cands []candidate) (verdict, error) {
-	v := verdict{garbage: map[string]bool{}, deps: map[string][]string{}, dangling: map[string]bool{}}
+	v := verdict{garbage: map[string]bool{}, deps: map[string][]string{}}
 	ledger, err := r.c.ledger.Digests(ctx)
 	if err != nil {
 		return v, err
@@ -91,7 +88,6 @@ func (r *run) lookLinks(ctx context.Context, cands []candidate) (verdict, error)
 		}
 		for _, c := range fresh {
 			v.garbage[c.key] = true
-			v.dangling[c.key] = c.dangling
 		}
 		addDeps(v.deps, st, refs)
 	}

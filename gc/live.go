@@ -125,10 +125,7 @@ func (r *run) readManifestRefs(ctx context.Context, d digest.Digest) (*manifestR
 
 // garbageLinks judges one repository: the manifest links no root reaches,
 // the referrer entries of manifests no longer linked, and the blob links
-// no live manifest needs, all older than grace. A link older than grace
-// whose descriptor or record is missing (a writer died between its link
-// and its Protect, after a collection) references nothing: it is garbage,
-// whatever needs it.
+// no live manifest needs, all older than grace.
 //
 // Live manifests: the closure, over index children and (follow_subject)
 // referrers of live subjects, of the roots: tags, ledger digests, links
@@ -144,17 +141,6 @@ func (r *run) garbageLinks(ctx context.Context, st *repoState, ledger []digest.D
 		return nil, nil, err
 	}
 	young := func(info storage.Info) bool { return r.now.Sub(info.ModTime) < r.c.opts.Grace }
-	dangling := map[hash]bool{} // manifest links without a record
-	for d, l := range st.manifests {
-		if young(l.info) {
-			continue
-		}
-		gone, err := r.missing(ctx, false, l.digest)
-		if err != nil {
-			return nil, nil, err
-		}
-		dangling[d] = gone
-	}
 
 	bySubject := map[hash][]hash{}
 	for d, mr := range refs {
@@ -169,7 +155,7 @@ func (r *run) garbageLinks(ctx context.Context, st *repoState, ledger []digest.D
 	live := map[hash]bool{}
 	var work []hash
 	visit := func(d hash) {
-		if _, linked := st.manifests[d]; linked && !live[d] && !dangling[d] {
+		if _, linked := st.manifests[d]; linked && !live[d] {
 			live[d] = true
 			work = append(work, d)
 		}
@@ -201,7 +187,7 @@ func (r *run) garbageLinks(ctx context.Context, st *repoState, ledger []digest.D
 	keepAllBlobs := false
 	for d, l := range st.manifests {
 		if !live[d] {
-			out = append(out, candidate{key: l.info.Key, size: l.info.Size, dangling: dangling[d]})
+			out = append(out, candidate{key: l.info.Key, size: l.info.Size})
 			continue
 		}
 		if !refs[d].readable {
@@ -216,21 +202,12 @@ func (r *run) garbageLinks(ctx context.Context, st *repoState, ledger []digest.D
 			out = append(out, candidate{key: e.info.Key, size: e.info.Size})
 		}
 	}
-	for d, l := range st.blobs {
-		if young(l.info) {
-			continue
-		}
-		gone := false
-		if needed[d] || keepAllBlobs {
-			var err error
-			if gone, err = r.missing(ctx, true, l.digest); err != nil {
-				return nil, nil, err
-			}
-			if !gone {
-				continue
+	if !keepAllBlobs {
+		for d, l := range st.blobs {
+			if !needed[d] && !young(l.info) {
+				out = append(out, candidate{key: l.info.Key, size: l.info.Size})
 			}
 		}
-		out = append(out, candidate{key: l.info.Key, size: l.info.Size, dangling: gone})
 	}
 	return out, refs, nil
 }

@@ -7,9 +7,7 @@ import "context"
 // one is deleted (not merely committed: each layer waits for the
 // deletions of the layer before), and kept if that one was kept. A
 // candidate needed by a link outside the batch (still there: another
-// run's tombstone holds it, or it was no candidate) is kept, unless it
-// is dangling (it references nothing: deleting it breaks nothing). So
-// a kill at any moment leaves no manifest link naming a missing link
+// run's tombstone holds it, or it was no candidate) is kept. So a kill at any moment leaves no manifest link naming a missing link
 // (docs/architecture.md 4.3, "Deletes go the other way"), and a manifest
 // link a writer rescues (a tag written after the second look protects
 // the link and the record only) keeps its children and blobs, so the
@@ -40,7 +38,7 @@ func (r *run) commitAll(ctx context.Context, marked []candidate, v verdict) erro
 			continue
 		}
 		for _, d := range needs {
-			if j, ok := index[d]; ok && !v.dangling[d] {
+			if j, ok := index[d]; ok {
 				keep[j] = true
 			}
 		}

@@ -2,10 +2,7 @@ package gc
 
 import (
 	"context"
-	"errors"
 	"time"
-
-	"github.com/opencontainers/go-digest"
 
 	"github.com/slipway/slipway/registry"
 	"github.com/slipway/slipway/storage"
@@ -39,47 +36,6 @@ func (r *run) linked(ctx context.Context, gone *hashSet) (*digestSets, error) {
 	return ls, err
 }
 
-// stored lists the descriptors and manifest records there are.
-func (r *run) stored(ctx context.Context) (*digestSets, error) {
-	ds := &digestSets{}
-	for _, prefix := range []string{registry.BlobsPrefix, registry.ManifestsPrefix} {
-		set := &ds.blobs
-		if prefix == registry.ManifestsPrefix {
-			set = &ds.manifests
-		}
-		err := walk(ctx, r.c.store, prefix, func(o storage.Info) error {
-			if d, ok := registry.RecordDigest(o.Key); ok {
-				set.add(digestHash(d))
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, err
-		}
-	}
-	ds.blobs.seal()
-	ds.manifests.seal()
-	return ds, nil
-}
-
-// missing says whether the descriptor (blob) or manifest record of d is
-// missing: not listed in r.have, and not found by a Stat of the store
-// (not of a cache) now.
-func (r *run) missing(ctx context.Context, blob bool, d digest.Digest) (bool, error) {
-	set, key := &r.have.manifests, registry.ManifestKey(d)
-	if blob {
-		set, key = &r.have.blobs, registry.BlobKey(d)
-	}
-	if set.has(digestHash(d)) {
-		return false, nil
-	}
-	_, err := r.c.store.Stat(ctx, key)
-	if errors.Is(err, storage.ErrNotFound) {
-		return true, nil
-	}
-	return false, err
-}
-
 // unlinked says whether a descriptor or manifest record key names a digest
 // no repository of ls links.
 func (ls *digestSets) unlinked(key string) bool {
@@ -95,7 +51,8 @@ func (ls *digestSets) unlinked(key string) bool {
 
 // records is stage 2: blob descriptors (with their data) and manifest
 // records that no repository links, older than grace, judged on a listing
-// of every link made after stage 1.
+// of every link made after stage 1. Then the dangling links: linked
+// digests the listings of blobs/ and manifests/ did not hold.
 func (r *run) records(ctx context.Context) error {
 	var gone *hashSet
 	if r.c.opts.DryRun {
@@ -109,29 +66,28 @@ func (r *run) records(ctx context.Context) error {
 	// link (and a cached descriptor) for LinkTTL: such descriptors wait.
 	held := r.c.opts.LinkTTL > 0 && !r.lastUnlink.IsZero() && time.Since(r.lastUnlink) < r.c.opts.LinkTTL
 	r.unlinked.seal()
-	var batch []candidate
+	seen := newSeenSets(ls)
+	b := &batcher{r: r, look: r.lookRecords}
 	for _, prefix := range []string{registry.BlobsPrefix, registry.ManifestsPrefix} {
 		err := walk(ctx, r.c.store, prefix, func(o storage.Info) error {
 			r.examined(1, o.Size)
+			seen.see(o.Key)
 			if r.age(o) < r.c.opts.Grace || !ls.unlinked(o.Key) {
 				return nil
 			}
 			if d, _ := registry.RecordDigest(o.Key); held && prefix == registry.BlobsPrefix && r.unlinked.has(digestHash(d)) {
 				return nil
 			}
-			batch = append(batch, candidate{key: o.Key, size: o.Size})
-			if len(batch) < r.c.opts.BatchSize {
-				return nil
-			}
-			err := r.sweep(ctx, batch, r.lookRecords)
-			batch = nil
-			return err
+			return b.add(ctx, candidate{key: o.Key, size: o.Size})
 		})
 		if err != nil {
 			return err
 		}
 	}
-	return r.sweep(ctx, batch, r.lookRecords)
+	if err := b.flush(ctx); err != nil {
+		return err
+	}
+	return r.danglingLinks(ctx, seen.missing(ls))
 }
 
 // lookRecords is stage 2's second look: every link, listed again.

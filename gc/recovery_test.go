@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -90,9 +91,9 @@ func TestStaleHeartbeatStopsCommits(t *testing.T) {
 }
 
 // A link older than grace whose descriptor (or manifest record) is gone
-// references nothing: it is freed even when a tagged manifest names it,
-// and a tag's manifest link without a record goes with the blob links
-// only it needed.
+// references nothing: it is freed even when a tagged manifest names it;
+// a tag's manifest link without a record goes, and the next run frees
+// the blob links only it needed.
 func TestDanglingLinksFreed(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t)
@@ -110,8 +111,13 @@ func TestDanglingLinksFreed(t *testing.T) {
 	e.run(Options{Grace: time.Hour}) // young: kept
 	e.wantPresent(lostBlob[0], noRecordKeys[0])
 
+	rep := e.run(Options{DryRun: true})
+	if !slices.Contains(rep.Deleted, lostBlob[0]) || !slices.Contains(rep.Deleted, noRecordKeys[0]) {
+		t.Errorf("dry run lists %q, want the dangling links", rep.Deleted)
+	}
 	e.run(Options{})
 	e.wantGone(lostBlob[0], noRecordKeys[0])
+	e.run(Options{})
 	e.wantGone(noRecordKeys[2:]...) // config and layer: only the record-less manifest needed them
 	e.wantPresent(registry.ManifestLinkKey("app", img.Digest), registry.ManifestKey(img.Digest))
 	e.wantPresent(keptBlob...)

@@ -20,9 +20,6 @@ type candidate struct {
 	key  string
 	size int64  // its size as listed
 	etag string // its tombstone's, once marked
-	// dangling: a link whose descriptor or record is missing; it
-	// references nothing, so deleting it breaks no manifest naming it.
-	dangling bool
 }
 
 // secondLook re-reads, from the store, exactly what could have made the
@@ -35,9 +32,8 @@ type secondLook func(ctx context.Context, cands []candidate) (verdict, error)
 // its blobs' links), so that a candidate a writer rescues keeps what it
 // needs (commitAll).
 type verdict struct {
-	garbage  map[string]bool
-	deps     map[string][]string
-	dangling map[string]bool // candidate.dangling, by key
+	garbage map[string]bool
+	deps    map[string][]string
 }
 
 // each runs f(i) for i in [0, n) with at most Options.Concurrency at once;
@@ -49,6 +45,29 @@ func (r *run) each(ctx context.Context, n int, f func(ctx context.Context, i int
 		g.Go(func() error { return f(gctx, i) })
 	}
 	return g.Wait()
+}
+
+// batcher gathers candidates and sweeps them BatchSize at a time.
+type batcher struct {
+	r     *run
+	look  secondLook
+	cands []candidate
+}
+
+// add adds c, and sweeps the batch once it is full.
+func (b *batcher) add(ctx context.Context, c candidate) error {
+	b.cands = append(b.cands, c)
+	if len(b.cands) < b.r.c.opts.BatchSize {
+		return nil
+	}
+	return b.flush(ctx)
+}
+
+// flush sweeps what is gathered.
+func (b *batcher) flush(ctx context.Context) error {
+	cands := b.cands
+	b.cands = nil
+	return b.r.sweep(ctx, cands, b.look)
 }
 
 // sweep frees one batch of candidates with the tombstone protocol: sweep
