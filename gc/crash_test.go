@@ -76,10 +76,9 @@ func crashContent(e *env) {
 	e.image("a", "", "a2", nil, "base", "a2")
 	sub := e.image("a", "", "a3", nil, "base", "a3")
 	e.image("a", "", "sig", &sub, "sig")
-	e.index("a", "", e.image("a", "", "c1", nil, "base", "c1"), e.image("a", "", "c2", nil, "base", "c2"))
+	e.index("a", "", e.image("a", "", "c1", nil, "base", "c1"))
 	e.image("b", "v1", "b1", nil, "base", "b1")
 	e.image("b", "", "b2", nil, "base", "b2", "a2")
-	e.image("b", "", "b3", nil, "base")
 	e.putData("data/00/orphan")
 	e.reg.Wait()
 }
