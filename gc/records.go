@@ -9,7 +9,8 @@ import (
 )
 
 // digestSets is a set of blob digests and one of manifest digests: those
-// some repository links (run.linked), or those stored (run.stored).
+// some repository links (run.linked), or those a listing missed
+// (seenSets.missing).
 type digestSets struct{ blobs, manifests hashSet }
 
 // linked lists repositories/ once. gone, if set, holds hashes of link
