@@ -3,8 +3,6 @@ package gc
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,12 +19,9 @@ import (
 // protocol decides every race), so a lost or stolen lease costs time,
 // never data.
 //
-//	gc/lease                 JSON leaseBody, written put-if-absent / put-if-match
-//	gc/lease-clock/<random>  empty; its ModTime is "now" in the store's time
-const (
-	LeaseKey         = "gc/lease"
-	leaseClockPrefix = "gc/lease-clock/"
-)
+//	gc/lease                    JSON leaseBody, written put-if-absent / put-if-match
+//	gc/clock/lease-<random>     the store's clock (storeNow), when the lease is taken over
+const LeaseKey = "gc/lease"
 
 var (
 	// ErrLeaseHeld: another collector holds the lease (see *LeaseHeldError).
@@ -93,9 +88,9 @@ func AcquireLease(ctx context.Context, s storage.Store, owner string, ttl time.D
 			return nil, err
 		}
 		if cur.TTLSeconds > 0 {
-			now, err := leaseClock(ctx, s)
+			now, err := storeNow(ctx, s, "lease-"+newRunID())
 			if err != nil {
-				return nil, err
+				return nil, fmt.Errorf("gc: reading the store's clock: %w", err)
 			}
 			if now.Before(info.ModTime.Add(seconds(cur.TTLSeconds))) {
 				return nil, &LeaseHeldError{Owner: cur.Owner, Until: cur.Until}
@@ -217,23 +212,6 @@ func readLease(ctx context.Context, s storage.Store) (leaseBody, storage.Info, e
 		b = leaseBody{Owner: "(unreadable lease)", TTLSeconds: 60}
 	}
 	return b, info, nil
-}
-
-// leaseClock is the store's current time: the ModTime of an object
-// written now (then deleted).
-func leaseClock(ctx context.Context, s storage.Store) (time.Time, error) {
-	var r [8]byte
-	_, _ = rand.Read(r[:])
-	key := leaseClockPrefix + hex.EncodeToString(r[:])
-	info, err := s.Put(ctx, key, bytes.NewReader(nil), 0)
-	if err == nil && info.ModTime.IsZero() {
-		info, err = s.Stat(ctx, key)
-	}
-	if err != nil {
-		return time.Time{}, fmt.Errorf("gc: reading the store's clock: %w", err)
-	}
-	_ = s.Delete(ctx, key)
-	return info.ModTime, nil
 }
 
 func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }

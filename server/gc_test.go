@@ -240,3 +240,36 @@ func TestGCScheduleOneAtATime(t *testing.T) {
 		t.Fatalf("%d collections at once, want 1", m)
 	}
 }
+
+// The real collector behind the API: a run on a registry with one tagged
+// image frees nothing and is listed, finished, with what it examined.
+func TestGCAPIRealCollector(t *testing.T) {
+	s, logs := newTestServer(t, nil)
+	h := s.Handler()
+	tok := token(t, h, adminUser, adminPass, "repository:staging/app:pull,push")
+	if rec := pushImage(t, h, tok, "staging/app", "1.0"); rec.Code != http.StatusCreated {
+		t.Fatalf("push = %d %s", rec.Code, rec.Body)
+	}
+	admin := basic(adminUser, adminPass)
+	rec := send(h, http.MethodPost, "/api/v1/gc/runs", "", admin...)
+	var started struct{ Run string }
+	if err := json.Unmarshal(rec.Body.Bytes(), &started); err != nil || rec.Code != http.StatusAccepted || started.Run == "" {
+		t.Fatalf("POST = %d %s", rec.Code, rec.Body)
+	}
+	waitFor(t, func() bool { return !s.gc.running.Load() })
+	rec = send(h, http.MethodGet, "/api/v1/gc/runs", "", admin...)
+	var body struct{ Runs []gc.Report }
+	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || len(body.Runs) != 1 {
+		t.Fatalf("GET = %d %s, want one run", rec.Code, rec.Body)
+	}
+	r := body.Runs[0]
+	if r.Run != started.Run || r.Finished.IsZero() || r.Error != "" || r.Examined.Objects == 0 || r.Freed.Objects != 0 {
+		t.Fatalf("report %+v: want finished, no error, objects examined, nothing freed", r)
+	}
+	if !strings.Contains(logs.String(), `"msg":"gc run finished"`) {
+		t.Fatal("no summary log line")
+	}
+	if rec := send(h, http.MethodGet, "/v2/staging/app/manifests/1.0", "", "Authorization", "Bearer "+tok); rec.Code != http.StatusOK {
+		t.Fatalf("the tagged image after GC: %d", rec.Code)
+	}
+}
