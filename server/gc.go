@@ -15,6 +15,7 @@ import (
 
 	"github.com/slipway/slipway/config"
 	"github.com/slipway/slipway/gc"
+	"github.com/slipway/slipway/registry"
 	"github.com/slipway/slipway/storage"
 )
 
@@ -204,4 +205,25 @@ func (g *collection) lastFinished(ctx context.Context) (gc.Report, bool, error) 
 		}
 	}
 	return gc.Report{}, false, nil
+}
+
+// CollectOnce runs one collection on store, as `slipway gc` does, while
+// replicas keep serving. It takes the lease when it is free (so that no
+// scheduled run starts meanwhile) and runs anyway when another collector
+// holds it, telling held why: two collectors at once are safe, only
+// slower. A failed lease request is a store failure and ends it.
+func CollectOnce(ctx context.Context, cfg config.Config, store storage.Store, opts gc.Options, held func(error)) (gc.Report, error) {
+	lease, err := gc.AcquireLease(ctx, store, "slipway gc "+leaseOwner(), cfg.GC.Lease)
+	switch {
+	case errors.Is(err, gc.ErrLeaseHeld):
+		held(err)
+	case err != nil:
+		return gc.Report{}, err
+	default:
+		var release func()
+		ctx, release = lease.Keep(ctx, held)
+		defer release()
+	}
+	meta := registry.New(store, registry.Options{Logger: slog.New(slog.DiscardHandler)}).Metadata()
+	return gcBackendFor(store, meta).collector(opts).Run(ctx)
 }
