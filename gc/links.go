@@ -39,7 +39,7 @@ func (r *run) links(ctx context.Context) error {
 		g.Go(func() error {
 			st := newRepoState(repo, objs)
 			r.examined(st.objects, st.bytes)
-			cands, err := r.garbageLinks(gctx, st, ledger[repo])
+			cands, _, err := r.garbageLinks(gctx, st, ledger[repo])
 			mu.Lock()
 			defer mu.Unlock()
 			if r.c.opts.DryRun {
@@ -63,10 +63,12 @@ func (r *run) links(ctx context.Context) error {
 
 // lookLinks is stage 1's second look: each repository of the batch is
 // listed again and judged again with its tags and the ledger read again.
-func (r *run) lookLinks(ctx context.Context, cands []candidate) (map[string]bool, error) {
+// A manifest link needs the links of its children and blobs (deps).
+func (r *run) lookLinks(ctx context.Context, cands []candidate) (verdict, error) {
+	v := verdict{garbage: map[string]bool{}, deps: map[string][]string{}}
 	ledger, err := r.c.ledger.Digests(ctx)
 	if err != nil {
-		return nil, err
+		return v, err
 	}
 	repos := map[string]bool{}
 	for _, c := range cands {
@@ -74,19 +76,33 @@ func (r *run) lookLinks(ctx context.Context, cands []candidate) (map[string]bool
 			repos[k.Repo] = true
 		}
 	}
-	still := map[string]bool{}
 	for repo := range repos {
 		objs, err := listRepo(ctx, r.c.store, repo)
 		if err != nil {
-			return nil, err
+			return v, err
 		}
-		fresh, err := r.garbageLinks(ctx, newRepoState(repo, objs), ledger[repo])
+		fresh, refs, err := r.garbageLinks(ctx, newRepoState(repo, objs), ledger[repo])
 		if err != nil {
-			return nil, err
+			return v, err
 		}
 		for _, c := range fresh {
-			still[c.key] = true
+			v.garbage[c.key] = true
+		}
+		for d, mr := range refs {
+			var deps []string
+			for _, c := range mr.children {
+				deps = append(deps, registry.ManifestLinkKey(repo, c))
+			}
+			for _, b := range mr.blobs {
+				deps = append(deps, registry.BlobLinkKey(repo, b))
+			}
+			link := registry.ManifestLinkKey(repo, d)
+			v.deps[link] = append(v.deps[link], deps...)
+			if mr.subject != "" { // a kept subject keeps its referrers
+				s := registry.ManifestLinkKey(repo, mr.subject)
+				v.deps[s] = append(v.deps[s], link)
+			}
 		}
 	}
-	return still, nil
+	return v, nil
 }

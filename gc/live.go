@@ -104,14 +104,15 @@ func (r *run) readRefs(ctx context.Context, st *repoState) (map[digest.Digest]*m
 // Live manifests: the closure, over index children and (follow_subject)
 // referrers of live subjects, of the roots: tags, ledger digests, links
 // younger than grace, and (referrers: keep) every manifest with a subject.
-func (r *run) garbageLinks(ctx context.Context, st *repoState, ledger []digest.Digest) ([]candidate, error) {
+// It also returns the references read, by manifest.
+func (r *run) garbageLinks(ctx context.Context, st *repoState, ledger []digest.Digest) ([]candidate, map[digest.Digest]*manifestRefs, error) {
 	tags, err := r.c.meta.TagStates(ctx, st.repo)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	refs, err := r.readRefs(ctx, st)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	young := func(info storage.Info) bool { return r.now.Sub(info.ModTime) < r.c.opts.Grace }
 
@@ -182,5 +183,5 @@ func (r *run) garbageLinks(ctx context.Context, st *repoState, ledger []digest.D
 			}
 		}
 	}
-	return out, nil
+	return out, refs, nil
 }

@@ -26,7 +26,7 @@ func (r *run) orphans(ctx context.Context) error {
 	}
 	minAge := r.c.opts.UploadsPurgeAfter + r.c.opts.Grace + orphanMargin
 	var batch []candidate
-	look := func(ctx context.Context, cands []candidate) (map[string]bool, error) {
+	look := func(ctx context.Context, cands []candidate) (verdict, error) {
 		return r.lookOrphans(ctx, nm, cands)
 	}
 	err := walk(ctx, r.c.store, registry.DataPrefix, func(o storage.Info) error {
@@ -121,9 +121,9 @@ func (r *run) readEach(ctx context.Context, nm *named, keys []string, names func
 
 // lookOrphans is stage 3's second look: descriptors written since (new
 // keys or ETags) and every session, read again.
-func (r *run) lookOrphans(ctx context.Context, nm *named, cands []candidate) (map[string]bool, error) {
+func (r *run) lookOrphans(ctx context.Context, nm *named, cands []candidate) (verdict, error) {
 	if err := r.readNames(ctx, nm); err != nil {
-		return nil, err
+		return verdict{}, err
 	}
 	still := map[string]bool{}
 	for _, c := range cands {
@@ -131,5 +131,5 @@ func (r *run) lookOrphans(ctx context.Context, nm *named, cands []candidate) (ma
 			still[c.key] = true
 		}
 	}
-	return still, nil
+	return verdict{garbage: still}, nil
 }

@@ -38,6 +38,21 @@ func (h *hookStore) PutIfMatch(ctx context.Context, key string, r io.Reader, siz
 	return h.Store.PutIfMatch(ctx, key, r, size, etag)
 }
 
+// rescueFirst is a hook that rescues, as a writer would, the first
+// object the collector commits, and names it in *rescued.
+func (e *env) rescueFirst(rescued *string) *hookStore {
+	return &hookStore{onCommit: func(obj string) {
+		*rescued = obj
+		_, etag, err := tombstone.Read(context.Background(), e.store, obj)
+		if err == nil {
+			err = tombstone.Rescue(context.Background(), e.store, obj, "writer", etag)
+		}
+		if err != nil {
+			e.t.Fatal(err)
+		}
+	}}
+}
+
 func (e *env) hooked(h *hookStore, opts Options) Report {
 	e.t.Helper()
 	e.reg.Wait()
@@ -50,34 +65,29 @@ func (e *env) hooked(h *hookStore, opts Options) Report {
 	return rep
 }
 
-// A writer that rescues a marked object before the commit keeps it.
+// A writer that rescues a marked manifest link before the commit (a tag
+// written after the second look protects the link and the record) keeps
+// it, and with it the blob links it needs; the rest goes.
 func TestWriterRescueWins(t *testing.T) {
 	e := newEnv(t)
-	gone := e.image("app", "", "gone", nil, "layer")
+	one := e.image("app", "", "one", nil, "layer-1")
+	two := e.image("app", "", "two", nil, "layer-2")
+	images := map[string][]string{
+		registry.ManifestLinkKey("app", one.Digest): e.imageKeys("app", one.Digest),
+		registry.ManifestLinkKey("app", two.Digest): e.imageKeys("app", two.Digest),
+	}
 	var rescued string
-	h := &hookStore{onCommit: func(obj string) {
-		rescued = obj
-		_, etag, err := tombstone.Read(context.Background(), e.store, obj)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := tombstone.Rescue(context.Background(), e.store, obj, "writer", etag); err != nil {
-			t.Fatal(err)
-		}
-	}}
-	keys := e.imageKeys("app", gone.Digest)
+	h := e.rescueFirst(&rescued)
 	rep := e.hooked(h, Options{})
-	if rescued == "" || rep.Rescued != 1 {
-		t.Fatalf("rescued %q, report %+v", rescued, rep)
+	if _, ok := images[rescued]; !ok || rep.Rescued != 3 {
+		t.Fatalf("rescued %q first, report %+v; want a manifest link, kept with its 2 blob links", rescued, rep)
 	}
-	e.wantPresent(rescued)
-	for _, k := range rep.Deleted {
-		if k == rescued {
-			t.Errorf("report lists the rescued %s", k)
+	for link, keys := range images {
+		if link == rescued {
+			e.wantPresent(keys...)
+		} else {
+			e.wantGone(keys...)
 		}
-	}
-	if len(keys) > 0 && rep.Freed.Objects == 0 {
-		t.Errorf("nothing else freed: %+v", rep)
 	}
 	e.verify()
 }
@@ -181,5 +191,21 @@ func TestZombieStops(t *testing.T) {
 	e.wantPresent(keys...)
 	e.run(Options{})
 	e.wantGone(keys...)
+	e.verify()
+}
+
+// A subject a writer rescues keeps its referrers (follow_subject).
+func TestRescuedSubjectKeepsReferrers(t *testing.T) {
+	e := newEnv(t)
+	subject := e.image("app", "", "subject", nil, "s")
+	sig := e.image("app", "", "sig", &subject, "sig")
+	keys := append(e.imageKeys("app", subject.Digest), e.imageKeys("app", sig.Digest)...)
+	var rescued string
+	h := e.rescueFirst(&rescued)
+	e.hooked(h, Options{})
+	if rescued != registry.ManifestLinkKey("app", subject.Digest) {
+		t.Fatalf("first commit %q, want the subject's link", rescued)
+	}
+	e.wantPresent(keys...)
 	e.verify()
 }

@@ -91,10 +91,10 @@ func (r *run) records(ctx context.Context) error {
 }
 
 // lookRecords is stage 2's second look: every link, listed again.
-func (r *run) lookRecords(ctx context.Context, cands []candidate) (map[string]bool, error) {
+func (r *run) lookRecords(ctx context.Context, cands []candidate) (verdict, error) {
 	ls, err := r.linked(ctx, nil)
 	if err != nil {
-		return nil, err
+		return verdict{}, err
 	}
 	still := map[string]bool{}
 	for _, c := range cands {
@@ -102,7 +102,7 @@ func (r *run) lookRecords(ctx context.Context, cands []candidate) (map[string]bo
 			still[c.key] = true
 		}
 	}
-	return still, nil
+	return verdict{garbage: still}, nil
 }
 
 // age is an object's age by the store's clock at the start of the run.

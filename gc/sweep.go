@@ -24,8 +24,17 @@ type candidate struct {
 
 // secondLook re-reads, from the store, exactly what could have made the
 // candidates live since they were chosen (after their tombstones were
-// written), and returns the keys still garbage.
-type secondLook func(ctx context.Context, cands []candidate) (map[string]bool, error)
+// written), and says which are still garbage.
+type secondLook func(ctx context.Context, cands []candidate) (verdict, error)
+
+// verdict is a second look's answer: the keys still garbage, and what
+// each key needs (deps: a manifest link needs its children's links and
+// its blobs' links), so that a candidate a writer rescues keeps what it
+// needs (commitAll).
+type verdict struct {
+	garbage map[string]bool
+	deps    map[string][]string
+}
 
 // each runs f(i) for i in [0, n) with at most Options.Concurrency at once;
 // the first error cancels the rest.
@@ -58,7 +67,7 @@ func (r *run) sweep(ctx context.Context, cands []candidate, look secondLook) err
 		return err
 	}
 	r.count(&r.rep.Pending, int64(len(marked)))
-	still, err := look(ctx, marked)
+	v, err := look(ctx, marked)
 	if err == nil {
 		err = r.heartbeat(ctx) // a zombie stops before it commits
 	}
@@ -66,10 +75,7 @@ func (r *run) sweep(ctx context.Context, cands []candidate, look secondLook) err
 		r.release(ctx, marked)
 		return err
 	}
-	return r.each(ctx, len(marked), func(ctx context.Context, i int) error {
-		defer r.count(&r.rep.Pending, -1)
-		return r.commit(ctx, marked[i], still[marked[i].key])
-	})
+	return r.commitAll(ctx, marked, v)
 }
 
 // announce writes the sweep entry and waits the fence, once per run:
@@ -159,18 +165,19 @@ func (r *run) release(ctx context.Context, marked []candidate) {
 
 // commit resolves one marked candidate: kept (the second look found it
 // live, or a writer rescued it) or deleted.
-func (r *run) commit(ctx context.Context, c candidate, garbage bool) error {
+func (r *run) commit(ctx context.Context, c candidate, garbage bool) (kept bool, err error) {
+	defer r.count(&r.rep.Pending, -1)
 	if garbage {
 		err := tombstone.Commit(ctx, r.c.store, c.key, r.id, c.etag)
 		if err == nil {
-			return r.finishDeletion(ctx, c)
+			return false, r.finishDeletion(ctx, c)
 		}
 		if !errors.Is(err, storage.ErrPreconditionFailed) {
-			return err
+			return false, err
 		}
 	}
 	r.count(&r.rep.Rescued, 1)
-	return tombstone.Remove(ctx, r.c.store, c.key)
+	return true, tombstone.Remove(ctx, r.c.store, c.key)
 }
 
 // finishDeletion deletes an object whose tombstone is deleting, then the
@@ -202,12 +209,12 @@ func (r *run) reportDry(ctx context.Context, c candidate) error {
 	return nil
 }
 
-// deleteObject deletes one object the way its kind needs: a descriptor
-// first, then the data it names (a crash between leaves orphan data, for
-// stage 3); a manifest link after its referrer entry. It returns the data
-// objects deleted with a descriptor and their bytes.
+// deleteObject deletes one object the way its kind needs
+// (registry.Metadata.DeleteObject: a descriptor first, then the data it
+// names — a crash between leaves orphan data, for stage 3 — and this
+// replica's caches forget it); a manifest link after its referrer entry.
+// It returns the data objects deleted with a descriptor and their bytes.
 func (r *run) deleteObject(ctx context.Context, key string) (data []string, size int64, err error) {
-	s := r.c.store
 	switch {
 	case strings.HasPrefix(key, registry.BlobsPrefix):
 		data, size, err = r.descriptorData(ctx, key)
@@ -217,15 +224,6 @@ func (r *run) deleteObject(ctx context.Context, key string) (data []string, size
 		if err != nil {
 			return nil, 0, err
 		}
-		if err := s.Delete(ctx, key); err != nil {
-			return nil, 0, err
-		}
-		for _, d := range data {
-			if err := s.Delete(ctx, d); err != nil {
-				return nil, 0, err
-			}
-		}
-		return data, size, nil
 	case strings.HasPrefix(key, registry.RepositoriesPrefix):
 		if k, ok := registry.ParseRepoKey(key); ok && k.Kind == registry.KeyManifests {
 			if err := r.deleteReferrerEntry(ctx, k); err != nil {
@@ -233,7 +231,7 @@ func (r *run) deleteObject(ctx context.Context, key string) (data []string, size
 			}
 		}
 	}
-	return nil, 0, s.Delete(ctx, key)
+	return data, size, r.c.meta.DeleteObject(ctx, key)
 }
 
 // deleteReferrerEntry deletes the referrer index entry of a manifest link

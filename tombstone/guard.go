@@ -56,14 +56,23 @@ func (g *Guard) Protect(ctx context.Context, keys ...string) error {
 	if len(keys) == 0 {
 		return nil
 	}
+	return g.ProtectFunc(ctx, func() ([]string, error) { return keys, nil })
+}
+
+// ProtectFunc is Protect of the keys that keys returns, called only when
+// a sweep is in progress: callers whose set of objects costs reads to
+// compute (a manifest's whole tree) pay for it only then. The time that
+// counts against CacheFor is that of the ProtectFunc call.
+func (g *Guard) ProtectFunc(ctx context.Context, keys func() ([]string, error)) error {
 	sweep, err := g.sweepInProgress(ctx, time.Now())
+	if err != nil || !sweep {
+		return err
+	}
+	ks, err := keys()
 	if err != nil {
 		return err
 	}
-	if !sweep {
-		return nil
-	}
-	for _, k := range keys {
+	for _, k := range ks {
 		if err := protectOne(ctx, g.s, k); err != nil {
 			return err
 		}

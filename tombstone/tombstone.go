@@ -188,14 +188,22 @@ func Remove(ctx context.Context, s storage.Store, objectKey string) error {
 }
 
 // Finish completes a committed deletion: if objectKey's tombstone is
-// Deleting, del deletes the object (for a blob descriptor: the descriptor,
-// then the data it names), then the tombstone is removed. No tombstone:
-// nothing to do (someone finished). A tombstone in another state:
-// storage.ErrPreconditionFailed (nobody may delete the object). Every
-// step is idempotent, so the collector, its next run and any writer may
-// run Finish concurrently.
+// Deleting, Finish claims it (put-if-match of a fresh Deleting version,
+// so that two finishers never delete at once), then del deletes the
+// object (for a blob descriptor: the descriptor, then the data it names),
+// then the tombstone is removed. No tombstone: nothing to do (someone
+// finished). A tombstone in another state, or a claim lost to another
+// finisher: storage.ErrPreconditionFailed (leave it, look again later).
+//
+// Why a claim: a writer waiting for the deletion re-creates the object as
+// soon as the tombstone is gone (Guard callers, AwaitGone); a finisher
+// still deleting after another one removed the tombstone would delete the
+// re-created object. Claims make the finisher between a claim and the
+// removal the only one. The collector that committed deletes directly
+// (its Commit is its claim) and promptly; the next run, or an operator,
+// finishes a deletion whose collector died with Finish.
 func Finish(ctx context.Context, s storage.Store, objectKey string, del func(ctx context.Context, objectKey string) error) error {
-	t, _, err := Read(ctx, s, objectKey)
+	t, etag, err := Read(ctx, s, objectKey)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil
 	}
@@ -205,8 +213,41 @@ func Finish(ctx context.Context, s storage.Store, objectKey string, del func(ctx
 	if t.State != Deleting {
 		return fmt.Errorf("tombstone %s is %s: %w", objectKey, t.State, storage.ErrPreconditionFailed)
 	}
+	t.At = time.Now().UTC()
+	if _, err := put(func(r io.Reader, n int64) (storage.Info, error) {
+		return s.PutIfMatch(ctx, Key(objectKey), r, n, etag)
+	}, t); err != nil {
+		return err
+	}
 	if err := del(ctx, objectKey); err != nil {
 		return err
 	}
 	return Remove(ctx, s, objectKey)
+}
+
+// AwaitGone waits, polling every poll, until objectKey has no Deleting
+// tombstone (the deletion finished, or the tombstone was never committed)
+// and reports true; false when within passed first. A writer whose
+// Protect found a committed deletion of an object it can write again
+// waits with it before writing the object anew: writing it earlier would
+// let the finishing deletion remove the new object.
+func AwaitGone(ctx context.Context, s storage.Store, objectKey string, within, poll time.Duration) (bool, error) {
+	deadline := time.Now().Add(within)
+	for {
+		t, _, err := Read(ctx, s, objectKey)
+		if errors.Is(err, storage.ErrNotFound) || (err == nil && t.State != Deleting) {
+			return true, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		if !time.Now().Add(poll).Before(deadline) {
+			return false, nil
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(poll):
+		}
+	}
 }
