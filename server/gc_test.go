@@ -19,12 +19,15 @@ import (
 // fakeGC stands for package gc: each run reports its id through
 // Progress, then waits for release (if set), and returns report.
 type fakeGC struct {
-	mu       sync.Mutex
-	report   gc.Report
-	err      error
-	release  chan struct{}
-	opts     []gc.Options
-	reports  []gc.Report
+	mu      sync.Mutex
+	report  gc.Report
+	err     error
+	release chan struct{}
+	opts    []gc.Options
+	reports []gc.Report
+	// quiet: Run calls Progress only at the end, and stores its
+	// unfinished report first, as the collector does when it begins.
+	quiet    bool
 	active   atomic.Int32
 	maxAlive atomic.Int32
 	runs     atomic.Int32
@@ -62,7 +65,13 @@ func (r fakeRun) Run(ctx context.Context) (gc.Report, error) {
 	rep, release := f.report, f.release
 	f.mu.Unlock()
 	rep.DryRun = r.opts.DryRun
-	r.opts.Progress(gc.Report{Run: rep.Run, Pending: 3})
+	if f.quiet {
+		f.mu.Lock()
+		f.reports = append([]gc.Report{{Run: rep.Run}}, f.reports...)
+		f.mu.Unlock()
+	} else {
+		r.opts.Progress(gc.Report{Run: rep.Run, Pending: 3})
+	}
 	if release != nil {
 		select {
 		case <-release:
@@ -202,6 +211,25 @@ func TestGCAPIStartRun(t *testing.T) {
 	if summary == nil || summary["run"] != "run-1" || summary["freed_bytes"] != float64(4096) || summary["trigger"] != "api" {
 		t.Fatalf("summary log line: %v", summary)
 	}
+}
+
+// The run id comes from the report the collector stores as it begins
+// when no progress report comes soon; an older unfinished report (a
+// killed run's) is not taken for it.
+func TestGCAPIRunIDFromStoredReport(t *testing.T) {
+	s, f, _ := gcTestServer(t)
+	f.quiet, f.release = true, make(chan struct{})
+	f.reports = []gc.Report{{Run: "killed-long-ago"}, {Run: "done", Finished: time.Now()}}
+	begun := time.Now()
+	rec := send(s.Handler(), http.MethodPost, "/api/v1/gc/runs", "", basic(adminUser, adminPass)...)
+	if rec.Code != http.StatusAccepted || !strings.Contains(rec.Body.String(), `"run":"run-1"`) {
+		t.Fatalf("POST = %d %s, want 202 with run-1", rec.Code, rec.Body)
+	}
+	if took := time.Since(begun); took >= gcIDWait {
+		t.Fatalf("took %s: the id was not found in the stored reports", took)
+	}
+	close(f.release)
+	waitFor(t, func() bool { return !s.gc.running.Load() })
 }
 
 // Replicas on one store, each on its schedule: the lease keeps their runs

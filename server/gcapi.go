@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strconv"
@@ -23,6 +24,8 @@ const (
 	maxGCRunsListed = 100
 	defaultGCRuns   = 20
 	gcIDWait        = 5 * time.Second
+	gcIDPoll        = 100 * time.Millisecond
+	gcIDLook        = 5 // reports runID looks at
 )
 
 // routeGC adds the collector's API, for administrators only: a report
@@ -73,9 +76,9 @@ func (s *Server) listGCRuns(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"runs": reps})
 }
 
-// startGCRun answers once the collector has said its run id, or after
-// gcIDWait with an empty id (the run goes on in the background either
-// way; GET lists it).
+// startGCRun answers 202 with the run id once it is known (see runID),
+// or after gcIDWait with an empty id: the run goes on in the background
+// either way, and GET lists it.
 func (s *Server) startGCRun(c *gin.Context) {
 	var body struct {
 		DryRun bool `json:"dry_run"`
@@ -86,30 +89,71 @@ func (s *Server) startGCRun(c *gin.Context) {
 			return
 		}
 	}
+	ctx := c.Request.Context()
 	dry := body.DryRun || s.cfg.GC.DryRun
+	before := s.unfinishedRuns(ctx)
 	run, err := s.gc.start(s.gc.runs, "api", dry)
 	switch {
 	case errors.Is(err, errGCRunning):
 		gcFail(c, http.StatusConflict, codeGCRunning, err.Error())
 		return
 	case err != nil:
-		s.log.ErrorContext(c.Request.Context(), "gc api: starting a run", "error", err.Error())
+		s.log.ErrorContext(ctx, "gc api: starting a run", "error", err.Error())
 		gcFail(c, http.StatusServiceUnavailable, auth.CodeUnavailable, "the collector could not start; the server log says why")
 		return
 	}
-	var id string
-	wait := time.NewTimer(gcIDWait)
-	defer wait.Stop()
-	select {
-	case <-wait.C:
-	case id = <-run.id:
-	case <-run.done:
-		select {
-		case id = <-run.id:
-		default:
-		}
-	case <-c.Request.Context().Done():
-	}
+	id := s.runID(ctx, run, before)
 	c.Header("Location", "/api/v1/gc/runs")
 	c.JSON(http.StatusAccepted, gin.H{"run": id, "dry_run": dry})
+}
+
+// unfinishedRuns are the ids of the newest unfinished reports (runs
+// under way elsewhere, or killed ones), so runID can tell a new one.
+func (s *Server) unfinishedRuns(ctx context.Context) map[string]bool {
+	ids := map[string]bool{}
+	if s.gc.backend.reports == nil {
+		return ids
+	}
+	reps, _ := s.gc.backend.reports(ctx, gcIDLook)
+	for _, r := range reps {
+		if r.Finished.IsZero() {
+			ids[r.Run] = true
+		}
+	}
+	return ids
+}
+
+// runID is the id of the run just started: from its first progress
+// report, or, sooner, from the report the collector stores as it begins
+// (gc.Collector.Run's contract): the newest unfinished report not in
+// before. This replica holds the lease, so no scheduled run of another
+// replica starts meanwhile. "" if neither shows within gcIDWait.
+func (s *Server) runID(ctx context.Context, run *started, before map[string]bool) string {
+	wait := time.NewTimer(gcIDWait)
+	defer wait.Stop()
+	tick := time.NewTicker(gcIDPoll)
+	defer tick.Stop()
+	for {
+		select {
+		case id := <-run.id:
+			return id
+		case <-run.done:
+			select {
+			case id := <-run.id:
+				return id
+			default:
+				return ""
+			}
+		case <-tick.C:
+			for id := range s.unfinishedRuns(ctx) {
+				if !before[id] {
+					return id
+				}
+			}
+		case <-wait.C:
+			return ""
+		case <-ctx.Done():
+			return ""
+		}
+	}
 }
