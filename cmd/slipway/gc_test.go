@@ -9,6 +9,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/slipway/slipway/gc"
+	"github.com/slipway/slipway/storage/fs"
 )
 
 // orphan writes a data object no descriptor names, old enough to go
@@ -97,5 +100,22 @@ func TestGCCommandFails(t *testing.T) {
 		if code, _, errs := gcRun(t, map[string]string{"SLIPWAY_STORAGE_FILESYSTEM_ROOT": t.TempDir()}, args...); code != 2 || errs == "" {
 			t.Errorf("%q: exit %d, stderr %q; want 2 and a reason", args, code, errs)
 		}
+	}
+}
+
+// A collector holding the lease (a replica's scheduled run) does not stop
+// an operator's run: it is said, and the run goes on.
+func TestGCCommandLeaseHeld(t *testing.T) {
+	root := t.TempDir()
+	store, err := fs.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := gc.AcquireLease(context.Background(), store, "replica-a", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := gcRun(t, map[string]string{"SLIPWAY_STORAGE_FILESYSTEM_ROOT": root}, "--dry-run")
+	if code != 0 || !strings.Contains(errs, "held by replica-a") || !strings.Contains(errs, "running anyway") || !strings.Contains(out, "dry run done") {
+		t.Fatalf("exit %d\nstdout %s\nstderr %s", code, out, errs)
 	}
 }
