@@ -12,7 +12,10 @@ type GC struct {
 	// Enabled turns the scheduled collection on. Off by default: an
 	// operator first looks at a dry run (`slipway gc --dry-run`).
 	Enabled bool `yaml:"enabled"`
-	// Interval between two attempts of one replica to collect.
+	// Interval between two attempts of one replica to collect. An
+	// attempt that finds a run succeeded less than an interval ago (by
+	// the store's clock) skips, so the fleet collects about once per
+	// interval, not once per replica.
 	Interval time.Duration `yaml:"interval"`
 	// Grace: objects younger than this, by the store's clock, are never
 	// collected (a push uploads its blobs before its manifest).

@@ -60,7 +60,8 @@ type Lease struct {
 	owner string
 	ttl   time.Duration
 	mu    sync.Mutex
-	etag  string // of the lease object as we last wrote it
+	etag  string    // of the lease object as we last wrote it
+	taken time.Time // its ModTime when taken: the store's time
 }
 
 // AcquireLease takes the lease for owner for ttl: when no lease exists,
@@ -74,8 +75,7 @@ func AcquireLease(ctx context.Context, s storage.Store, owner string, ttl time.D
 	for range 2 { // a second pass only if the lease vanished under us
 		info, err := s.PutIfAbsent(ctx, LeaseKey, bytes.NewReader(body), int64(len(body)))
 		if err == nil {
-			l.etag = info.ETag
-			return l, nil
+			return l.took(ctx, info)
 		}
 		if !errors.Is(err, storage.ErrPreconditionFailed) {
 			return nil, fmt.Errorf("gc: taking the lease: %w", err)
@@ -107,11 +107,26 @@ func AcquireLease(ctx context.Context, s storage.Store, owner string, ttl time.D
 		if err != nil {
 			return nil, fmt.Errorf("gc: taking the lease: %w", err)
 		}
-		l.etag = info.ETag
-		return l, nil
+		return l.took(ctx, info)
 	}
 	return nil, ErrLeaseHeld
 }
+
+// took records the lease object just written (its ModTime read back if
+// the store's answer to the write had none).
+func (l *Lease) took(ctx context.Context, info storage.Info) (*Lease, error) {
+	l.etag, l.taken = info.ETag, info.ModTime
+	if l.taken.IsZero() {
+		if st, err := l.store.Stat(ctx, LeaseKey); err == nil && st.ETag == l.etag {
+			l.taken = st.ModTime
+		}
+	}
+	return l, nil
+}
+
+// Taken is when the lease was taken, by the store's clock (zero if the
+// store did not say).
+func (l *Lease) Taken() time.Time { return l.taken }
 
 // Owner is who holds the lease.
 func (l *Lease) Owner() string { return l.owner }

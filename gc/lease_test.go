@@ -89,6 +89,9 @@ func TestLeaseExpiredTakenOver(t *testing.T) {
 	if err != nil {
 		t.Fatalf("after expiry: %v", err)
 	}
+	if l.Taken().IsZero() || !l.Taken().After(old.Taken()) {
+		t.Fatalf("taken at %v after the lease taken at %v", l.Taken(), old.Taken())
+	}
 	if err := old.Renew(ctx); !errors.Is(err, ErrLeaseLost) {
 		t.Fatalf("old holder renews: %v, want ErrLeaseLost", err)
 	}

@@ -34,8 +34,12 @@ type gcBackend struct {
 }
 
 // errGCRunning: this replica runs a collection already, or another
-// collector holds the lease.
-var errGCRunning = errors.New("a garbage collection is running")
+// collector holds the lease. errGCRecent: a scheduled try found that a
+// collection succeeded less than gc.interval ago.
+var (
+	errGCRunning = errors.New("a garbage collection is running")
+	errGCRecent  = errors.New("a garbage collection ran less than gc.interval ago")
+)
 
 // collection runs this replica's garbage collections: on a schedule when
 // gc.enabled, and on demand (POST /api/v1/gc/runs). At most one at a time
@@ -100,7 +104,7 @@ func (g *collection) loop(ctx context.Context) {
 		wait = g.cfg.Interval
 		run, err := g.start(ctx, "schedule", g.cfg.DryRun)
 		if err != nil {
-			if !errors.Is(err, errGCRunning) {
+			if !errors.Is(err, errGCRunning) && !errors.Is(err, errGCRecent) {
 				g.log.Warn("gc: not started", "error", err.Error())
 			}
 			continue
@@ -134,6 +138,12 @@ func (g *collection) start(ctx context.Context, trigger string, dryRun bool) (*s
 		}
 		return nil, err
 	}
+	if trigger == "schedule" && g.ranRecently(ctx, lease.Taken()) {
+		g.running.Store(false)
+		_ = lease.Release(context.WithoutCancel(ctx))
+		g.metrics.runs.WithLabelValues("recent").Inc()
+		return nil, errGCRecent
+	}
 	s := &started{id: make(chan string, 1), done: make(chan struct{})}
 	g.wg.Add(1)
 	go func() {
@@ -145,6 +155,27 @@ func (g *collection) start(ctx context.Context, trigger string, dryRun bool) (*s
 		g.run(held, trigger, dryRun, s.id)
 	}()
 	return s, nil
+}
+
+// ranRecently: the newest successful run started less than 9/10 of
+// gc.interval before now (the lease's taking, both by the store's
+// clock). Every replica tries every interval; this keeps the fleet to
+// about one collection per interval, not one per replica. Unknown (no
+// clock, reports unreadable): not recent.
+func (g *collection) ranRecently(ctx context.Context, now time.Time) bool {
+	if now.IsZero() || g.backend.reports == nil {
+		return false
+	}
+	reps, err := g.backend.reports(ctx, 5)
+	if err != nil {
+		return false
+	}
+	for _, r := range reps {
+		if !r.Finished.IsZero() && r.Error == "" {
+			return now.Sub(r.Started) < g.cfg.Interval*9/10
+		}
+	}
+	return false
 }
 
 // run is one collection, its summary log line and its metrics.

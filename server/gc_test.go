@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -299,5 +300,38 @@ func TestGCAPIRealCollector(t *testing.T) {
 	}
 	if rec := send(h, http.MethodGet, "/v2/staging/app/manifests/1.0", "", "Authorization", "Bearer "+tok); rec.Code != http.StatusOK {
 		t.Fatalf("the tagged image after GC: %d", rec.Code)
+	}
+}
+
+// A scheduled try skips when a run succeeded less than an interval ago
+// (by the store's clock), so N replicas do not collect N times per
+// interval; an on-demand run does not skip.
+func TestGCScheduleSkipsRecentRun(t *testing.T) {
+	s, f, _ := gcTestServer(t)
+	s.gc.cfg.Interval = time.Hour
+	ctx := context.Background()
+	f.reports = []gc.Report{
+		{Run: "running", Started: time.Now()},                                                       // unfinished: not counted
+		{Run: "failed", Started: time.Now().Add(-time.Minute), Finished: time.Now(), Error: "boom"}, // failed: not counted
+		{Run: "ok", Started: time.Now().Add(-10 * time.Minute), Finished: time.Now()},
+	}
+	if _, err := s.gc.start(ctx, "schedule", false); !errors.Is(err, errGCRecent) {
+		t.Fatalf("scheduled try 10 minutes after a run: %v, want errGCRecent", err)
+	}
+	run, err := s.gc.start(ctx, "api", false)
+	if err != nil {
+		t.Fatalf("on demand: %v", err)
+	}
+	<-run.done
+	f.reports[2].Started = time.Now().Add(-2 * time.Hour)
+	if run, err = s.gc.start(ctx, "schedule", false); err != nil {
+		t.Fatalf("scheduled try 2 hours after a run: %v", err)
+	}
+	<-run.done
+	if n := f.runs.Load(); n != 2 {
+		t.Fatalf("%d runs, want 2", n)
+	}
+	if text := send(s.Handler(), http.MethodGet, "/metrics", "").Body.String(); !strings.Contains(text, `slipway_gc_runs_total{outcome="recent"} 1`) {
+		t.Fatal("the skipped try is not counted")
 	}
 }

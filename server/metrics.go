@@ -93,11 +93,11 @@ func newGCMetrics(reg prometheus.Registerer) *gcMetrics {
 		}),
 		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "slipway_gc_runs_total",
-			Help: "Collections tried, by outcome: success, error, lease_held (another collector was running).",
+			Help: "Collections tried, by outcome: success, error, lease_held (another collector was running), recent (a scheduled try skipped: one succeeded less than gc.interval ago).",
 		}, []string{"outcome"}),
 	}
 	reg.MustRegister(m.lastSuccess, m.bytesFreed, m.objectsFreed, m.pending, m.duration, m.runs)
-	for _, outcome := range []string{"success", "error", "lease_held"} {
+	for _, outcome := range []string{"success", "error", "lease_held", "recent"} {
 		m.runs.WithLabelValues(outcome) // shown at 0 before the first run
 	}
 	return m
