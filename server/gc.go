@@ -104,7 +104,9 @@ func (g *collection) loop(ctx context.Context) {
 		wait = g.cfg.Interval
 		run, err := g.start(ctx, "schedule", g.cfg.DryRun)
 		if err != nil {
-			if !errors.Is(err, errGCRunning) && !errors.Is(err, errGCRecent) {
+			if errors.Is(err, errGCRunning) || errors.Is(err, errGCRecent) {
+				g.log.Debug("gc: not started", "reason", err.Error())
+			} else {
 				g.log.Warn("gc: not started", "error", err.Error())
 			}
 			continue
@@ -157,7 +159,8 @@ func (g *collection) start(ctx context.Context, trigger string, dryRun bool) (*s
 	return s, nil
 }
 
-// ranRecently: the newest successful run started less than 9/10 of
+// ranRecently: the newest successful run (a real one, unless gc.dry_run)
+// started less than 9/10 of
 // gc.interval before now (the lease's taking, both by the store's
 // clock). Every replica tries every interval; this keeps the fleet to
 // about one collection per interval, not one per replica. Unknown (no
@@ -171,7 +174,8 @@ func (g *collection) ranRecently(ctx context.Context, now time.Time) bool {
 		return false
 	}
 	for _, r := range reps {
-		if !r.Finished.IsZero() && r.Error == "" {
+		// An on-demand dry run does not stand for the real run due.
+		if !r.Finished.IsZero() && r.Error == "" && (!r.DryRun || g.cfg.DryRun) {
 			return now.Sub(r.Started) < g.cfg.Interval*9/10
 		}
 	}

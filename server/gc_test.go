@@ -313,6 +313,7 @@ func TestGCScheduleSkipsRecentRun(t *testing.T) {
 	f.reports = []gc.Report{
 		{Run: "running", Started: time.Now()},                                                       // unfinished: not counted
 		{Run: "failed", Started: time.Now().Add(-time.Minute), Finished: time.Now(), Error: "boom"}, // failed: not counted
+		{Run: "dry", Started: time.Now().Add(-5 * time.Minute), Finished: time.Now(), DryRun: true}, // dry: not counted
 		{Run: "ok", Started: time.Now().Add(-10 * time.Minute), Finished: time.Now()},
 	}
 	if _, err := s.gc.start(ctx, "schedule", false); !errors.Is(err, errGCRecent) {
@@ -323,7 +324,7 @@ func TestGCScheduleSkipsRecentRun(t *testing.T) {
 		t.Fatalf("on demand: %v", err)
 	}
 	<-run.done
-	f.reports[2].Started = time.Now().Add(-2 * time.Hour)
+	f.reports[3].Started = time.Now().Add(-2 * time.Hour)
 	if run, err = s.gc.start(ctx, "schedule", false); err != nil {
 		t.Fatalf("scheduled try 2 hours after a run: %v", err)
 	}
