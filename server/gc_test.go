@@ -50,7 +50,7 @@ func (f *fakeGC) backend() gcBackend {
 		reports: func(_ context.Context, n int) ([]gc.Report, error) {
 			f.mu.Lock()
 			defer f.mu.Unlock()
-			return f.reports[:min(n, len(f.reports))], f.err
+			return append([]gc.Report(nil), f.reports[:min(n, len(f.reports))]...), f.err
 		},
 	}
 }
@@ -129,13 +129,18 @@ func TestGCAPIListRuns(t *testing.T) {
 		t.Fatalf("no runs yet: %d %v, want 200 and []", code, got)
 	}
 	for _, id := range []string{"c", "b", "a"} { // the backend lists newest first
-		f.reports = append(f.reports, gc.Report{Run: id})
+		f.reports = append(f.reports, gc.Report{Run: id, Deleted: []string{"data/ab/" + id}})
 	}
-	if code, got := runs("?limit=2"); code != 200 || len(got) != 2 || got[0].Run != "c" || got[1].Run != "b" {
-		t.Fatalf("limit=2: %d %+v", code, got)
+	if code, got := runs("?limit=2"); code != 200 || len(got) != 2 || got[0].Run != "c" || got[1].Run != "b" || got[0].Deleted != nil {
+		t.Fatalf("limit=2: %d %+v, want c and b without their keys", code, got)
 	}
-	if code, _ := runs("?limit=0"); code != 400 {
-		t.Fatalf("limit=0: %d, want 400", code)
+	if code, got := runs("?keys=true"); code != 200 || len(got) != 3 || len(got[0].Deleted) != 1 || got[0].Deleted[0] != "data/ab/c" {
+		t.Fatalf("keys=true: %d %+v, want the keys", code, got)
+	}
+	for _, q := range []string{"?limit=0", "?limit=51", "?limit=x"} {
+		if code, _ := runs(q); code != 400 {
+			t.Fatalf("%s: %d, want 400", q, code)
+		}
 	}
 	f.err = fmt.Errorf("reading gc/runs/0001: %w", storage.ErrUnavailable)
 	if rec := send(h, http.MethodGet, "/api/v1/gc/runs", "", admin...); rec.Code != 503 || strings.Contains(rec.Body.String(), "gc/runs") {

@@ -21,8 +21,8 @@ const codeGCRunning = "gc_running"
 
 // Bounds of GET /api/v1/gc/runs, and how long POST waits for the run id.
 const (
-	maxGCRunsListed = 100
-	defaultGCRuns   = 20
+	maxGCRunsListed = 50
+	defaultGCRuns   = 10
 	gcIDWait        = 5 * time.Second
 	gcIDPoll        = 100 * time.Millisecond
 	gcIDLook        = 5 // reports runID looks at
@@ -32,7 +32,8 @@ const (
 // names keys of every repository (which a user granted a few may not
 // see), and starting a run costs the whole registry's store requests.
 //
-//	GET  /api/v1/gc/runs?limit=N   reports, newest first (default 20, at most 100)
+//	GET  /api/v1/gc/runs?limit=N   reports, newest first (default 10, at most 50), without
+//	                               the keys freed unless ?keys=true (up to gc.MaxListed a run)
 //	POST /api/v1/gc/runs           start a run now: 202 {"run","dry_run"}; 409 gc_running
 //	                               if this replica runs one or another holds the lease.
 //	                               Optional body {"dry_run": true}.
@@ -51,7 +52,7 @@ func (s *Server) listGCRuns(c *gin.Context) {
 	if l := c.Query("limit"); l != "" {
 		v, err := strconv.Atoi(l)
 		if err != nil || v < 1 || v > maxGCRunsListed {
-			gcFail(c, http.StatusBadRequest, auth.CodeBadRequest, "limit must be a whole number from 1 to 100, got "+strconv.Quote(l))
+			gcFail(c, http.StatusBadRequest, auth.CodeBadRequest, "limit must be a whole number from 1 to "+strconv.Itoa(maxGCRunsListed)+", got "+strconv.Quote(l))
 			return
 		}
 		n = v
@@ -72,6 +73,11 @@ func (s *Server) listGCRuns(c *gin.Context) {
 	}
 	if reps == nil {
 		reps = []gc.Report{}
+	}
+	if c.Query("keys") != "true" {
+		for i := range reps {
+			reps[i].Deleted = nil
+		}
 	}
 	c.JSON(http.StatusOK, gin.H{"runs": reps})
 }
