@@ -245,8 +245,9 @@ func (g *collection) lastFinished(ctx context.Context) (gc.Report, bool, error) 
 // CollectOnce runs one collection on store, as `slipway gc` does, while
 // replicas keep serving. It takes the lease when it is free (so that no
 // scheduled run starts meanwhile) and runs anyway when another collector
-// holds it, telling held why: two collectors at once are safe, only
-// slower. A failed lease request is a store failure and ends it.
+// holds it (or takes it over), telling held why: two collectors at once
+// are safe, only slower. A failed lease request is a store failure and
+// ends it.
 func CollectOnce(ctx context.Context, cfg config.Config, store storage.Store, opts gc.Options, held func(error)) (gc.Report, error) {
 	lease, err := gc.AcquireLease(ctx, store, "slipway gc "+leaseOwner(), cfg.GC.Lease)
 	switch {
@@ -255,8 +256,9 @@ func CollectOnce(ctx context.Context, cfg config.Config, store storage.Store, op
 	case err != nil:
 		return gc.Report{}, err
 	default:
-		var release func()
-		ctx, release = lease.Keep(ctx, held)
+		// The operator asked for this run: it goes on even if the lease
+		// is lost (only renewals stop).
+		_, release := lease.Keep(ctx, held)
 		defer release()
 	}
 	meta := registry.New(store, registry.Options{Logger: slog.New(slog.DiscardHandler)}).Metadata()
