@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/slipway/slipway/registry"
@@ -33,7 +34,13 @@ type Collector struct {
 	ledger LedgerReader
 	opts   Options
 	mu     sync.Mutex // one run at a time
+	// refs caches what manifests reference (immutable records), so the
+	// second look and later runs do not read them again.
+	refs *lru.Cache[hash, *manifestRefs]
 }
+
+// refsCacheEntries bounds Collector.refs (an entry is ~0.5 KB).
+const refsCacheEntries = 16384
 
 // Defaults of Options.
 const (
@@ -70,7 +77,8 @@ func New(store storage.Store, meta *registry.Metadata, ledger LedgerReader, opts
 	if ledger == nil {
 		ledger = noLedger{}
 	}
-	return &Collector{store: store, meta: meta, ledger: ledger, opts: opts}
+	refs, _ := lru.New[hash, *manifestRefs](refsCacheEntries)
+	return &Collector{store: store, meta: meta, ledger: ledger, opts: opts, refs: refs}
 }
 
 type noLedger struct{}
@@ -97,6 +105,7 @@ type run struct {
 	c     *Collector
 	id    string
 	now   time.Time // the store's time at the start
+	began time.Time // this machine's (monotonic) time then
 	mu    sync.Mutex
 	rep   Report
 	swept bool // the sweep entry is written and the fence waited
@@ -116,7 +125,7 @@ func newRunID() string {
 }
 
 func (c *Collector) begin(ctx context.Context) (*run, error) {
-	r := &run{c: c, id: newRunID()}
+	r := &run{c: c, id: newRunID(), began: time.Now()}
 	now, err := storeNow(ctx, c.store, r.id)
 	if err != nil {
 		return nil, fmt.Errorf("gc: reading the store's clock: %w", err)
@@ -186,10 +195,8 @@ func (r *run) finish(ctx context.Context, err error) (Report, error) {
 		}
 	}
 	r.mu.Lock()
-	r.rep.Finished = time.Now().UTC()
-	if d := r.rep.Finished.Sub(r.rep.Started); d < 0 || r.rep.Started.IsZero() {
-		r.rep.Finished = r.rep.Started
-	}
+	// In the store's time, as Started: this machine's clock may differ.
+	r.rep.Finished = r.rep.Started.Add(time.Since(r.began))
 	if err != nil {
 		r.rep.Error = err.Error()
 	} else {
