@@ -341,3 +341,45 @@ func TestGCScheduleSkipsRecentRun(t *testing.T) {
 		t.Fatal("the skipped try is not counted")
 	}
 }
+
+// The server keeps one collector per set of options (what it read of
+// immutable records serves the next run), each run reporting progress to
+// its own caller.
+func TestGCCollectorsKept(t *testing.T) {
+	s, _ := newTestServer(t, nil)
+	b := s.gc.backend
+	opts := GCOptions(s.cfg)
+	var got []string
+	first := opts
+	first.Progress = func(r gc.Report) { got = append(got, "first:"+r.Run) }
+	second := opts
+	second.Progress = func(r gc.Report) { got = append(got, "second:"+r.Run) }
+	r1, r2 := b.collector(first).(keptRun), b.collector(second).(keptRun)
+	if r1.c != r2.c {
+		t.Fatal("a new collector for the same options")
+	}
+	dry := opts
+	dry.DryRun = true
+	if b.collector(dry).(keptRun).c == r1.c {
+		t.Fatal("a dry run shares the real runs' collector")
+	}
+	rep1, err := r1.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep2, err := r2.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range got {
+		if want := "first:" + rep1.Run; strings.HasPrefix(g, "first:") && g != want {
+			t.Fatalf("progress %q, want %q", g, want)
+		}
+		if want := "second:" + rep2.Run; strings.HasPrefix(g, "second:") && g != want {
+			t.Fatalf("progress %q, want %q", g, want)
+		}
+	}
+	if len(got) < 2 || !strings.HasPrefix(got[0], "first:") || !strings.HasPrefix(got[len(got)-1], "second:") {
+		t.Fatalf("progress %q", got)
+	}
+}
