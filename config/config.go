@@ -34,6 +34,8 @@ type Config struct {
 	Admin Admin `yaml:"admin"`
 	// Retention deletes old tags by rule (retention.go).
 	Retention Retention `yaml:"retention"`
+	// GC configures the garbage collector; see gc.go.
+	GC GC `yaml:"gc"`
 }
 
 // Uploads configures the housekeeping of blob upload sessions.
@@ -197,6 +199,7 @@ func Default() Config {
 		Auth:    defaultAuth(),
 		Stages:  defaultStages(),
 		Admin:   Admin{SessionTTL: 12 * time.Hour},
+		GC:      defaultGC(),
 	}
 }
 
@@ -306,6 +309,7 @@ func (c Config) problems() []problem {
 	ps = append(ps, c.Promotion.problems()...)
 	ps = append(ps, c.Admin.problems()...)
 	ps = append(ps, retentionProblems(c.Retention, c.Stages)...)
+	ps = append(ps, c.GC.problems()...)
 	return ps
 }
 
