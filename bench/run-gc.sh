@@ -27,7 +27,11 @@
 #      timed collection under /usr/bin/time (wall, CPU, peak RSS):
 #        stock    stopped, then `registry garbage-collect --delete-untagged`
 #        slipway  `slipway gc --config` with gc.grace 0s, server running
-#      and the S3 requests the s3count proxy saw during it;
+#      and the S3 requests the s3count proxy saw during it. Slipway's run
+#      leaves a descriptor whose last link it removed for BlobLinkTTL
+#      (5 min: replicas may still serve the blob from a remembered link),
+#      so unless LINK_WAIT=0 a second run follows LINK_WAIT s later (the
+#      bucket listed in between); the summary sums the two runs;
 #   4. the bucket listed again; then regbench -scenario gc-verify (stock
 #      restarted first): every kept tag pulls (manifest digest, config and
 #      layers present), every deleted tag is 404; what the collector left
@@ -40,12 +44,12 @@
 # still reads every repository) from 1 s before the pushes to their end.
 #
 # Knobs: REPOS=2000 WORKERS=16 PUSH_WORKERS=8 DURATION=60s PUSH_REPS=1
-#   LOOP_GRACE=1h SYSTEMS="slipway stock" PHASES="collect push" SLEEP=10
+#   LOOP_GRACE=1h LINK_WAIT=305 SYSTEMS="slipway stock" PHASES="collect push" SLEEP=10
 #   DROP=1 GOBENCH=1 (run the gc package's Benchmark* for the 1 M-object
 #   memory figure, if there is one) SEED=1
 #   QUIET_PCT=10 QUIET_MAX=20 SLIPWAY_BIN STOCK_BIN MINIO_BIN KEEP=0 RESULTS
 #   BASE_PORT=5600 (Slipway +1, stock +3, MinIO +50/+51, proxy +61/+71)
-# Smoke test: REPOS=20 DURATION=5s SLEEP=0 DROP=0 GOBENCH=0 bench/run-gc.sh
+# Smoke test (~8 min, 5 of them LINK_WAIT): REPOS=20 DURATION=5s SLEEP=0 DROP=0 GOBENCH=0 bench/run-gc.sh
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -55,6 +59,7 @@ PUSH_WORKERS=${PUSH_WORKERS:-8}
 DURATION=${DURATION:-60s}
 PUSH_REPS=${PUSH_REPS:-1}
 LOOP_GRACE=${LOOP_GRACE:-1h}
+LINK_WAIT=${LINK_WAIT:-305}
 SYSTEMS=${SYSTEMS:-slipway stock}
 PHASES=${PHASES:-collect push}
 SLEEP=${SLEEP:-10}
@@ -65,12 +70,12 @@ QUIET_MAX=${QUIET_MAX:-20}
 BASE_PORT=${BASE_PORT:-5600}
 STOCK_VERSION=v3.1.2
 RESULTS=${RESULTS:-$REPO/bench/results/gc-$(date -u +%Y%m%dT%H%M%SZ).jsonl}
-COMMAND="REPOS=$REPOS WORKERS=$WORKERS PUSH_WORKERS=$PUSH_WORKERS DURATION=$DURATION PUSH_REPS=$PUSH_REPS LOOP_GRACE=$LOOP_GRACE SYSTEMS='$SYSTEMS' PHASES='$PHASES' SLEEP=$SLEEP DROP=$DROP bench/run-gc.sh"
+COMMAND="REPOS=$REPOS WORKERS=$WORKERS PUSH_WORKERS=$PUSH_WORKERS DURATION=$DURATION PUSH_REPS=$PUSH_REPS LOOP_GRACE=$LOOP_GRACE LINK_WAIT=$LINK_WAIT SYSTEMS='$SYSTEMS' PHASES='$PHASES' SLEEP=$SLEEP DROP=$DROP bench/run-gc.sh"
 
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-require_numbers REPOS WORKERS PUSH_WORKERS PUSH_REPS SLEEP SEED BASE_PORT
+require_numbers LINK_WAIT REPOS WORKERS PUSH_WORKERS PUSH_REPS SLEEP SEED BASE_PORT
 for sys in $SYSTEMS; do [[ $sys == slipway || $sys == stock ]] || die "unknown system $sys (SYSTEMS: slipway stock)"; done
 [[ -x /usr/bin/time ]] || die "GNU time (/usr/bin/time) is needed for the collectors' wall time, CPU and peak RSS"
 command -v jq >/dev/null || die "jq is needed"
@@ -203,30 +208,31 @@ bucket() { # SYSTEM WHEN
 		log "$1 bucket $2: $(jq -r '"\(.ops) objects, \(.value) bytes"' <<<"$LAST")"
 }
 
-# collect SYSTEM: one timed collection through the proxy; a gc-collect line.
+# collect SYSTEM N: timed collection N of SYSTEM through the proxy; a
+# gc-collect line (rep N).
 collect() {
-	local sys=$1 rc=0 cmd tf=$RUN_DIR/time-$1
+	local sys=$1 n=$2 rc=0 cmd tf=$RUN_DIR/time-$1-$2 out=$RUN_DIR/$1-gc-$2.log take=$RUN_DIR/take-$1-$2.json
 	case $sys in
 	stock) cmd=("$STOCK_BIN" garbage-collect --delete-untagged "$RUN_DIR/stock-gc.yml") ;;
 	slipway) cmd=("$SLIPWAY_BIN" gc --config "$RUN_DIR/slipway-gc.yml") ;;
 	esac
 	prep
 	curl -sS "http://$PROXY_CTL/take" >/dev/null
-	env "${UNSET_ENV[@]}" OTEL_TRACES_EXPORTER=none /usr/bin/time -f '%e %U %S %M' -o "$tf" "${cmd[@]}" >"$RUN_DIR/$sys-gc.log" 2>&1 || rc=$?
-	curl -sS "http://$PROXY_CTL/take" | jq -c '{total, counts}' >"$RUN_DIR/take-$sys.json"
+	env "${UNSET_ENV[@]}" OTEL_TRACES_EXPORTER=none /usr/bin/time -f '%e %U %S %M' -o "$tf" "${cmd[@]}" >"$out" 2>&1 || rc=$?
+	curl -sS "http://$PROXY_CTL/take" | jq -c '{total, counts}' >"$take"
 	read -r wall user sys_s rss < <(tail -1 "$tf")
-	jq -cn --arg sys "$sys" --argjson rc "$rc" --argjson wall "$wall" --argjson user "$user" --argjson syst "$sys_s" \
-		--argjson rss "$rss" --argjson bg "$BG" --slurpfile s3 "$RUN_DIR/take-$sys.json" --arg cmd "${cmd[*]##*/}" \
-		--arg tail "$(tail -3 "$RUN_DIR/$sys-gc.log")" '{registry: $sys, scenario: "gc-collect", metric: "s", value: $wall,
+	jq -cn --arg sys "$sys" --argjson n "$n" --argjson rc "$rc" --argjson wall "$wall" --argjson user "$user" --argjson syst "$sys_s" \
+		--argjson rss "$rss" --argjson bg "$BG" --slurpfile s3 "$take" --arg cmd "${cmd[*]##*/}" \
+		--arg tail "$(tail -3 "$out")" '{registry: $sys, scenario: "gc-collect", rep: $n, metric: "s", value: $wall,
 		seconds: $wall, background_busy_pct: $bg, time: (now | todate),
 		extra: {s3: $s3[0], user_s: $user, sys_s: $syst, peak_rss_kib: $rss, exit: $rc, command: $cmd, output_tail: $tail}}
 		+ (if $rc != 0 then {error: ("exit " + ($rc | tostring))} else {} end)' >>"$RESULTS"
 	if ((rc != 0)); then
 		failures=$((failures + 1))
-		log "$sys collection FAILED (exit $rc): $(tail -3 "$RUN_DIR/$sys-gc.log")"
+		log "$sys collection $n FAILED (exit $rc): $(tail -3 "$out")"
 		return 1
 	fi
-	log "$sys collection: ${wall}s wall, $(jq .total "$RUN_DIR/take-$sys.json") S3 requests, peak RSS $((rss / 1024)) MiB (bg ${BG}%)"
+	log "$sys collection $n: ${wall}s wall, $(jq .total "$take") S3 requests, peak RSS $((rss / 1024)) MiB (bg ${BG}%)"
 }
 
 # --- phase: collect --------------------------------------------------------------------------
@@ -241,7 +247,14 @@ if [[ " $PHASES " == *" collect "* ]]; then
 		log "$sys populated: $(jq -r '"\(.ops) images at \(.value | floor) images/s, \(.extra.tags_deleted) tags deleted in \(.extra.delete_seconds | floor) s"' <<<"$LAST")"
 		bucket "$sys" before || true
 		[[ $sys == stock ]] && stop stock # offline: the stock collector needs the registry stopped
-		collect "$sys" || true
+		if collect "$sys" 1 && [[ $sys == slipway ]] && ((LINK_WAIT > 0)); then
+			# a descriptor whose last link run 1 removed waits BlobLinkTTL
+			# (5 min) after that removal: run 2 frees it and its data
+			bucket slipway between || true
+			log "waiting ${LINK_WAIT}s (BlobLinkTTL) before Slipway's second run"
+			sleep "$LINK_WAIT"
+			collect slipway 2 || true
+		fi
 		bucket "$sys" after || true
 		[[ $sys == stock ]] && start stock # a fresh process: no cached descriptors of what went
 		rb "$sys" -url "${URL[$sys]}" -scenario gc-verify -workers "$WORKERS" -state "$RUN_DIR/state-$sys" &&
