@@ -315,7 +315,7 @@ GOBENCH_OUT=$RUN_DIR/gobench.txt
 : >"$GOBENCH_OUT"
 if [[ $GOBENCH == 1 ]] && grep -qs '^func Benchmark' "$REPO"/gc/*_test.go; then
 	log "go test -bench in ./gc (the 1 M-object memory figure)"
-	(cd "$REPO" && go test -run '^$' -bench . -benchmem -count 1 ./gc/) >"$GOBENCH_OUT" 2>&1 || {
+	(cd "$REPO" && go test -run '^$' -bench . -benchtime 1x -benchmem -count 1 ./gc/) >"$GOBENCH_OUT" 2>&1 || {
 		failures=$((failures + 1))
 		log "gc Go benchmark FAILED: $(tail -3 "$GOBENCH_OUT")"
 	}
@@ -329,7 +329,7 @@ fi
 	python3 "$REPO/bench/gcsummary.py" "$RESULTS"
 	echo
 	if grep -qs '^func Benchmark' "$REPO"/gc/*_test.go; then
-		echo "Collector memory on a synthetic listing (package gc; \`go test -run '^\$' -bench . -benchmem ./gc/\`):"
+		echo "Collector memory on a synthetic listing (package gc; \`go test -run '^\$' -bench . -benchtime 1x -benchmem ./gc/\`):"
 		echo
 		if [[ -s $GOBENCH_OUT ]]; then
 			echo '```'
