@@ -22,6 +22,7 @@ import (
 
 	"github.com/slipway/slipway/auth"
 	"github.com/slipway/slipway/config"
+	"github.com/slipway/slipway/gc"
 	"github.com/slipway/slipway/promote"
 )
 
@@ -68,7 +69,10 @@ type Options struct {
 	// cookie Secure, and its host goes into the `docker login` line.
 	PublicURL string
 	// Ping checks that storage answers (nil: not shown).
-	Ping    func(ctx context.Context) error
+	Ping func(ctx context.Context) error
+	// LastGC is the newest finished garbage collection's report (ok
+	// false: none yet; nil: the card is not shown).
+	LastGC  func(ctx context.Context) (rep gc.Report, ok bool, err error)
 	Version string
 	Started time.Time // uptime is measured from it (zero: from New)
 	Logger  *slog.Logger

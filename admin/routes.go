@@ -35,6 +35,7 @@ type overviewData struct {
 	Stages  []stageCount
 	Recent  []recordRow
 	Health  health
+	GC      gcCard
 	History string // link to the whole ledger
 }
 
@@ -73,7 +74,7 @@ func (a *Admin) overview(w http.ResponseWriter, r *http.Request, req *request) {
 		a.fail(w, r, req, err)
 		return
 	}
-	d := overviewData{Health: a.health(ctx), History: "/admin/history"}
+	d := overviewData{Health: a.health(ctx), GC: a.gcCard(ctx, req.user.Admin), History: "/admin/history"}
 	for _, s := range svc.Stages() {
 		d.Stages = append(d.Stages, stageCount{Name: s.Name, Prefix: s.Prefix, Count: counts[s.Name], Immutable: s.Immutable, From: s.PromoteFrom})
 	}

@@ -32,6 +32,8 @@ type Config struct {
 	Promotion Promotion `yaml:"promotion"`
 	// Admin configures the web pages.
 	Admin Admin `yaml:"admin"`
+	// GC configures the garbage collector; see gc.go.
+	GC GC `yaml:"gc"`
 }
 
 // Uploads configures the housekeeping of blob upload sessions.
@@ -195,6 +197,7 @@ func Default() Config {
 		Auth:    defaultAuth(),
 		Stages:  defaultStages(),
 		Admin:   Admin{SessionTTL: 12 * time.Hour},
+		GC:      defaultGC(),
 	}
 }
 
@@ -303,6 +306,7 @@ func (c Config) problems() []problem {
 	ps = append(ps, stageProblems(c.Stages)...)
 	ps = append(ps, c.Promotion.problems()...)
 	ps = append(ps, c.Admin.problems()...)
+	ps = append(ps, c.GC.problems()...)
 	return ps
 }
 
