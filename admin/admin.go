@@ -46,6 +46,15 @@ type Promoter interface {
 	CanRollback(ctx context.Context, rec promote.Record) bool
 }
 
+// TagDeleter deletes tags for the pages (*promote.Service). DeleteTag
+// enforces the caller's permissions and the immutable stages itself,
+// answering *promote.Error for refusals; CanDeleteTag only decides which
+// buttons to show.
+type TagDeleter interface {
+	DeleteTag(ctx context.Context, repo, tag string, expect digest.Digest) error
+	CanDeleteTag(ctx context.Context, repo string) bool
+}
+
 // Accounts is what the pages need of the token service (*auth.Service).
 type Accounts interface {
 	Login(ctx context.Context, name, password, clientIP string) (auth.Principal, error)
@@ -59,6 +68,8 @@ type Accounts interface {
 type Options struct {
 	Promote  Promoter
 	Accounts Accounts
+	// Tags deletes tags (nil: no Delete buttons).
+	Tags TagDeleter
 	// SessionKey signs session cookies (at least 32 bytes); every replica
 	// must use the same one. The server derives it from http.secret, or
 	// from the token signing key (auth.Service.DeriveKey).

@@ -23,6 +23,7 @@ func (a *Admin) routes() *http.ServeMux {
 	m.HandleFunc("GET /admin/history", a.authed(a.history))
 	m.HandleFunc("POST /admin/promote", a.authed(a.promote))
 	m.HandleFunc("POST /admin/rollback", a.authed(a.rollback))
+	m.HandleFunc("POST /admin/tags/delete", a.authed(a.deleteTag))
 	m.HandleFunc("GET /admin/robots", a.authed(a.robots))
 	m.HandleFunc("POST /admin/robots", a.authed(a.createRobot))
 	m.HandleFunc("POST /admin/robots/revoke", a.authed(a.revokeRobot))

@@ -34,6 +34,8 @@ type Config struct {
 	Admin Admin `yaml:"admin"`
 	// GC configures the garbage collector; see gc.go.
 	GC GC `yaml:"gc"`
+	// Retention deletes old tags by rule (retention.go).
+	Retention Retention `yaml:"retention"`
 }
 
 // Uploads configures the housekeeping of blob upload sessions.
@@ -307,6 +309,7 @@ func (c Config) problems() []problem {
 	ps = append(ps, c.Promotion.problems()...)
 	ps = append(ps, c.Admin.problems()...)
 	ps = append(ps, c.GC.problems()...)
+	ps = append(ps, retentionProblems(c.Retention, c.Stages)...)
 	return ps
 }
 

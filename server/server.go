@@ -205,7 +205,7 @@ func newServerWith(cfg config.Config, logger *slog.Logger, store storage.Store, 
 	s.routeGC(e)
 	s.promote.Register(e.Group("/api/v1", a.API))
 	admin.New(admin.Options{
-		Promote: s.promote, Accounts: a, SessionKey: sharedKey(cfg, a, "admin session"), SessionTTL: cfg.Admin.SessionTTL,
+		Promote: s.promote, Accounts: a, Tags: s.promote, SessionKey: sharedKey(cfg, a, "admin session"), SessionTTL: cfg.Admin.SessionTTL,
 		PublicURL: cfg.HTTP.PublicURL, Ping: store.Ping, Version: buildinfo.Version(),
 		Started: time.Now(), Logger: logger, LastGC: s.gc.lastFinished,
 	}).Register(e)
