@@ -335,6 +335,9 @@ fi
 			echo '```'
 			grep -E '^(Benchmark|goos|goarch|cpu|PASS|FAIL|ok)' "$GOBENCH_OUT"
 			echo '```'
+			# BenchmarkCollect1M reports "<MB> peak-heap-MB" and "<n> objects"
+			awk '/peak-heap-MB/ { for (i = 2; i <= NF; i++) { if ($i == "peak-heap-MB") mb = $(i-1); if ($i == "objects") n = $(i-1) } }
+				END { if (mb != "") printf "\nPeak Go heap of one collection of %d objects: **%.1f MB** (target ≤ 100 MB: %s).\n", n, mb, (mb <= 100 ? "yes" : "**NO**") }' "$GOBENCH_OUT"
 		else
 			echo "(not run: GOBENCH=0)"
 		fi
