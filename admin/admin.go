@@ -22,6 +22,7 @@ import (
 
 	"github.com/slipway/slipway/auth"
 	"github.com/slipway/slipway/config"
+	"github.com/slipway/slipway/gc"
 	"github.com/slipway/slipway/promote"
 )
 
@@ -45,6 +46,15 @@ type Promoter interface {
 	CanRollback(ctx context.Context, rec promote.Record) bool
 }
 
+// TagDeleter deletes tags for the pages (*promote.Service). DeleteTag
+// enforces the caller's permissions and the immutable stages itself,
+// answering *promote.Error for refusals; CanDeleteTag only decides which
+// buttons to show.
+type TagDeleter interface {
+	DeleteTag(ctx context.Context, repo, tag string, expect digest.Digest) error
+	CanDeleteTag(ctx context.Context, repo string) bool
+}
+
 // Accounts is what the pages need of the token service (*auth.Service).
 type Accounts interface {
 	Login(ctx context.Context, name, password, clientIP string) (auth.Principal, error)
@@ -58,6 +68,8 @@ type Accounts interface {
 type Options struct {
 	Promote  Promoter
 	Accounts Accounts
+	// Tags deletes tags (nil: no Delete buttons).
+	Tags TagDeleter
 	// SessionKey signs session cookies (at least 32 bytes); every replica
 	// must use the same one. The server derives it from http.secret, or
 	// from the token signing key (auth.Service.DeriveKey).
@@ -68,7 +80,10 @@ type Options struct {
 	// cookie Secure, and its host goes into the `docker login` line.
 	PublicURL string
 	// Ping checks that storage answers (nil: not shown).
-	Ping    func(ctx context.Context) error
+	Ping func(ctx context.Context) error
+	// LastGC is the newest finished garbage collection's report (ok
+	// false: none yet; nil: the card is not shown).
+	LastGC  func(ctx context.Context) (rep gc.Report, ok bool, err error)
 	Version string
 	Started time.Time // uptime is measured from it (zero: from New)
 	Logger  *slog.Logger

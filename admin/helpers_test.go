@@ -90,7 +90,7 @@ func newEnv(tb testing.TB, edit func(*Options)) *env {
 	e := &env{t: tb, clock: clk, auth: svc, fake: admintest.New(clk.Now)}
 	e.fake.Promoters["rel"] = true
 	opts := Options{
-		Promote: e.fake, Accounts: svc, SessionKey: svc.DeriveKey("admin-session"),
+		Promote: e.fake, Accounts: svc, Tags: e.fake, SessionKey: svc.DeriveKey("admin-session"),
 		Ping:    func(context.Context) error { e.pings++; return nil },
 		Version: "v0.test", Logger: quiet, Now: clk.Now, Started: clk.Now().Add(-90 * time.Minute),
 	}
@@ -211,6 +211,7 @@ func mustURL(s string) *url.URL {
 }
 
 var (
-	_ Promoter = (*admintest.Fake)(nil)
-	_ Accounts = (*auth.Service)(nil)
+	_ Promoter   = (*admintest.Fake)(nil)
+	_ TagDeleter = (*admintest.Fake)(nil)
+	_ Accounts   = (*auth.Service)(nil)
 )

@@ -13,9 +13,10 @@ import (
 	"github.com/slipway/slipway/promote"
 )
 
-// confirmData is the confirmation page of a promotion or a rollback.
+// confirmData is the confirmation page of a promotion, a rollback or a
+// tag deletion (tagdelete.go: TargetRepo:Tag of stage To, naming Digest).
 type confirmData struct {
-	Kind string // "promote" or "rollback"
+	Kind string // "promote", "rollback" or "delete"
 	// Promotion.
 	Source     string
 	Digest     digest.Digest
@@ -94,16 +95,8 @@ func (a *Admin) promote(w http.ResponseWriter, r *http.Request, req *request) {
 	}
 	rec, created, err := svc.Promote(ctx, promote.Request{Source: d.Source, To: to.Name, Tag: d.Tag,
 		ExpectDigest: d.Digest, ExpectPrevious: d.Expect, Reason: d.Reason})
-	var pe *promote.Error
-	if errors.As(err, &pe) {
-		// The refusal in the page, with the confirmation still there to go
-		// back from.
-		v.Error, v.Data = pe.Message, &d
-		a.render(w, r, pe.Status, "confirm", v)
-		return
-	}
-	if err != nil {
-		a.fail(w, r, req, err)
+	v.Data = &d
+	if a.confirmFailed(w, r, req, v, err) {
 		return
 	}
 	q := url.Values{"done": {rec.ID}}
@@ -159,17 +152,28 @@ func (a *Admin) rollback(w http.ResponseWriter, r *http.Request, req *request) {
 		return
 	}
 	done, err := svc.Rollback(ctx, id, reason)
-	var pe *promote.Error
-	if errors.As(err, &pe) {
-		v.Error = pe.Message
-		a.render(w, r, pe.Status, "confirm", v)
-		return
-	}
-	if err != nil {
-		a.fail(w, r, req, err)
+	if a.confirmFailed(w, r, req, v, err) {
 		return
 	}
 	a.log.InfoContext(ctx, "rolled back from the admin pages", "record", id, "target", done.Target, "by", req.user.Name)
 	q := url.Values{"repository": {rec.App}, "tag": {rec.Tag}, "done": {done.ID}}
 	http.Redirect(w, r, "/admin/history?"+q.Encode(), http.StatusSeeOther)
+}
+
+// confirmFailed answers a confirmed action that failed and reports
+// whether it did: a refusal of the service (*promote.Error) in the
+// confirmation page v, still there to go back from; any other error as
+// an error page.
+func (a *Admin) confirmFailed(w http.ResponseWriter, r *http.Request, req *request, v *view, err error) bool {
+	var pe *promote.Error
+	switch {
+	case errors.As(err, &pe):
+		v.Error = pe.Message
+		a.render(w, r, pe.Status, "confirm", v)
+	case err != nil:
+		a.fail(w, r, req, err)
+	default:
+		return false
+	}
+	return true
 }

@@ -31,12 +31,17 @@ type repoData struct {
 	Prev, Next  string
 	// CanPromote: some row has a Promote button.
 	CanPromote bool
+	// CanDelete: some stage column has Delete buttons.
+	CanDelete bool
 }
 
 type stageCol struct {
 	Name, Repo string
 	Exists     bool
 	Immutable  bool
+	// CanDelete: the caller may delete this repository's tags (never in
+	// an immutable stage).
+	CanDelete bool
 }
 
 type tagRow struct {
@@ -121,9 +126,10 @@ func (a *Admin) repository(w http.ResponseWriter, r *http.Request, req *request)
 	for _, row := range d.Rows {
 		d.CanPromote = d.CanPromote || len(row.Actions) > 0
 	}
+	d.CanDelete = a.markDeletable(r, d.Stages)
 	v := a.newView(r, req, app)
 	v.Nav, v.Data = "repositories", d
-	v.Flash = a.doneMessage(r)
+	v.Flash = cmp.Or(a.doneMessage(r), a.deletedMessage(r, stages, app))
 	a.render(w, r, http.StatusOK, "repository", v)
 }
 

@@ -23,6 +23,7 @@ func (a *Admin) routes() *http.ServeMux {
 	m.HandleFunc("GET /admin/history", a.authed(a.history))
 	m.HandleFunc("POST /admin/promote", a.authed(a.promote))
 	m.HandleFunc("POST /admin/rollback", a.authed(a.rollback))
+	m.HandleFunc("POST /admin/tags/delete", a.authed(a.deleteTag))
 	m.HandleFunc("GET /admin/robots", a.authed(a.robots))
 	m.HandleFunc("POST /admin/robots", a.authed(a.createRobot))
 	m.HandleFunc("POST /admin/robots/revoke", a.authed(a.revokeRobot))
@@ -35,6 +36,7 @@ type overviewData struct {
 	Stages  []stageCount
 	Recent  []recordRow
 	Health  health
+	GC      gcCard
 	History string // link to the whole ledger
 }
 
@@ -73,7 +75,7 @@ func (a *Admin) overview(w http.ResponseWriter, r *http.Request, req *request) {
 		a.fail(w, r, req, err)
 		return
 	}
-	d := overviewData{Health: a.health(ctx), History: "/admin/history"}
+	d := overviewData{Health: a.health(ctx), GC: a.gcCard(ctx, req.user.Admin), History: "/admin/history"}
 	for _, s := range svc.Stages() {
 		d.Stages = append(d.Stages, stageCount{Name: s.Name, Prefix: s.Prefix, Count: counts[s.Name], Immutable: s.Immutable, From: s.PromoteFrom})
 	}

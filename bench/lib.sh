@@ -181,3 +181,41 @@ require_numbers() {
 cpu_facts() {
 	echo "CPU: $(nproc) × $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo); memory $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo); kernel $(uname -sr)"
 }
+
+# started NAME PORT CODES...: the process just started in the background
+# ($!) is PID[NAME], serving http://127.0.0.1:PORT as URL[NAME]; returns
+# once its /v2/ answers one of CODES (dies otherwise, see wait_http).
+started() {
+	local name=$1 port=$2
+	shift 2
+	PID[$name]=$!
+	URL[$name]=http://127.0.0.1:$port
+	wait_http "$name" "${URL[$name]}/v2/" "$@"
+}
+
+# stop NAME: end the process PID[NAME] this run started and forget it.
+stop() {
+	kill "${PID[$1]}" 2>/dev/null || true
+	wait "${PID[$1]}" 2>/dev/null || true
+	unset "PID[$1]"
+}
+
+# prep: before a timed run, written data on disk, the page cache dropped
+# (DROP=1), SLEEP seconds, and a quiet machine (sets BG).
+prep() {
+	sync
+	[[ ${DROP:-0} == 1 ]] && { echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || log "WARNING: cannot drop caches"; }
+	sleep "$SLEEP"
+	wait_quiet
+}
+
+# s3_facts: the machine-facts lines of the scripts comparing Slipway with
+# the stock registry on MinIO (needs STOCK_BIN, SLIPWAY_GIVEN: the binary
+# the caller gave, empty when built from this tree).
+s3_facts() {
+	local disk_dev
+	disk_dev=$(df --output=source "$BENCH_DIR" | tail -1)
+	echo "- MinIO: $("$MINIO_BIN" --version 2>&1 | head -1) ($MINIO_BIN), one drive: $RUN_DIR/minio-data on $disk_dev ($(findmnt -n -o FSTYPE -T "$BENCH_DIR"))"
+	echo "- Page cache: $([[ ${DROP:-0} == 1 ]] && echo "sync + drop_caches + ${SLEEP}s sleep before every timed run" || echo "not dropped")"
+	echo "- Go: $(go version | awk '{print $3}'); stock: $("$STOCK_BIN" --version 2>&1 | awk '{print $NF}'); Slipway: $(if [[ -n $SLIPWAY_GIVEN ]]; then echo "$SLIPWAY_GIVEN (given, not this tree)"; else echo "$(cd "$REPO" && git rev-parse --short HEAD) ($(cd "$REPO" && git status --porcelain | grep -qv '^?? bench' && echo "+ uncommitted changes" || echo clean))"; fi)"
+}

@@ -111,11 +111,6 @@ start() {
 		die "crane auth login 127.0.0.1:$port failed"
 	log "$name at ${URL[$name]} (pid ${PID[$name]}, S3 via $ep)"
 }
-stop() {
-	kill "${PID[$1]}" 2>/dev/null || true
-	wait "${PID[$1]}" 2>/dev/null || true
-	unset "PID[$1]"
-}
 
 # --- machine facts ------------------------------------------------------------------------------
 disk_dev=$(df --output=source "$BENCH_DIR" | tail -1)

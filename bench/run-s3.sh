@@ -150,26 +150,16 @@ start() {
 		"$RUN_DIR/floor" -listen "127.0.0.1:$port" -s3-endpoint "$ep" -s3-bucket floor -hash="$hash" >>"$RUN_DIR/$name.log" 2>&1 &
 		;;
 	esac
-	PID[$name]=$!
-	URL[$name]=http://127.0.0.1:$port
-	wait_http "$name" "${URL[$name]}/v2/" 200 401
+	started "$name" "$port" 200 401
 	log "$name at ${URL[$name]} (pid ${PID[$name]}, S3 via $ep)"
-}
-stop() {
-	kill "${PID[$1]}" 2>/dev/null || true
-	wait "${PID[$1]}" 2>/dev/null || true
-	unset "PID[$1]"
 }
 
 # --- machine facts ----------------------------------------------------------------------
-disk_dev=$(df --output=source "$BENCH_DIR" | tail -1)
 machine() {
 	echo "- Command: \`$COMMAND\` (median of $REPS, systems alternating)"
 	echo "- Date: $(date -u +%Y-%m-%dT%H:%MZ)"
 	echo "- $(cpu_facts)"
-	echo "- MinIO: $("$MINIO_BIN" --version 2>&1 | head -1) ($MINIO_BIN), one drive: $RUN_DIR/minio-data on $disk_dev ($(findmnt -n -o FSTYPE -T "$BENCH_DIR"))"
-	echo "- Page cache: $([[ $DROP == 1 ]] && echo "sync + drop_caches + ${SLEEP}s sleep before every timed run" || echo "not dropped")"
-	echo "- Go: $(go version | awk '{print $3}'); stock: $("$STOCK_BIN" --version 2>&1 | awk '{print $NF}'); Slipway: $(if [[ -n $SLIPWAY_GIVEN ]]; then echo "$SLIPWAY_GIVEN (given, not this tree)"; else echo "$(cd "$REPO" && git rev-parse --short HEAD) ($(cd "$REPO" && git status --porcelain | grep -qv '^?? bench' && echo "+ uncommitted changes" || echo clean))"; fi)"
+	s3_facts
 }
 machine | sed 's/^/# /' >>"$RESULTS"
 
@@ -199,12 +189,6 @@ fi
 
 # --- phase: rows ---------------------------------------------------------------------------
 BG=0
-prep() {
-	sync
-	[[ $DROP == 1 ]] && { echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || log "WARNING: cannot drop caches"; }
-	sleep "$SLEEP"
-	wait_quiet
-}
 # perf_start NAME PID / perf_stop NAME: profile PID (call graphs) in
 # between; keep the top of the profile beside RESULTS: .perf-NAME.txt
 # (flat) and .perf-NAME.graph.txt (callers of the symbols above 2 %).

@@ -32,6 +32,10 @@ type Config struct {
 	Promotion Promotion `yaml:"promotion"`
 	// Admin configures the web pages.
 	Admin Admin `yaml:"admin"`
+	// GC configures the garbage collector; see gc.go.
+	GC GC `yaml:"gc"`
+	// Retention deletes old tags by rule (retention.go).
+	Retention Retention `yaml:"retention"`
 }
 
 // Uploads configures the housekeeping of blob upload sessions.
@@ -195,6 +199,7 @@ func Default() Config {
 		Auth:    defaultAuth(),
 		Stages:  defaultStages(),
 		Admin:   Admin{SessionTTL: 12 * time.Hour},
+		GC:      defaultGC(),
 	}
 }
 
@@ -303,6 +308,8 @@ func (c Config) problems() []problem {
 	ps = append(ps, stageProblems(c.Stages)...)
 	ps = append(ps, c.Promotion.problems()...)
 	ps = append(ps, c.Admin.problems()...)
+	ps = append(ps, c.GC.problems()...)
+	ps = append(ps, retentionProblems(c.Retention, c.Stages)...)
 	return ps
 }
 

@@ -66,6 +66,7 @@ log:
 		Auth:    Default().Auth,
 		Stages:  Default().Stages,
 		Admin:   Default().Admin,
+		GC:      Default().GC,
 	}
 	want.Auth.SigningKey = "/var/lib/slipway/keys/token.pem" // follows the root
 	if !reflect.DeepEqual(cfg, want) {
@@ -122,6 +123,7 @@ func TestEnvOverrides(t *testing.T) {
 		Auth:    Default().Auth,
 		Stages:  Default().Stages,
 		Admin:   Default().Admin,
+		GC:      Default().GC,
 	}
 	want.Auth.SigningKey = "/srv/data/keys/token.pem"
 	if !reflect.DeepEqual(cfg, want) {

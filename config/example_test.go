@@ -116,3 +116,14 @@ func yamlKeys(t reflect.Type, prefix string) []string {
 	}
 	return keys
 }
+
+// The example's gc section shows the defaults.
+func TestExampleGCIsTheDefaults(t *testing.T) {
+	cfg, err := Load(examplePath, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.GC != Default().GC {
+		t.Fatalf("gc in %s: %+v, defaults %+v", examplePath, cfg.GC, Default().GC)
+	}
+}

@@ -44,6 +44,23 @@ type Options struct {
 	// KeepReferrers: referrers: keep (every referrer stays); default
 	// follow_subject (a referrer lives only while its subject does).
 	KeepReferrers bool
-	// Progress, if set, is called now and then with the report so far.
+	// Progress, if set, is called now and then with the report so far
+	// (after each stage, and at the end).
 	Progress func(Report)
+	// Fence is how long the collector waits between announcing its sweep
+	// and writing its first tombstone: 0 means tombstone.Fence, which the
+	// protocol needs (> tombstone.CacheFor); < 0 waits not at all (tests
+	// whose writers all go through one Guard-free path).
+	Fence time.Duration
+	// LinkTTL is how long a replica may still serve a blob GET from a
+	// link it remembers (registry Options.BlobLinkTTL): a descriptor whose
+	// last link this run removed is deleted only if that long has passed
+	// since, else by the next run. 0: 5 min (the registry's default);
+	// < 0: no wait.
+	LinkTTL time.Duration
+	// Concurrency bounds the store requests in flight (0: 16).
+	Concurrency int
+	// BatchSize bounds the candidates handled per protocol round, and so
+	// the memory they hold (0: 10,000).
+	BatchSize int
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/slipway/slipway/registry"
 	"github.com/slipway/slipway/storage"
+	"github.com/slipway/slipway/tombstone"
 )
 
 // cosignSuffixes name the signature, attestation and SBOM tags cosign
@@ -53,6 +54,17 @@ func (s *Service) copyManifest(ctx context.Context, from, to string, m registry.
 	if err != nil {
 		return storeError(err)
 	}
+	if linked {
+		// Relying on what is there: protect it from garbage collection.
+		// Part of it being collected: link the whole tree again (LinkBlob
+		// and LinkManifest write back what they can, or fail).
+		err := s.meta.ProtectManifest(ctx, to, m.Digest)
+		if errors.Is(err, tombstone.ErrCollected) {
+			linked = false
+		} else if err != nil {
+			return storeError(err)
+		}
+	}
 	if !linked {
 		for _, c := range refs.Children {
 			child, err := s.meta.ManifestInRepo(ctx, from, c.Digest)
@@ -70,6 +82,9 @@ func (s *Service) copyManifest(ctx context.Context, from, to string, m registry.
 			return err
 		}
 		if err := s.meta.LinkManifest(ctx, to, m); err != nil {
+			if errors.Is(err, tombstone.ErrCollected) {
+				return errorf(http.StatusConflict, CodeConflict, "%s@%s: %v; promote again", from, m.Digest, err)
+			}
 			return storeError(err)
 		}
 	} else {

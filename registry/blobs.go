@@ -85,6 +85,14 @@ func (r *Registry) getBlob(c *gin.Context, name, ref string) {
 	if err != nil {
 		h.Del("Content-Length")
 		h.Del("Content-Range")
+		if errors.Is(err, storage.ErrNotFound) {
+			// The descriptor came from a cache (this replica's, or the
+			// link memory) and garbage collection has deleted the blob
+			// since: it is unknown now, and the cache forgets it.
+			r.meta.forgetKey(blobKey(d))
+			r.meta.forgetKey(blobLinkKey(name, d))
+			err = blobUnknown(ref)
+		}
 		r.fail(c, err)
 		return
 	}

@@ -101,7 +101,7 @@ func TestImplicitFirstSegmentIsDeletedOnlyWhenUnused(t *testing.T) {
 	}
 	wantStatus(t, e.do("DELETE", committed, nil), http.StatusNoContent)
 	dc := digest.FromString("committed bytes")
-	if _, err := e.reg.meta.commitBlob(ctx, dc, st.segs); err != nil {
+	if _, err := e.reg.meta.commitBlob(ctx, "cancel", dc, st.segs); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.reg.meta.linkBlob(ctx, "cancel", dc); err != nil {

@@ -64,6 +64,22 @@ func manifestInvalid(msg string, detail any) *apiError {
 	return oci(errcode.ErrorCodeManifestInvalid, msg, detail)
 }
 
+// collectedAnswer turns a garbage-collection race (tombstone.ErrCollected:
+// the PUT relies on an object being deleted) into a 404 with code, naming
+// the digest; the client pushes again, which brings the object back.
+// Other errors are returned as they are.
+func collectedAnswer(err error, code errcode.ErrorCode) error {
+	ce, ok := collectedKey(err)
+	if !ok {
+		return err
+	}
+	detail := ce.Key
+	if d, _, ok := digestOfKey(ce.Key); ok {
+		detail = d.String()
+	}
+	return oci(code, "a blob or manifest this push relies on is being garbage-collected: push it again", detail)
+}
+
 // parseRef reads a manifest reference: a digest or a tag.
 func parseRef(ref string) (tag string, d digest.Digest, err error) {
 	if strings.Contains(ref, ":") {
@@ -135,7 +151,7 @@ func (r *Registry) putManifest(c *gin.Context, name, ref string) {
 	}
 	// Order is the crash story: content, link, referrer index, tag.
 	if err := r.meta.linkManifest(ctx, name, man, fields); err != nil {
-		r.fail(c, err)
+		r.fail(c, collectedAnswer(err, errcode.ErrorCodeManifestBlobUnknown))
 		return
 	}
 	if fields.Subject != nil {
@@ -143,7 +159,7 @@ func (r *Registry) putManifest(c *gin.Context, name, ref string) {
 	}
 	for _, t := range tags {
 		if err := r.meta.setTag(ctx, name, t, d); err != nil {
-			r.fail(c, err)
+			r.fail(c, collectedAnswer(err, errcode.ErrorCodeManifestUnknown))
 			return
 		}
 		c.Writer.Header().Add("OCI-Tag", t)

@@ -12,6 +12,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/slipway/slipway/storage"
+	"github.com/slipway/slipway/tombstone"
 )
 
 // Metadata is the registry's metadata layer: blob descriptors and data,
@@ -54,6 +55,8 @@ type Metadata struct {
 	linkTTL time.Duration
 	// tags coalesces concurrent reads of one tag (coalesce.go).
 	tags *readGroup[digest.Digest]
+	// guard is the writers' side of garbage collection (protect.go).
+	guard *tombstone.Guard
 }
 
 // sharedReadTimeout bounds a tag read shared by several requests.
@@ -79,7 +82,7 @@ func newMeta(store storage.Store, linkTTL time.Duration) *Metadata {
 	m, _ := lru.New[digest.Digest, Manifest](manifestCacheEntries)
 	cat, _ := lru.New[string, struct{}](manifestCacheEntries)
 	linked, _ := lru.New[string, time.Time](blobCacheEntries)
-	md := &Metadata{store: store, blobs: b, manifests: m, catalogued: cat, linked: linked, linkTTL: linkTTL, tagIndex: newTagIndexes()}
+	md := &Metadata{store: store, blobs: b, manifests: m, catalogued: cat, linked: linked, linkTTL: linkTTL, tagIndex: newTagIndexes(), guard: tombstone.NewGuard(store)}
 	md.tags = newReadGroup(sharedReadTimeout, md.readTag)
 	return md
 }

@@ -46,11 +46,23 @@ func newBlobDesc(segs []segment) blobDesc {
 }
 
 // blob returns the descriptor of a stored blob (storage.ErrNotFound if the
-// registry holds no such blob at all).
+// registry holds no such blob at all), from the cache when it can: a
+// descriptor cached here may have been garbage-collected since, which the
+// reads of its data find out (a blob GET then answers BLOB_UNKNOWN).
 func (m *Metadata) blob(ctx context.Context, d digest.Digest) (blobDesc, error) {
 	if bd, ok := m.blobs.Get(d); ok {
 		return bd, nil
 	}
+	bd, err := m.blobFromStore(ctx, d)
+	if err != nil {
+		return blobDesc{}, err
+	}
+	m.blobs.Add(d, bd)
+	return bd, nil
+}
+
+// blobFromStore reads a descriptor from the store, not the cache.
+func (m *Metadata) blobFromStore(ctx context.Context, d digest.Digest) (blobDesc, error) {
 	b, _, err := m.readSmall(ctx, blobKey(d), 4<<20)
 	if err != nil {
 		return blobDesc{}, err
@@ -59,41 +71,106 @@ func (m *Metadata) blob(ctx context.Context, d digest.Digest) (blobDesc, error) 
 	if err := json.Unmarshal(b, &bd); err != nil {
 		return blobDesc{}, fmt.Errorf("blob descriptor %s: %w", d, err)
 	}
-	m.blobs.Add(d, bd)
 	return bd, nil
 }
 
-// commitBlob records that the segments hold the blob d. If the registry
-// already holds d, the new segments are dropped (dedupe) and the existing
-// descriptor wins.
-func (m *Metadata) commitBlob(ctx context.Context, d digest.Digest, segs []segment) (blobDesc, error) {
-	bd := newBlobDesc(segs)
-	b, _ := json.Marshal(bd)
-	_, err := m.store.PutIfAbsent(ctx, blobKey(d), bytes.NewReader(b), int64(len(b)))
-	switch {
-	case err == nil:
-		m.blobs.Add(d, bd)
-		return bd, nil
-	case errors.Is(err, storage.ErrPreconditionFailed):
-		existing, gerr := m.blob(ctx, d)
-		if gerr != nil {
-			return blobDesc{}, gerr
+// errSegmentsCollected: a commit's own segments were deleted by garbage
+// collection (a descriptor naming them, written by an earlier commit of
+// the same session, was collected): the blob must be uploaded again.
+var errSegmentsCollected = errors.New("the upload's data was garbage-collected")
+
+// commitBlob makes the segments the blob d of repository name: the
+// descriptor (put-if-absent: if the registry already holds d, the
+// existing descriptor wins and the new segments are dropped: dedupe),
+// the link, then Guard.Protect of the link and of an existing descriptor
+// (one this commit created is younger than the collector's grace). The
+// new segments are dropped only after Protect succeeded: until then the
+// existing descriptor may be going away, and the segments are what
+// replaces it. If it is (ErrCollected), the commit waits until its
+// deletion finished, writes its own descriptor and link again and
+// protects again (recoverCollected).
+func (m *Metadata) commitBlob(ctx context.Context, name string, d digest.Digest, segs []segment) (blobDesc, error) {
+	for attempt := 0; ; attempt++ {
+		bd, created, err := m.putDescriptor(ctx, d, segs)
+		if err != nil {
+			return blobDesc{}, err
 		}
-		named := map[string]bool{}
-		for _, s := range existing.segments() {
-			named[s.Key] = true
+		if err := m.linkBlob(ctx, name, d); err != nil {
+			return blobDesc{}, err
 		}
-		var drop []segment
+		keys := []string{blobLinkKey(name, d)}
+		if !created {
+			keys = append(keys, blobKey(d))
+		}
+		err = m.guard.Protect(ctx, keys...)
+		if err == nil {
+			if !created {
+				m.dropUnnamed(ctx, bd, segs)
+			}
+			return bd, nil
+		}
+		own := func(key string) bool { return key == keys[0] || (key == blobKey(d) && !created) }
+		if err := m.recoverCollected(ctx, err, attempt, own); err != nil {
+			if _, ok := collectedKey(err); ok {
+				m.dropDanglingLink(ctx, keys[0], blobKey(d))
+			}
+			return blobDesc{}, err
+		}
+		// The old descriptor named these segments (a commit of the same
+		// session again) and took them along: nothing left to commit.
 		for _, s := range segs {
-			if !named[s.Key] {
-				drop = append(drop, s)
+			if ok, err := m.exists(ctx, s.Key); err != nil {
+				return blobDesc{}, err
+			} else if !ok {
+				return blobDesc{}, errSegmentsCollected
 			}
 		}
-		m.deleteSegments(ctx, drop, false)
-		return existing, nil
-	default:
-		return blobDesc{}, err
 	}
+}
+
+// putDescriptor writes the descriptor of d naming segs with put-if-absent,
+// or returns the existing one (read from the store: a cached one may be
+// gone) when there is one.
+func (m *Metadata) putDescriptor(ctx context.Context, d digest.Digest, segs []segment) (bd blobDesc, created bool, err error) {
+	bd = newBlobDesc(segs)
+	b, _ := json.Marshal(bd)
+	for range 3 {
+		_, err = m.store.PutIfAbsent(ctx, blobKey(d), bytes.NewReader(b), int64(len(b)))
+		if err == nil {
+			m.blobs.Add(d, bd)
+			return bd, true, nil
+		}
+		if !errors.Is(err, storage.ErrPreconditionFailed) {
+			return blobDesc{}, false, err
+		}
+		existing, err := m.blobFromStore(ctx, d)
+		if err == nil {
+			m.blobs.Add(d, existing)
+			return existing, false, nil
+		}
+		if !errors.Is(err, storage.ErrNotFound) {
+			return blobDesc{}, false, err
+		}
+		// Deleted since the put: try again to write ours.
+		m.blobs.Remove(d)
+	}
+	return blobDesc{}, false, fmt.Errorf("blob descriptor %s keeps changing: %w", d, storage.ErrUnavailable)
+}
+
+// dropUnnamed deletes the segments of a commit that the descriptor that
+// won (existing) does not name.
+func (m *Metadata) dropUnnamed(ctx context.Context, existing blobDesc, segs []segment) {
+	named := map[string]bool{}
+	for _, s := range existing.segments() {
+		named[s.Key] = true
+	}
+	var drop []segment
+	for _, s := range segs {
+		if !named[s.Key] {
+			drop = append(drop, s)
+		}
+	}
+	m.deleteSegments(ctx, drop, false)
 }
 
 // deleteSegments deletes data objects, except an implicit first segment
@@ -220,16 +297,47 @@ func (m *Metadata) linkBlob(ctx context.Context, name string, d digest.Digest) e
 // LinkBlob is linkBlob for other packages (the promotion service), with
 // one difference: a link that already exists is not written again (a
 // HEAD, not a PUT, for the layers most promotions share with the image
-// before). Callers linking many blobs at once call AddRepository first,
-// so that they do not all race to create the catalog entry.
+// before). Either way the descriptor and the link are then protected from
+// garbage collection (protectLink). Callers linking many blobs at once
+// call AddRepository first, so that they do not all race to create the
+// catalog entry. A blob being collected is storage.ErrNotFound (and
+// tombstone.ErrCollected).
 func (m *Metadata) LinkBlob(ctx context.Context, repo string, d digest.Digest) error {
 	if _, err := m.blob(ctx, d); err != nil {
 		return err
 	}
 	if linked, err := m.exists(ctx, blobLinkKey(repo, d)); err == nil && linked {
-		return nil
+		return m.protectLink(ctx, repo, d, false)
 	}
-	return m.linkBlob(ctx, repo, d)
+	return m.protectLink(ctx, repo, d, true)
+}
+
+// protectLink links blob d into repo (write: linkBlob, else the link
+// exists) and protects the link and the descriptor. A link being deleted
+// is waited for and written again; a descriptor being deleted cannot be
+// brought back here: the error is storage.ErrNotFound and
+// tombstone.ErrCollected (mount then falls back to an upload).
+func (m *Metadata) protectLink(ctx context.Context, repo string, d digest.Digest, write bool) error {
+	link := blobLinkKey(repo, d)
+	for attempt := 0; ; attempt++ {
+		if write {
+			if err := m.linkBlob(ctx, repo, d); err != nil {
+				return err
+			}
+		}
+		err := m.guard.Protect(ctx, blobKey(d), link)
+		if err == nil {
+			return nil
+		}
+		if err := m.recoverCollected(ctx, err, attempt, func(k string) bool { return k == link }); err != nil {
+			if _, ok := collectedKey(err); ok {
+				m.dropDanglingLink(ctx, link, blobKey(d))
+				return fmt.Errorf("%w: %w", storage.ErrNotFound, err)
+			}
+			return err
+		}
+		write = true
+	}
 }
 
 // unlinkBlob removes a blob from a repository (storage.ErrNotFound when it

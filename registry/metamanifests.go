@@ -157,24 +157,84 @@ func (m *Metadata) LinkManifest(ctx context.Context, repo string, man Manifest) 
 }
 
 // linkManifest is LinkManifest with the manifest's fields already parsed.
+// After its writes it protects, from garbage collection, the record (when
+// it existed before), the link, the referrer entry and the whole tree the
+// manifest references in repo (manifestTreeKeys). Its own objects, if
+// being deleted, are waited for and written again (recoverCollected); a
+// referenced blob or child being collected is an error wrapping
+// tombstone.ErrCollected, and the manifest stays linked but untagged
+// (callers write no tag then), for the collector to free: unlinking it
+// could undo a concurrent push of the same manifest that succeeded.
 func (m *Metadata) linkManifest(ctx context.Context, repo string, man Manifest, f *manifestFields) error {
+	own := map[string]bool{manifestKey(man.Digest): true, manifestLinkKey(repo, man.Digest): true}
+	if f.Subject != nil {
+		own[referrerKey(repo, f.Subject.Digest, man.Digest)] = true
+	}
+	for attempt := 0; ; attempt++ {
+		created, err := m.writeManifest(ctx, repo, man, f)
+		if err != nil {
+			return err
+		}
+		err = m.guard.ProtectFunc(ctx, func() ([]string, error) {
+			return m.linkedManifestKeys(ctx, repo, man, f, created)
+		})
+		if err == nil {
+			return nil
+		}
+		if err := m.recoverCollected(ctx, err, attempt, func(k string) bool { return own[k] }); err != nil {
+			return err
+		}
+	}
+}
+
+// linkedManifestKeys is what linkManifest protects: the manifest's own
+// objects (its record only when this request did not create it: a new
+// one is younger than the collector's grace), then its references' trees.
+func (m *Metadata) linkedManifestKeys(ctx context.Context, repo string, man Manifest, f *manifestFields, created bool) ([]string, error) {
+	keys := []string{manifestLinkKey(repo, man.Digest)}
+	if !created {
+		keys = append(keys, manifestKey(man.Digest))
+	}
+	if f.Subject != nil {
+		keys = append(keys, referrerKey(repo, f.Subject.Digest, man.Digest))
+	}
+	refs, err := man.References()
+	if err != nil {
+		return nil, err
+	}
+	keys = append(keys, blobKeys(repo, refs.Blobs)...)
+	seen := map[digest.Digest]bool{man.Digest: true}
+	for _, c := range refs.Children {
+		ck, err := m.manifestTreeKeys(ctx, repo, c.Digest, 1, seen)
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, ck...)
+	}
+	return keys, nil
+}
+
+// writeManifest writes a manifest's record (put-if-absent; created tells
+// whether this call wrote it), link, catalog entry and referrer entry.
+func (m *Metadata) writeManifest(ctx context.Context, repo string, man Manifest, f *manifestFields) (created bool, err error) {
 	if strings.ContainsRune(man.MediaType, '\n') {
-		return fmt.Errorf("media type contains a newline")
+		return false, fmt.Errorf("media type contains a newline")
 	}
 	b := make([]byte, 0, len(man.MediaType)+1+len(man.Raw))
 	b = append(append(append(b, man.MediaType...), '\n'), man.Raw...)
-	_, err := m.store.PutIfAbsent(ctx, manifestKey(man.Digest), bytes.NewReader(b), int64(len(b)))
+	_, err = m.store.PutIfAbsent(ctx, manifestKey(man.Digest), bytes.NewReader(b), int64(len(b)))
 	if err != nil && !errors.Is(err, storage.ErrPreconditionFailed) {
-		return err
+		return false, err
 	}
+	created = err == nil
 	if err := m.putSmall(ctx, manifestLinkKey(repo, man.Digest), nil); err != nil {
-		return err
+		return created, err
 	}
 	if err := m.AddRepository(ctx, repo); err != nil {
-		return err
+		return created, err
 	}
 	if f.Subject == nil {
-		return nil
+		return created, nil
 	}
 	desc := v1.Descriptor{
 		MediaType:    man.MediaType,
@@ -187,7 +247,7 @@ func (m *Metadata) linkManifest(ctx context.Context, repo string, man Manifest, 
 		desc.ArtifactType = f.Config.MediaType
 	}
 	rb, _ := json.Marshal(desc)
-	return m.putSmall(ctx, referrerKey(repo, f.Subject.Digest, man.Digest), rb)
+	return created, m.putSmall(ctx, referrerKey(repo, f.Subject.Digest, man.Digest), rb)
 }
 
 // unlinkManifest removes a manifest from a repository: its referrer index

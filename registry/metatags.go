@@ -11,6 +11,7 @@ import (
 
 	"github.com/slipway/slipway/internal/names"
 	"github.com/slipway/slipway/storage"
+	"github.com/slipway/slipway/tombstone"
 )
 
 // A tag object holds the digest it names, optionally followed by a stamp
@@ -80,16 +81,24 @@ func (m *Metadata) Tag(ctx context.Context, repo, tag string) (TagState, error) 
 }
 
 // setTag points a tag at d, whatever it named before (a /v2/ push). The
-// manifest must already be linked in the repository.
+// manifest must already be linked in the repository. The tag is then
+// protected (protectTag).
 func (m *Metadata) setTag(ctx context.Context, name, tag string, d digest.Digest) error {
-	return m.putSmall(ctx, tagKey(name, tag), []byte(d.String()))
+	b := []byte(d.String())
+	info, err := m.store.Put(ctx, tagKey(name, tag), bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		return err
+	}
+	return m.protectTag(ctx, name, tag, d, info.ETag)
 }
 
 // SetTag writes repo:tag → d with the caller's stamp (see maxTagObject;
 // "" for none), only if the tag is still at version etag ("": only if it
 // does not exist). Losing that race is storage.ErrPreconditionFailed. The
 // manifest must already be linked in repo (LinkManifest; a tag never
-// names a manifest its repository lacks — Verify checks it).
+// names a manifest its repository lacks — Verify checks it). The tag is
+// then protected (protectTag): a manifest being garbage-collected is
+// storage.ErrNotFound (and tombstone.ErrCollected).
 func (m *Metadata) SetTag(ctx context.Context, repo, tag string, d digest.Digest, stamp, etag string) error {
 	if !names.ValidTag(tag) {
 		return fmt.Errorf("invalid tag %q", tag)
@@ -101,12 +110,62 @@ func (m *Metadata) SetTag(ctx context.Context, repo, tag string, d digest.Digest
 	if stamp != "" {
 		b = []byte(d.String() + "\n" + stamp + "\n")
 	}
+	var info storage.Info
 	var err error
 	if etag == "" {
-		_, err = m.store.PutIfAbsent(ctx, tagKey(repo, tag), bytes.NewReader(b), int64(len(b)))
+		info, err = m.store.PutIfAbsent(ctx, tagKey(repo, tag), bytes.NewReader(b), int64(len(b)))
 	} else {
-		_, err = m.store.PutIfMatch(ctx, tagKey(repo, tag), bytes.NewReader(b), int64(len(b)), etag)
+		info, err = m.store.PutIfMatch(ctx, tagKey(repo, tag), bytes.NewReader(b), int64(len(b)), etag)
 	}
+	if err != nil {
+		return err
+	}
+	if err := m.protectTag(ctx, repo, tag, d, info.ETag); err != nil {
+		return fmt.Errorf("%w: %w", storage.ErrNotFound, err)
+	}
+	return nil
+}
+
+// protectTag runs after a write of repo:tag → d (version written): it
+// protects the manifest's tree from garbage collection (protectManifest),
+// since the tag may have been written after the collector's second look
+// decided the manifest was garbage. When that fails with ErrCollected an
+// object of the tree is going away, and the tag names a manifest that
+// cannot be pulled; left there it would fail every pull, forever, and be
+// a root naming something broken. So it is deleted, once the deletion
+// finished, if it is still the version this call wrote and the collected
+// object is still absent:
+//   - every other write of tag → d since the collector listed the
+//     repository is a failing writer's too (a successful one would have
+//     rescued the object), except a re-push that re-created the object
+//     after its deletion; such a push writes the object before the tag,
+//     so the absence check, made after the version check, sees it and
+//     keeps the tag;
+//   - a write of the tag to another digest changes the version (a /v2/
+//     write of the same bytes may keep the ETag on S3: then it names d
+//     and is one of the cases above);
+//   - the store has no conditional delete: a write landing between the
+//     checks and the delete is undone. That window is one round trip, in
+//     a path that only a collection racing a write of this very tag
+//     reaches; it loses a tag write, never a blob a tag relies on.
+func (m *Metadata) protectTag(ctx context.Context, repo, tag string, d digest.Digest, written string) error {
+	err := m.protectManifest(ctx, repo, d)
+	ce, collected := collectedKey(err)
+	if !collected {
+		return err
+	}
+	cleanup := context.WithoutCancel(ctx)
+	if gone, werr := tombstone.AwaitGone(cleanup, m.store, ce.Key, awaitDeletion, awaitPoll); werr != nil || !gone {
+		return err
+	}
+	st, rerr := m.Tag(cleanup, repo, tag)
+	if rerr != nil || st.Digest != d || st.ETag != written {
+		return err
+	}
+	if back, xerr := m.exists(cleanup, ce.Key); xerr != nil || back {
+		return err
+	}
+	_ = m.deleteTag(cleanup, repo, tag)
 	return err
 }
 

@@ -8,9 +8,11 @@ import (
 	"slices"
 	"time"
 
+	"github.com/distribution/distribution/v3/registry/api/errcode"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/slipway/slipway/storage"
+	"github.com/slipway/slipway/tombstone"
 )
 
 // The operations of upload sessions: open, status, append, commit, cancel,
@@ -310,12 +312,16 @@ func (u *uploads) finish(ctx context.Context, s *session, d digest.Digest) error
 }
 
 // commitBlob makes written segments a blob of the repository: descriptor
-// (dedupe on an existing digest), then link.
+// (dedupe on an existing digest), link, protection from garbage
+// collection (Metadata.commitBlob). A blob that stays collected past the
+// commit's retries, or whose data went with it, is BLOB_UPLOAD_UNKNOWN:
+// the client uploads it again, which brings it back.
 func (u *uploads) commitBlob(ctx context.Context, name string, d digest.Digest, segs []segment) error {
-	if _, err := u.meta.commitBlob(ctx, d, segs); err != nil {
-		return err
+	_, err := u.meta.commitBlob(ctx, name, d, segs)
+	if errors.Is(err, tombstone.ErrCollected) || errors.Is(err, errSegmentsCollected) {
+		return oci(errcode.ErrorCodeBlobUploadUnknown, "blob is being garbage-collected: upload it again", d.String())
 	}
-	return u.meta.linkBlob(ctx, name, d)
+	return err
 }
 
 // cancel ends session id of name: see drop.
@@ -393,5 +399,11 @@ func (u *uploads) mount(ctx context.Context, name, from string, d digest.Digest)
 		}
 		return false, err
 	}
-	return true, u.meta.linkBlob(ctx, name, d)
+	// The link, then protection of it and of the descriptor; a blob being
+	// collected is not mountable: the client uploads it instead.
+	err := u.meta.protectLink(ctx, name, d, true)
+	if errors.Is(err, tombstone.ErrCollected) {
+		return false, nil
+	}
+	return err == nil, err
 }

@@ -409,6 +409,7 @@ func TestImmutableStageRefusesEveryone(t *testing.T) {
 			{http.MethodPost, "/v2/production/app/blobs/uploads/"},
 			{http.MethodPut, "/v2/production/app/manifests/v1"},
 			{http.MethodDelete, "/v2/production/app/manifests/sha256:" + strings.Repeat("a", 64)},
+			{http.MethodDelete, "/v2/production/app/manifests/v1"}, // a tag: refused alike
 			{http.MethodDelete, "/v2/production/app/blobs/sha256:" + strings.Repeat("a", 64)},
 		} {
 			rec := send(h, r.method, r.path, "", bearer(tok)...)

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/slipway/slipway/gc"
 	"github.com/slipway/slipway/registry"
 )
 
@@ -23,6 +24,7 @@ type metrics struct {
 	duration *prometheus.HistogramVec
 	bytesIn  *prometheus.CounterVec
 	bytesOut *prometheus.CounterVec
+	gc       *gcMetrics
 }
 
 func newMetrics() *metrics {
@@ -50,7 +52,72 @@ func newMetrics() *metrics {
 	m.reg.MustRegister(m.requests, m.duration, m.bytesIn, m.bytesOut,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.gc = newGCMetrics(m.reg)
 	return m
+}
+
+// gcMetrics describe the garbage collections this replica ran (sum them
+// over replicas: each run is counted by the one replica that ran it).
+type gcMetrics struct {
+	lastSuccess  prometheus.Gauge
+	bytesFreed   prometheus.Counter
+	objectsFreed prometheus.Counter
+	pending      prometheus.Gauge
+	duration     prometheus.Histogram
+	runs         *prometheus.CounterVec
+}
+
+func newGCMetrics(reg prometheus.Registerer) *gcMetrics {
+	m := &gcMetrics{
+		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "slipway_gc_last_success_timestamp_seconds",
+			Help: "Unix time at which the last successful collection that was not a dry run ended (0: none since start).",
+		}),
+		bytesFreed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "slipway_gc_bytes_freed_total",
+			Help: "Bytes the garbage collector deleted (dry runs not counted).",
+		}),
+		objectsFreed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "slipway_gc_objects_freed_total",
+			Help: "Objects the garbage collector deleted (dry runs not counted).",
+		}),
+		pending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "slipway_gc_pending_deletions",
+			Help: "Deletions the running (or last) collection has committed to and not finished.",
+		}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "slipway_gc_duration_seconds",
+			Help: "Wall time of whole collections.",
+			// A few seconds (a test registry) to hours (millions of objects).
+			Buckets: []float64{1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 14400, 28800},
+		}),
+		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "slipway_gc_runs_total",
+			Help: "Collections tried, by outcome: success, error, lease_held (another collector was running).",
+		}, []string{"outcome"}),
+	}
+	reg.MustRegister(m.lastSuccess, m.bytesFreed, m.objectsFreed, m.pending, m.duration, m.runs)
+	for _, outcome := range []string{"success", "error", "lease_held"} {
+		m.runs.WithLabelValues(outcome) // shown at 0 before the first run
+	}
+	return m
+}
+
+// finished records a run that ended with rep and err after took.
+func (m *gcMetrics) finished(rep gc.Report, err error, took time.Duration) {
+	m.duration.Observe(took.Seconds())
+	if !rep.DryRun {
+		m.bytesFreed.Add(float64(max(rep.Freed.Bytes, 0)))
+		m.objectsFreed.Add(float64(max(rep.Freed.Objects, 0)))
+	}
+	if err != nil {
+		m.runs.WithLabelValues("error").Inc()
+		return
+	}
+	m.runs.WithLabelValues("success").Inc()
+	if !rep.DryRun {
+		m.lastSuccess.SetToCurrentTime()
+	}
 }
 
 func (m *metrics) observe(route, method string, status int, d time.Duration, in, out int64) {

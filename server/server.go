@@ -55,6 +55,7 @@ type Server struct {
 	auth     *auth.Service
 	promote  *promote.Service
 	outbox   *webhook.Outbox // nil without promotion.webhooks
+	gc       *collection
 }
 
 // New builds the store named by cfg and everything on top of it. It does
@@ -64,15 +65,25 @@ func New(cfg config.Config, logger *slog.Logger) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("server: invalid config: %w", err)
 	}
-	store, err := openStore(cfg.Storage)
+	store, err := OpenStore(cfg.Storage, logger)
+	if err != nil {
+		return nil, err
+	}
+	return newServer(cfg, logger, store)
+}
+
+// OpenStore opens the configured store as `slipway serve` does (also for
+// `slipway gc`, which must work on the very same storage).
+func OpenStore(cfg config.Storage, logger *slog.Logger) (storage.Store, error) {
+	store, err := openStore(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("server: storage: %w", err)
 	}
-	if d := cfg.Storage.TestWriteDelay; d > 0 {
+	if d := cfg.TestWriteDelay; d > 0 {
 		logger.Warn("storage writes are delayed for testing", "delay", d.String())
 		store = delay.Wrap(store, d)
 	}
-	return newServer(cfg, logger, store)
+	return store, nil
 }
 
 // purgeUploads forgets abandoned upload sessions every purge interval until
@@ -189,12 +200,14 @@ func newServerWith(cfg config.Config, logger *slog.Logger, store storage.Store, 
 		},
 		Logger: logger,
 	})
+	s.gc = newCollection(cfg, store, gcBackendFor(store, s.registry.Metadata()), logger, s.metrics.gc)
 	s.routeAuth(e)
+	s.routeGC(e)
 	s.promote.Register(e.Group("/api/v1", a.API))
 	admin.New(admin.Options{
-		Promote: s.promote, Accounts: a, SessionKey: sharedKey(cfg, a, "admin session"), SessionTTL: cfg.Admin.SessionTTL,
+		Promote: s.promote, Accounts: a, Tags: s.promote, SessionKey: sharedKey(cfg, a, "admin session"), SessionTTL: cfg.Admin.SessionTTL,
 		PublicURL: cfg.HTTP.PublicURL, Ping: store.Ping, Version: buildinfo.Version(),
-		Started: time.Now(), Logger: logger,
+		Started: time.Now(), Logger: logger, LastGC: s.gc.lastFinished,
 	}).Register(e)
 	e.GET("/", func(c *gin.Context) { c.Redirect(http.StatusFound, "/admin/") })
 	s.registry.Register(e.Group("", a.V2))
@@ -237,6 +250,7 @@ func (s *Server) routeAuth(e *gin.Engine) {
 // Close releases what the server holds besides the listener (Run does it
 // on shutdown): background writes finish first.
 func (s *Server) Close() {
+	s.gc.stop()
 	s.registry.Wait()
 	s.auth.Close()
 }
@@ -282,6 +296,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.log.Info("listening", "addr", s.Addr(), "storage", backend)
 	go s.purgeUploads(ctx)
+	go s.gc.loop(ctx)
 	outboxDone := make(chan struct{})
 	if s.outbox != nil {
 		go func() { s.outbox.Run(ctx); close(outboxDone) }()

@@ -24,10 +24,12 @@ import (
 
 // Fake is an in-memory promotion service with the contract's
 // rules: admins and the accounts in promoters may promote and roll back,
-// everyone signed in may read.
+// admins and the accounts in Deleters may delete tags outside immutable
+// stages, everyone signed in may read.
 type Fake struct {
 	stages    []config.Stage
 	Promoters map[string]bool
+	Deleters  map[string]bool
 	now       func() time.Time
 
 	mu     sync.Mutex
@@ -38,7 +40,7 @@ type Fake struct {
 }
 
 func New(now func() time.Time) *Fake {
-	return &Fake{stages: config.Default().Stages, Promoters: map[string]bool{}, now: now, repos: map[string][]promote.TagInfo{}}
+	return &Fake{stages: config.Default().Stages, Promoters: map[string]bool{}, Deleters: map[string]bool{}, now: now, repos: map[string][]promote.TagInfo{}}
 }
 
 func Digest(s string) digest.Digest { return digest.FromString(s) }
@@ -347,4 +349,34 @@ func (f *Fake) SeedApp(app string, now time.Time) {
 	f.Push("production/"+app, "latest", v1, now.Add(-2*time.Hour))
 	f.MarkStages(app, v1)
 	f.MarkStages(app, v2)
+}
+
+// CanDeleteTag: admins and Deleters, outside immutable stages.
+func (f *Fake) CanDeleteTag(ctx context.Context, repo string) bool {
+	if st, ok := config.StageOf(f.stages, repo); ok && st.Immutable {
+		return false
+	}
+	p, ok := auth.PrincipalFrom(ctx)
+	return ok && (p.Admin || f.Deleters[p.Name])
+}
+
+// DeleteTag removes repo:tag with the real service's refusals: 403 where
+// CanDeleteTag says no, 404 for a missing tag, 409 when it no longer
+// names expect.
+func (f *Fake) DeleteTag(ctx context.Context, repo, tag string, expect digest.Digest) error {
+	if !f.CanDeleteTag(ctx, repo) {
+		return perr(http.StatusForbidden, promote.CodeDenied, "you may not delete tags of "+repo)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	tags := f.repos[repo]
+	i := slices.IndexFunc(tags, func(t promote.TagInfo) bool { return t.Tag == tag })
+	switch {
+	case i < 0:
+		return perr(http.StatusNotFound, promote.CodeNotFound, repo+":"+tag+" does not exist (any more)")
+	case expect != "" && tags[i].Digest != expect:
+		return perr(http.StatusConflict, promote.CodeGuardFailed, repo+":"+tag+" changed since you looked: it now names "+tags[i].Digest.String())
+	}
+	f.repos[repo] = slices.Delete(tags, i, i+1)
+	return nil
 }

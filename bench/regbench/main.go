@@ -98,6 +98,7 @@ type config struct {
 	iters      int    // promote-*: timed iterations
 	warmup     int    // promote-*: discarded iterations before them
 	craneBin   string // promote-*: the crane binary
+	seed       int64  // gc-*: content seed (the same bytes on every registry)
 }
 
 var scenarios = []string{
@@ -106,6 +107,7 @@ var scenarios = []string{
 	"raw-push-16m", "raw-push-256k", "raw-pull-16m", "raw-pull-256k", "s3-ops",
 	"promote-1m-warm", "promote-1m-cold", "promote-1g-warm", "promote-1g-cold",
 	"tags-100", "tags-1000", "tags-10000",
+	"gc-populate", "gc-verify", "gc-bucket", "gc-push",
 }
 
 func main() {
@@ -119,11 +121,11 @@ func main() {
 	flag.StringVar(&cfg.stateDir, "state", "", "directory for state shared between phases (default: a temp dir, only with -phase all)")
 	flag.StringVar(&cfg.label, "label", "", "registry label echoed in the result (e.g. slipway, stock)")
 	flag.IntVar(&cfg.rep, "rep", 0, "repetition number echoed in the result")
-	flag.IntVar(&cfg.count, "n", 0, "number of blobs (default: 64 for *-16m, 1024 for *-256k)")
+	flag.IntVar(&cfg.count, "n", 0, "number of blobs (default: 64 for *-16m, 1024 for *-256k); gc-populate: repositories (default 2000)")
 	flag.IntVar(&cfg.workers, "workers", 0, "parallel workers (default: 4 for *-16m, 8 for *-256k)")
 	flag.IntVar(&cfg.copies, "copies", 0, "copy-10: how many images (each its own source) are copied one after the other; the run reports the median time (default 5)")
 	flag.IntVar(&cfg.clients, "clients", 16, "concurrent clients for manifest-head/manifest-get")
-	flag.DurationVar(&cfg.duration, "duration", 10*time.Second, "how long manifest-head/manifest-get hammer")
+	flag.DurationVar(&cfg.duration, "duration", 10*time.Second, "how long manifest-head/manifest-get hammer, and gc-push pushes")
 	flag.BoolVar(&cfg.chunked, "chunked", true, "send PATCH bodies with chunked encoding (no Content-Length), as docker does")
 	flag.BoolVar(&cfg.verifyPull, "verify-pull", false, "sha256 every pulled blob (costs client CPU; length and Docker-Content-Digest are always checked)")
 	flag.IntVar(&cfg.bgBusyPct, "bg-busy-pct", -1, "echoed in the result: percent CPU busy on the machine just before the run, as the driver measured it")
@@ -140,6 +142,7 @@ func main() {
 	flag.IntVar(&cfg.iters, "iterations", 30, "promote-*, tags-*: timed iterations (promote: one promotion, one crane copy, one crane.Copy, one crane digest; tags: one tags API read, one admin page)")
 	flag.IntVar(&cfg.warmup, "warmup", 3, "promote-*, tags-*: iterations run first and discarded")
 	flag.StringVar(&cfg.craneBin, "crane", "crane", "promote-*: the crane binary (logged in to the registry: DOCKER_CONFIG)")
+	flag.Int64Var(&cfg.seed, "seed", 1, "gc-populate: content seed (the same seed gives every registry the same bytes)")
 	alsoPids := flag.String("also-pids", "", "comma-separated pids that are part of the system under test (e.g. MinIO): not counted as other load")
 	summarizeFile := flag.String("summarize", "", "instead of measuring, read a results file of JSON lines and print the Markdown table")
 	flag.Parse()
@@ -173,7 +176,7 @@ func main() {
 var failedPhase = "setup"
 
 func run(rawURL string, cfg *config) error {
-	isRaw := strings.HasPrefix(cfg.scenario, "raw-")
+	isRaw := strings.HasPrefix(cfg.scenario, "raw-") || cfg.scenario == "gc-bucket"
 	if isRaw && rawURL == "" {
 		rawURL = "http://" + strings.TrimPrefix(cfg.s3.endpoint, "http://")
 	}
@@ -258,6 +261,14 @@ func run(rawURL string, cfg *config) error {
 	case "tags-100", "tags-1000", "tags-10000":
 		n, _ := strconv.Atoi(strings.TrimPrefix(cfg.scenario, "tags-"))
 		sc = &tagsScenario{tags: n}
+	case "gc-populate":
+		sc = &gcPopulate{repos: def(cfg.count, 2000), workers: def(cfg.workers, 16)}
+	case "gc-verify":
+		sc = &gcVerify{workers: def(cfg.workers, 16)}
+	case "gc-bucket":
+		sc = gcBucket{}
+	case "gc-push":
+		sc = &gcPush{workers: def(cfg.workers, 8)}
 	}
 
 	if cfg.phase == "setup" || cfg.phase == "all" {

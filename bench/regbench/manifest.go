@@ -161,28 +161,49 @@ func (s *manifestScenario) run(ctx context.Context, c *client, cfg *config) (*Re
 		return nil, err
 	}
 
+	all, elapsed, err := hammer(ctx, clients, cfg.duration, func(ctx context.Context, _ int) error { return one(ctx) })
+	if err != nil {
+		return nil, err
+	}
+	return &Result{
+		Metric:         "req/s",
+		Value:          float64(len(all)) / elapsed.Seconds(),
+		HigherIsBetter: true,
+		Seconds:        elapsed.Seconds(),
+		Ops:            int64(len(all)),
+		Workers:        clients,
+		P50ms:          percentile(all, 0.50),
+		P99ms:          percentile(all, 0.99),
+		Extra:          map[string]any{"method": method, "manifest_bytes": st.Size},
+	}, nil
+}
+
+// hammer runs op on workers goroutines, started together, each in a loop
+// until d has passed; it returns every op's latency (sorted) and the wall
+// time. The first error stops every worker and is returned.
+func hammer(ctx context.Context, workers int, d time.Duration, op func(ctx context.Context, worker int) error) ([]time.Duration, time.Duration, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
 		wg       sync.WaitGroup
 		mu       sync.Mutex
 		firstErr error
-		lat      = make([][]time.Duration, clients)
+		lat      = make([][]time.Duration, workers)
 	)
 	startGate := make(chan struct{})
-	for w := 0; w < clients; w++ {
+	for w := 0; w < workers; w++ {
 		lat[w] = make([]time.Duration, 0, 1<<16)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			<-startGate
-			deadline := time.Now().Add(cfg.duration)
+			deadline := time.Now().Add(d)
 			for ctx.Err() == nil {
 				t := time.Now()
 				if !t.Before(deadline) {
 					return
 				}
-				if err := one(ctx); err != nil {
+				if err := op(ctx, w); err != nil {
 					mu.Lock()
 					if firstErr == nil {
 						firstErr = err
@@ -200,27 +221,17 @@ func (s *manifestScenario) run(ctx context.Context, c *client, cfg *config) (*Re
 	wg.Wait()
 	elapsed := time.Since(start)
 	if firstErr != nil {
-		return nil, firstErr
+		return nil, elapsed, firstErr
 	}
 	if ctx.Err() != nil {
-		return nil, ctx.Err()
+		return nil, elapsed, ctx.Err()
 	}
 	var all []time.Duration
 	for _, l := range lat {
 		all = append(all, l...)
 	}
 	sortDurations(all)
-	return &Result{
-		Metric:         "req/s",
-		Value:          float64(len(all)) / elapsed.Seconds(),
-		HigherIsBetter: true,
-		Seconds:        elapsed.Seconds(),
-		Ops:            int64(len(all)),
-		Workers:        clients,
-		P50ms:          percentile(all, 0.50),
-		P99ms:          percentile(all, 0.99),
-		Extra:          map[string]any{"method": method, "manifest_bytes": st.Size},
-	}, nil
+	return all, elapsed, nil
 }
 
 // randomLayerSizes returns n sizes uniformly in [lo, hi] bytes.

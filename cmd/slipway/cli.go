@@ -24,6 +24,9 @@ const usage = `Usage:
                                   the promotion ledger, newest first
   slipway rollback ID [--reason TEXT] [--json]
                                   re-point a promotion's tag to its previous digest
+  slipway gc [--dry-run] [--config FILE] [--grace D]
+                                  one garbage collection on the configured storage,
+                                  while the replicas keep serving
   slipway version                 print the version
 
 promote, history and rollback call the server at $SLIPWAY_URL as
@@ -48,6 +51,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return historyCmd(ctx, args[1:], stdout, stderr, env)
 	case "rollback":
 		return rollbackCmd(ctx, args[1:], stdout, stderr, env)
+	case "gc":
+		return gcCmd(ctx, args[1:], stdout, stderr, env)
 	case "version":
 		fmt.Fprintf(stdout, "slipway %s %s\n", buildinfo.Version(), runtime.Version())
 		return 0
@@ -61,18 +66,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 
 func serve(ctx context.Context, args []string, stderr io.Writer, env config.LookupEnv) int {
 	fl := newFlags("serve", "", stderr)
-	path := fl.String("config", "", "YAML configuration `file` (default: built-in defaults)")
-	if code, ok := parseFlags(fl, args); !ok {
+	path := configFlag(fl)
+	cfg, code, ok := loadConfig(fl, path, args, stderr, env)
+	if !ok {
 		return code
-	}
-	if fl.NArg() > 0 {
-		fmt.Fprintf(stderr, "slipway serve: unexpected argument %q\n", fl.Arg(0))
-		return 2
-	}
-	cfg, err := config.Load(*path, env)
-	if err != nil {
-		fmt.Fprintf(stderr, "slipway: invalid configuration:\n%s\n", err)
-		return 1
 	}
 	logger := server.NewLogger(stderr, cfg.Log.SlogLevel())
 	srv, err := server.New(cfg, logger)
@@ -84,6 +81,31 @@ func serve(ctx context.Context, args []string, stderr io.Writer, env config.Look
 		return 1
 	}
 	return 0
+}
+
+// configFlag adds --config to a subcommand's flags.
+func configFlag(fl *flag.FlagSet) *string {
+	return fl.String("config", "", "YAML configuration `file` (default: built-in defaults)")
+}
+
+// loadConfig parses a subcommand's flags (no positional arguments) and
+// loads the configuration --config names. When it returns false the
+// caller exits with code: 0 after -h, 2 after a usage error, 1 for an
+// invalid configuration (each already printed).
+func loadConfig(fl *flag.FlagSet, path *string, args []string, stderr io.Writer, env config.LookupEnv) (config.Config, int, bool) {
+	if code, ok := parseFlags(fl, args); !ok {
+		return config.Config{}, code, false
+	}
+	if fl.NArg() > 0 {
+		fmt.Fprintf(stderr, "%s: unexpected argument %q\n", fl.Name(), fl.Arg(0))
+		return config.Config{}, 2, false
+	}
+	cfg, err := config.Load(*path, env)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: invalid configuration:\n%s\n", fl.Name(), err)
+		return config.Config{}, 1, false
+	}
+	return cfg, 0, true
 }
 
 // newFlags is a subcommand's flag set, printing to stderr; usage (the

@@ -1,0 +1,346 @@
+#!/usr/bin/env bash
+# bench/run-gc.sh — garbage collection (issue 12): Slipway's online
+# collector (`slipway gc`, the server keeps serving) vs the stock
+# distribution registry v3.1.2's offline `registry garbage-collect
+# --delete-untagged` (the registry stopped), on one local MinIO, one bucket
+# each. See BENCHMARKS.md ("Garbage collection").
+#
+# One MinIO (/root/go/bin/minio or $MINIO_BIN) with its data dir under
+# BENCH_DIR (a real disk, not tmpfs); buckets slipway and stock. Slipway
+# (storage.s3 like run-s3.sh, token auth, gc.enabled false: only the
+# one-off runs below collect) and stock (storage.s3 like run-s3.sh, plus
+# storage.delete.enabled true) talk to MinIO directly; the collectors talk
+# to it through bench/s3count (a counting reverse proxy), so the requests
+# counted are the collector's alone.
+#
+# Phase "collect", for each system of SYSTEMS:
+#   1. populate (regbench -scenario gc-populate, untimed for the rows):
+#      REPOS repositories × 5 tags × 3 layers (2–8 KiB random, layer 0
+#      shared by the repository's tags, own config per tag; the same bytes
+#      on both systems), WORKERS repositories at a time; then half the tags
+#      deleted through the API: DELETE /v2/<repo>/manifests/<tag>
+#      (distribution untags, registry/handlers/manifests.go DeleteManifest);
+#   2. the bucket listed with minio-go (regbench -scenario gc-bucket):
+#      objects and bytes by class (blob data, manifests, descriptors,
+#      repository links/tags, gc bookkeeping);
+#   3. sync, drop_caches, sleep SLEEP, wait for a quiet machine; then ONE
+#      timed collection under /usr/bin/time (wall, CPU, peak RSS):
+#        stock    stopped, then `registry garbage-collect --delete-untagged`
+#        slipway  `slipway gc --config` with gc.grace 0s, server running
+#      and the S3 requests the s3count proxy saw during it. Slipway's run
+#      leaves a descriptor whose last link it removed for BlobLinkTTL
+#      (5 min: replicas may still serve the blob from a remembered link),
+#      so unless LINK_WAIT=0 a second run follows LINK_WAIT s later (the
+#      bucket listed in between); the summary sums the two runs;
+#   4. the bucket listed again; then regbench -scenario gc-verify (stock
+#      restarted first): every kept tag pulls (manifest digest, config and
+#      layers present), every deleted tag is 404; what the collector left
+#      of the deleted images is counted.
+# Phase "push" (Slipway): PUSH_REPS pairs, alternating order, of
+# regbench -scenario gc-push (PUSH_WORKERS clients pushing 4 KiB images to
+# fresh repositories for DURATION) without a collection, and with
+# `slipway gc` running in a loop (gc.grace LOOP_GRACE: a push's blob links
+# are younger than that, so the loop cannot fail a push by design; it
+# still reads every repository) from 1 s before the pushes to their end.
+#
+# Knobs: REPOS=2000 WORKERS=16 PUSH_WORKERS=8 DURATION=60s PUSH_REPS=1
+#   LOOP_GRACE=1h LINK_WAIT=305 SYSTEMS="slipway stock" PHASES="collect push" SLEEP=10
+#   DROP=1 GOBENCH=1 (run the gc package's Benchmark* for the 1 M-object
+#   memory figure, if there is one) SEED=1
+#   QUIET_PCT=10 QUIET_MAX=20 SLIPWAY_BIN STOCK_BIN MINIO_BIN KEEP=0 RESULTS
+#   BASE_PORT=5600 (Slipway +1, stock +3, MinIO +50/+51, proxy +61/+71)
+# Smoke test (~8 min, 5 of them LINK_WAIT): REPOS=20 DURATION=5s SLEEP=0 DROP=0 GOBENCH=0 bench/run-gc.sh
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+REPOS=${REPOS:-2000}
+WORKERS=${WORKERS:-16}
+PUSH_WORKERS=${PUSH_WORKERS:-8}
+DURATION=${DURATION:-60s}
+PUSH_REPS=${PUSH_REPS:-1}
+LOOP_GRACE=${LOOP_GRACE:-1h}
+LINK_WAIT=${LINK_WAIT:-305}
+SYSTEMS=${SYSTEMS:-slipway stock}
+PHASES=${PHASES:-collect push}
+SLEEP=${SLEEP:-10}
+DROP=${DROP:-1}
+GOBENCH=${GOBENCH:-1}
+SEED=${SEED:-1}
+QUIET_MAX=${QUIET_MAX:-20}
+BASE_PORT=${BASE_PORT:-5600}
+STOCK_VERSION=v3.1.2
+RESULTS=${RESULTS:-$REPO/bench/results/gc-$(date -u +%Y%m%dT%H%M%SZ).jsonl}
+COMMAND="REPOS=$REPOS WORKERS=$WORKERS PUSH_WORKERS=$PUSH_WORKERS DURATION=$DURATION PUSH_REPS=$PUSH_REPS LOOP_GRACE=$LOOP_GRACE LINK_WAIT=$LINK_WAIT SYSTEMS='$SYSTEMS' PHASES='$PHASES' SLEEP=$SLEEP DROP=$DROP bench/run-gc.sh"
+
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+require_numbers LINK_WAIT REPOS WORKERS PUSH_WORKERS PUSH_REPS SLEEP SEED BASE_PORT
+for sys in $SYSTEMS; do [[ $sys == slipway || $sys == stock ]] || die "unknown system $sys (SYSTEMS: slipway stock)"; done
+[[ -x /usr/bin/time ]] || die "GNU time (/usr/bin/time) is needed for the collectors' wall time, CPU and peak RSS"
+command -v jq >/dev/null || die "jq is needed"
+command -v python3 >/dev/null || die "python3 is needed for the summary"
+
+start_run gcrun
+
+# --- build ------------------------------------------------------------------------
+SLIPWAY_GIVEN=${SLIPWAY_BIN:-}
+build_bench s3count
+if [[ " $SYSTEMS " == *" slipway "* ]] && ! "$SLIPWAY_BIN" gc --help >/dev/null 2>&1; then
+	log "WARNING: '$SLIPWAY_BIN gc --help' fails: this build may have no gc command"
+fi
+STOCK_BIN=${STOCK_BIN:-$(go env GOPATH)/bin/registry}
+if [[ ! -x $STOCK_BIN ]]; then
+	go install "github.com/distribution/distribution/v3/cmd/registry@$STOCK_VERSION"
+	STOCK_BIN=$(go env GOPATH)/bin/registry
+fi
+[[ -x $MINIO_BIN ]] || die "no MinIO at $MINIO_BIN"
+
+bench_credentials
+start_minio
+"$RB" -scenario raw-push-16m -phase setup -state "$RUN_DIR/mkbucket" -s3-endpoint "$MINIO_EP" -s3-bucket stock 2>>"$CLIENT_LOG" >/dev/null ||
+	die "cannot create bucket stock"
+
+# the collectors' S3 endpoint: a counting proxy in front of MinIO
+PROXY_EP=127.0.0.1:$((BASE_PORT + 61))
+PROXY_CTL=127.0.0.1:$((BASE_PORT + 71))
+port_free $((BASE_PORT + 61)) && port_free $((BASE_PORT + 71)) || die "proxy ports in use (set BASE_PORT)"
+"$RUN_DIR/s3count" -listen "$PROXY_EP" -target "http://$MINIO_EP" -control "$PROXY_CTL" >>"$RUN_DIR/s3count.log" 2>&1 &
+PID[s3count]=$!
+wait_http s3count "http://$PROXY_CTL/take" 200
+
+# --- configurations ------------------------------------------------------------------
+# slipway_yaml PORT S3ENDPOINT [GRACE]
+slipway_yaml() {
+	cat <<-EOF
+		http:
+		  addr: "127.0.0.1:$1"
+		storage:
+		  s3:
+		    endpoint: "http://$2"
+		    bucket: slipway
+		    region: us-east-1
+		    access_key: "$MINIO_ROOT_USER"
+		    secret_key: "$MINIO_ROOT_PASSWORD"
+		    create_bucket: true
+		    redirect: true
+		log:
+		  level: warn
+		$(slipway_auth_yaml)
+	EOF
+	# the collectors' configurations only (the server's default: gc off)
+	[[ -z ${3:-} ]] || printf 'gc:\n  enabled: false\n  grace: %s\n' "$3"
+}
+# stock_yaml PORT S3ENDPOINT
+stock_yaml() {
+	cat <<-EOF
+		version: 0.1
+		log:
+		  level: error
+		  accesslog:
+		    disabled: true
+		storage:
+		  cache:
+		    blobdescriptor: inmemory
+		  delete:
+		    enabled: true
+		  s3:
+		    accesskey: "$MINIO_ROOT_USER"
+		    secretkey: "$MINIO_ROOT_PASSWORD"
+		    region: us-east-1
+		    regionendpoint: "http://$2"
+		    bucket: stock
+		    secure: false
+		    v4auth: true
+		    forcepathstyle: true
+		http:
+		  addr: "127.0.0.1:$1"
+	EOF
+}
+declare -A PORT=([slipway]=$((BASE_PORT + 1)) [stock]=$((BASE_PORT + 3)))
+slipway_yaml "${PORT[slipway]}" "$MINIO_EP" >"$RUN_DIR/slipway.yml"
+slipway_yaml "${PORT[slipway]}" "$PROXY_EP" 0s >"$RUN_DIR/slipway-gc.yml"
+slipway_yaml "${PORT[slipway]}" "$MINIO_EP" "$LOOP_GRACE" >"$RUN_DIR/slipway-gc-loop.yml"
+stock_yaml "${PORT[stock]}" "$MINIO_EP" >"$RUN_DIR/stock.yml"
+stock_yaml "${PORT[stock]}" "$PROXY_EP" >"$RUN_DIR/stock-gc.yml"
+
+# Slipway and stock read no environment overrides of ours.
+UNSET_ENV=()
+for v in $(compgen -e); do [[ $v == SLIPWAY_* || $v == AWS_* || $v == REGISTRY_* ]] && UNSET_ENV+=(-u "$v"); done
+start() {
+	local name=$1 port=${PORT[$1]}
+	port_free "$port" || die "port $port in use (set BASE_PORT)"
+	case $name in
+	slipway) env "${UNSET_ENV[@]}" "$SLIPWAY_BIN" serve --config "$RUN_DIR/slipway.yml" >>"$RUN_DIR/slipway.log" 2>&1 & ;;
+	stock) env "${UNSET_ENV[@]}" OTEL_TRACES_EXPORTER=none "$STOCK_BIN" serve "$RUN_DIR/stock.yml" >>"$RUN_DIR/stock.log" 2>&1 & ;;
+	esac
+	started "$name" "$port" 200 401
+	log "$name at ${URL[$name]} (pid ${PID[$name]})"
+}
+
+# --- machine facts ------------------------------------------------------------------------
+machine() {
+	echo "- Command: \`$COMMAND\`"
+	echo "- Date: $(date -u +%Y-%m-%dT%H:%MZ)"
+	echo "- $(cpu_facts)"
+	s3_facts
+}
+machine | sed 's/^/# /' >>"$RESULTS"
+
+BG=0
+failures=0
+# rb LABEL ARGS...: one regbench run, its line appended to RESULTS; 1 on failure.
+rb() {
+	local label=$1 out rc=0
+	shift
+	LAST=
+	out=$(timeout 7200 "$RB" -label "$label" -bg-busy-pct "$BG" "$@" 2>>"$CLIENT_LOG") || rc=$?
+	printf '%s\n' "$out" >>"$RESULTS"
+	if ((rc != 0)); then
+		failures=$((failures + 1))
+		log "$label $*: FAILED: $(tail -1 "$CLIENT_LOG")"
+		return 1
+	fi
+	LAST=$out
+}
+bucket() { # SYSTEM WHEN
+	rb "$1:$2" -scenario gc-bucket -s3-endpoint "$MINIO_EP" -s3-bucket "$1" -state "$RUN_DIR/state-$1" &&
+		log "$1 bucket $2: $(jq -r '"\(.ops) objects, \(.value) bytes"' <<<"$LAST")"
+}
+
+# collect SYSTEM N: timed collection N of SYSTEM through the proxy; a
+# gc-collect line (rep N).
+collect() {
+	local sys=$1 n=$2 rc=0 cmd tf=$RUN_DIR/time-$1-$2 out=$RUN_DIR/$1-gc-$2.log take=$RUN_DIR/take-$1-$2.json
+	case $sys in
+	stock) cmd=("$STOCK_BIN" garbage-collect --delete-untagged "$RUN_DIR/stock-gc.yml") ;;
+	slipway) cmd=("$SLIPWAY_BIN" gc --config "$RUN_DIR/slipway-gc.yml") ;;
+	esac
+	prep
+	curl -sS "http://$PROXY_CTL/take" >/dev/null
+	env "${UNSET_ENV[@]}" OTEL_TRACES_EXPORTER=none /usr/bin/time -f '%e %U %S %M' -o "$tf" "${cmd[@]}" >"$out" 2>&1 || rc=$?
+	curl -sS "http://$PROXY_CTL/take" | jq -c '{total, counts}' >"$take"
+	read -r wall user sys_s rss < <(tail -1 "$tf")
+	jq -cn --arg sys "$sys" --argjson n "$n" --argjson rc "$rc" --argjson wall "$wall" --argjson user "$user" --argjson syst "$sys_s" \
+		--argjson rss "$rss" --argjson bg "$BG" --slurpfile s3 "$take" --arg cmd "${cmd[*]##*/}" \
+		--arg tail "$(tail -3 "$out")" '{registry: $sys, scenario: "gc-collect", rep: $n, metric: "s", value: $wall,
+		seconds: $wall, background_busy_pct: $bg, time: (now | todate),
+		extra: {s3: $s3[0], user_s: $user, sys_s: $syst, peak_rss_kib: $rss, exit: $rc, command: $cmd, output_tail: $tail}}
+		+ (if $rc != 0 then {error: ("exit " + ($rc | tostring))} else {} end)' >>"$RESULTS"
+	if ((rc != 0)); then
+		failures=$((failures + 1))
+		log "$sys collection $n FAILED (exit $rc): $(tail -3 "$out")"
+		return 1
+	fi
+	log "$sys collection $n: ${wall}s wall, $(jq .total "$take") S3 requests, peak RSS $((rss / 1024)) MiB (bg ${BG}%)"
+}
+
+# --- phase: collect --------------------------------------------------------------------------
+if [[ " $PHASES " == *" collect "* ]]; then
+	for sys in $SYSTEMS; do
+		start "$sys"
+		rb "$sys" -url "${URL[$sys]}" -scenario gc-populate -n "$REPOS" -workers "$WORKERS" -seed "$SEED" -state "$RUN_DIR/state-$sys" ||
+			{
+				stop "$sys"
+				continue
+			}
+		log "$sys populated: $(jq -r '"\(.ops) images at \(.value | floor) images/s, \(.extra.tags_deleted) tags deleted in \(.extra.delete_seconds | floor) s"' <<<"$LAST")"
+		bucket "$sys" before || true
+		[[ $sys == stock ]] && stop stock # offline: the stock collector needs the registry stopped
+		if collect "$sys" 1 && [[ $sys == slipway ]] && ((LINK_WAIT > 0)); then
+			# a descriptor whose last link run 1 removed waits BlobLinkTTL
+			# (5 min) after that removal: run 2 frees it and its data
+			bucket slipway between || true
+			log "waiting ${LINK_WAIT}s (BlobLinkTTL) before Slipway's second run"
+			sleep "$LINK_WAIT"
+			collect slipway 2 || true
+		fi
+		bucket "$sys" after || true
+		[[ $sys == stock ]] && start stock # a fresh process: no cached descriptors of what went
+		rb "$sys" -url "${URL[$sys]}" -scenario gc-verify -workers "$WORKERS" -state "$RUN_DIR/state-$sys" &&
+			log "$sys verified: $(jq -c .extra <<<"$LAST")"
+		[[ $sys == stock ]] && stop stock
+	done
+fi
+
+# --- phase: push ------------------------------------------------------------------------------
+if [[ " $PHASES " == *" push "* && " $SYSTEMS " == *" slipway "* ]]; then
+	[[ -n ${PID[slipway]:-} ]] || start slipway
+	gc_loop() { # runs slipway gc until RUN_DIR/stop-gc exists; counts runs
+		local ok=0 bad=0
+		while [[ ! -e $RUN_DIR/stop-gc ]]; do
+			if env "${UNSET_ENV[@]}" "$SLIPWAY_BIN" gc --config "$RUN_DIR/slipway-gc-loop.yml" >>"$RUN_DIR/slipway-gc-loop.log" 2>&1; then
+				ok=$((ok + 1))
+			else
+				bad=$((bad + 1))
+				sleep 1 # counted as a failure; no busy loop of failing runs
+			fi
+		done
+		echo "$ok $bad" >"$RUN_DIR/gc-loop-runs"
+	}
+	for ((rep = 1; rep <= PUSH_REPS; rep++)); do
+		alternate_order "$rep" 0 without with
+		for mode in "${ORDER[@]}"; do
+			prep
+			if [[ $mode == with ]]; then
+				rm -f "$RUN_DIR/stop-gc" "$RUN_DIR/gc-loop-runs"
+				gc_loop &
+				PID[gc-loop]=$!
+				sleep 1
+				rb slipway+gc -url "${URL[slipway]}" -scenario gc-push -workers "$PUSH_WORKERS" -duration "$DURATION" -rep "$rep" \
+					-server-pid "${PID[slipway]}" -also-pids "${PID[minio]}" || true
+				touch "$RUN_DIR/stop-gc"
+				wait "${PID[gc-loop]}" || true
+				unset "PID[gc-loop]"
+				read -r ok bad <"$RUN_DIR/gc-loop-runs"
+				# the loop's runs, as a line of their own beside the push line
+				jq -cn --argjson ok "$ok" --argjson bad "$bad" --argjson rep "$rep" \
+					'{registry: "slipway+gc", scenario: "gc-loop", metric: "runs", value: $ok, rep: $rep, extra: {completed: $ok, failed: $bad}, time: (now | todate)}' >>"$RESULTS"
+				((bad == 0)) || {
+					failures=$((failures + 1))
+					log "gc loop: $bad runs failed: $(tail -3 "$RUN_DIR/slipway-gc-loop.log")"
+				}
+				log "pushes with gc (rep $rep): $(jq -r '.value' <<<"${LAST:-null}") images/s, $ok gc runs completed ($bad failed)"
+			else
+				rb slipway -url "${URL[slipway]}" -scenario gc-push -workers "$PUSH_WORKERS" -duration "$DURATION" -rep "$rep" \
+					-server-pid "${PID[slipway]}" -also-pids "${PID[minio]}" &&
+					log "pushes without gc (rep $rep): $(jq -r .value <<<"$LAST") images/s"
+			fi
+		done
+	done
+fi
+
+# --- the gc package's synthetic memory benchmark (h-collect), if any -----------------------------
+GOBENCH_OUT=$RUN_DIR/gobench.txt
+: >"$GOBENCH_OUT"
+if [[ $GOBENCH == 1 ]] && grep -qs '^func Benchmark' "$REPO"/gc/*_test.go; then
+	log "go test -bench in ./gc (the 1 M-object memory figure)"
+	(cd "$REPO" && go test -run '^$' -bench . -benchtime 1x -benchmem -count 1 ./gc/) >"$GOBENCH_OUT" 2>&1 || {
+		failures=$((failures + 1))
+		log "gc Go benchmark FAILED: $(tail -3 "$GOBENCH_OUT")"
+	}
+fi
+
+{
+	echo "### Garbage collection: Slipway online vs stock distribution $STOCK_VERSION offline"
+	echo
+	machine
+	echo
+	python3 "$REPO/bench/gcsummary.py" "$RESULTS"
+	echo
+	if grep -qs '^func Benchmark' "$REPO"/gc/*_test.go; then
+		echo "Collector memory on a synthetic listing (package gc; \`go test -run '^\$' -bench . -benchtime 1x -benchmem ./gc/\`):"
+		echo
+		if [[ -s $GOBENCH_OUT ]]; then
+			echo '```'
+			grep -E '^(Benchmark|goos|goarch|cpu|PASS|FAIL|ok)' "$GOBENCH_OUT"
+			echo '```'
+		else
+			echo "(not run: GOBENCH=0)"
+		fi
+	else
+		echo "Collector memory on a synthetic listing: no Benchmark in gc/*_test.go in this tree."
+	fi
+} | tee "${RESULTS%.jsonl}.md"
+log "raw results: $RESULTS"
+((failures == 0)) || exit 1

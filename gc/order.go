@@ -1,0 +1,68 @@
+package gc
+
+import "context"
+
+// commitAll resolves a batch of marked candidates in dependency order: a
+// candidate another candidate needs (v.deps) is committed only once that
+// one is deleted, and kept if it was kept. So a manifest link a writer
+// rescues (a tag written after the second look protects the link and the
+// record only) keeps its children and blobs, and the rescue never leaves
+// a manifest that cannot be served (and, follow_subject, its referrers).
+// Candidates form a DAG (manifests are content-addressed).
+func (r *run) commitAll(ctx context.Context, marked []candidate, v verdict) error {
+	index := make(map[string]int, len(marked))
+	for i, c := range marked {
+		index[c.key] = i
+	}
+	deps := make([][]int, len(marked))
+	waits := make([]int, len(marked)) // unresolved candidates that need it
+	for i, c := range marked {
+		for _, d := range v.deps[c.key] {
+			if j, ok := index[d]; ok && j != i {
+				deps[i] = append(deps[i], j)
+				waits[j]++
+			}
+		}
+	}
+	keep := make([]bool, len(marked))
+	var ready []int
+	for i, c := range marked {
+		keep[i] = !v.garbage[c.key]
+		if waits[i] == 0 {
+			ready = append(ready, i)
+		}
+	}
+	for len(ready) > 0 {
+		kept := make([]bool, len(ready))
+		err := r.each(ctx, len(ready), func(ctx context.Context, n int) error {
+			var err error
+			kept[n], err = r.commit(ctx, marked[ready[n]], !keep[ready[n]])
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		var next []int
+		for n, i := range ready {
+			for _, j := range deps[i] {
+				keep[j] = keep[j] || kept[n]
+				if waits[j]--; waits[j] == 0 {
+					next = append(next, j)
+				}
+			}
+		}
+		ready = next
+	}
+	// A cycle (impossible with content-addressed manifests) would leave
+	// candidates unresolved: keep them.
+	var left []int
+	for i := range marked {
+		if waits[i] > 0 {
+			left = append(left, i)
+		}
+	}
+	return r.each(ctx, len(left), func(ctx context.Context, n int) error {
+		_, err := r.commit(ctx, marked[left[n]], false)
+		return err
+	})
+}

@@ -1,0 +1,283 @@
+package gc
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/slipway/slipway/registry"
+	"github.com/slipway/slipway/storage"
+	"github.com/slipway/slipway/tombstone"
+)
+
+// candidate is an object a stage decided is garbage.
+type candidate struct {
+	key  string
+	size int64  // its size as listed
+	etag string // its tombstone's, once marked
+}
+
+// secondLook re-reads, from the store, exactly what could have made the
+// candidates live since they were chosen (after their tombstones were
+// written), and says which are still garbage.
+type secondLook func(ctx context.Context, cands []candidate) (verdict, error)
+
+// verdict is a second look's answer: the keys still garbage, and what
+// each key needs (deps: a manifest link needs its children's links and
+// its blobs' links), so that a candidate a writer rescues keeps what it
+// needs (commitAll).
+type verdict struct {
+	garbage map[string]bool
+	deps    map[string][]string
+}
+
+// each runs f(i) for i in [0, n) with at most Options.Concurrency at once;
+// the first error cancels the rest.
+func (r *run) each(ctx context.Context, n int, f func(ctx context.Context, i int) error) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(r.c.opts.Concurrency)
+	for i := 0; i < n; i++ {
+		g.Go(func() error { return f(gctx, i) })
+	}
+	return g.Wait()
+}
+
+// sweep frees one batch of candidates with the tombstone protocol: sweep
+// entry and fence (once per run), tombstones, second look, commit, delete.
+// A dry run only reports them.
+func (r *run) sweep(ctx context.Context, cands []candidate, look secondLook) error {
+	if len(cands) == 0 {
+		return nil
+	}
+	if r.c.opts.DryRun {
+		return r.each(ctx, len(cands), func(ctx context.Context, i int) error {
+			return r.reportDry(ctx, cands[i])
+		})
+	}
+	if err := r.announce(ctx); err != nil {
+		return err
+	}
+	marked, err := r.mark(ctx, cands)
+	if err != nil {
+		return err
+	}
+	r.count(&r.rep.Pending, int64(len(marked)))
+	v, err := look(ctx, marked)
+	if err == nil {
+		err = r.heartbeat(ctx) // a zombie stops before it commits
+	}
+	if err != nil {
+		r.release(ctx, marked)
+		return err
+	}
+	return r.commitAll(ctx, marked, v)
+}
+
+// announce writes the sweep entry and waits the fence, once per run:
+// writers that did not see the entry finished their writes before the
+// first tombstone, so every second look sees them.
+func (r *run) announce(ctx context.Context) error {
+	if r.swept {
+		return r.heartbeat(ctx)
+	}
+	if err := tombstone.BeginSweep(ctx, r.c.store, r.id); err != nil {
+		return err
+	}
+	r.swept = true
+	if r.c.opts.Fence > 0 {
+		t := time.NewTimer(r.c.opts.Fence)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+func (r *run) heartbeat(ctx context.Context) error {
+	err := tombstone.Heartbeat(ctx, r.c.store, r.id)
+	if errors.Is(err, storage.ErrNotFound) {
+		r.swept = false // nothing of ours to end
+		return errStopped
+	}
+	return err
+}
+
+// mark writes the candidates' tombstones and returns those it wrote. An
+// object that already has one is another run's: a deleting one is
+// finished here, any other is left alone this run.
+func (r *run) mark(ctx context.Context, cands []candidate) ([]candidate, error) {
+	var mu sync.Mutex
+	var marked []candidate
+	err := r.each(ctx, len(cands), func(ctx context.Context, i int) error {
+		c := cands[i]
+		etag, err := tombstone.Mark(ctx, r.c.store, c.key, r.id)
+		if errors.Is(err, storage.ErrPreconditionFailed) {
+			return r.existing(ctx, c)
+		}
+		if err != nil {
+			return err
+		}
+		c.etag = etag
+		mu.Lock()
+		marked = append(marked, c)
+		mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		r.release(ctx, marked)
+	}
+	return marked, err
+}
+
+// existing handles an object that already has a tombstone.
+func (r *run) existing(ctx context.Context, c candidate) error {
+	t, _, err := tombstone.Read(ctx, r.c.store, c.key)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil // resolved meanwhile: the next run looks again
+	}
+	if err != nil {
+		return err
+	}
+	if t.State == tombstone.Deleting {
+		return r.finishDeletion(ctx, c)
+	}
+	return nil
+}
+
+// release removes tombstones of a batch abandoned on an error (best
+// effort: a tombstone left is removed by the next run, its sweep entry
+// being gone).
+func (r *run) release(ctx context.Context, marked []candidate) {
+	bg := context.WithoutCancel(ctx)
+	for _, c := range marked {
+		_ = tombstone.Remove(bg, r.c.store, c.key)
+	}
+	r.count(&r.rep.Pending, -int64(len(marked)))
+}
+
+// commit resolves one marked candidate: kept (the second look found it
+// live, or a writer rescued it) or deleted.
+func (r *run) commit(ctx context.Context, c candidate, garbage bool) (kept bool, err error) {
+	defer r.count(&r.rep.Pending, -1)
+	if garbage {
+		err := tombstone.Commit(ctx, r.c.store, c.key, r.id, c.etag)
+		if err == nil {
+			return false, r.finishDeletion(ctx, c)
+		}
+		if !errors.Is(err, storage.ErrPreconditionFailed) {
+			return false, err
+		}
+	}
+	r.count(&r.rep.Rescued, 1)
+	return true, tombstone.Remove(ctx, r.c.store, c.key)
+}
+
+// finishDeletion deletes an object whose tombstone is deleting, then the
+// tombstone. Every step is idempotent: anyone may repeat it.
+func (r *run) finishDeletion(ctx context.Context, c candidate) error {
+	data, size, err := r.deleteObject(ctx, c.key)
+	if err != nil {
+		return err
+	}
+	if err := tombstone.Remove(ctx, r.c.store, c.key); err != nil {
+		return err
+	}
+	r.freed(c.key, c.size)
+	r.freedData(data, size)
+	return nil
+}
+
+// reportDry reports what deleting c would free.
+func (r *run) reportDry(ctx context.Context, c candidate) error {
+	r.freed(c.key, c.size)
+	if !strings.HasPrefix(c.key, registry.BlobsPrefix) {
+		return nil
+	}
+	data, size, err := r.descriptorData(ctx, c.key)
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return err
+	}
+	r.freedData(data, size)
+	return nil
+}
+
+// deleteObject deletes one object the way its kind needs
+// (registry.Metadata.DeleteObject: a descriptor first, then the data it
+// names — a crash between leaves orphan data, for stage 3 — and this
+// replica's caches forget it); a manifest link after its referrer entry.
+// It returns the data objects deleted with a descriptor and their bytes.
+func (r *run) deleteObject(ctx context.Context, key string) (data []string, size int64, err error) {
+	switch {
+	case strings.HasPrefix(key, registry.BlobsPrefix):
+		data, size, err = r.descriptorData(ctx, key)
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil, 0, nil // gone: its data, if any is left, is orphan data
+		}
+		if err != nil {
+			return nil, 0, err
+		}
+	case strings.HasPrefix(key, registry.RepositoriesPrefix):
+		if k, ok := registry.ParseRepoKey(key); ok && k.Kind == registry.KeyManifests {
+			if err := r.deleteReferrerEntry(ctx, k); err != nil {
+				return nil, 0, err
+			}
+		}
+	}
+	return data, size, r.c.meta.DeleteObject(ctx, key)
+}
+
+// deleteReferrerEntry deletes the referrer index entry of a manifest link
+// about to be deleted, if the manifest has a subject.
+func (r *run) deleteReferrerEntry(ctx context.Context, k registry.RepoKey) error {
+	man, err := r.c.meta.ManifestRecord(ctx, k.Digest)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	refs, err := man.References()
+	if err != nil || refs.Subject == nil || refs.Subject.Digest.Validate() != nil {
+		return nil
+	}
+	return r.c.store.Delete(ctx, registry.ReferrerKey(k.Repo, refs.Subject.Digest, k.Digest))
+}
+
+// descriptorData reads what a descriptor names.
+func (r *run) descriptorData(ctx context.Context, key string) ([]string, int64, error) {
+	b, err := readSmall(ctx, r.c.store, key, 4<<20)
+	if err != nil {
+		return nil, 0, err
+	}
+	return registry.DescriptorData(b)
+}
+
+func readSmall(ctx context.Context, s storage.Store, key string, limit int64) ([]byte, error) {
+	rc, _, err := s.Get(ctx, key, storage.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(io.LimitReader(rc, limit))
+}
+
+// freedData counts data objects freed with a descriptor.
+func (r *run) freedData(keys []string, size int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.rep.Freed.Objects += int64(len(keys))
+	r.rep.Freed.Bytes += size
+	for _, k := range keys {
+		if len(r.rep.Deleted) < MaxListed {
+			r.rep.Deleted = append(r.rep.Deleted, k)
+		}
+	}
+}
