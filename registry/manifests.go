@@ -65,7 +65,9 @@ func manifestInvalid(msg string, detail any) *apiError {
 }
 
 // collectedAnswer turns a garbage-collection race (tombstone.ErrCollected:
-// the PUT relies on an object being deleted) into a 404 with code, naming
+// the PUT relies on an object being deleted) into a 404 with code (the
+// design's answer: the object is not there; a reference missing from the
+// start is distribution's 400), naming
 // the digest; the client pushes again, which brings the object back.
 // Other errors are returned as they are.
 func collectedAnswer(err error, code errcode.ErrorCode) error {
@@ -77,7 +79,7 @@ func collectedAnswer(err error, code errcode.ErrorCode) error {
 	if d, _, ok := digestOfKey(ce.Key); ok {
 		detail = d.String()
 	}
-	return oci(code, "a blob or manifest this push relies on is being garbage-collected: push it again", detail)
+	return oci(code, "a blob or manifest this push relies on is being garbage-collected: push it again", detail).withStatus(http.StatusNotFound)
 }
 
 // parseRef reads a manifest reference: a digest or a tag.
