@@ -69,7 +69,47 @@ type gcSoak struct {
 	deleted  map[string]bool    // repo:tag deleted (and not pushed again)
 	problems []string
 
-	pushes, repushes, deletes, promotions, retries atomic.Int64
+	pushes, repushes, deletes, promotions, retries, dockerPushes atomic.Int64
+}
+
+// digestLine is what docker push prints last: "<tag>: digest: sha256:… size: N".
+var digestLine = regexp.MustCompile(`digest: (sha256:[0-9a-f]{64}) size: \d+`)
+
+// dockerClient pushes the docker-built images in turn; a pushed tag is
+// deleted through /v2/ every other time, so the next push of that image
+// races the collection of what the deleted tag held. A push that fails is
+// retried (docker reports the registry's retryable 404 as a failure).
+func (s *gcSoak) dockerClient(tools *harness.Tools, refs []string, deadline time.Time) {
+	for n := 0; time.Now().Before(deadline); n++ {
+		ref := refs[n%len(refs)]
+		var out string
+		var err error
+		for try := 1; try <= gcPushTries; try++ {
+			if out, err = tools.Exec(harness.Cmd{Args: []string{"docker", "push", ref}}); err == nil {
+				break
+			}
+			s.retries.Add(1)
+		}
+		m := digestLine.FindStringSubmatch(out)
+		if err != nil || m == nil {
+			s.fail("docker push %s: %v\n%s", ref, err, out)
+			return
+		}
+		d, _ := v1.NewHash(m[1])
+		repoTag := strings.TrimPrefix(ref, strings.TrimPrefix(s.lb.URL(), "http://")+"/")
+		repo, tag, _ := strings.Cut(repoTag, ":")
+		img := gcImage{repo: repo, tag: tag, digest: d}
+		s.mu.Lock()
+		s.live[repoTag] = img
+		delete(s.deleted, repoTag)
+		s.mu.Unlock()
+		s.dockerPushes.Add(1)
+		if n%2 == 1 {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			s.deleteTag(ctx, img)
+			cancel()
+		}
+	}
 }
 
 func TestGCOnline(t *testing.T) {
@@ -92,6 +132,19 @@ func TestGCOnline(t *testing.T) {
 		s.shared = append(s.shared, static.NewLayer(randomBytes(t, size), types.OCILayer))
 	}
 
+	// docker too: a few images built up front, pushed, their tags deleted
+	// and pushed again through the load balancer during the collections.
+	tools := harness.NewTools(t)
+	tools.RequireDocker()
+	lbHost := strings.TrimPrefix(s.lb.URL(), "http://")
+	tools.DockerLogin(lbHost, a.User())
+	var dockerRefs []string
+	for i := range 3 {
+		ref := s.lb.Ref(fmt.Sprintf("staging/gc-docker:d%d", i))
+		buildScratchImage(t, tools, ref, imageFile{"/base.bin", 64 << 10}, imageFile{"/own.bin", int64(16<<10 + i)})
+		dockerRefs = append(dockerRefs, ref)
+	}
+
 	deadline := time.Now().Add(dur)
 	var runs, runFailures atomic.Int64
 	var gcDone sync.WaitGroup
@@ -109,6 +162,7 @@ func TestGCOnline(t *testing.T) {
 	for i := range gcClients {
 		wg.Go(func() { s.client(i, deadline) })
 	}
+	wg.Go(func() { s.dockerClient(tools, dockerRefs, deadline) })
 	wg.Wait()
 	gcDone.Wait()
 
@@ -135,6 +189,9 @@ func TestGCOnline(t *testing.T) {
 	reportSome(t, "during the soak", s.problems)
 	if freed == 0 {
 		t.Errorf("the collector freed nothing in %d runs: the test did not exercise it", len(reports))
+	}
+	if s.dockerPushes.Load() == 0 {
+		t.Errorf("docker pushed nothing during the soak")
 	}
 	if s.deletes.Load() == 0 || s.repushes.Load() == 0 {
 		t.Errorf("the soak deleted %d tags and pushed %d deleted images again: too little to mean anything", s.deletes.Load(), s.repushes.Load())
@@ -545,12 +602,4 @@ func TestGCKilled(t *testing.T) {
 		}
 	}
 	t.Logf("killed %d collections; kept %d tags whole; %d deleted tags' images freed", killed, len(keep), len(dropped))
-}
-
-func lastLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
-		return s[i+1:]
-	}
-	return s
 }
