@@ -561,6 +561,7 @@ func TestGCKilled(t *testing.T) {
 	// read at its start), `slipway gc` reads it from the configuration.
 	reg.SetWriteDelay(40 * time.Millisecond)
 	killed := 0
+	var lastKill time.Time
 	for _, at := range []time.Duration{300 * time.Millisecond, time.Second, 3 * time.Second, 5500 * time.Millisecond,
 		6 * time.Second, 6500 * time.Millisecond, 7 * time.Second, 8 * time.Second, 10 * time.Second, 13 * time.Second} {
 		cmd := exec.Command(harness.SlipwayBinary(t), "gc", "--config", reg.ConfigPath())
@@ -579,13 +580,23 @@ func TestGCKilled(t *testing.T) {
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 			<-done
 			killed++
+			lastKill = time.Now()
 		}
 		checkKept(fmt.Sprintf("after killing slipway gc at %s", at))
 	}
 	if killed < 5 {
 		t.Errorf("only %d of the runs were killed before they finished: the kills did not land inside runs", killed)
 	}
+	// The killed runs' sweep entries hold their objects until they are
+	// judged dead: 2 min without a heartbeat, by the store's clock (the
+	// collector's deadSweep). A run before that frees what it can and
+	// leaves theirs; the last one, after, must finish all of it.
 	reg.SetWriteDelay(0)
+	if out, err := runGC(t, reg); err != nil {
+		t.Fatalf("slipway gc while the killed runs still look alive: %v\n%s", err, out)
+	}
+	checkKept("after a run while the killed runs still look alive")
+	time.Sleep(time.Until(lastKill.Add(2*time.Minute + 10*time.Second)))
 	if out, err := runGC(t, reg); err != nil {
 		t.Fatalf("the last slipway gc: %v\n%s", err, out)
 	}
