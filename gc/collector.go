@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/slipway/slipway/registry"
@@ -33,7 +34,15 @@ type Collector struct {
 	ledger LedgerReader
 	opts   Options
 	mu     sync.Mutex // one run at a time
+	// refs caches what manifests reference (immutable records), so the
+	// second look and later runs do not read them again.
+	refs *lru.Cache[hash, *manifestRefs]
+	// beatEvery is heartbeatEvery (tests shorten it).
+	beatEvery time.Duration
 }
+
+// refsCacheEntries bounds Collector.refs (an entry is ~0.5 KB).
+const refsCacheEntries = 16384
 
 // Defaults of Options.
 const (
@@ -42,13 +51,27 @@ const (
 	// orphanMargin is added to purge_after + grace before an unnamed data
 	// object is collected: a commit in flight finishes well within it.
 	orphanMargin = time.Hour
-	// defaultLinkTTL is the registry's default BlobLinkTTL.
-	defaultLinkTTL = 5 * time.Minute
 	// repoConcurrency bounds the repositories judged at once (each with
 	// up to Concurrency requests of its own).
 	repoConcurrency = 4
-	// deadSweep: a sweep entry whose heartbeat is older is a dead run's.
-	deadSweep = time.Hour
+	// heartbeatEvery: a run refreshes its sweep entry this often from
+	// announcing its sweep to its end (fence wait, listings and second
+	// looks included), in the background.
+	heartbeatEvery = 10 * time.Second
+	// deadSweep: a sweep entry not refreshed for this long, by the store's
+	// clock (its ModTime), is a dead run's: recovery removes the run's
+	// marked tombstones, then the entry, so a killed run blocks
+	// collection for minutes, not longer. A run still alive but judged
+	// dead commits nothing afterwards: it stops before a commit when its
+	// last heartbeat was sent more than beatStale ago (a live run's is at
+	// most heartbeatEvery old), re-reads its entry before each commit
+	// batch (errStopped), and its marked tombstones are gone before its
+	// entry is (a commit of a removed tombstone loses). What remains is a
+	// commit request sent within beatStale of a heartbeat and landing
+	// more than deadSweep - beatStale later, i.e. one request stalled for
+	// over a minute (docs/architecture.md 5.5).
+	deadSweep = 2 * time.Minute
+	beatStale = deadSweep / 2
 )
 
 // New returns a collector of the registry on store (meta is the
@@ -61,16 +84,14 @@ func New(store storage.Store, meta *registry.Metadata, ledger LedgerReader, opts
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = defaultBatch
 	}
-	if opts.LinkTTL == 0 {
-		opts.LinkTTL = defaultLinkTTL
-	}
 	if opts.Fence == 0 {
 		opts.Fence = tombstone.Fence
 	}
 	if ledger == nil {
 		ledger = noLedger{}
 	}
-	return &Collector{store: store, meta: meta, ledger: ledger, opts: opts}
+	refs, _ := lru.New[hash, *manifestRefs](refsCacheEntries)
+	return &Collector{store: store, meta: meta, ledger: ledger, opts: opts, refs: refs, beatEvery: heartbeatEvery}
 }
 
 type noLedger struct{}
@@ -97,9 +118,11 @@ type run struct {
 	c     *Collector
 	id    string
 	now   time.Time // the store's time at the start
+	began time.Time // this machine's (monotonic) time then
 	mu    sync.Mutex
 	rep   Report
-	swept bool // the sweep entry is written and the fence waited
+	swept bool // the sweep entry is written (sweep.go: announce)
+	beat  beat // the sweep entry's heartbeat (heartbeat.go)
 	// dryGone: in a dry run, hashes of the link keys stage 1 would have
 	// deleted, so that stage 2 judges as a real run would.
 	dryGone hashSet
@@ -116,7 +139,7 @@ func newRunID() string {
 }
 
 func (c *Collector) begin(ctx context.Context) (*run, error) {
-	r := &run{c: c, id: newRunID()}
+	r := &run{c: c, id: newRunID(), began: time.Now()}
 	now, err := storeNow(ctx, c.store, r.id)
 	if err != nil {
 		return nil, fmt.Errorf("gc: reading the store's clock: %w", err)
@@ -180,16 +203,15 @@ func (r *run) report() Report {
 // final report.
 func (r *run) finish(ctx context.Context, err error) (Report, error) {
 	bg := context.WithoutCancel(ctx)
+	r.beat.stopBeating()
 	if r.swept {
 		if eerr := tombstone.EndSweep(bg, r.c.store, r.id); eerr != nil && err == nil {
 			err = eerr
 		}
 	}
 	r.mu.Lock()
-	r.rep.Finished = time.Now().UTC()
-	if d := r.rep.Finished.Sub(r.rep.Started); d < 0 || r.rep.Started.IsZero() {
-		r.rep.Finished = r.rep.Started
-	}
+	// In the store's time, as Started: this machine's clock may differ.
+	r.rep.Finished = r.rep.Started.Add(time.Since(r.began))
 	if err != nil {
 		r.rep.Error = err.Error()
 	} else {

@@ -208,7 +208,7 @@ func TestKilledRunThenFullRun(t *testing.T) {
 		t.Fatalf("killed run: %v %+v", err, rep)
 	}
 	e.wantGone(manifestKeys("app", gone.Digest)[0]) // stage 1 ran
-	e.wantPresent(registry_(goneKeys)...)           // stage 2 did not
+	e.wantPresent(recordKeys(goneKeys)...)          // stage 2 did not
 	problems := e.verifyProblems()
 	if len(problems) > 0 {
 		t.Fatalf("after the killed run: %q", problems)
@@ -226,8 +226,8 @@ func TestKilledRunThenFullRun(t *testing.T) {
 	e.verify()
 }
 
-// registry_ keeps the record and descriptor keys (not links) of keys.
-func registry_(keys []string) []string {
+// recordKeys keeps the record and descriptor keys (not links) of keys.
+func recordKeys(keys []string) []string {
 	var out []string
 	for _, k := range keys {
 		if len(k) > 6 && (k[:6] == "blobs/" || k[:10] == "manifests/") {
@@ -259,4 +259,28 @@ func TestUnlinkedDescriptorWaitsLinkTTL(t *testing.T) {
 	e.run(Options{LinkTTL: time.Hour})
 	e.wantGone(records...)
 	e.verify()
+}
+
+// The report is stored from the start of a run, updated after each stage
+// (Progress sees the same), and final at the end; ListReports lists the
+// newest first, at most n.
+func TestReportsDuringRun(t *testing.T) {
+	e := newEnv(t)
+	e.image("app", "", "gone", nil, "layer")
+	var seen []Report
+	rep := e.run(Options{Progress: func(r Report) {
+		stored, err := ListReports(context.Background(), e.store, 1)
+		if err != nil || len(stored) != 1 || stored[0].Run != r.Run || stored[0].Freed != r.Freed {
+			t.Errorf("stored %+v, err %v; progress %+v", stored, err, r)
+		}
+		seen = append(seen, r)
+	}})
+	if len(seen) != 4 || !seen[0].Finished.IsZero() || seen[0].Freed.Objects == 0 || seen[3].Finished.IsZero() {
+		t.Errorf("progress reports: %+v", seen)
+	}
+	second := e.run(Options{})
+	all, err := ListReports(context.Background(), e.store, 0)
+	if err != nil || len(all) != 2 || all[0].Run != second.Run || all[1].Run != rep.Run || all[1].Finished.IsZero() {
+		t.Errorf("ListReports: %v %+v", err, all)
+	}
 }

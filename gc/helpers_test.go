@@ -38,8 +38,14 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvOn(t, t.TempDir())
+}
+
+// newEnvOn is an env on the store in dir (another replica, when dir is
+// another env's).
+func newEnvOn(t *testing.T, dir string) *env {
+	t.Helper()
 	gin.SetMode(gin.TestMode)
-	dir := t.TempDir()
 	store, err := fs.New(dir)
 	if err != nil {
 		t.Fatal(err)

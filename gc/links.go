@@ -81,28 +81,37 @@ func (r *run) lookLinks(ctx context.Context, cands []candidate) (verdict, error)
 		if err != nil {
 			return v, err
 		}
-		fresh, refs, err := r.garbageLinks(ctx, newRepoState(repo, objs), ledger[repo])
+		st := newRepoState(repo, objs)
+		fresh, refs, err := r.garbageLinks(ctx, st, ledger[repo])
 		if err != nil {
 			return v, err
 		}
 		for _, c := range fresh {
 			v.garbage[c.key] = true
 		}
-		for d, mr := range refs {
-			var deps []string
-			for _, c := range mr.children {
-				deps = append(deps, registry.ManifestLinkKey(repo, c))
-			}
-			for _, b := range mr.blobs {
-				deps = append(deps, registry.BlobLinkKey(repo, b))
-			}
-			link := registry.ManifestLinkKey(repo, d)
-			v.deps[link] = append(v.deps[link], deps...)
-			if mr.subject != "" { // a kept subject keeps its referrers
-				s := registry.ManifestLinkKey(repo, mr.subject)
-				v.deps[s] = append(v.deps[s], link)
-			}
-		}
+		addDeps(v.deps, st, refs)
 	}
 	return v, nil
+}
+
+// addDeps records what each manifest link of st needs: the links of its
+// children and blobs, and (a kept subject keeps its referrers) each
+// referrer's link is needed by its subject's.
+func addDeps(deps map[string][]string, st *repoState, refs map[hash]*manifestRefs) {
+	for d, mr := range refs {
+		key := st.manifests[d].info.Key
+		for _, c := range mr.children {
+			if l, ok := st.manifests[c]; ok {
+				deps[key] = append(deps[key], l.info.Key)
+			}
+		}
+		for _, b := range mr.blobs {
+			if l, ok := st.blobs[b]; ok {
+				deps[key] = append(deps[key], l.info.Key)
+			}
+		}
+		if s, ok := st.manifests[mr.subject]; ok && mr.hasSubject {
+			deps[s.info.Key] = append(deps[s.info.Key], key)
+		}
+	}
 }

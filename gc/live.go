@@ -11,24 +11,31 @@ import (
 	"github.com/slipway/slipway/storage"
 )
 
-// repoState is one repository as listed: its manifest and blob links and
-// referrer entries. It lives only while its repository is judged.
+// repoState is one repository as listed: its manifest and blob links (by
+// digest hash) and referrer entries. It lives only while its repository
+// is judged.
 type repoState struct {
 	repo      string
-	manifests map[digest.Digest]storage.Info
-	blobs     map[digest.Digest]storage.Info
+	manifests map[hash]link
+	blobs     map[hash]link
 	referrers []referrerEntry
 	objects   int64
 	bytes     int64
 }
 
+// link is a listed link and the digest it names.
+type link struct {
+	info   storage.Info
+	digest digest.Digest
+}
+
 type referrerEntry struct {
 	info              storage.Info
-	subject, manifest digest.Digest
+	subject, manifest hash
 }
 
 func newRepoState(repo string, objs []storage.Info) *repoState {
-	st := &repoState{repo: repo, manifests: map[digest.Digest]storage.Info{}, blobs: map[digest.Digest]storage.Info{}}
+	st := &repoState{repo: repo, manifests: map[hash]link{}, blobs: map[hash]link{}}
 	for _, o := range objs {
 		k, ok := registry.ParseRepoKey(o.Key)
 		if !ok || k.Repo != repo {
@@ -38,63 +45,82 @@ func newRepoState(repo string, objs []storage.Info) *repoState {
 		st.bytes += o.Size
 		switch k.Kind {
 		case registry.KeyManifests:
-			st.manifests[k.Digest] = o
+			st.manifests[digestHash(k.Digest)] = link{o, k.Digest}
 		case registry.KeyBlobs:
-			st.blobs[k.Digest] = o
+			st.blobs[digestHash(k.Digest)] = link{o, k.Digest}
 		case registry.KeyReferrers:
-			st.referrers = append(st.referrers, referrerEntry{info: o, subject: k.Subject, manifest: k.Digest})
+			st.referrers = append(st.referrers, referrerEntry{info: o, subject: digestHash(k.Subject), manifest: digestHash(k.Digest)})
 		}
 	}
 	return st
 }
 
-// manifestRefs is what a linked manifest keeps alive in its repository.
+// manifestRefs is what a manifest keeps alive in its repository, as
+// digest hashes (compact: Collector.refs holds many).
 type manifestRefs struct {
-	readable bool // its record was read and parsed
-	children []digest.Digest
-	blobs    []digest.Digest // config and layers
-	subject  digest.Digest
+	readable   bool // its record was read and parsed
+	hasSubject bool
+	subject    hash
+	children   []hash
+	blobs      []hash // config and layers
 }
 
-// readRefs reads the references of every manifest linked in st. A
-// missing or unparseable record gives readable false.
-func (r *run) readRefs(ctx context.Context, st *repoState) (map[digest.Digest]*manifestRefs, error) {
-	ds := make([]digest.Digest, 0, len(st.manifests))
-	for d := range st.manifests {
-		ds = append(ds, d)
+// readRefs reads the references of every manifest linked in st (from
+// Collector.refs when it can). A missing or unparseable record gives
+// readable false.
+func (r *run) readRefs(ctx context.Context, st *repoState) (map[hash]*manifestRefs, error) {
+	hs := make([]hash, 0, len(st.manifests))
+	for h := range st.manifests {
+		hs = append(hs, h)
 	}
-	out := make(map[digest.Digest]*manifestRefs, len(ds))
+	out := make(map[hash]*manifestRefs, len(hs))
 	var mu sync.Mutex
-	err := r.each(ctx, len(ds), func(ctx context.Context, i int) error {
-		mr := &manifestRefs{}
-		man, err := r.c.meta.ManifestRecord(ctx, ds[i])
-		switch {
-		case errors.Is(err, storage.ErrNotFound):
-		case err != nil:
-			return err
-		default:
-			if refs, perr := man.References(); perr == nil {
-				mr.readable = true
-				for _, c := range refs.Children {
-					mr.children = append(mr.children, c.Digest)
-				}
-				for _, b := range refs.Blobs {
-					mr.blobs = append(mr.blobs, b.Digest)
-				}
-				if refs.Config != nil {
-					mr.blobs = append(mr.blobs, refs.Config.Digest)
-				}
-				if refs.Subject != nil {
-					mr.subject = refs.Subject.Digest
-				}
+	err := r.each(ctx, len(hs), func(ctx context.Context, i int) error {
+		mr, ok := r.c.refs.Get(hs[i])
+		if !ok {
+			var err error
+			if mr, err = r.readManifestRefs(ctx, st.manifests[hs[i]].digest); err != nil {
+				return err
+			}
+			if mr.readable {
+				r.c.refs.Add(hs[i], mr) // records are immutable: valid for good
 			}
 		}
 		mu.Lock()
-		out[ds[i]] = mr
+		out[hs[i]] = mr
 		mu.Unlock()
 		return nil
 	})
 	return out, err
+}
+
+func (r *run) readManifestRefs(ctx context.Context, d digest.Digest) (*manifestRefs, error) {
+	mr := &manifestRefs{}
+	man, err := r.c.meta.ManifestRecord(ctx, d)
+	if errors.Is(err, storage.ErrNotFound) {
+		return mr, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	refs, err := man.References()
+	if err != nil {
+		return mr, nil
+	}
+	mr.readable = true
+	for _, c := range refs.Children {
+		mr.children = append(mr.children, digestHash(c.Digest))
+	}
+	for _, b := range refs.Blobs {
+		mr.blobs = append(mr.blobs, digestHash(b.Digest))
+	}
+	if refs.Config != nil {
+		mr.blobs = append(mr.blobs, digestHash(refs.Config.Digest))
+	}
+	if refs.Subject != nil {
+		mr.hasSubject, mr.subject = true, digestHash(refs.Subject.Digest)
+	}
+	return mr, nil
 }
 
 // garbageLinks judges one repository: the manifest links no root reaches,
@@ -105,7 +131,7 @@ func (r *run) readRefs(ctx context.Context, st *repoState) (map[digest.Digest]*m
 // referrers of live subjects, of the roots: tags, ledger digests, links
 // younger than grace, and (referrers: keep) every manifest with a subject.
 // It also returns the references read, by manifest.
-func (r *run) garbageLinks(ctx context.Context, st *repoState, ledger []digest.Digest) ([]candidate, map[digest.Digest]*manifestRefs, error) {
+func (r *run) garbageLinks(ctx context.Context, st *repoState, ledger []digest.Digest) ([]candidate, map[hash]*manifestRefs, error) {
 	tags, err := r.c.meta.TagStates(ctx, st.repo)
 	if err != nil {
 		return nil, nil, err
@@ -116,9 +142,9 @@ func (r *run) garbageLinks(ctx context.Context, st *repoState, ledger []digest.D
 	}
 	young := func(info storage.Info) bool { return r.now.Sub(info.ModTime) < r.c.opts.Grace }
 
-	bySubject := map[digest.Digest][]digest.Digest{}
+	bySubject := map[hash][]hash{}
 	for d, mr := range refs {
-		if mr.subject != "" {
+		if mr.hasSubject {
 			bySubject[mr.subject] = append(bySubject[mr.subject], d)
 		}
 	}
@@ -126,22 +152,22 @@ func (r *run) garbageLinks(ctx context.Context, st *repoState, ledger []digest.D
 		bySubject[e.subject] = append(bySubject[e.subject], e.manifest)
 	}
 
-	live := map[digest.Digest]bool{}
-	var work []digest.Digest
-	visit := func(d digest.Digest) {
+	live := map[hash]bool{}
+	var work []hash
+	visit := func(d hash) {
 		if _, linked := st.manifests[d]; linked && !live[d] {
 			live[d] = true
 			work = append(work, d)
 		}
 	}
 	for _, t := range tags {
-		visit(t.Digest)
+		visit(digestHash(t.Digest))
 	}
 	for _, d := range ledger {
-		visit(d)
+		visit(digestHash(d))
 	}
-	for d, info := range st.manifests {
-		if young(info) || (r.c.opts.KeepReferrers && refs[d].subject != "") {
+	for d, l := range st.manifests {
+		if young(l.info) || (r.c.opts.KeepReferrers && refs[d].hasSubject) {
 			visit(d)
 		}
 	}
@@ -157,11 +183,11 @@ func (r *run) garbageLinks(ctx context.Context, st *repoState, ledger []digest.D
 	}
 
 	var out []candidate
-	needed := map[digest.Digest]bool{}
+	needed := map[hash]bool{}
 	keepAllBlobs := false
-	for d, info := range st.manifests {
+	for d, l := range st.manifests {
 		if !live[d] {
-			out = append(out, candidate{key: info.Key, size: info.Size})
+			out = append(out, candidate{key: l.info.Key, size: l.info.Size})
 			continue
 		}
 		if !refs[d].readable {
@@ -177,9 +203,9 @@ func (r *run) garbageLinks(ctx context.Context, st *repoState, ledger []digest.D
 		}
 	}
 	if !keepAllBlobs {
-		for d, info := range st.blobs {
-			if !needed[d] && !young(info) {
-				out = append(out, candidate{key: info.Key, size: info.Size})
+		for d, l := range st.blobs {
+			if !needed[d] && !young(l.info) {
+				out = append(out, candidate{key: l.info.Key, size: l.info.Size})
 			}
 		}
 	}

@@ -4,11 +4,16 @@ import "context"
 
 // commitAll resolves a batch of marked candidates in dependency order: a
 // candidate another candidate needs (v.deps) is committed only once that
-// one is deleted, and kept if it was kept. So a manifest link a writer
-// rescues (a tag written after the second look protects the link and the
-// record only) keeps its children and blobs, and the rescue never leaves
-// a manifest that cannot be served (and, follow_subject, its referrers).
-// Candidates form a DAG (manifests are content-addressed).
+// one is deleted (not merely committed: each layer waits for the
+// deletions of the layer before), and kept if that one was kept. A
+// candidate needed by a link outside the batch (still there: another
+// run's tombstone holds it, or it was no candidate) is kept. So a kill at any moment leaves no manifest link naming a missing link
+// (docs/architecture.md 4.3, "Deletes go the other way"), and a manifest
+// link a writer rescues (a tag written after the second look protects
+// the link and the record only) keeps its children and blobs, so the
+// rescue never leaves a manifest that cannot be served (nor, with
+// follow_subject, one without its referrers). Candidates form a DAG
+// (manifests are content-addressed).
 func (r *run) commitAll(ctx context.Context, marked []candidate, v verdict) error {
 	index := make(map[string]int, len(marked))
 	for i, c := range marked {
@@ -25,9 +30,21 @@ func (r *run) commitAll(ctx context.Context, marked []candidate, v verdict) erro
 		}
 	}
 	keep := make([]bool, len(marked))
-	var ready []int
 	for i, c := range marked {
 		keep[i] = !v.garbage[c.key]
+	}
+	for key, needs := range v.deps {
+		if _, ours := index[key]; ours {
+			continue
+		}
+		for _, d := range needs {
+			if j, ok := index[d]; ok {
+				keep[j] = true
+			}
+		}
+	}
+	var ready []int
+	for i := range marked {
 		if waits[i] == 0 {
 			ready = append(ready, i)
 		}

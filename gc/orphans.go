@@ -25,27 +25,20 @@ func (r *run) orphans(ctx context.Context) error {
 		return err
 	}
 	minAge := r.c.opts.UploadsPurgeAfter + r.c.opts.Grace + orphanMargin
-	var batch []candidate
-	look := func(ctx context.Context, cands []candidate) (verdict, error) {
+	b := &batcher{r: r, look: func(ctx context.Context, cands []candidate) (verdict, error) {
 		return r.lookOrphans(ctx, nm, cands)
-	}
+	}}
 	err := walk(ctx, r.c.store, registry.DataPrefix, func(o storage.Info) error {
 		r.examined(1, o.Size)
 		if r.age(o) < minAge || nm.data.has(keyHash(o.Key)) {
 			return nil
 		}
-		batch = append(batch, candidate{key: o.Key, size: o.Size})
-		if len(batch) < r.c.opts.BatchSize {
-			return nil
-		}
-		err := r.sweep(ctx, batch, look)
-		batch = nil
-		return err
+		return b.add(ctx, candidate{key: o.Key, size: o.Size})
 	})
-	if err == nil {
-		err = r.sweep(ctx, batch, look)
+	if err != nil {
+		return err
 	}
-	return err
+	return b.flush(ctx)
 }
 
 // readNames adds to nm what every descriptor not read before and every

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
 	"github.com/slipway/slipway/promote"
 	"github.com/slipway/slipway/registry"
 	"github.com/slipway/slipway/storage"
@@ -207,5 +209,29 @@ func TestRescuedSubjectKeepsReferrers(t *testing.T) {
 		t.Fatalf("first commit %q, want the subject's link", rescued)
 	}
 	e.wantPresent(keys...)
+	e.verify()
+}
+
+// A push that reuses a garbage image's blobs after the second look (the
+// registry's writers protect what they rely on) keeps them: the new image
+// pulls whole, and the collector's commits of the blob links lose.
+func TestPushDuringSweepKeepsItsBlobs(t *testing.T) {
+	e := newEnv(t)
+	e.reg.Metadata().Guard().CacheFor = 0 // no fence in this test: writers always look
+	old := e.image("app", "", "shared-config", nil, "shared-layer")
+	oldLink := registry.ManifestLinkKey("app", old.Digest)
+	var pushed v1.Descriptor
+	h := &hookStore{onCommit: func(obj string) {
+		if obj != oldLink {
+			t.Errorf("first commit %s, want the manifest link %s", obj, oldLink)
+		}
+		pushed = e.image("app", "v2", "shared-config", nil, "shared-layer", "new-layer")
+	}}
+	rep := e.hooked(h, Options{})
+	e.wantGone(oldLink)
+	e.wantPresent(e.imageKeys("app", pushed.Digest)...)
+	if rep.Rescued < 2 {
+		t.Errorf("rescued %d, want the config and layer links", rep.Rescued)
+	}
 	e.verify()
 }

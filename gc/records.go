@@ -8,14 +8,15 @@ import (
 	"github.com/slipway/slipway/storage"
 )
 
-// linkedSets is every digest some repository links, as blobs and as
-// manifests.
-type linkedSets struct{ blobs, manifests hashSet }
+// digestSets is a set of blob digests and one of manifest digests: those
+// some repository links (run.linked), or those a listing missed
+// (seenSets.missing).
+type digestSets struct{ blobs, manifests hashSet }
 
 // linked lists repositories/ once. gone, if set, holds hashes of link
 // keys to treat as deleted (a dry run's stage 1).
-func (r *run) linked(ctx context.Context, gone *hashSet) (*linkedSets, error) {
-	ls := &linkedSets{}
+func (r *run) linked(ctx context.Context, gone *hashSet) (*digestSets, error) {
+	ls := &digestSets{}
 	err := walk(ctx, r.c.store, registry.RepositoriesPrefix, func(o storage.Info) error {
 		k, ok := registry.ParseRepoKey(o.Key)
 		if !ok || (k.Kind != registry.KeyBlobs && k.Kind != registry.KeyManifests) {
@@ -38,7 +39,7 @@ func (r *run) linked(ctx context.Context, gone *hashSet) (*linkedSets, error) {
 
 // unlinked says whether a descriptor or manifest record key names a digest
 // no repository of ls links.
-func (ls *linkedSets) unlinked(key string) bool {
+func (ls *digestSets) unlinked(key string) bool {
 	d, ok := registry.RecordDigest(key)
 	if !ok {
 		return false // not one of ours: never touched
@@ -51,7 +52,8 @@ func (ls *linkedSets) unlinked(key string) bool {
 
 // records is stage 2: blob descriptors (with their data) and manifest
 // records that no repository links, older than grace, judged on a listing
-// of every link made after stage 1.
+// of every link made after stage 1. Then the dangling links: linked
+// digests the listings of blobs/ and manifests/ did not hold.
 func (r *run) records(ctx context.Context) error {
 	var gone *hashSet
 	if r.c.opts.DryRun {
@@ -65,29 +67,28 @@ func (r *run) records(ctx context.Context) error {
 	// link (and a cached descriptor) for LinkTTL: such descriptors wait.
 	held := r.c.opts.LinkTTL > 0 && !r.lastUnlink.IsZero() && time.Since(r.lastUnlink) < r.c.opts.LinkTTL
 	r.unlinked.seal()
-	var batch []candidate
+	seen := newSeenSets(ls)
+	b := &batcher{r: r, look: r.lookRecords}
 	for _, prefix := range []string{registry.BlobsPrefix, registry.ManifestsPrefix} {
 		err := walk(ctx, r.c.store, prefix, func(o storage.Info) error {
 			r.examined(1, o.Size)
+			seen.see(o.Key)
 			if r.age(o) < r.c.opts.Grace || !ls.unlinked(o.Key) {
 				return nil
 			}
 			if d, _ := registry.RecordDigest(o.Key); held && prefix == registry.BlobsPrefix && r.unlinked.has(digestHash(d)) {
 				return nil
 			}
-			batch = append(batch, candidate{key: o.Key, size: o.Size})
-			if len(batch) < r.c.opts.BatchSize {
-				return nil
-			}
-			err := r.sweep(ctx, batch, r.lookRecords)
-			batch = nil
-			return err
+			return b.add(ctx, candidate{key: o.Key, size: o.Size})
 		})
 		if err != nil {
 			return err
 		}
 	}
-	return r.sweep(ctx, batch, r.lookRecords)
+	if err := b.flush(ctx); err != nil {
+		return err
+	}
+	return r.danglingLinks(ctx, seen.missing(ls))
 }
 
 // lookRecords is stage 2's second look: every link, listed again.

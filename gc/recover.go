@@ -4,30 +4,33 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"time"
 
 	"github.com/slipway/slipway/storage"
 	"github.com/slipway/slipway/tombstone"
 )
 
-// recover finishes what earlier runs left: sweep entries without a
-// heartbeat for deadSweep (by the store's clock) are ended; a deleting
-// tombstone is a commitment, its deletion is finished; a marked or
-// rescued one whose run has no sweep entry any more is removed.
+// recover finishes what earlier runs left: a sweep entry not refreshed
+// for deadSweep (its ModTime, the store's clock, against the start of
+// this run) is a dead run's; a deleting tombstone is a commitment, its
+// deletion is finished; a marked or rescued one whose run is dead or has
+// no sweep entry is removed. Dead runs' entries are ended last, after
+// their tombstones are gone, so that a dead run that still runs cannot
+// commit a tombstone once writers stop seeing its sweep (deadSweep).
 func (r *run) recover(ctx context.Context) error {
-	sweeps, err := tombstone.Sweeps(ctx, r.c.store)
+	entries, err := sweepEntries(ctx, r.c.store)
 	if err != nil {
 		return err
 	}
-	for _, sw := range sweeps {
-		if r.now.Sub(sw.Heartbeat) > deadSweep {
-			if err := tombstone.EndSweep(ctx, r.c.store, sw.Run); err != nil {
-				return err
-			}
+	dead := map[string]bool{}
+	for run, info := range entries {
+		if r.now.Sub(info.ModTime) > deadSweep {
+			dead[run] = true
 		}
 	}
 	var page []string
 	flush := func() error {
-		err := r.recoverPage(ctx, page)
+		err := r.recoverPage(ctx, page, dead)
 		page = page[:0]
 		return err
 	}
@@ -41,13 +44,40 @@ func (r *run) recover(ctx context.Context) error {
 	if err == nil {
 		err = flush()
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	for run := range dead {
+		if err := tombstone.EndSweep(ctx, r.c.store, run); err != nil {
+			return err
+		}
+	}
+	// A clock object lives for two requests (storeNow): one older than a
+	// minute is a dead run's.
+	return walk(ctx, r.c.store, clockPrefix, func(o storage.Info) error {
+		if r.now.Sub(o.ModTime) > time.Minute {
+			return r.c.store.Delete(ctx, o.Key)
+		}
+		return nil
+	})
+}
+
+// sweepEntries lists the sweep entries by run, with their Info (ModTime:
+// the last heartbeat, in the store's time).
+func sweepEntries(ctx context.Context, s storage.Store) (map[string]storage.Info, error) {
+	out := map[string]storage.Info{}
+	err := walk(ctx, s, tombstone.SweepPrefix, func(o storage.Info) error {
+		out[strings.TrimPrefix(o.Key, tombstone.SweepPrefix)] = o
+		return nil
+	})
+	return out, err
 }
 
 // recoverPage handles tombstones of earlier runs. The sweep entries are
-// read after the tombstones: a run that wrote one of them announced its
-// sweep before, so a live run is never mistaken for a dead one.
-func (r *run) recoverPage(ctx context.Context, keys []string) error {
+// listed after the tombstones are read: a run that wrote one of them
+// announced its sweep before, so a live run is never mistaken for one
+// without an entry.
+func (r *run) recoverPage(ctx context.Context, keys []string, dead map[string]bool) error {
 	if len(keys) == 0 {
 		return nil
 	}
@@ -64,21 +94,18 @@ func (r *run) recoverPage(ctx context.Context, keys []string) error {
 	if err != nil {
 		return err
 	}
-	sweeps, err := tombstone.Sweeps(ctx, r.c.store)
+	entries, err := sweepEntries(ctx, r.c.store)
 	if err != nil {
 		return err
 	}
-	live := map[string]bool{}
-	for _, sw := range sweeps {
-		live[sw.Run] = true
-	}
 	return r.each(ctx, len(keys), func(ctx context.Context, i int) error {
+		_, hasEntry := entries[tombs[i].Run]
 		switch {
 		case !found[i]:
 			return nil
 		case tombs[i].State == tombstone.Deleting:
 			return r.finishDeletion(ctx, candidate{key: keys[i]})
-		case !live[tombs[i].Run]:
+		case !hasEntry || dead[tombs[i].Run]:
 			return tombstone.Remove(ctx, r.c.store, keys[i])
 		}
 		return nil

@@ -52,11 +52,12 @@ type Options struct {
 	// protocol needs (> tombstone.CacheFor); < 0 waits not at all (tests
 	// whose writers all go through one Guard-free path).
 	Fence time.Duration
-	// LinkTTL is how long a replica may still serve a blob GET from a
-	// link it remembers (registry Options.BlobLinkTTL): a descriptor whose
-	// last link this run removed is deleted only if that long has passed
-	// since, else by the next run. 0: 5 min (the registry's default);
-	// < 0: no wait.
+	// LinkTTL, if > 0, holds a descriptor whose last link this run
+	// removed for that long (then the next run frees it), for replicas
+	// that serve blob GETs from a remembered link (registry
+	// Options.BlobLinkTTL). 0 (the default) or < 0: no hold. Without a
+	// hold such a GET finds the data gone, re-reads the store and answers
+	// 404 BLOB_UNKNOWN, for a blob no repository links any more.
 	LinkTTL time.Duration
 	// Concurrency bounds the store requests in flight (0: 16).
 	Concurrency int

@@ -48,7 +48,12 @@ func (s *hashSet) seal() {
 }
 
 func (s *hashSet) has(h hash) bool {
-	s.seal()
-	_, found := slices.BinarySearchFunc(s.items, h, func(a, b hash) int { return bytes.Compare(a[:], b[:]) })
+	_, found := s.index(h)
 	return found
+}
+
+// index is h's position in the sealed set, if it holds h.
+func (s *hashSet) index(h hash) (int, bool) {
+	s.seal()
+	return slices.BinarySearchFunc(s.items, h, func(a, b hash) int { return bytes.Compare(a[:], b[:]) })
 }

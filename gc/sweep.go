@@ -47,6 +47,29 @@ func (r *run) each(ctx context.Context, n int, f func(ctx context.Context, i int
 	return g.Wait()
 }
 
+// batcher gathers candidates and sweeps them BatchSize at a time.
+type batcher struct {
+	r     *run
+	look  secondLook
+	cands []candidate
+}
+
+// add adds c, and sweeps the batch once it is full.
+func (b *batcher) add(ctx context.Context, c candidate) error {
+	b.cands = append(b.cands, c)
+	if len(b.cands) < b.r.c.opts.BatchSize {
+		return nil
+	}
+	return b.flush(ctx)
+}
+
+// flush sweeps what is gathered.
+func (b *batcher) flush(ctx context.Context) error {
+	cands := b.cands
+	b.cands = nil
+	return b.r.sweep(ctx, cands, b.look)
+}
+
 // sweep frees one batch of candidates with the tombstone protocol: sweep
 // entry and fence (once per run), tombstones, second look, commit, delete.
 // A dry run only reports them.
@@ -80,15 +103,18 @@ func (r *run) sweep(ctx context.Context, cands []candidate, look secondLook) err
 
 // announce writes the sweep entry and waits the fence, once per run:
 // writers that did not see the entry finished their writes before the
-// first tombstone, so every second look sees them.
+// first tombstone, so every second look sees them. From then on the entry
+// is refreshed in the background (heartbeat.go).
 func (r *run) announce(ctx context.Context) error {
 	if r.swept {
 		return r.heartbeat(ctx)
 	}
+	sent := time.Now()
 	if err := tombstone.BeginSweep(ctx, r.c.store, r.id); err != nil {
 		return err
 	}
 	r.swept = true
+	r.startBeating(ctx, sent)
 	if r.c.opts.Fence > 0 {
 		t := time.NewTimer(r.c.opts.Fence)
 		defer t.Stop()
@@ -99,15 +125,6 @@ func (r *run) announce(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-func (r *run) heartbeat(ctx context.Context) error {
-	err := tombstone.Heartbeat(ctx, r.c.store, r.id)
-	if errors.Is(err, storage.ErrNotFound) {
-		r.swept = false // nothing of ours to end
-		return errStopped
-	}
-	return err
 }
 
 // mark writes the candidates' tombstones and returns those it wrote. An
@@ -168,6 +185,9 @@ func (r *run) release(ctx context.Context, marked []candidate) {
 func (r *run) commit(ctx context.Context, c candidate, garbage bool) (kept bool, err error) {
 	defer r.count(&r.rep.Pending, -1)
 	if garbage {
+		if err := r.alive(); err != nil {
+			return false, err
+		}
 		err := tombstone.Commit(ctx, r.c.store, c.key, r.id, c.etag)
 		if err == nil {
 			return false, r.finishDeletion(ctx, c)

@@ -102,6 +102,8 @@ func TestAdminBrowserTagDelete(t *testing.T) {
 	if n := pageGet(t, ctx, "counting production's Delete buttons", chromedp.Evaluate[int64](`document.querySelectorAll('td[data-stage="production"] button.delete').length`)); n != 0 {
 		t.Fatalf("%d Delete buttons in the immutable production stage", n)
 	}
+	// The Delete buttons fit at phone width too.
+	checkWidths(t, ctx, "repository-delete")
 	pageRun(t, ctx, "clicking Delete",
 		chromedp.Click(chromedp.CSS(`tr[data-tag="a"] td[data-stage="staging"] button.delete`)),
 		chromedp.WaitVisible(chromedp.CSS("#confirm")))

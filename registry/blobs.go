@@ -71,8 +71,6 @@ func (r *Registry) getBlob(c *gin.Context, name, ref string) {
 	if r.redirect(c, bd) {
 		return
 	}
-	rc := r.meta.openBlob(ctx, bd, start, length)
-	defer rc.Close()
 	buf := r.getBuffer()
 	defer r.putBuffer(buf)
 	// Read the first piece before the status goes out, so a missing object
@@ -81,18 +79,31 @@ func (r *Registry) getBlob(c *gin.Context, name, ref string) {
 	// from the first read of a file (a 32 KiB first read starts it at
 	// 128 KiB and it takes five reads to grow; BENCHMARKS.md, pull-16m).
 	first := buf[:min(length, int64(len(buf)))]
+	rc := r.meta.openBlob(ctx, bd, start, length)
 	k, err := io.ReadFull(rc, first)
+	if errors.Is(err, storage.ErrNotFound) {
+		// The descriptor came from a cache (this replica's, or the link
+		// memory) and garbage collection has deleted the blob since: the
+		// caches forget it, and the store says whether it is back (pushed
+		// again, naming other data) or unknown.
+		rc.Close()
+		rc = nil
+		r.meta.forgetKey(blobKey(d))
+		r.meta.forgetKey(blobLinkKey(name, d))
+		if fresh, ferr := r.meta.blobInRepo(ctx, name, d); ferr == nil && fresh.Size == bd.Size {
+			rc = r.meta.openBlob(ctx, fresh, start, length)
+			k, err = io.ReadFull(rc, first)
+		}
+		if errors.Is(err, storage.ErrNotFound) {
+			err = blobUnknown(ref)
+		}
+	}
+	if rc != nil {
+		defer rc.Close()
+	}
 	if err != nil {
 		h.Del("Content-Length")
 		h.Del("Content-Range")
-		if errors.Is(err, storage.ErrNotFound) {
-			// The descriptor came from a cache (this replica's, or the
-			// link memory) and garbage collection has deleted the blob
-			// since: it is unknown now, and the cache forgets it.
-			r.meta.forgetKey(blobKey(d))
-			r.meta.forgetKey(blobLinkKey(name, d))
-			err = blobUnknown(ref)
-		}
 		r.fail(c, err)
 		return
 	}

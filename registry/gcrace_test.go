@@ -61,7 +61,19 @@ func newGCWorld(t *testing.T, inner storage.Store) *gcWorld {
 	reg.Register(eng)
 	srv := httptest.NewServer(eng)
 	t.Cleanup(srv.Close)
+	t.Cleanup(p.ReleaseAll) // before srv.Close, which waits for held requests
 	return &gcWorld{t: t, p: p, store: s, w: &env{t: t, srv: srv, reg: reg}, coll: New(s, Options{Logger: quiet}).meta}
+}
+
+// reach waits until an operation is held at pt; a protocol that never
+// gets there fails the test instead of hanging it.
+func reach(t *testing.T, pt *pause.Point) {
+	t.Helper()
+	select {
+	case <-pt.Reached():
+	case <-time.After(20 * time.Second):
+		t.Fatal("the operation the test waits for never came")
+	}
 }
 
 // linkedAnywhere is the collector's look at whether any repository links
@@ -88,6 +100,47 @@ func (g *gcWorld) deleteCommitted(key string) error {
 		return err
 	}
 	return tombstone.Remove(ctx, g.store, key)
+}
+
+// untaggedImage pushes an image of one layer to "app" by digest (no tag)
+// and returns its manifest and digest.
+func (g *gcWorld) untaggedImage(layer string) ([]byte, digest.Digest) {
+	g.t.Helper()
+	raw := g.w.image("app", layer)
+	d := digest.FromBytes(raw)
+	wantStatus(g.t, g.w.putManifest("app", d.String(), v1.MediaTypeImageManifest, raw), http.StatusCreated)
+	return raw, d
+}
+
+// commitDeletion plays the collector up to its commit on key: sweep entry,
+// tombstone, second look (live tells whether it finds key live), commit.
+func (g *gcWorld) commitDeletion(key string, live func() bool) {
+	g.t.Helper()
+	ctx := context.Background()
+	if err := tombstone.BeginSweep(ctx, g.store, "run1"); err != nil {
+		g.t.Fatal(err)
+	}
+	etag, err := tombstone.Mark(ctx, g.store, key, "run1")
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	if live != nil && live() {
+		g.t.Fatalf("second look: %s is live", key)
+	}
+	if err := tombstone.Commit(ctx, g.store, key, "run1", etag); err != nil {
+		g.t.Fatal(err)
+	}
+}
+
+// holdDeletion starts the collector's deletion of a committed key and
+// holds it right before the object's delete; the channel gets its result.
+func (g *gcWorld) holdDeletion(key string) (*pause.Point, <-chan error) {
+	g.t.Helper()
+	atDelete := g.p.Before(pause.Delete, key)
+	deleted := make(chan error, 1)
+	go func() { deleted <- g.deleteCommitted(key) }()
+	reach(g.t, atDelete)
+	return atDelete, deleted
 }
 
 // garbageBlob pushes data to repository "old" and deletes it there: its
@@ -120,6 +173,16 @@ func (g *gcWorld) wantPull(repo string, d digest.Digest, data []byte) {
 	}
 }
 
+// wantVerified checks that every tag, manifest and blob link of the store
+// can be served whole (Verify).
+func (g *gcWorld) wantVerified() {
+	g.t.Helper()
+	problems, err := Verify(context.Background(), g.store)
+	if err != nil || len(problems) > 0 {
+		g.t.Fatalf("store does not verify: %v %q", err, problems)
+	}
+}
+
 // (a) The collector has marked a garbage descriptor, taken its second look
 // and is about to commit; a push of the same blob completes meanwhile. Its
 // rescue wins: the commit loses, the blob stays whole.
@@ -148,7 +211,7 @@ func TestGCRescueBeforeCommit(t *testing.T) {
 			}
 			committed <- err
 		}()
-		<-atCommit.Reached()
+		reach(t, atCommit)
 		g.w.pushBlob("new", data)
 		atCommit.Release()
 		if err := <-committed; !errors.Is(err, storage.ErrPreconditionFailed) {
@@ -158,6 +221,7 @@ func TestGCRescueBeforeCommit(t *testing.T) {
 			t.Fatalf("tombstone %+v %v, want rescued", tb, err)
 		}
 		g.wantPull("new", d, data)
+		g.wantVerified()
 	})
 }
 
@@ -176,38 +240,27 @@ func TestGCCommitBeforeBlobPush(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := tombstone.BeginSweep(ctx, g.store, "run1"); err != nil {
-			t.Fatal(err)
-		}
-		etag, err := tombstone.Mark(ctx, g.store, desc, "run1")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if g.linkedAnywhere(d) {
-			t.Fatal("second look: linked")
-		}
-		if err := tombstone.Commit(ctx, g.store, desc, "run1", etag); err != nil {
-			t.Fatal(err)
-		}
-		atDelete := g.p.Before(pause.Delete, desc)
-		deleted := make(chan error, 1)
-		go func() { deleted <- g.deleteCommitted(desc) }()
-		<-atDelete.Reached()
+		g.commitDeletion(desc, func() bool { return g.linkedAnywhere(d) })
+		atDelete, deleted := g.holdDeletion(desc)
 
-		// The writer's Protect reads the tombstone (deleting), then waits
-		// for it to go: hold its first wait.
+		// The writer's Protect reads the tombstone (deleting); the writer
+		// then waits for the deletion, held here a while (it must neither
+		// give up nor write its descriptor before the deletion is over).
 		protectRead := g.p.Before(pause.Get, tombstone.Key(desc))
-		waitRead := g.p.Before(pause.Get, tombstone.Key(desc))
 		pushed := make(chan resp, 1)
 		go func() { pushed <- g.w.do("POST", "/v2/new/blobs/uploads/?digest="+d.String(), data) }()
-		<-protectRead.Reached()
+		reach(t, protectRead)
 		protectRead.Release()
-		<-waitRead.Reached()
+		time.Sleep(300 * time.Millisecond)
+		select {
+		case r := <-pushed:
+			t.Fatalf("the push did not wait for the deletion: %s", r)
+		default:
+		}
 		atDelete.Release()
 		if err := <-deleted; err != nil {
 			t.Fatal(err)
 		}
-		waitRead.Release()
 		wantStatus(t, <-pushed, http.StatusCreated)
 
 		bd, err := g.coll.blobFromStore(ctx, d)
@@ -218,6 +271,7 @@ func TestGCCommitBeforeBlobPush(t *testing.T) {
 			t.Fatalf("descriptor after the retry names %q, want new data (old %q)", bd.Data, old.Data)
 		}
 		g.wantPull("new", d, data)
+		g.wantVerified()
 	})
 }
 
@@ -231,20 +285,8 @@ func TestGCCommitBeforeManifestPut(t *testing.T) {
 		raw := g.w.image("app", "layer c")
 		layer := digest.FromString("layer c")
 		link := blobLinkKey("app", layer)
-		if err := tombstone.BeginSweep(ctx, g.store, "run1"); err != nil {
-			t.Fatal(err)
-		}
-		etag, err := tombstone.Mark(ctx, g.store, link, "run1")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := tombstone.Commit(ctx, g.store, link, "run1", etag); err != nil {
-			t.Fatal(err)
-		}
-		atDelete := g.p.Before(pause.Delete, link)
-		deleted := make(chan error, 1)
-		go func() { deleted <- g.deleteCommitted(link) }()
-		<-atDelete.Reached()
+		g.commitDeletion(link, nil)
+		atDelete, deleted := g.holdDeletion(link)
 
 		wantError(t, g.w.putManifest("app", "v1", v1.MediaTypeImageManifest, raw), http.StatusNotFound, "MANIFEST_BLOB_UNKNOWN")
 		if _, err := g.coll.Tag(ctx, "app", "v1"); !errors.Is(err, storage.ErrNotFound) {
@@ -257,6 +299,7 @@ func TestGCCommitBeforeManifestPut(t *testing.T) {
 		// Pushed again, the layer comes back and the manifest goes in.
 		g.w.pushBlob("app", []byte("layer c"))
 		wantStatus(t, g.w.putManifest("app", "v1", v1.MediaTypeImageManifest, raw), http.StatusCreated)
+		g.wantVerified()
 	})
 }
 
@@ -300,7 +343,7 @@ func TestGCFence(t *testing.T) {
 		atLink := g.p.Before(pause.Put, blobLinkKey("dst", b))
 		linked := make(chan error, 1)
 		go func() { linked <- g.w.reg.meta.LinkBlob(ctx, "dst", b) }()
-		<-atLink.Reached()
+		reach(t, atLink)
 
 		// The collector waits Fence, marks, takes its second look.
 		time.Sleep(time.Until(swept.Add(fence)))
@@ -332,28 +375,134 @@ func TestGCFence(t *testing.T) {
 		}
 		g.wantPull("dst", a, []byte("blob a"))
 		g.wantPull("dst", b, []byte("blob b"))
+		g.wantVerified()
 	})
+}
+
+// collectBehindReplica deletes blob d's descriptor and data (and its link
+// in repo, with link) from e's store, as another replica's collector
+// would, leaving e's caches as they are.
+func collectBehindReplica(t *testing.T, e *env, repo string, d digest.Digest, link bool) {
+	t.Helper()
+	ctx := context.Background()
+	bd, err := e.reg.meta.blobFromStore(ctx, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := []string{blobKey(d), bd.Data}
+	if link {
+		keys = append(keys, blobLinkKey(repo, d))
+	}
+	for _, k := range keys {
+		if err := e.store.Delete(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // A blob GET answered from caches (link memory, cached descriptor) whose
 // data another replica's collector deleted is 404 BLOB_UNKNOWN, not 500.
 func TestBlobGetOfCollectedData(t *testing.T) {
-	ctx := context.Background()
 	e := newEnv(t)
 	data := []byte("collected elsewhere")
 	d := e.pushBlob("app", data)
 	r := e.do("GET", "/v2/app/blobs/"+d.String(), nil)
 	wantStatus(t, r, http.StatusOK)
-	bd, err := e.reg.meta.blobFromStore(ctx, d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, k := range []string{blobLinkKey("app", d), blobKey(d), bd.Data} {
-		if err := e.store.Delete(ctx, k); err != nil {
-			t.Fatal(err)
-		}
-	}
+	collectBehindReplica(t, e, "app", d, true)
 	wantError(t, e.do("GET", "/v2/app/blobs/"+d.String(), nil), http.StatusNotFound, "BLOB_UNKNOWN")
 	// Forgotten: the next GET asks the store, which says so too.
 	wantError(t, e.do("GET", "/v2/app/blobs/"+d.String(), nil), http.StatusNotFound, "BLOB_UNKNOWN")
+
+	// Pushed again through another replica (new data), while this one
+	// still remembers the old descriptor: its GET finds the new one.
+	d2 := e.pushBlob("app", []byte("pushed twice"))
+	wantStatus(t, e.do("GET", "/v2/app/blobs/"+d2.String(), nil), http.StatusOK)
+	collectBehindReplica(t, e, "app", d2, false)
+	other := newEnvOn(t, e.dir)
+	other.pushBlob("app", []byte("pushed twice"))
+	r = e.do("GET", "/v2/app/blobs/"+d2.String(), nil)
+	if r.StatusCode != http.StatusOK || string(r.body) != "pushed twice" {
+		t.Fatalf("GET of a blob collected and pushed again: %s", r)
+	}
+}
+
+// A tag written on a manifest part of whose tree the collector has
+// committed to delete (after its second look, which did not see the tag)
+// is taken back: the write fails with ErrCollected and the tag is gone,
+// rather than naming a manifest that cannot be pulled.
+func TestGCTagOnCollectedTree(t *testing.T) {
+	onBackends(t, func(t *testing.T, inner storage.Store) {
+		ctx := context.Background()
+		g := newGCWorld(t, inner)
+		_, d := g.untaggedImage("layer t")
+		link := blobLinkKey("app", digest.FromString("layer t"))
+		g.commitDeletion(link, nil)
+		go func() {
+			time.Sleep(100 * time.Millisecond) // the writer waits meanwhile
+			if err := g.deleteCommitted(link); err != nil {
+				t.Error(err)
+			}
+		}()
+		err := g.w.reg.meta.SetTag(ctx, "app", "v1", d, "", "")
+		if !errors.Is(err, tombstone.ErrCollected) || !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("SetTag on a collected tree: %v, want ErrCollected and ErrNotFound", err)
+		}
+		if _, err := g.coll.Tag(ctx, "app", "v1"); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("the tag stayed: %v", err)
+		}
+	})
+}
+
+// A re-push of a manifest whose link the collector is deleting waits for
+// the deletion, links it again and tags it: it pulls whole.
+func TestGCManifestRepushDuringItsDeletion(t *testing.T) {
+	onBackends(t, func(t *testing.T, inner storage.Store) {
+		ctx := context.Background()
+		g := newGCWorld(t, inner)
+		raw, d := g.untaggedImage("layer r")
+		link := manifestLinkKey("app", d)
+		g.commitDeletion(link, nil)
+		atDelete, deleted := g.holdDeletion(link)
+		pushed := make(chan resp, 1)
+		go func() { pushed <- g.w.putManifest("app", "v1", v1.MediaTypeImageManifest, raw) }()
+		time.Sleep(200 * time.Millisecond)
+		atDelete.Release()
+		if err := <-deleted; err != nil {
+			t.Fatal(err)
+		}
+		wantStatus(t, <-pushed, http.StatusCreated)
+		r := g.w.do("GET", "/v2/app/manifests/v1", nil, "Accept", v1.MediaTypeImageManifest)
+		if r.StatusCode != http.StatusOK || !bytes.Equal(r.body, raw) {
+			t.Fatalf("pull by tag after the re-push: %s", r)
+		}
+		if ok, err := g.coll.HasManifest(ctx, "app", d); err != nil || !ok {
+			t.Fatalf("manifest link after the re-push: %v %v", ok, err)
+		}
+		g.wantVerified()
+	})
+}
+
+// A replica that remembers a collected descriptor must not take it as
+// proof that an implicit first segment is unused: the blob may have been
+// pushed again, its new descriptor naming that segment.
+func TestFirstSegmentKeptAfterRecollection(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	data := []byte("collected, then committed from a first segment")
+	d := e.pushBlob("app", data) // e's replica caches its descriptor
+	collectBehindReplica(t, e, "app", d, true)
+	// Another replica commits the digest from a session's first segment.
+	other := newEnvOn(t, e.dir)
+	first := segment{Key: firstSegmentKey("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"), Size: int64(len(data)), Digest: d}
+	if _, err := e.store.Put(ctx, first.Key, bytes.NewReader(data), first.Size); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.reg.meta.commitBlob(ctx, "app", d, []segment{first}); err != nil {
+		t.Fatal(err)
+	}
+	// e's replica drops that session's segments (a cancel racing the PUT).
+	if kept := e.reg.meta.deleteSegments(ctx, []segment{first}, false); len(kept) != 1 {
+		t.Fatalf("kept %v, want the first segment the new descriptor names", kept)
+	}
+	wantStatus(t, e.do("GET", "/v2/app/blobs/"+d.String(), nil), http.StatusOK)
 }

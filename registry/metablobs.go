@@ -160,13 +160,9 @@ func (m *Metadata) putDescriptor(ctx context.Context, d digest.Digest, segs []se
 // dropUnnamed deletes the segments of a commit that the descriptor that
 // won (existing) does not name.
 func (m *Metadata) dropUnnamed(ctx context.Context, existing blobDesc, segs []segment) {
-	named := map[string]bool{}
-	for _, s := range existing.segments() {
-		named[s.Key] = true
-	}
 	var drop []segment
 	for _, s := range segs {
-		if !named[s.Key] {
+		if !existing.names(s.Key) {
 			drop = append(drop, s)
 		}
 	}
@@ -190,17 +186,29 @@ func (m *Metadata) deleteSegments(ctx context.Context, segs []segment, expired b
 	return kept
 }
 
+// unusedFirstSegment decides from the descriptor in the store: a cached
+// one naming other data may have been garbage-collected since and
+// re-created naming s (a cached one naming s is enough to keep s).
 func (m *Metadata) unusedFirstSegment(ctx context.Context, s segment, expired bool) bool {
-	bd, err := m.blob(ctx, s.Digest)
+	if bd, ok := m.blobs.Get(s.Digest); ok && bd.names(s.Key) {
+		return false
+	}
+	bd, err := m.blobFromStore(ctx, s.Digest)
 	if err != nil {
 		return expired && errors.Is(err, storage.ErrNotFound)
 	}
+	m.blobs.Add(s.Digest, bd)
+	return !bd.names(s.Key)
+}
+
+// names reports whether the descriptor names the data object key.
+func (bd blobDesc) names(key string) bool {
 	for _, x := range bd.segments() {
-		if x.Key == s.Key {
-			return false
+		if x.Key == key {
+			return true
 		}
 	}
-	return true
+	return false
 }
 
 // openBlob reads length bytes of a stored blob from start.

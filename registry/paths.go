@@ -37,9 +37,12 @@ package registry
 // deleted only once no commit can name it (Metadata.deleteSegments).
 //
 // Blob links are remembered in process for blob GETs (Metadata.linked,
-// Options.BlobLinkTTL, 5 min by default): garbage collection must keep the
-// descriptor and data of a blob unlinked from its last repository for
-// longer than that before deleting them, on top of its grace period.
+// Options.BlobLinkTTL, 5 min by default). Garbage collection may delete
+// the descriptor and data of a blob as soon as its last link is gone (the
+// collector's LinkTTL hold is off by default): a GET served from a
+// remembered link then finds the data gone, re-reads the store and
+// answers 404 BLOB_UNKNOWN (Registry.getBlob), which is what a blob no
+// repository links should answer; never a 500 or other bytes.
 //
 // Repository name components never start with '_' (distribution/reference
 // grammar), so "_blobs" and friends cannot collide with a nested repository.

@@ -44,7 +44,7 @@ func (m *Metadata) Guard() *tombstone.Guard { return m.guard }
 // whose collector died.
 func (m *Metadata) DeleteObject(ctx context.Context, key string) error {
 	d, kind, ok := digestOfKey(key)
-	if ok && kind == "blob" && strings.HasPrefix(key, "blobs/") {
+	if ok && kind == "blob" && strings.HasPrefix(key, BlobsPrefix) {
 		bd, err := m.blobFromStore(ctx, d)
 		if errors.Is(err, storage.ErrNotFound) {
 			m.forgetKey(key)
@@ -74,9 +74,9 @@ func (m *Metadata) forgetKey(key string) {
 	d, kind, ok := digestOfKey(key)
 	switch {
 	case !ok:
-	case strings.HasPrefix(key, "blobs/"):
+	case strings.HasPrefix(key, BlobsPrefix):
 		m.blobs.Remove(d)
-	case strings.HasPrefix(key, "manifests/"):
+	case strings.HasPrefix(key, ManifestsPrefix):
 		m.manifests.Remove(d)
 	case kind == "blob":
 		m.linked.Remove(key)
@@ -84,28 +84,23 @@ func (m *Metadata) forgetKey(key string) {
 }
 
 // digestOfKey reads the digest a descriptor, manifest record or link key
-// names; kind is "blob" or "manifest".
+// names; kind is "blob" or "manifest". The keys are parsed by gcview.go's
+// RecordDigest and ParseRepoKey, the one parser of the layout.
 func digestOfKey(key string) (d digest.Digest, kind string, ok bool) {
-	parts := strings.Split(key, "/")
-	n := len(parts)
+	if d, ok := RecordDigest(key); ok {
+		if strings.HasPrefix(key, BlobsPrefix) {
+			return d, "blob", true
+		}
+		return d, "manifest", true
+	}
+	k, ok := ParseRepoKey(key)
 	switch {
-	case n == 4 && parts[0] == "blobs":
-		kind = "blob"
-	case n == 4 && parts[0] == "manifests":
-		kind = "manifest"
-	case n >= 5 && parts[0] == "repositories" && parts[n-3] == "_blobs":
-		kind = "blob"
-	case n >= 5 && parts[0] == "repositories" && parts[n-3] == "_manifests":
-		kind = "manifest"
-	default:
-		return "", "", false
+	case ok && k.Kind == KeyBlobs:
+		return k.Digest, "blob", true
+	case ok && k.Kind == KeyManifests:
+		return k.Digest, "manifest", true
 	}
-	if n == 4 {
-		d = digest.NewDigestFromEncoded(digest.Algorithm(parts[1]), parts[3])
-	} else {
-		d = digest.NewDigestFromEncoded(digest.Algorithm(parts[n-2]), parts[n-1])
-	}
-	return d, kind, d.Validate() == nil
+	return "", "", false
 }
 
 // collectedKey returns the key of the object an error of Guard.Protect

@@ -135,14 +135,9 @@ func (r *Retention) Apply(ctx context.Context, o ApplyOptions) (Report, error) {
 	if err != nil {
 		return rep, err
 	}
-	var recent map[string]map[digest.Digest]bool
-	if n := r.maxKeepPromotions(); n > 0 {
-		if r.opts.Ledger == nil {
-			return rep, r.end(ctx, &rep, errors.New("retention: keep_promotions needs the promotion ledger"))
-		}
-		if recent, err = r.opts.Ledger.RecentDigests(ctx, n); err != nil {
-			return rep, r.end(ctx, &rep, fmt.Errorf("retention: reading the ledger: %w", err))
-		}
+	recent, err := r.recentByN(ctx)
+	if err != nil {
+		return rep, r.end(ctx, &rep, err)
 	}
 	after := ""
 	for {
@@ -156,7 +151,7 @@ func (r *Retention) Apply(ctx context.Context, o ApplyOptions) (Report, error) {
 			if !ok || !rule.DeletesTags() {
 				continue
 			}
-			if err := r.applyRepo(ctx, &rep, repo, rule, idx, now, o.DryRun, recent[repo]); err != nil {
+			if err := r.applyRepo(ctx, &rep, repo, rule, idx, now, o.DryRun, recent[rule.KeepPromotions][repo]); err != nil {
 				if ctx.Err() != nil {
 					return rep, r.end(ctx, &rep, ctx.Err())
 				}
@@ -171,14 +166,26 @@ func (r *Retention) Apply(ctx context.Context, o ApplyOptions) (Report, error) {
 	return rep, r.end(ctx, &rep, nil)
 }
 
-// maxKeepPromotions: the largest keep_promotions of any rule (the ledger
-// is read once, for that many records per tag).
-func (r *Retention) maxKeepPromotions() int {
-	n := 0
+// recentByN reads the ledger once for each keep_promotions some rule
+// sets (usually one value): the digests to keep, by that N and by
+// repository. A rule without keep_promotions finds nothing there.
+func (r *Retention) recentByN(ctx context.Context) (map[int]map[string]map[digest.Digest]bool, error) {
+	out := map[int]map[string]map[digest.Digest]bool{}
 	for _, rule := range r.opts.Rules {
-		n = max(n, rule.KeepPromotions)
+		n := rule.KeepPromotions
+		if _, done := out[n]; done || n <= 0 {
+			continue
+		}
+		if r.opts.Ledger == nil {
+			return nil, errors.New("retention: keep_promotions needs the promotion ledger")
+		}
+		recent, err := r.opts.Ledger.RecentDigests(ctx, n)
+		if err != nil {
+			return nil, fmt.Errorf("retention: reading the ledger: %w", err)
+		}
+		out[n] = recent
 	}
-	return n
+	return out, nil
 }
 
 // promoted: Ledger.Promoted, or without a ledger any stamped tag (only

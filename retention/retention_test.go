@@ -282,6 +282,20 @@ func TestKeepPromotions(t *testing.T) {
 	wantEqual(t, "qa tags", f.tags("qa/app"), []string{"copy-t41", "copy-t42", "stable"})
 }
 
+// keep_promotions is per rule: a rule without it keeps no ledger target,
+// whatever another rule's keep_promotions.
+func TestKeepPromotionsPerRule(t *testing.T) {
+	f := newFixture(t)
+	for _, src := range []string{"t40", "t41", "t42"} {
+		f.promote("staging/app:"+src, "qa", "stable")
+	}
+	rep := f.apply(retention.ApplyOptions{},
+		config.RetentionRule{Repositories: "qa/*", KeepLast: 1, KeepPromotions: 5, DryRun: real},
+		config.RetentionRule{Repositories: "staging/*", KeepLast: 1, DryRun: real})
+	wantEqual(t, "deleted", deleted(rep), staging(1, 50))
+	wantEqual(t, "qa tags", f.tags("qa/app"), []string{"stable"})
+}
+
 func TestUntaggedAfter(t *testing.T) {
 	r := retention.New(nil, nil, retention.Options{Stages: stages, Rules: []config.RetentionRule{
 		{Repositories: "staging/special", UntaggedAfter: 72 * time.Hour},

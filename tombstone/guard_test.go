@@ -3,6 +3,7 @@ package tombstone_test
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -95,29 +96,50 @@ func TestProtectDuringSweep(t *testing.T) {
 
 // A rescue that loses to the commit reads again and reports the deletion.
 func TestProtectLosesToCommit(t *testing.T) {
-	ctx, fsys := context.Background(), fsStore(t)
-	p := pause.New(fsys)
-	s := p.Store()
-	const k = "a/obj"
-	putObject(t, s, k)
-	if err := tombstone.BeginSweep(ctx, s, "r1"); err != nil {
-		t.Fatal(err)
+	onStores(t, func(t *testing.T, fsys storage.Store) {
+		ctx := context.Background()
+		const k = "a/obj"
+		p, s := pausedWithObject(t, fsys, k)
+		if err := tombstone.BeginSweep(ctx, s, "r1"); err != nil {
+			t.Fatal(err)
+		}
+		etag, err := tombstone.Mark(ctx, s, k, "r1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The writer read "marked"; the collector commits before its rescue.
+		rescue := p.Before(pause.PutIfMatch, tombstone.Key(k))
+		done := make(chan error, 1)
+		go func() { done <- tombstone.NewGuard(s).Protect(ctx, k) }()
+		<-rescue.Reached()
+		if err := tombstone.Commit(ctx, fsys, k, "r1", etag); err != nil {
+			t.Fatal(err)
+		}
+		rescue.Release()
+		var ce *tombstone.CollectedError
+		if err := <-done; !errors.As(err, &ce) || !ce.Deleting {
+			t.Fatalf("Protect after losing its rescue: %v, want a committed ErrCollected", err)
+		}
+	})
+}
+
+// Concurrent callers share one list per CacheFor.
+func TestProtectConcurrentCallersShareOneList(t *testing.T) {
+	ctx, s := context.Background(), fsStore(t)
+	g := tombstone.NewGuard(s)
+	g.CacheFor = time.Hour
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := g.Protect(ctx, "a/b"); err != nil {
+				t.Error(err)
+			}
+		}()
 	}
-	etag, err := tombstone.Mark(ctx, s, k, "r1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The writer read "marked"; the collector commits before its rescue.
-	rescue := p.Before(pause.PutIfMatch, tombstone.Key(k))
-	done := make(chan error, 1)
-	go func() { done <- tombstone.NewGuard(s).Protect(ctx, k) }()
-	<-rescue.Reached()
-	if err := tombstone.Commit(ctx, fsys, k, "r1", etag); err != nil {
-		t.Fatal(err)
-	}
-	rescue.Release()
-	var ce *tombstone.CollectedError
-	if err := <-done; !errors.As(err, &ce) || !ce.Deleting {
-		t.Fatalf("Protect after losing its rescue: %v, want a committed ErrCollected", err)
+	wg.Wait()
+	if n := g.Lists(); n != 1 {
+		t.Fatalf("%d lists for 20 concurrent Protects, want 1", n)
 	}
 }

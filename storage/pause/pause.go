@@ -30,6 +30,7 @@ type Pauser struct {
 
 	mu     sync.Mutex
 	points map[string][]*Point
+	all    []*Point
 }
 
 // Point is one pause: the first operation that matches it after Before
@@ -64,8 +65,19 @@ func (p *Pauser) Before(op, key string) *Point {
 	pt := &Point{reached: make(chan struct{}), released: make(chan struct{})}
 	p.mu.Lock()
 	p.points[op+"\x00"+key] = append(p.points[op+"\x00"+key], pt)
+	p.all = append(p.all, pt)
 	p.mu.Unlock()
 	return pt
+}
+
+// ReleaseAll releases every point: a test that fails while operations are
+// held lets them go (register it with t.Cleanup).
+func (p *Pauser) ReleaseAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, pt := range p.all {
+		pt.Release()
+	}
 }
 
 // wait blocks while a point on op and key holds the operation.

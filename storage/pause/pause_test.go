@@ -62,3 +62,20 @@ func TestHeldOperationEndsWithItsContext(t *testing.T) {
 		t.Fatalf("Delete held past its context: %v", err)
 	}
 }
+
+func TestReleaseAll(t *testing.T) {
+	inner, err := fs.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := pause.New(inner)
+	pt := p.Before(pause.Stat, "x")
+	done := make(chan error, 1)
+	go func() { _, err := p.Store().Stat(context.Background(), "x"); done <- err }()
+	<-pt.Reached()
+	p.ReleaseAll()
+	if err := <-done; !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("released Stat: %v, want ErrNotFound", err)
+	}
+	p.ReleaseAll() // again: nothing to do
+}
