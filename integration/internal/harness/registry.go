@@ -202,5 +202,9 @@ func (r *Registry) storageDesc() string {
 // URL is the registry's base URL, http://127.0.0.1:PORT.
 func (r *Registry) URL() string { return "http://" + r.Host }
 
+// ConfigPath is the registry's configuration file: what `slipway gc
+// --config` and other one-off commands read to reach the same storage.
+func (r *Registry) ConfigPath() string { return r.cfgPath }
+
 // Ref is a reference on this registry: Ref("it/app:1") = "127.0.0.1:PORT/it/app:1".
 func (r *Registry) Ref(repoAndTag string) string { return r.Host + "/" + repoAndTag }
