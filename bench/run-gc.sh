@@ -27,11 +27,10 @@
 #      timed collection under /usr/bin/time (wall, CPU, peak RSS):
 #        stock    stopped, then `registry garbage-collect --delete-untagged`
 #        slipway  `slipway gc --config` with gc.grace 0s, server running
-#      and the S3 requests the s3count proxy saw during it. Slipway's run
-#      leaves a descriptor whose last link it removed for BlobLinkTTL
-#      (5 min: replicas may still serve the blob from a remembered link),
-#      so unless LINK_WAIT=0 a second run follows LINK_WAIT s later (the
-#      bucket listed in between); the summary sums the two runs;
+#      and the S3 requests the s3count proxy saw during it. With
+#      LINK_WAIT=N > 0 a second Slipway run follows N s later (the bucket
+#      listed in between; the summary sums the two runs), for a collector
+#      set to hold blobs whose last link it removed (gc Options.LinkTTL);
 #   4. the bucket listed again; then regbench -scenario gc-verify (stock
 #      restarted first): every kept tag pulls (manifest digest, config and
 #      layers present), every deleted tag is 404; what the collector left
@@ -44,12 +43,12 @@
 # still reads every repository) from 1 s before the pushes to their end.
 #
 # Knobs: REPOS=2000 WORKERS=16 PUSH_WORKERS=8 DURATION=60s PUSH_REPS=1
-#   LOOP_GRACE=1h LINK_WAIT=305 SYSTEMS="slipway stock" PHASES="collect push" SLEEP=10
+#   LOOP_GRACE=1h LINK_WAIT=0 SYSTEMS="slipway stock" PHASES="collect push" SLEEP=10
 #   DROP=1 GOBENCH=1 (run the gc package's Benchmark* for the 1 M-object
 #   memory figure, if there is one) SEED=1
 #   QUIET_PCT=10 QUIET_MAX=20 SLIPWAY_BIN STOCK_BIN MINIO_BIN KEEP=0 RESULTS
 #   BASE_PORT=5600 (Slipway +1, stock +3, MinIO +50/+51, proxy +61/+71)
-# Smoke test (~8 min, 5 of them LINK_WAIT): REPOS=20 DURATION=5s SLEEP=0 DROP=0 GOBENCH=0 bench/run-gc.sh
+# Smoke test (~3 min): REPOS=20 DURATION=5s SLEEP=0 DROP=0 GOBENCH=0 bench/run-gc.sh
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -59,7 +58,7 @@ PUSH_WORKERS=${PUSH_WORKERS:-8}
 DURATION=${DURATION:-60s}
 PUSH_REPS=${PUSH_REPS:-1}
 LOOP_GRACE=${LOOP_GRACE:-1h}
-LINK_WAIT=${LINK_WAIT:-305}
+LINK_WAIT=${LINK_WAIT:-0}
 SYSTEMS=${SYSTEMS:-slipway stock}
 PHASES=${PHASES:-collect push}
 SLEEP=${SLEEP:-10}
