@@ -3,8 +3,10 @@ package config
 import (
 	"fmt"
 	"reflect"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -33,6 +35,11 @@ func (w *walker) fail(line int, key, format string, args ...any) {
 func fmtProblem(where, key, msg string) string {
 	if key == "" {
 		key = "(top level)"
+	}
+	if strings.ContainsFunc(key, unicode.IsControl) {
+		// A YAML key may hold a line break ("? 0\n\n 0"); quoted, every
+		// message stays one line that starts with where it comes from.
+		key = strconv.Quote(key)
 	}
 	return format(where, problem{key: key, msg: msg})
 }
