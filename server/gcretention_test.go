@@ -108,3 +108,34 @@ func TestGCAppliesRetentionFirst(t *testing.T) {
 		t.Fatalf("manifest link of t0: %v, want not found", err)
 	}
 }
+
+// A rule's untagged_after reaches the collector: an untagged manifest of a
+// repository it covers stays past gc.grace, one of another repository is
+// freed. Such a rule deletes no tag: no retention pass runs.
+func TestGCUntaggedAfter(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.GC.Grace = 0
+	cfg.Retention.Rules = []config.RetentionRule{{Repositories: "staging/held", UntaggedAfter: time.Hour}}
+	s, logs := newTestServerWith(t, cfg, nil, auth.Options{})
+	h := s.Handler()
+	untagged := map[string]digest.Digest{}
+	for _, repo := range []string{"staging/held", "staging/other"} {
+		tok := token(t, h, adminUser, adminPass, "repository:"+repo+":pull,push,delete")
+		d := pushOwnImage(t, h, tok, repo, "gone")
+		if rec := send(h, http.MethodDelete, "/v2/"+repo+"/manifests/gone", "", bearer(tok)...); rec.Code != http.StatusAccepted {
+			t.Fatalf("DELETE tag = %d %s", rec.Code, rec.Body)
+		}
+		untagged[repo] = d
+	}
+	s.registry.Wait()
+	collectNow(t, s, "")
+	for repo, d := range untagged {
+		_, err := s.gc.store.Stat(context.Background(), registry.ManifestLinkKey(repo, d))
+		if held := repo == "staging/held"; held != (err == nil) {
+			t.Errorf("%s's untagged manifest: %v, want kept %v", repo, err, held)
+		}
+	}
+	if strings.Contains(logs.String(), "retention:") {
+		t.Error("a retention pass ran without a rule that deletes tags")
+	}
+}
