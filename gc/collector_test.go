@@ -69,6 +69,44 @@ func TestGraceKeepsYoungObjects(t *testing.T) {
 	e.verify()
 }
 
+// Options.GraceFor (retention's untagged_after) holds an untagged
+// manifest of its repository past Grace; other repositories keep Grace,
+// and Grace stays the floor.
+func TestGraceForUntaggedManifests(t *testing.T) {
+	e := newEnv(t)
+	held := e.image("held/app", "", "held", nil, "held-layer")
+	gone := e.image("other/app", "", "gone", nil, "gone-layer")
+	young := e.image("short/app", "", "young", nil, "young-layer")
+	heldKeys := e.imageKeys("held/app", held.Digest)
+	goneKeys := e.imageKeys("other/app", gone.Digest)
+	youngKeys := e.imageKeys("short/app", young.Digest)
+	e.age(10*time.Minute, append(append(heldKeys, goneKeys...), youngKeys...)...)
+	graceFor := func(repo string) time.Duration {
+		switch repo {
+		case "held/app":
+			return time.Hour
+		case "short/app":
+			return time.Minute // shorter than Grace: Grace applies
+		}
+		return 0
+	}
+	e.run(Options{GraceFor: graceFor})
+	e.wantPresent(heldKeys...)
+	e.wantGone(goneKeys...)
+	e.wantGone(youngKeys...)
+
+	young2 := e.image("short/app", "", "young2", nil, "young2-layer")
+	young2Keys := e.imageKeys("short/app", young2.Digest)
+	e.age(10*time.Minute, young2Keys...)
+	e.run(Options{Grace: time.Hour, GraceFor: graceFor})
+	e.wantPresent(young2Keys...)
+
+	e.age(2*time.Hour, heldKeys...)
+	e.run(Options{GraceFor: graceFor})
+	e.wantGone(heldKeys...)
+	e.verify()
+}
+
 // An index keeps its children; an untagged index goes with them.
 func TestIndexChildren(t *testing.T) {
 	e := newEnv(t)

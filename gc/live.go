@@ -141,6 +141,10 @@ func (r *run) garbageLinks(ctx context.Context, st *repoState, ledger []digest.D
 		return nil, nil, err
 	}
 	young := func(info storage.Info) bool { return r.now.Sub(info.ModTime) < r.c.opts.Grace }
+	manifestGrace := r.c.opts.Grace
+	if f := r.c.opts.GraceFor; f != nil {
+		manifestGrace = max(manifestGrace, f(st.repo))
+	}
 
 	bySubject := map[hash][]hash{}
 	for d, mr := range refs {
@@ -167,7 +171,7 @@ func (r *run) garbageLinks(ctx context.Context, st *repoState, ledger []digest.D
 		visit(digestHash(d))
 	}
 	for d, l := range st.manifests {
-		if young(l.info) || (r.c.opts.KeepReferrers && refs[d].hasSubject) {
+		if r.now.Sub(l.info.ModTime) < manifestGrace || (r.c.opts.KeepReferrers && refs[d].hasSubject) {
 			visit(d)
 		}
 	}

@@ -37,6 +37,13 @@ const MaxListed = 10000
 type Options struct {
 	// Grace: objects younger than this (by the store's clock) are roots.
 	Grace time.Duration
+	// GraceFor, if set, is how long an untagged manifest of a repository
+	// must stay (retention's untagged_after): a manifest link of repo is
+	// a root while younger than the longer of Grace and GraceFor(repo).
+	// Only manifest links: blob links, referrer entries, records and data
+	// keep Grace (what a kept manifest needs stays through it). nil:
+	// Grace everywhere.
+	GraceFor func(repo string) time.Duration
 	// UploadsPurgeAfter: the uploads.purge_after of the configuration.
 	UploadsPurgeAfter time.Duration
 	// DryRun: decide and report, delete nothing, write no tombstone.

@@ -129,3 +129,23 @@ func Reports(ctx context.Context, s storage.Store, n int) ([]Report, error) {
 	}
 	return out, nil
 }
+
+// Summary is the pass in one line, for logs and `slipway gc`: the tags
+// deleted, those a dry-run rule (or a dry pass) only reported, the tags
+// written again since the decision (kept), and the repositories failed.
+func (r Report) Summary() string {
+	deleted, would := 0, 0
+	for _, d := range r.Deleted {
+		if d.DryRun {
+			would++
+		} else {
+			deleted++
+		}
+	}
+	s := fmt.Sprintf("retention: %d tags deleted, %d would be (dry run), %d changed since and kept, of %d tags in %d repositories",
+		deleted, would, len(r.Changed), r.Tags, r.Repositories)
+	if len(r.Errors) > 0 {
+		s += fmt.Sprintf("; %d errors, first: %s", len(r.Errors), r.Errors[0])
+	}
+	return s + "; report " + ReportsPrefix + r.ID
+}

@@ -15,7 +15,9 @@ import (
 
 	"github.com/slipway/slipway/config"
 	"github.com/slipway/slipway/gc"
+	"github.com/slipway/slipway/promote"
 	"github.com/slipway/slipway/registry"
+	"github.com/slipway/slipway/retention"
 	"github.com/slipway/slipway/storage"
 )
 
@@ -31,6 +33,9 @@ type gcBackend struct {
 	collector func(opts gc.Options) collectorRun
 	// reports lists the n newest run reports, newest first.
 	reports func(ctx context.Context, n int) ([]gc.Report, error)
+	// retention is the pass each collection runs first (nil: no rule
+	// deletes tags).
+	retention retention.Applier
 }
 
 // errGCRunning: this replica runs a collection already, or another
@@ -196,6 +201,13 @@ func (g *collection) run(ctx context.Context, trigger string, dryRun bool, id ch
 		g.metrics.pending.Set(float64(rep.Pending))
 	}
 	opts.Progress = tell
+	if rrep, ran, err := applyRetention(ctx, g.backend.retention, opts.DryRun); err != nil {
+		g.log.Warn("gc: retention failed; collecting anyway", "trigger", trigger, "summary", rrep.Summary(), "error", err.Error())
+	} else if ran && len(rrep.Errors) > 0 {
+		g.log.Warn("gc: retention finished with errors", "trigger", trigger, "summary", rrep.Summary())
+	} else if ran {
+		g.log.Info("gc: retention finished", "trigger", trigger, "summary", rrep.Summary())
+	}
 	begun := time.Now()
 	rep, err := g.backend.collector(opts).Run(ctx)
 	took := time.Since(begun)
@@ -243,12 +255,15 @@ func (g *collection) lastFinished(ctx context.Context) (gc.Report, bool, error) 
 }
 
 // CollectOnce runs one collection on store, as `slipway gc` does, while
-// replicas keep serving. It takes the lease when it is free (so that no
+// replicas keep serving: first the retention pass when cfg has rules
+// that delete tags (dry when opts.DryRun), whose outcome goes to
+// retained (not called without such rules; its error does not stop the
+// collection, see applyRetention), then the collector. It takes the lease when it is free (so that no
 // scheduled run starts meanwhile) and runs anyway when another collector
 // holds it (or takes it over), telling held why: two collectors at once
 // are safe, only slower. A failed lease request is a store failure and
 // ends it.
-func CollectOnce(ctx context.Context, cfg config.Config, store storage.Store, opts gc.Options, held func(error)) (gc.Report, error) {
+func CollectOnce(ctx context.Context, cfg config.Config, store storage.Store, opts gc.Options, held func(error), retained func(retention.Report, error)) (gc.Report, error) {
 	lease, err := gc.AcquireLease(ctx, store, "slipway gc "+leaseOwner(), cfg.GC.Lease)
 	switch {
 	case errors.Is(err, gc.ErrLeaseHeld):
@@ -261,6 +276,12 @@ func CollectOnce(ctx context.Context, cfg config.Config, store storage.Store, op
 		_, release := lease.Keep(ctx, held)
 		defer release()
 	}
-	meta := registry.New(store, registry.Options{Logger: slog.New(slog.DiscardHandler)}).Metadata()
-	return gcBackendFor(store, meta).collector(opts).Run(ctx)
+	quiet := slog.New(slog.DiscardHandler)
+	meta := registry.New(store, registry.Options{Logger: quiet}).Metadata()
+	ledger := promote.New(store, meta, promote.Options{Stages: cfg.Stages, Logger: quiet})
+	b := gcBackendFor(store, meta, newRetention(cfg, store, meta, ledger, quiet))
+	if rep, ran, err := applyRetention(ctx, b.retention, opts.DryRun); ran {
+		retained(rep, err)
+	}
+	return b.collector(opts).Run(ctx)
 }

@@ -8,22 +8,33 @@ import (
 	"github.com/slipway/slipway/gc"
 	"github.com/slipway/slipway/promote"
 	"github.com/slipway/slipway/registry"
+	"github.com/slipway/slipway/retention"
 	"github.com/slipway/slipway/storage"
 )
 
 // gcBackendFor is package gc on store: collectors over the registry's
-// metadata and the promotion ledger, and the reports under gc/runs/. The
+// metadata and the promotion ledger, and the reports under gc/runs/;
+// with ret (nil: no retention rules), the retention pass run before each
+// collection when a rule deletes tags, and its untagged_after as the
+// collectors' per-repository hold on untagged manifests. The
 // ledger reader and the collectors live as long as the server: each
 // keeps what it read of immutable records (ledger records, manifests'
 // references) for the next run.
-func gcBackendFor(store storage.Store, meta *registry.Metadata) gcBackend {
+func gcBackendFor(store storage.Store, meta *registry.Metadata, ret *retention.Retention) gcBackend {
 	k := &keptCollectors{store: store, meta: meta, ledger: promote.NewLedgerDigests(store), byOpts: map[collectorKey]*gc.Collector{}}
-	return gcBackend{
+	b := gcBackend{
 		collector: k.collector,
 		reports: func(ctx context.Context, n int) ([]gc.Report, error) {
 			return gc.ListReports(ctx, store, n)
 		},
 	}
+	if ret != nil {
+		k.graceFor = ret.UntaggedAfter
+		if ret.Enabled() {
+			b.retention = ret
+		}
+	}
+	return b
 }
 
 // keptCollectors are one collector per set of options (the server's
@@ -32,8 +43,11 @@ type keptCollectors struct {
 	store  storage.Store
 	meta   *registry.Metadata
 	ledger gc.LedgerReader
-	mu     sync.Mutex
-	byOpts map[collectorKey]*gc.Collector
+	// graceFor is every collector's Options.GraceFor (retention's
+	// untagged_after; nil: none), the same for all options.
+	graceFor func(repo string) time.Duration
+	mu       sync.Mutex
+	byOpts   map[collectorKey]*gc.Collector
 	// progress is the Progress of the run under way (a replica runs one
 	// at a time; Options.Progress is fixed when a collector is made).
 	progress func(gc.Report)
@@ -52,6 +66,7 @@ func (k *keptCollectors) collector(opts gc.Options) collectorRun {
 	if !ok {
 		kept := opts
 		kept.Progress = k.tell
+		kept.GraceFor = k.graceFor
 		c = gc.New(k.store, k.meta, k.ledger, kept)
 		k.byOpts[key] = c
 	}

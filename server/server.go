@@ -200,7 +200,8 @@ func newServerWith(cfg config.Config, logger *slog.Logger, store storage.Store, 
 		},
 		Logger: logger,
 	})
-	s.gc = newCollection(cfg, store, gcBackendFor(store, s.registry.Metadata()), logger, s.metrics.gc)
+	ret := newRetention(cfg, store, s.registry.Metadata(), s.promote, logger)
+	s.gc = newCollection(cfg, store, gcBackendFor(store, s.registry.Metadata(), ret), logger, s.metrics.gc)
 	s.routeAuth(e)
 	s.routeGC(e)
 	s.promote.Register(e.Group("/api/v1", a.API))

@@ -9,6 +9,7 @@ import (
 
 	"github.com/slipway/slipway/config"
 	"github.com/slipway/slipway/gc"
+	"github.com/slipway/slipway/retention"
 	"github.com/slipway/slipway/server"
 )
 
@@ -63,8 +64,18 @@ func gcCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env con
 		mode = " (dry run: nothing is deleted)"
 	}
 	fmt.Fprintf(stdout, "collecting on %s, grace %s%s\n", storageName(cfg.Storage), cfg.GC.Grace, mode)
+	// A failed retention pass does not stop the collection (the
+	// collector is correct on whatever tags exist), but the command
+	// fails: the operator must see that old tags were not deleted.
+	var retErr error
 	rep, err := server.CollectOnce(ctx, cfg, store, opts, func(err error) {
 		fmt.Fprintf(stderr, "slipway gc: note: %s; running anyway (two collectors are safe, only slower)\n", err)
+	}, func(r retention.Report, err error) {
+		fmt.Fprintf(stdout, "[%s] %s\n", time.Since(begun).Round(time.Second), r.Summary())
+		if err != nil {
+			retErr = err
+			fmt.Fprintf(stderr, "slipway gc: retention failed: %s; collecting anyway\n", err)
+		}
 	})
 	took := time.Since(begun).Round(time.Millisecond)
 	if err != nil {
@@ -78,6 +89,10 @@ func gcCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env con
 	fmt.Fprintf(stdout, "%s: run %s in %s\n  %s\n", verb, rep.Run, took, counts(rep))
 	if rep.DryRun && len(rep.Deleted) > 0 {
 		fmt.Fprintf(stdout, "  would delete, e.g. %s (GET /api/v1/gc/runs lists up to %d)\n", rep.Deleted[0], gc.MaxListed)
+	}
+	if retErr != nil {
+		fmt.Fprintf(stderr, "slipway gc: the collection finished, retention failed: %s\n", retErr)
+		return 1
 	}
 	return 0
 }
