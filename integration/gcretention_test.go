@@ -45,7 +45,10 @@ func TestGCRetention(t *testing.T) {
 			t.Fatalf("push t%d: %v", i, err)
 		}
 		staged = append(staged, mustDigest(t, img))
-		time.Sleep(10 * time.Millisecond) // distinct push times
+		// Distinct push times: a tag's time is its object's Last-Modified,
+		// which S3 gives to the second; tags pushed within one second tie
+		// and keep_last then keeps the first names.
+		time.Sleep(1100 * time.Millisecond)
 	}
 	admin := reg.Admin()
 	c := &promote.Client{BaseURL: reg.URL(), User: admin.Username, Password: admin.Password, HTTP: &http.Client{Timeout: time.Minute}}
