@@ -219,3 +219,25 @@ s3_facts() {
 	echo "- Page cache: $([[ ${DROP:-0} == 1 ]] && echo "sync + drop_caches + ${SLEEP}s sleep before every timed run" || echo "not dropped")"
 	echo "- Go: $(go version | awk '{print $3}'); stock: $("$STOCK_BIN" --version 2>&1 | awk '{print $NF}'); Slipway: $(if [[ -n $SLIPWAY_GIVEN ]]; then echo "$SLIPWAY_GIVEN (given, not this tree)"; else echo "$(cd "$REPO" && git rev-parse --short HEAD) ($(cd "$REPO" && git status --porcelain | grep -qv '^?? bench' && echo "+ uncommitted changes" || echo clean))"; fi)"
 }
+
+# slipway_s3_yaml PORT S3ENDPOINT REDIRECT: a bench Slipway's configuration
+# on the bench MinIO's bucket "slipway" (token auth as slipway_auth_yaml);
+# callers append sections of their own.
+slipway_s3_yaml() {
+	cat <<-EOF
+		http:
+		  addr: "127.0.0.1:$1"
+		storage:
+		  s3:
+		    endpoint: "http://$2"
+		    bucket: slipway
+		    region: us-east-1
+		    access_key: "$MINIO_ROOT_USER"
+		    secret_key: "$MINIO_ROOT_PASSWORD"
+		    create_bucket: true
+		    redirect: $3
+		log:
+		  level: warn
+		$(slipway_auth_yaml)
+	EOF
+}

@@ -111,22 +111,7 @@ wait_http s3count "http://$PROXY_CTL/take" 200
 # --- configurations ------------------------------------------------------------------
 # slipway_yaml PORT S3ENDPOINT [GRACE]
 slipway_yaml() {
-	cat <<-EOF
-		http:
-		  addr: "127.0.0.1:$1"
-		storage:
-		  s3:
-		    endpoint: "http://$2"
-		    bucket: slipway
-		    region: us-east-1
-		    access_key: "$MINIO_ROOT_USER"
-		    secret_key: "$MINIO_ROOT_PASSWORD"
-		    create_bucket: true
-		    redirect: true
-		log:
-		  level: warn
-		$(slipway_auth_yaml)
-	EOF
+	slipway_s3_yaml "$1" "$2" true
 	# the collectors' configurations only (the server's default: gc off)
 	[[ -z ${3:-} ]] || printf 'gc:\n  enabled: false\n  grace: %s\n' "$3"
 }

@@ -76,21 +76,9 @@ start_minio
 start() {
 	local name=$1 port=$2 ep=$3 cfg=$RUN_DIR/$1.yml v
 	port_free "$port" || die "port $port in use (set BASE_PORT)"
-	cat >"$cfg" <<-EOF
-		http:
-		  addr: "127.0.0.1:$port"
-		storage:
-		  s3:
-		    endpoint: "http://$ep"
-		    bucket: slipway
-		    region: us-east-1
-		    access_key: "$MINIO_ROOT_USER"
-		    secret_key: "$MINIO_ROOT_PASSWORD"
-		    create_bucket: true
-		    redirect: true
-		log:
-		  level: warn
-		$(slipway_auth_yaml)
+	{
+		slipway_s3_yaml "$port" "$ep" true
+		cat <<-EOF
 		# This bench only: production is not immutable, so that crane copy
 		# may write the same repositories the promotions write.
 		stages:
@@ -100,7 +88,8 @@ start() {
 		    prefix: production/
 		    promote_from: [staging]
 		    immutable: false
-	EOF
+		EOF
+	} >"$cfg"
 	local unset_env=()
 	for v in $(compgen -e); do [[ $v == SLIPWAY_* || $v == AWS_* ]] && unset_env+=(-u "$v"); done
 	env "${unset_env[@]}" "$SLIPWAY_BIN" serve --config "$cfg" >>"$RUN_DIR/$name.log" 2>&1 &

@@ -94,22 +94,7 @@ start() {
 	port_free "$port" || die "port $port in use (set BASE_PORT)"
 	case $name in
 	slipway*)
-		cat >"$cfg" <<-EOF
-			http:
-			  addr: "127.0.0.1:$port"
-			storage:
-			  s3:
-			    endpoint: "http://$ep"
-			    bucket: slipway
-			    region: us-east-1
-			    access_key: "$MINIO_ROOT_USER"
-			    secret_key: "$MINIO_ROOT_PASSWORD"
-			    create_bucket: true
-			    redirect: $redirect
-			log:
-			  level: warn
-			$(slipway_auth_yaml)
-		EOF
+		slipway_s3_yaml "$port" "$ep" "$redirect" >"$cfg"
 		local unset_env=()
 		for v in $(compgen -e); do [[ $v == SLIPWAY_* || $v == AWS_* ]] && unset_env+=(-u "$v"); done
 		env "${unset_env[@]}" "$SLIPWAY_BIN" serve --config "$cfg" >>"$RUN_DIR/$name.log" 2>&1 &
