@@ -13,17 +13,26 @@ UNIT_PKGS    = $(shell $(GO) list -e ./... | grep -v '^$(MODULE)/integration')
 # make build VERSION=v1.2.3 stamps the version `slipway version` prints.
 VERSION     ?=
 LDFLAGS     := $(if $(VERSION),-ldflags "-X github.com/slipway/slipway/internal/buildinfo.version=$(VERSION)")
+# make image builds the Dockerfile as IMAGE; GO_IMAGE replaces the build
+# stage's Go image (default: the Dockerfile's). BuildKit when buildx is
+# installed, else the classic builder (the Dockerfile needs neither).
+IMAGE       ?= slipway:dev
+GO_IMAGE    ?=
+DOCKER_BUILDKIT ?= $(shell docker buildx version >/dev/null 2>&1 && echo 1 || echo 0)
 # How long each fuzz target runs in `make fuzz` (the list of targets is in
 # integration/scripts/fuzz.sh).
 FUZZTIME    ?= 30s
 
-.PHONY: build run test tools lint unit fuzz integration clean
+.PHONY: build run image test tools lint unit fuzz integration clean
 
 build:
 	$(GO) build $(LDFLAGS) -o bin/slipway ./cmd/slipway
 
 run: build
 	bin/slipway serve
+
+image:
+	DOCKER_BUILDKIT=$(DOCKER_BUILDKIT) docker build $(if $(GO_IMAGE),--build-arg GO_IMAGE=$(GO_IMAGE)) --build-arg VERSION=$(VERSION) -t $(IMAGE) .
 
 test:
 	bash integration/scripts/setup.sh

@@ -27,6 +27,9 @@ const usage = `Usage:
   slipway gc [--dry-run] [--config FILE] [--grace D]
                                   one garbage collection on the configured storage,
                                   while the replicas keep serving
+  slipway healthcheck [--config FILE] [--url URL] [--timeout D]
+                                  exit 0 if /healthz answers 200 (default: on
+                                  loopback, at the port of http.addr), else 1
   slipway version                 print the version
 
 promote, history and rollback call the server at $SLIPWAY_URL as
@@ -53,6 +56,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return rollbackCmd(ctx, args[1:], stdout, stderr, env)
 	case "gc":
 		return gcCmd(ctx, args[1:], stdout, stderr, env)
+	case "healthcheck":
+		return healthcheckCmd(ctx, args[1:], stdout, stderr, env)
 	case "version":
 		fmt.Fprintf(stdout, "slipway %s %s\n", buildinfo.Version(), runtime.Version())
 		return 0

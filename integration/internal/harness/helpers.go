@@ -76,3 +76,7 @@ outer:
 	}
 	return out
 }
+
+// FreePort is a loopback TCP port nothing listens on (just released), for
+// servers a test starts itself (e.g. a container on the host network).
+func FreePort(t testing.TB) int { return freePort(t) }
