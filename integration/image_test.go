@@ -112,6 +112,11 @@ func TestImage(t *testing.T) {
 // with the classic builder (no buildx here), on the host network (the
 // module proxy), passing this machine's GOPROXY and GOFLAGS on; the tag
 // is removed when the test ends.
+//
+// The build stage's layers stay as the next run's cache, tagged
+// buildCacheTag; the previous run's, when the sources changed, are
+// removed, so a CI machine keeps one build's worth (on vfs every layer is
+// a full copy of the stage: about 4 GB).
 func buildSlipwayImage(t *testing.T, tools *harness.Tools, goImage, image, version string) {
 	t.Helper()
 	root, err := filepath.Abs("..")
@@ -122,14 +127,25 @@ func buildSlipwayImage(t *testing.T, tools *harness.Tools, goImage, image, versi
 	if len(goenv) != 2 {
 		t.Fatalf("go env GOPROXY GOFLAGS: %q", goenv)
 	}
+	build := func(args ...string) {
+		tools.RunCmd(harness.Cmd{Args: append([]string{"docker", "build", "--network", "host",
+			"--build-arg", "GO_IMAGE=" + goImage, "--build-arg", "VERSION=" + version,
+			"--build-arg", "GOPROXY=" + goenv[0], "--build-arg", "GOFLAGS=" + goenv[1],
+			"-f", filepath.Join(root, "Dockerfile")}, append(args, root)...),
+			Env: []string{"DOCKER_BUILDKIT=0"}, Timeout: 30 * time.Minute})
+	}
+	const buildCacheTag = "slipway-it/slipway-build:cache"
+	previous, _ := tools.Exec(harness.Cmd{Args: []string{"docker", "image", "inspect", "-f", "{{.Id}}", buildCacheTag}})
 	t.Cleanup(func() { _, _ = tools.Exec(harness.Cmd{Args: []string{"docker", "image", "rm", "-f", image}}) })
 	start := time.Now()
-	tools.RunCmd(harness.Cmd{Args: []string{"docker", "build", "--network", "host",
-		"--build-arg", "GO_IMAGE=" + goImage, "--build-arg", "VERSION=" + version,
-		"--build-arg", "GOPROXY=" + goenv[0], "--build-arg", "GOFLAGS=" + goenv[1],
-		"-t", image, "-f", filepath.Join(root, "Dockerfile"), root},
-		Env: []string{"DOCKER_BUILDKIT=0"}, Timeout: 30 * time.Minute})
+	build("--target", "build", "-t", buildCacheTag)
+	build("-t", image)
 	t.Logf("docker build of %s: %s", image, time.Since(start).Round(time.Second))
+	if previous = strings.TrimSpace(previous); strings.HasPrefix(previous, "sha256:") {
+		if now := strings.TrimSpace(tools.Run("docker", "image", "inspect", "-f", "{{.Id}}", buildCacheTag)); now != previous {
+			_, _ = tools.Exec(harness.Cmd{Args: []string{"docker", "image", "rm", previous}})
+		}
+	}
 }
 
 // checkImageConfig asserts the image's user, port, volume, health check,
@@ -201,7 +217,7 @@ func startContainer(t *testing.T, tools *harness.Tools, image string, args ...st
 		}
 		_, _ = tools.Exec(harness.Cmd{Args: []string{"docker", "rm", "-f", "-v", c.id}})
 	})
-	deadline := time.Now().Add(60 * time.Second)
+	start := time.Now()
 	for {
 		var st struct {
 			Running bool
@@ -220,8 +236,8 @@ func startContainer(t *testing.T, tools *harness.Tools, image string, args ...st
 				t.Fatalf("health check output %q does not name http://%s/healthz", last.Output, c.host)
 			}
 			return c
-		case !st.Running || st.Health.Status == "unhealthy" || time.Now().After(deadline):
-			t.Fatalf("container running=%v, health %q after %s: %+v", st.Running, st.Health.Status, 60*time.Second, st.Health.Log)
+		case !st.Running || st.Health.Status == "unhealthy" || time.Since(start) > time.Minute:
+			t.Fatalf("container running=%v, health %q after %s: %+v", st.Running, st.Health.Status, time.Since(start).Round(time.Second), st.Health.Log)
 		}
 		time.Sleep(500 * time.Millisecond)
 	}

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -40,14 +41,15 @@ func healthcheck(env map[string]string, args ...string) (code int, stdout, stder
 }
 
 func TestHealthcheckStatus(t *testing.T) {
-	status := http.StatusOK
-	var paths []string
+	var status atomic.Int32 // what the server answers
+	status.Store(http.StatusOK)
+	paths := make(chan string, 10)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		paths = append(paths, r.URL.Path)
+		paths <- r.URL.Path
 		if r.URL.Path == "/slow" {
 			time.Sleep(2 * time.Second)
 		}
-		w.WriteHeader(status)
+		w.WriteHeader(int(status.Load()))
 	}))
 	defer srv.Close()
 	addr := strings.TrimPrefix(srv.URL, "http://")
@@ -56,18 +58,18 @@ func TestHealthcheckStatus(t *testing.T) {
 	if code, out, errb := healthcheck(map[string]string{"SLIPWAY_HTTP_ADDR": addr}); code != 0 || !strings.Contains(out, addr+"/healthz") {
 		t.Fatalf("healthy server: exit %d, stdout %q, stderr %q", code, out, errb)
 	}
-	if len(paths) != 1 || paths[0] != "/healthz" {
-		t.Fatalf("requested %q, want one /healthz", paths)
+	if p := <-paths; p != "/healthz" || len(paths) != 0 {
+		t.Fatalf("requested %q (and %d more), want one /healthz", p, len(paths))
 	}
-	status = http.StatusServiceUnavailable
+	status.Store(http.StatusServiceUnavailable)
 	if code, _, errb := healthcheck(nil, "--url", srv.URL+"/healthz"); code != 1 || !strings.Contains(errb, "503") {
 		t.Fatalf("503: exit %d, stderr %q; want 1 naming the status", code, errb)
 	}
-	status = http.StatusFound // a redirect is not followed, and not healthy
+	status.Store(http.StatusFound) // a redirect is not followed, and not healthy
 	if code, _, _ := healthcheck(nil, "--url", srv.URL+"/healthz"); code != 1 {
 		t.Fatalf("302: exit %d, want 1", code)
 	}
-	status = http.StatusOK
+	status.Store(http.StatusOK)
 	start := time.Now()
 	if code, _, errb := healthcheck(nil, "--url", srv.URL+"/slow", "--timeout", "200ms"); code != 1 || time.Since(start) > 1500*time.Millisecond {
 		t.Fatalf("slow server: exit %d after %s, stderr %q; want 1 after the 200ms timeout", code, time.Since(start), errb)
