@@ -114,6 +114,15 @@ func TestChartRefusesFilesystem(t *testing.T) {
 	}
 }
 
+// TestChartIngressHost: an Ingress for another host than http.public_url
+// would send clients elsewhere for their tokens; the chart refuses it.
+func TestChartIngressHost(t *testing.T) {
+	_, err := runHelmTemplate("--set", "ingress.enabled=true", "--set", "ingress.host=other.example.com")
+	if err == nil || !strings.Contains(err.Error(), "is not the host of config.http.public_url") {
+		t.Errorf("an Ingress host other than public_url's rendered (err %v)", err)
+	}
+}
+
 // checkRelease asserts what any rendering must hold: replicas, probes,
 // security, selectors, references, and a valid S3 configuration.
 func checkRelease(t *testing.T, o objects, name string, replicas int32) {
