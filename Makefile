@@ -13,11 +13,14 @@ UNIT_PKGS    = $(shell $(GO) list -e ./... | grep -v '^$(MODULE)/integration')
 # make build VERSION=v1.2.3 stamps the version `slipway version` prints.
 VERSION     ?=
 LDFLAGS     := $(if $(VERSION),-ldflags "-X github.com/slipway/slipway/internal/buildinfo.version=$(VERSION)")
+# helm for `make deploy-check`, from the Go module proxy like the other tools.
+HELM_VERSION := v4.3.2
+HELM        := $(GOBIN)/helm
 # How long each fuzz target runs in `make fuzz` (the list of targets is in
 # integration/scripts/fuzz.sh).
 FUZZTIME    ?= 30s
 
-.PHONY: build run test tools lint unit fuzz integration clean
+.PHONY: build run test tools lint unit fuzz integration deploy-check helm clean
 
 build:
 	$(GO) build $(LDFLAGS) -o bin/slipway ./cmd/slipway
@@ -28,6 +31,7 @@ run: build
 test:
 	bash integration/scripts/setup.sh
 	$(MAKE) --no-print-directory lint
+	$(MAKE) --no-print-directory deploy-check
 	$(MAKE) --no-print-directory unit
 	$(MAKE) --no-print-directory fuzz
 	$(MAKE) --no-print-directory integration
@@ -52,6 +56,23 @@ fuzz:
 
 integration:
 	$(GO) test -count=1 -timeout 40m ./integration/...
+
+# The Kubernetes manifests and the Helm chart (deploy/): helm lint and
+# template, then deploy/check, a Go module of its own (k8s.io/* stays out of
+# Slipway's go.mod) that decodes every object strictly with the Kubernetes
+# API types and validates the configuration with package config.
+# `helm version` of a go-installed helm says only "v4.3": the module version
+# the binary was built from tells.
+helm:
+	@$(GO) version -m $(HELM) 2>/dev/null | grep -q 'mod[[:space:]]*helm.sh/helm/v4[[:space:]]*$(HELM_VERSION)[[:space:]]' || \
+		$(GO) install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
+
+deploy-check: tools helm
+	$(HELM) lint --strict deploy/helm/slipway
+	$(HELM) template slipway deploy/helm/slipway >/dev/null
+	cd deploy/check && test -z "$$(gofmt -l .)" || { gofmt -l .; exit 1; }
+	cd deploy/check && $(GO) vet ./... && $(STATICCHECK) ./...
+	cd deploy/check && HELM=$(HELM) $(GO) test -count=1 ./...
 
 clean:
 	rm -rf bin
