@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net/netip"
+	"os"
 	"strings"
 
 	"github.com/slipway/slipway/internal/tlsreload"
@@ -38,8 +39,15 @@ func (t TLS) problems() []problem {
 	case t.CertFile != "" && t.KeyFile == "":
 		add("http.tls.key_file", "must be set when http.tls.cert_file is (both or neither)")
 	case t.CertFile != "":
-		if _, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile); err != nil {
-			add("http.tls.cert_file", "cannot load the key pair with http.tls.key_file: %v", err)
+		err := regularFile(t.CertFile)
+		if err == nil {
+			err = regularFile(t.KeyFile)
+		}
+		if err == nil {
+			_, err = tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		}
+		if err != nil {
+			add("http.tls.cert_file", "cannot load the key pair with http.tls.key_file: %s", oneLine(err))
 		}
 	}
 	if t.ClientCAFile == "" {
@@ -48,11 +56,32 @@ func (t TLS) problems() []problem {
 	if t.CertFile == "" {
 		add("http.tls.client_ca_file", "needs http.tls.cert_file and key_file (client certificates only exist over TLS)")
 	}
-	if _, err := tlsreload.LoadCertPool(t.ClientCAFile); err != nil {
-		add("http.tls.client_ca_file", "%v", err)
+	err := regularFile(t.ClientCAFile)
+	if err == nil {
+		_, err = tlsreload.LoadCertPool(t.ClientCAFile)
+	}
+	if err != nil {
+		add("http.tls.client_ca_file", "%s", oneLine(err))
 	}
 	return ps
 }
+
+// regularFile refuses what is not a file (a folder, a FIFO, /dev/zero),
+// which reading could not finish or would make no sense of.
+func regularFile(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%q is not a regular file", path)
+	}
+	return nil
+}
+
+// oneLine keeps an error on its message's one line (a path may hold a
+// line break).
+func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", `\n`) }
 
 // TrustedProxyPrefixes is http.trusted_proxies parsed (a single address is
 // a one-address prefix); entries that do not parse are left out, which

@@ -49,7 +49,10 @@ func TestTLSSection(t *testing.T) {
 		{"key without cert", tlsFile(q("key_file", key)), `config.yml:2: http.tls.cert_file: must be set when http.tls.key_file is`},
 		{"missing cert", tlsFile(q("cert_file", filepath.Join(dir, "nope.crt")), q("key_file", key)), `config.yml:3: http.tls.cert_file: cannot load the key pair`},
 		{"mismatched pair", tlsFile(q("cert_file", other), q("key_file", key)), `http.tls.cert_file: cannot load the key pair with http.tls.key_file: tls: private key does not match public key`},
-		{"junk ca", tlsFile(q("cert_file", cert), q("key_file", key), q("client_ca_file", junk)), `config.yml:5: http.tls.client_ca_file: ` + junk + ` holds no PEM certificate`},
+		{"junk ca", tlsFile(q("cert_file", cert), q("key_file", key), q("client_ca_file", junk)), `config.yml:5: http.tls.client_ca_file: "` + junk + `" holds no PEM certificate`},
+		{"folder for a cert", tlsFile(q("cert_file", dir), q("key_file", key)), `http.tls.cert_file: cannot load the key pair with http.tls.key_file: "` + dir + `" is not a regular file`},
+		{"device for a ca", tlsFile(q("cert_file", cert), q("key_file", key), q("client_ca_file", "/dev/zero")), `http.tls.client_ca_file: "/dev/zero" is not a regular file`},
+		{"line break in a path", tlsFile(q("cert_file", `a\nb`), q("key_file", key)), `http.tls.cert_file: cannot load the key pair with http.tls.key_file: stat a\nb: no such file`},
 		{"ca without tls", tlsFile(q("client_ca_file", caFile)), `config.yml:3: http.tls.client_ca_file: needs http.tls.cert_file and key_file`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

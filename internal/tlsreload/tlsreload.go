@@ -156,7 +156,7 @@ func LoadCertPool(path string) (*x509.CertPool, error) {
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(b) {
-		return nil, fmt.Errorf("%s holds no PEM certificate", path)
+		return nil, fmt.Errorf("%q holds no PEM certificate", path)
 	}
 	return pool, nil
 }
