@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptrace"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/slipway/slipway/auth"
 	"github.com/slipway/slipway/internal/testpki"
@@ -116,5 +118,35 @@ func TestTLSServer(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), `"msg":"tls certificate reloaded","trigger":"SIGHUP"`) {
 		t.Errorf("no reload in the log:\n%s", logs)
+	}
+}
+
+// Body deadlines hold over HTTP/2 too (http.ResponseController sets the
+// stream's read deadline): a token request whose body stalls is answered
+// 408 after http.body_timeout.
+func TestTLSHTTP2BodyDeadline(t *testing.T) {
+	dir := t.TempDir()
+	ca := testpki.NewCA(t, "server CA")
+	cfg := testConfig(t)
+	cfg.HTTP.BodyTimeout = time.Second
+	cfg.HTTP.TLS.CertFile, cfg.HTTP.TLS.KeyFile = ca.Server(t, "127.0.0.1").Files(t, dir, "server")
+	s, _ := newTestServerWith(t, cfg, nil, auth.Options{})
+	base, _, _ := runServer(t, s)
+	base = "https" + strings.TrimPrefix(base, "http")
+
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	go func() { _, _ = pw.Write([]byte("grant_type=pass")) }() // then nothing more
+	req, _ := http.NewRequest(http.MethodPost, base+"/auth/token", pr)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	start := time.Now()
+	resp, err := tlsClient(t, ca, nil).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	took := time.Since(start)
+	if resp.ProtoMajor != 2 || resp.StatusCode != http.StatusRequestTimeout || took > 3*time.Second {
+		t.Fatalf("stalled body over %s: %s after %s, want 408 after about 1s over HTTP/2", resp.Proto, resp.Status, took)
 	}
 }
