@@ -170,6 +170,7 @@ func newServerWith(cfg config.Config, logger *slog.Logger, store storage.Store, 
 	e.ContextWithFallback = true
 	e.Use(s.observe, s.recover, s.guardBody)
 	if err := s.setupTLS(cfg.HTTP.TLS, e); err != nil {
+		a.Close()
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	s.routeOps(e)
