@@ -87,6 +87,12 @@ type HTTP struct {
 	// bound: one is cut off once the server has waited this long in all
 	// for the next few KiB of it.
 	UploadStallTimeout time.Duration `yaml:"upload_stall_timeout"`
+	// TLS, when cert_file is set, serves HTTPS (and HTTP/2) on Addr; see
+	// tls.go.
+	TLS TLS `yaml:"tls"`
+	// TrustedProxies are the CIDRs (or single addresses) of the proxies
+	// whose X-Forwarded-For/-Proto/-Host headers are believed; see tls.go.
+	TrustedProxies []string `yaml:"trusted_proxies"`
 }
 
 // Storage selects the object-store backend: the S3 bucket when the s3
@@ -304,6 +310,8 @@ func (c Config) problems() []problem {
 	if _, ok := logLevels[c.Log.Level]; !ok {
 		add("log.level", "must be one of debug|info|warn|error, got %q", c.Log.Level)
 	}
+	ps = append(ps, c.HTTP.TLS.problems()...)
+	ps = append(ps, trustedProxyProblems(c.HTTP.TrustedProxies)...)
 	ps = append(ps, c.Auth.problems()...)
 	ps = append(ps, stageProblems(c.Stages)...)
 	ps = append(ps, c.Promotion.problems()...)

@@ -24,6 +24,8 @@ import (
 	"github.com/slipway/slipway/auth"
 	"github.com/slipway/slipway/config"
 	"github.com/slipway/slipway/internal/buildinfo"
+	"github.com/slipway/slipway/internal/origin"
+	"github.com/slipway/slipway/internal/tlsreload"
 	"github.com/slipway/slipway/promote"
 	"github.com/slipway/slipway/promote/webhook"
 	"github.com/slipway/slipway/registry"
@@ -51,6 +53,8 @@ type Server struct {
 	http     *http.Server
 	ln       net.Listener
 	draining atomic.Bool // set when shutdown starts; /readyz then answers 503
+	origins  *origin.Resolver
+	tls      *tlsreload.Reloader // nil without http.tls
 	registry *registry.Registry
 	auth     *auth.Service
 	promote  *promote.Service
@@ -143,7 +147,8 @@ func newServerWith(cfg config.Config, logger *slog.Logger, store storage.Store, 
 	if _, ok := logger.Handler().(requestIDHandler); !ok {
 		logger = slog.New(requestIDHandler{logger.Handler()})
 	}
-	s := &Server{cfg: cfg, log: logger, store: store, metrics: newMetrics()}
+	s := &Server{cfg: cfg, log: logger, store: store, metrics: newMetrics(),
+		origins: origin.NewResolver(cfg.HTTP.TrustedProxyPrefixes())}
 	ao.Auth, ao.Stages, ao.PublicURL, ao.Logger = cfg.Auth, cfg.Stages, cfg.HTTP.PublicURL, logger
 	ao.Remote = cfg.Storage.S3 != nil
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -158,11 +163,16 @@ func newServerWith(cfg config.Config, logger *slog.Logger, store storage.Store, 
 	// printing, and this process has no other gin engine to disagree.
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
-	// Client addresses come from the connection, never from headers a
-	// client can forge.
+	// gin's own ClientIP trusts no header: client addresses, schemes and
+	// hosts come from origin.FromRequest (observe resolves them, honouring
+	// forwarding headers from http.trusted_proxies only).
 	_ = e.SetTrustedProxies(nil)
 	e.ContextWithFallback = true
 	e.Use(s.observe, s.recover, s.guardBody)
+	if err := s.setupTLS(cfg.HTTP.TLS, e); err != nil {
+		a.Close()
+		return nil, fmt.Errorf("server: %w", err)
+	}
 	s.routeOps(e)
 	regOpts := registry.Options{
 		PublicURL: cfg.HTTP.PublicURL,
@@ -290,13 +300,14 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}
 	served := make(chan error, 1)
-	go func() { served <- s.http.Serve(s.ln) }()
+	go func() { served <- s.serve() }()
 	backend := "filesystem"
 	if s.cfg.Storage.S3 != nil {
 		backend = "s3"
 	}
-	s.log.Info("listening", "addr", s.Addr(), "storage", backend)
+	s.log.Info("listening", "addr", s.Addr(), "storage", backend, "tls", s.tls != nil)
 	go s.purgeUploads(ctx)
+	go s.watchTLS(ctx)
 	go s.gc.loop(ctx)
 	outboxDone := make(chan struct{})
 	if s.outbox != nil {

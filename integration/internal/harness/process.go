@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
@@ -70,6 +71,10 @@ func (r *Registry) start() error {
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	client := &http.Client{Timeout: 2 * time.Second}
+	if r.tlsRoots != nil {
+		client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: r.tlsRoots}}
+		defer client.CloseIdleConnections()
+	}
 	var lastErr error
 	for time.Now().Before(deadline) {
 		select {

@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"crypto/x509"
 	"fmt"
 	"net"
 	"os"
@@ -29,6 +30,11 @@ type Options struct {
 	// HTTPConfig is appended to Slipway's http section: lines indented
 	// by two spaces, such as "  body_timeout: 2s\n".
 	HTTPConfig string
+	// TLSRootCAs, when set, says the registry serves HTTPS (HTTPConfig
+	// holds its tls section) with a certificate these CAs sign, for
+	// 127.0.0.1: URL is then https, and the harness's own probes verify
+	// with them.
+	TLSRootCAs *x509.CertPool
 }
 
 // S3 is the bucket a registry stores its state in.
@@ -89,6 +95,7 @@ type Registry struct {
 	lockout          *Lockout
 	extraConfig      string
 	httpConfig       string
+	tlsRoots         *x509.CertPool // nil: plain HTTP
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -113,7 +120,8 @@ func StartOpts(t testing.TB, opts Options) *Registry {
 		t.Fatalf("making the test accounts: %v", err)
 	}
 	r := &Registry{t: t, name: sanitize(t.Name()), secret: randomHex(16), noPublicURL: opts.NoPublicURL,
-		signingKey: defaultSigningKey(t), lockout: opts.Lockout, extraConfig: opts.ExtraConfig, httpConfig: opts.HTTPConfig}
+		signingKey: defaultSigningKey(t), lockout: opts.Lockout, extraConfig: opts.ExtraConfig, httpConfig: opts.HTTPConfig,
+		tlsRoots: opts.TLSRootCAs}
 	if opts.S3 != nil {
 		s := *opts.S3
 		switch {
@@ -143,7 +151,8 @@ func StartOpts(t testing.TB, opts Options) *Registry {
 func (r *Registry) StartReplica(t testing.TB) *Registry {
 	t.Helper()
 	r2 := &Registry{t: t, name: r.name + "-replica", Root: r.Root, secret: r.secret, writeDelay: r.writeDelay, noPublicURL: r.noPublicURL,
-		signingKey: r.signingKey, verificationKeys: r.verificationKeys, lockout: r.lockout, extraConfig: r.extraConfig, httpConfig: r.httpConfig}
+		signingKey: r.signingKey, verificationKeys: r.verificationKeys, lockout: r.lockout, extraConfig: r.extraConfig, httpConfig: r.httpConfig,
+		tlsRoots: r.tlsRoots}
 	if r.S3 != nil {
 		s := *r.S3
 		r2.S3 = &s
@@ -199,8 +208,14 @@ func (r *Registry) storageDesc() string {
 	return "root " + r.Root
 }
 
-// URL is the registry's base URL, http://127.0.0.1:PORT.
-func (r *Registry) URL() string { return "http://" + r.Host }
+// URL is the registry's base URL, http://127.0.0.1:PORT (https with
+// Options.TLSRootCAs).
+func (r *Registry) URL() string {
+	if r.tlsRoots != nil {
+		return "https://" + r.Host
+	}
+	return "http://" + r.Host
+}
 
 // ConfigPath is the registry's configuration file: what `slipway gc
 // --config` and other one-off commands read to reach the same storage.
