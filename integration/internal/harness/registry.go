@@ -29,6 +29,10 @@ type Options struct {
 	// HTTPConfig is appended to Slipway's http section: lines indented
 	// by two spaces, such as "  body_timeout: 2s\n".
 	HTTPConfig string
+	// DrainDelay is Slipway's http.drain_delay. The harness writes 0 (a
+	// test's SIGTERM stop is then as quick as before the setting existed)
+	// unless a test behind a load balancer asks for more.
+	DrainDelay time.Duration
 }
 
 // S3 is the bucket a registry stores its state in.
@@ -89,6 +93,7 @@ type Registry struct {
 	lockout          *Lockout
 	extraConfig      string
 	httpConfig       string
+	drainDelay       time.Duration
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -113,7 +118,8 @@ func StartOpts(t testing.TB, opts Options) *Registry {
 		t.Fatalf("making the test accounts: %v", err)
 	}
 	r := &Registry{t: t, name: sanitize(t.Name()), secret: randomHex(16), noPublicURL: opts.NoPublicURL,
-		signingKey: defaultSigningKey(t), lockout: opts.Lockout, extraConfig: opts.ExtraConfig, httpConfig: opts.HTTPConfig}
+		signingKey: defaultSigningKey(t), lockout: opts.Lockout, extraConfig: opts.ExtraConfig, httpConfig: opts.HTTPConfig,
+		drainDelay: opts.DrainDelay}
 	if opts.S3 != nil {
 		s := *opts.S3
 		switch {
@@ -143,7 +149,7 @@ func StartOpts(t testing.TB, opts Options) *Registry {
 func (r *Registry) StartReplica(t testing.TB) *Registry {
 	t.Helper()
 	r2 := &Registry{t: t, name: r.name + "-replica", Root: r.Root, secret: r.secret, writeDelay: r.writeDelay, noPublicURL: r.noPublicURL,
-		signingKey: r.signingKey, verificationKeys: r.verificationKeys, lockout: r.lockout, extraConfig: r.extraConfig, httpConfig: r.httpConfig}
+		signingKey: r.signingKey, verificationKeys: r.verificationKeys, lockout: r.lockout, extraConfig: r.extraConfig, httpConfig: r.httpConfig, drainDelay: r.drainDelay}
 	if r.S3 != nil {
 		s := *r.S3
 		r2.S3 = &s
