@@ -17,7 +17,7 @@ LDFLAGS     := $(if $(VERSION),-ldflags "-X github.com/slipway/slipway/internal/
 # integration/scripts/fuzz.sh).
 FUZZTIME    ?= 30s
 
-.PHONY: build run test tools lint unit fuzz integration clean
+.PHONY: build run test tools lint unit fuzz integration cluster clean
 
 build:
 	$(GO) build $(LDFLAGS) -o bin/slipway ./cmd/slipway
@@ -31,6 +31,7 @@ test:
 	$(MAKE) --no-print-directory unit
 	$(MAKE) --no-print-directory fuzz
 	$(MAKE) --no-print-directory integration
+	$(MAKE) --no-print-directory cluster
 
 # The race detector needs cgo, hence a C compiler.
 tools:
@@ -50,8 +51,15 @@ unit: tools
 fuzz:
 	GO=$(GO) FUZZTIME=$(FUZZTIME) bash integration/scripts/fuzz.sh
 
+# ./integration/cluster is left to `make cluster`: its own test binary, so
+# its MinIO nodes, replicas and HAProxy never run alongside these tests.
 integration:
-	$(GO) test -count=1 -timeout 40m ./integration/...
+	$(GO) test -count=1 -timeout 40m ./integration/ ./integration/internal/...
+
+# HAProxy in front of three replicas on a distributed MinIO (setup.sh
+# installs haproxy); every client talks to HAProxy.
+cluster:
+	$(GO) test -count=1 -timeout 20m ./integration/cluster/
 
 clean:
 	rm -rf bin

@@ -59,6 +59,9 @@ http:
 			}
 		}
 		publicURL := r.URL()
+		if r.publicURL != "" {
+			publicURL = r.publicURL
+		}
 		if r.noPublicURL {
 			publicURL = ""
 		}

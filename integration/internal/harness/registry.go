@@ -29,6 +29,9 @@ type Options struct {
 	// HTTPConfig is appended to Slipway's http section: lines indented
 	// by two spaces, such as "  body_timeout: 2s\n".
 	HTTPConfig string
+	// PublicURL sets http.public_url ("": the registry's own URL): the
+	// load balancer's URL for replicas behind one.
+	PublicURL string
 	// DrainDelay is Slipway's http.drain_delay. The harness writes 0 (a
 	// test's SIGTERM stop is then as quick as before the setting existed)
 	// unless a test behind a load balancer asks for more.
@@ -81,6 +84,7 @@ type Registry struct {
 	Root        string // filesystem storage root, kept across Kill/Restart ("" on S3)
 	S3          *S3    // the bucket on S3 (MinIO and Bucket filled in), else nil
 	noPublicURL bool
+	publicURL   string // http.public_url when not the registry's own URL
 	LogPath     string // server output, appended across restarts
 	cfgPath     string
 	secret      string // http.secret, shared with replicas
@@ -119,7 +123,7 @@ func StartOpts(t testing.TB, opts Options) *Registry {
 	}
 	r := &Registry{t: t, name: sanitize(t.Name()), secret: randomHex(16), noPublicURL: opts.NoPublicURL,
 		signingKey: defaultSigningKey(t), lockout: opts.Lockout, extraConfig: opts.ExtraConfig, httpConfig: opts.HTTPConfig,
-		drainDelay: opts.DrainDelay}
+		drainDelay: opts.DrainDelay, publicURL: opts.PublicURL}
 	if opts.S3 != nil {
 		s := *opts.S3
 		switch {
@@ -148,10 +152,20 @@ func StartOpts(t testing.TB, opts Options) *Registry {
 // the test ends: two replicas behind one load balancer, as it were.
 func (r *Registry) StartReplica(t testing.TB) *Registry {
 	t.Helper()
-	r2 := &Registry{t: t, name: r.name + "-replica", Root: r.Root, secret: r.secret, writeDelay: r.writeDelay, noPublicURL: r.noPublicURL,
+	return r.StartReplicaOn(t, nil)
+}
+
+// StartReplicaOn is StartReplica with the bucket reached through another
+// server of the same store (a node of a distributed MinIO); nil: r's.
+func (r *Registry) StartReplicaOn(t testing.TB, m *MinIO) *Registry {
+	t.Helper()
+	r2 := &Registry{t: t, name: r.name + "-replica", Root: r.Root, secret: r.secret, writeDelay: r.writeDelay, noPublicURL: r.noPublicURL, publicURL: r.publicURL,
 		signingKey: r.signingKey, verificationKeys: r.verificationKeys, lockout: r.lockout, extraConfig: r.extraConfig, httpConfig: r.httpConfig, drainDelay: r.drainDelay}
 	if r.S3 != nil {
 		s := *r.S3
+		if m != nil {
+			s.MinIO = m
+		}
 		r2.S3 = &s
 	}
 	r2.launch()
