@@ -20,7 +20,7 @@ HELM        := $(GOBIN)/helm
 # integration/scripts/fuzz.sh).
 FUZZTIME    ?= 30s
 
-.PHONY: build run test tools lint unit fuzz integration deploy-check helm clean
+.PHONY: build run test tools lint unit fuzz integration cluster deploy-check helm clean
 
 build:
 	$(GO) build $(LDFLAGS) -o bin/slipway ./cmd/slipway
@@ -35,6 +35,7 @@ test:
 	$(MAKE) --no-print-directory unit
 	$(MAKE) --no-print-directory fuzz
 	$(MAKE) --no-print-directory integration
+	$(MAKE) --no-print-directory cluster
 
 # The race detector needs cgo, hence a C compiler.
 tools:
@@ -54,8 +55,15 @@ unit: tools
 fuzz:
 	GO=$(GO) FUZZTIME=$(FUZZTIME) bash integration/scripts/fuzz.sh
 
+# ./integration/cluster is left to `make cluster`: its own test binary, so
+# its MinIO nodes, replicas and HAProxy never run alongside these tests.
 integration:
-	$(GO) test -count=1 -timeout 40m ./integration/...
+	$(GO) test -count=1 -timeout 40m ./integration/ ./integration/internal/...
+
+# HAProxy in front of three replicas on a distributed MinIO (setup.sh
+# installs haproxy); every client talks to HAProxy.
+cluster:
+	$(GO) test -count=1 -timeout 20m ./integration/cluster/
 
 # The Kubernetes manifests and the Helm chart (deploy/): helm lint and
 # template, then deploy/check, a Go module of its own (k8s.io/* stays out of

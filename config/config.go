@@ -79,6 +79,12 @@ type HTTP struct {
 	// ShutdownTimeout bounds how long in-flight requests may run after
 	// SIGTERM/SIGINT.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// DrainDelay is how long the server keeps accepting new requests after
+	// SIGTERM/SIGINT while /readyz already answers 503, before it stops
+	// listening: long enough for a load balancer's health checks (or
+	// Kubernetes' endpoint removal) to take the replica out of rotation,
+	// so no client is sent to a closed port. 0 stops listening at once.
+	DrainDelay time.Duration `yaml:"drain_delay"`
 	// BodyTimeout bounds how long the body of a request that is not a
 	// blob upload (tokens, the API, admin forms, manifests) may take to
 	// arrive: a client trickling bytes cannot hold a connection longer.
@@ -196,6 +202,7 @@ func Default() Config {
 		HTTP: HTTP{
 			Addr:               ":5000",
 			ShutdownTimeout:    30 * time.Second,
+			DrainDelay:         5 * time.Second,
 			BodyTimeout:        30 * time.Second,
 			UploadStallTimeout: time.Minute,
 		},
@@ -259,6 +266,9 @@ func (c Config) problems() []problem {
 	}
 	if c.HTTP.ShutdownTimeout <= 0 {
 		add("http.shutdown_timeout", "must be a positive duration like \"30s\", got %q", c.HTTP.ShutdownTimeout.String())
+	}
+	if c.HTTP.DrainDelay < 0 {
+		add("http.drain_delay", "must be a duration of 0 or more like \"5s\", got %q", c.HTTP.DrainDelay.String())
 	}
 	if c.HTTP.BodyTimeout <= 0 {
 		add("http.body_timeout", "must be a positive duration like \"30s\", got %q", c.HTTP.BodyTimeout.String())

@@ -289,10 +289,13 @@ func (s *Server) Addr() string {
 	return s.ln.Addr().String()
 }
 
-// Run serves until ctx is done, then shuts down gracefully: it stops
-// accepting, lets in-flight requests finish within http.shutdown_timeout,
-// and cuts off whatever is still running after that. A clean or cut-off
-// shutdown returns nil; a failure to listen or serve returns the error.
+// Run serves until ctx is done, then shuts down gracefully: /readyz
+// answers 503 at once while every other request is still served for
+// http.drain_delay (so a load balancer's health checks take this replica
+// out of rotation before its port closes); then it stops accepting, lets
+// in-flight requests finish within http.shutdown_timeout, and cuts off
+// whatever is still running after that. A clean or cut-off shutdown
+// returns nil; a failure to listen or serve returns the error.
 func (s *Server) Run(ctx context.Context) error {
 	if s.ln == nil {
 		if err := s.Listen(); err != nil {
@@ -323,6 +326,14 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 
 	s.draining.Store(true)
+	if d := s.cfg.HTTP.DrainDelay; d > 0 {
+		s.log.Info("draining: /readyz answers 503, still serving", "drain_delay", d.String())
+		select {
+		case err := <-served:
+			return fmt.Errorf("server: %w", err)
+		case <-time.After(d):
+		}
+	}
 	s.log.Info("shutting down", "timeout", s.cfg.HTTP.ShutdownTimeout.String())
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.HTTP.ShutdownTimeout)
 	defer cancel()
