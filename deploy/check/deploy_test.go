@@ -184,15 +184,16 @@ func checkRelease(t *testing.T, o objects, name string, replicas int32) {
 	if !strings.HasSuffix(cfg.HTTP.Addr, ":"+itoa(port)) {
 		t.Errorf("%s: http.addr %q, container port %d", o.source, cfg.HTTP.Addr, port)
 	}
-	// SIGKILL must not come before the preStop sleep and Slipway's drain.
+	// SIGKILL must not come before the preStop sleep and Slipway's drain
+	// (http.drain_delay, then http.shutdown_timeout for what is in flight).
 	grace := time.Duration(*pod.Spec.TerminationGracePeriodSeconds) * time.Second
 	var preStop time.Duration
 	if l := c.Lifecycle; l != nil && l.PreStop != nil && l.PreStop.Sleep != nil {
 		preStop = time.Duration(l.PreStop.Sleep.Seconds) * time.Second
 	}
-	if grace <= preStop+cfg.HTTP.ShutdownTimeout {
-		t.Errorf("%s: terminationGracePeriodSeconds %s <= preStop %s + http.shutdown_timeout %s",
-			o.source, grace, preStop, cfg.HTTP.ShutdownTimeout)
+	if grace <= preStop+cfg.HTTP.DrainDelay+cfg.HTTP.ShutdownTimeout {
+		t.Errorf("%s: terminationGracePeriodSeconds %s <= preStop %s + http.drain_delay %s + http.shutdown_timeout %s",
+			o.source, grace, preStop, cfg.HTTP.DrainDelay, cfg.HTTP.ShutdownTimeout)
 	}
 }
 
