@@ -66,7 +66,9 @@ SECRET=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
 replica() {
 	local n=$1 port=$((BASE_PORT + $1)) cfg=$RUN_DIR/replica$1.yml
 	port_free "$port" || die "port $port in use (set BASE_PORT)"
-	slipway_s3_yaml "$port" "$MINIO_EP" false >"$cfg"
+	# HAProxy connects from 127.0.0.2 (its `source`), the one proxy the
+	# replicas trust, as in integration/internal/harness/haproxy.go.
+	slipway_s3_yaml "$port" "$MINIO_EP" false | sed '/^http:$/a\  trusted_proxies: ["127.0.0.2/32"]' >"$cfg"
 	local unset_env=()
 	for v in $(compgen -e); do [[ $v == SLIPWAY_* || $v == AWS_* ]] && unset_env+=(-u "$v"); done
 	env "${unset_env[@]}" SLIPWAY_HTTP_SECRET="$SECRET" SLIPWAY_HTTP_DRAIN_DELAY="$DRAIN_DELAY" \
@@ -94,12 +96,14 @@ start_haproxy() {
 		    option redispatch 1
 		frontend registry
 		    bind 127.0.0.1:$port
+		    option forwardfor
+		    http-request set-header X-Forwarded-Proto http
 		    default_backend slipway
 		backend slipway
 		    balance roundrobin
 		    option httpchk GET /readyz
 		    http-check expect status 200
-		    default-server check inter 500ms fall 2 rise 2
+		    default-server check inter 500ms fall 2 rise 2 source 127.0.0.2
 		    server r1 127.0.0.1:$((BASE_PORT + 1))
 		    server r2 127.0.0.1:$((BASE_PORT + 2))
 		    server r3 127.0.0.1:$((BASE_PORT + 3))

@@ -130,6 +130,25 @@ func TestCluster(t *testing.T) {
 
 	t.Run("admin-sign-in", func(t *testing.T) { testAdminSignIn(t, c) })
 
+	// The replicas trust HAProxy's address only (http.trusted_proxies):
+	// their logs name the client, not the proxy, and an address the
+	// client forges in X-Forwarded-For is not believed.
+	t.Run("forwarded-client", func(t *testing.T) {
+		for range 3 { // one request per replica, round robin
+			req, _ := http.NewRequest(http.MethodGet, c.URL()+"/v2/", nil)
+			req.Header.Set("X-Forwarded-For", "203.0.113.9")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			line := c.AccessLog(resp.Header.Get("X-Request-Id"))
+			if !strings.Contains(line, `"remote":"127.0.0.1"`) || !strings.Contains(line, `"peer":"`+harness.HAProxySource+`:`) {
+				t.Errorf("access log of a request through HAProxy, want remote 127.0.0.1 and peer %s: %s", harness.HAProxySource, line)
+			}
+		}
+	})
+
 	t.Run("conformance", func(t *testing.T) {
 		harness.RunConformance(t, harness.ConformanceBinary(t), c.Host, c.User(), "cluster", nil)
 	})

@@ -55,7 +55,8 @@ func StartCluster(t testing.TB, o ClusterOptions) *Cluster {
 	first := StartOpts(t, Options{
 		S3:         &S3{MinIO: c.MinIO[0], Bucket: c.Bucket},
 		PublicURL:  "http://" + c.Host,
-		DrainDelay: o.DrainDelay, HTTPConfig: o.HTTPConfig, ExtraConfig: o.ExtraConfig,
+		DrainDelay: o.DrainDelay, ExtraConfig: o.ExtraConfig,
+		HTTPConfig: fmt.Sprintf("  trusted_proxies: [%q]\n", HAProxySource+"/32") + o.HTTPConfig,
 	})
 	c.Replicas = []*Registry{first}
 	for i := 1; i < o.Replicas; i++ {
@@ -106,16 +107,31 @@ func (c *Cluster) ServerName(i int) string { return fmt.Sprintf("r%d", i+1) }
 // (the X-Request-Id every answer carries), waiting up to 5s for the line
 // (it is written when the request ends); -1 if none does.
 func (c *Cluster) ServedBy(id string) int {
+	i, _ := c.logLine(id)
+	return i
+}
+
+// AccessLog is the access log line of the request whose X-Request-Id is
+// id ("" if no replica logged it within a few seconds).
+func (c *Cluster) AccessLog(id string) string {
+	_, line := c.logLine(id)
+	return line
+}
+
+// logLine finds the replica that logged request id, and the line.
+func (c *Cluster) logLine(id string) (int, string) {
 	needle := fmt.Sprintf(`"request_id":%q`, id)
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		for i, r := range c.Replicas {
-			if strings.Contains(r.Logs(), needle) {
-				return i
+			for _, line := range strings.Split(r.Logs(), "\n") {
+				if strings.Contains(line, needle) && strings.Contains(line, `"msg":"request"`) {
+					return i, line
+				}
 			}
 		}
 		if time.Now().After(deadline) {
-			return -1
+			return -1, ""
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -53,6 +53,11 @@ func HAProxyBinary() (string, error) {
 	return debian, nil
 }
 
+// HAProxySource is the address HAProxy connects to the replicas from:
+// another loopback address than the clients' 127.0.0.1, so that a replica
+// trusting only it (http.trusted_proxies) tells the proxy from the client.
+const HAProxySource = "127.0.0.2"
+
 // haproxyConfig is the configuration for a frontend on host balancing over
 // servers (named r1, r2, ... in order).
 func haproxyConfig(host, sock string, servers []string) string {
@@ -76,14 +81,18 @@ defaults
 
 frontend registry
     bind %s
+    # The client's address and scheme, for the replicas' access logs,
+    # login throttling and token realm (they trust HAProxySource only).
+    option forwardfor
+    http-request set-header X-Forwarded-Proto http
     default_backend slipway
 
 backend slipway
     balance roundrobin
     option httpchk GET /readyz
     http-check expect status 200
-    default-server check inter %dms fall %d rise %d
-`, sock, host, HAProxyInter.Milliseconds(), HAProxyFall, HAProxyRise)
+    default-server check inter %dms fall %d rise %d source %s
+`, sock, host, HAProxyInter.Milliseconds(), HAProxyFall, HAProxyRise, HAProxySource)
 	for i, s := range servers {
 		fmt.Fprintf(&b, "    server r%d %s\n", i+1, s)
 	}
