@@ -1,7 +1,6 @@
 package stocklayout_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -14,6 +13,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/slipway/slipway/importer/stocklayout"
+	"github.com/slipway/slipway/importer/stocklayout/stocktest"
 	"github.com/slipway/slipway/internal/names"
 	"github.com/slipway/slipway/storage"
 	"github.com/slipway/slipway/storage/fs"
@@ -21,61 +21,14 @@ import (
 
 const root = stocklayout.Root
 
-// stock writes a synthetic stock registry layout the way distribution's
-// storage driver lays it out, on a storage/fs store rooted at dir.
-type stock struct {
-	t   *testing.T
-	dir string
-	s   storage.Store
-}
+func linkPath(d digest.Digest) string { return stocktest.LinkPath(d) }
 
-func newStock(t *testing.T) *stock {
-	t.Helper()
-	dir := t.TempDir()
-	s, err := fs.New(dir)
+// open opens the layout through a store that refuses writes.
+func open(st *stocktest.Layout) *stocklayout.Layout {
+	st.T.Helper()
+	l, err := stocklayout.Open(context.Background(), readOnly{st.Store, st.T})
 	if err != nil {
-		t.Fatal(err)
-	}
-	return &stock{t: t, dir: dir, s: s}
-}
-
-func (st *stock) put(key string, b []byte) {
-	st.t.Helper()
-	if _, err := st.s.Put(context.Background(), key, bytes.NewReader(b), int64(len(b))); err != nil {
-		st.t.Fatal(err)
-	}
-}
-
-// blob stores content in the blob store and returns its digest.
-func (st *stock) blob(content string) digest.Digest {
-	d := digest.FromString(content)
-	st.put(stocklayout.BlobKey(d), []byte(content))
-	return d
-}
-
-func linkPath(d digest.Digest) string {
-	return string(d.Algorithm()) + "/" + d.Encoded() + "/link"
-}
-
-func (st *stock) layer(repo string, d digest.Digest) {
-	st.put(root+"repositories/"+repo+"/_layers/"+linkPath(d), []byte(d))
-}
-
-func (st *stock) revision(repo string, d digest.Digest) {
-	st.put(root+"repositories/"+repo+"/_manifests/revisions/"+linkPath(d), []byte(d))
-}
-
-func (st *stock) tag(repo, tag string, d digest.Digest) {
-	p := root + "repositories/" + repo + "/_manifests/tags/" + tag + "/"
-	st.put(p+"current/link", []byte(d))
-	st.put(p+"index/"+linkPath(d), []byte(d))
-}
-
-func (st *stock) open() *stocklayout.Layout {
-	st.t.Helper()
-	l, err := stocklayout.Open(context.Background(), readOnly{st.s, st.t})
-	if err != nil {
-		st.t.Fatal(err)
+		st.T.Fatal(err)
 	}
 	return l
 }
@@ -85,7 +38,7 @@ func (st *stock) open() *stocklayout.Layout {
 // pages of two entries, so every listing of the tests is paged.
 type readOnly struct {
 	storage.Store
-	t *testing.T
+	t testing.TB
 }
 
 func (r readOnly) List(ctx context.Context, opts storage.ListOptions) (storage.ListPage, error) {
@@ -127,27 +80,27 @@ func TestOpenRefusesWhatIsNotALayout(t *testing.T) {
 	ctx := context.Background()
 	cases := []struct {
 		name  string
-		setup func(st *stock) string // returns the directory to open
+		setup func(st *stocktest.Layout) string // returns the directory to open
 		hint  string
 	}{
-		{"empty", func(st *stock) string { return st.dir }, "it is empty"},
-		{"one level too deep", func(st *stock) string {
-			st.blob("x")
-			return filepath.Join(st.dir, "docker")
+		{"empty", func(st *stocktest.Layout) string { return st.Dir }, "it is empty"},
+		{"one level too deep", func(st *stocktest.Layout) string {
+			st.Blob("x")
+			return filepath.Join(st.Dir, "docker")
 		}, "it holds registry/v2/"},
-		{"a Slipway store", func(st *stock) string {
-			st.put("blobs/sha256/ab/abcd", []byte("{}"))
-			st.put("catalog/6170", nil)
-			return st.dir
+		{"a Slipway store", func(st *stocktest.Layout) string {
+			st.Put("blobs/sha256/ab/abcd", []byte("{}"))
+			st.Put("catalog/6170", nil)
+			return st.Dir
 		}, "its top level holds blobs/, catalog/"},
-		{"docker/registry/v2 without blobs or repositories", func(st *stock) string {
-			st.put(root+"other/x", nil)
-			return st.dir
+		{"docker/registry/v2 without blobs or repositories", func(st *stocktest.Layout) string {
+			st.Put(root+"other/x", nil)
+			return st.Dir
 		}, "its top level holds docker/"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			st := newStock(t)
+			st := stocktest.New(t)
 			s, err := fs.New(c.setup(st))
 			if err != nil {
 				t.Fatal(err)
@@ -158,23 +111,23 @@ func TestOpenRefusesWhatIsNotALayout(t *testing.T) {
 			}
 		})
 	}
-	st := newStock(t)
-	st.layer("app", digest.FromString("x"))
-	if _, err := stocklayout.Open(ctx, st.s); err != nil {
+	st := stocktest.New(t)
+	st.Layer("app", digest.FromString("x"))
+	if _, err := stocklayout.Open(ctx, st.Store); err != nil {
 		t.Fatalf("repositories/ alone is a layout: %v", err)
 	}
 }
 
 func TestRepositoriesNestedAndSkipped(t *testing.T) {
-	st := newStock(t)
-	m := st.blob("manifest")
+	st := stocktest.New(t)
+	m := st.Blob("manifest")
 	for _, repo := range []string{"team/app", "app", "team/app/sub", "a.b_c-d/x__y", "z"} {
-		st.revision(repo, m)
+		st.Revision(repo, m)
 	}
-	st.layer("team/other", m) // layers but no _manifests: not a repository (as in the stock catalog)
-	st.put(root+"repositories/team/_uploads/u1/startedat", []byte("x"))
-	st.revision("Upper", m)
-	repos, problems, err := st.open().Repositories(context.Background())
+	st.Layer("team/other", m) // layers but no _manifests: not a repository (as in the stock catalog)
+	st.Put(root+"repositories/team/_uploads/u1/startedat", []byte("x"))
+	st.Revision("Upper", m)
+	repos, problems, err := open(st).Repositories(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,17 +142,17 @@ func TestRepositoriesNestedAndSkipped(t *testing.T) {
 }
 
 func TestTagsWithTheirDigests(t *testing.T) {
-	st := newStock(t)
-	a, b := st.blob("a"), st.blob("b")
-	st.tag("app", "latest", a)
-	st.tag("app", "v1.2.3", b)
-	st.tag("app", "1.0_rc-1", a)
-	st.tag("app", ".hidden", a) // a valid key component, not a valid tag
-	st.put(root+"repositories/app/_manifests/tags/broken/current/link", []byte(string(a)+"\n"))
-	st.put(root+"repositories/app/_manifests/tags/half/index/"+linkPath(a), []byte(a))
-	st.tag("other", "latest", b)
+	st := stocktest.New(t)
+	a, b := st.Blob("a"), st.Blob("b")
+	st.Tag("app", "latest", a)
+	st.Tag("app", "v1.2.3", b)
+	st.Tag("app", "1.0_rc-1", a)
+	st.Tag("app", ".hidden", a) // a valid key component, not a valid tag
+	st.Put(root+"repositories/app/_manifests/tags/broken/current/link", []byte(string(a)+"\n"))
+	st.Put(root+"repositories/app/_manifests/tags/half/index/"+linkPath(a), []byte(a))
+	st.Tag("other", "latest", b)
 
-	tags, problems, err := st.open().Tags(context.Background(), "app")
+	tags, problems, err := open(st).Tags(context.Background(), "app")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,20 +173,20 @@ func TestTagsWithTheirDigests(t *testing.T) {
 }
 
 func TestManifestsAndLayers(t *testing.T) {
-	st := newStock(t)
-	m1, m2, l1, l2 := st.blob("m1"), st.blob("m2"), st.blob("l1"), st.blob("l2")
-	st.revision("app", m1)
-	st.revision("app", m2)
-	st.layer("app", l1)
-	st.layer("app", l2)
-	st.layer("app/nested", st.blob("nested only"))
+	st := stocktest.New(t)
+	m1, m2, l1, l2 := st.Blob("m1"), st.Blob("m2"), st.Blob("l1"), st.Blob("l2")
+	st.Revision("app", m1)
+	st.Revision("app", m2)
+	st.Layer("app", l1)
+	st.Layer("app", l2)
+	st.Layer("app/nested", st.Blob("nested only"))
 	lp := root + "repositories/app/_layers/"
 	bad := digest.FromString("bad")
-	st.put(lp+linkPath(bad), []byte(l1))             // names another digest than its key
-	st.put(lp+"sha256/"+bad.Encoded()+"/data", nil)  // not a link
-	st.put(lp+"sha256/nothex/link", []byte(l1))      // key names no digest
-	st.put(lp+linkPath(digest.FromString("e")), nil) // empty link
-	l := st.open()
+	st.Put(lp+linkPath(bad), []byte(l1))             // names another digest than its key
+	st.Put(lp+"sha256/"+bad.Encoded()+"/data", nil)  // not a link
+	st.Put(lp+"sha256/nothex/link", []byte(l1))      // key names no digest
+	st.Put(lp+linkPath(digest.FromString("e")), nil) // empty link
+	l := open(st)
 	ctx := context.Background()
 
 	ms, problems, err := l.Manifests(ctx, "app")
@@ -269,10 +222,10 @@ func sorted(ds ...digest.Digest) []digest.Digest {
 }
 
 func TestBlobAndManifestBytes(t *testing.T) {
-	st := newStock(t)
+	st := stocktest.New(t)
 	ctx := context.Background()
-	d := st.blob(`{"schemaVersion":2}`)
-	l := st.open()
+	d := st.Blob(`{"schemaVersion":2}`)
+	l := open(st)
 
 	b, err := l.Blob(ctx, d)
 	if err != nil {
@@ -281,7 +234,7 @@ func TestBlobAndManifestBytes(t *testing.T) {
 	if b.Digest != d || b.Size != 19 || b.Key != root+"blobs/sha256/"+d.Encoded()[:2]+"/"+d.Encoded()+"/data" {
 		t.Fatalf("blob %+v", b)
 	}
-	if _, err := os.Stat(filepath.Join(st.dir, filepath.FromSlash(b.Key))); err != nil {
+	if _, err := os.Stat(filepath.Join(st.Dir, filepath.FromSlash(b.Key))); err != nil {
 		t.Fatalf("the key is the stock registry's file: %v", err)
 	}
 	got, err := l.ReadManifest(ctx, d)
@@ -298,12 +251,12 @@ func TestBlobAndManifestBytes(t *testing.T) {
 		t.Fatalf("a manifest without data: %v", err)
 	}
 
-	st.put(stocklayout.BlobKey(d), []byte(`{"schemaVersion":3}`))
+	st.Put(stocklayout.BlobKey(d), []byte(`{"schemaVersion":3}`))
 	_, err = l.ReadManifest(ctx, d)
 	corruptKey(t, err, stocklayout.BlobKey(d))
 
 	big := digest.FromString("big")
-	st.put(stocklayout.BlobKey(big), make([]byte, stocklayout.ManifestLimit+1))
+	st.Put(stocklayout.BlobKey(big), make([]byte, stocklayout.ManifestLimit+1))
 	_, err = l.ReadManifest(ctx, big)
 	corruptKey(t, err, stocklayout.BlobKey(big))
 }
