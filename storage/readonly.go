@@ -14,15 +14,30 @@ var ErrReadOnly = errors.New("storage: opened read-only")
 
 // ReadOnly returns s with every write refused (Put, PutIfAbsent,
 // PutIfMatch and Delete return ErrReadOnly without reaching s); reads,
-// listings, Ping and s's Presigner are s's own. It keeps a reader from
-// changing what it must only read, whatever its code does.
+// listings, Ping and s's read-only capabilities (Presigner, Locator) are
+// s's own. It keeps a reader from changing what it must only read,
+// whatever its code does; it never hands out s itself.
 func ReadOnly(s Store) Store {
 	ro := readOnly{s}
-	if p, ok := s.(Presigner); ok {
+	p, presigns := s.(Presigner)
+	l, locates := s.(Locator)
+	switch {
+	case presigns && locates:
+		return struct {
+			Store
+			Presigner
+			Locator
+		}{ro, p, l}
+	case presigns:
 		return struct {
 			Store
 			Presigner
 		}{ro, p}
+	case locates:
+		return struct {
+			Store
+			Locator
+		}{ro, l}
 	}
 	return ro
 }
