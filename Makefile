@@ -19,11 +19,14 @@ LDFLAGS     := $(if $(VERSION),-ldflags "-X github.com/slipway/slipway/internal/
 IMAGE       ?= slipway:dev
 GO_IMAGE    ?=
 DOCKER_BUILDKIT ?= $(shell docker buildx version >/dev/null 2>&1 && echo 1 || echo 0)
+# helm for `make deploy-check`, from the Go module proxy like the other tools.
+HELM_VERSION := v4.3.2
+HELM        := $(GOBIN)/helm
 # How long each fuzz target runs in `make fuzz` (the list of targets is in
 # integration/scripts/fuzz.sh).
 FUZZTIME    ?= 30s
 
-.PHONY: build run image test tools lint unit fuzz integration clean
+.PHONY: build run image test tools lint unit fuzz integration cluster deploy-check helm clean
 
 build:
 	$(GO) build $(LDFLAGS) -o bin/slipway ./cmd/slipway
@@ -37,9 +40,11 @@ image:
 test:
 	bash integration/scripts/setup.sh
 	$(MAKE) --no-print-directory lint
+	$(MAKE) --no-print-directory deploy-check
 	$(MAKE) --no-print-directory unit
 	$(MAKE) --no-print-directory fuzz
 	$(MAKE) --no-print-directory integration
+	$(MAKE) --no-print-directory cluster
 
 # The race detector needs cgo, hence a C compiler.
 tools:
@@ -59,8 +64,32 @@ unit: tools
 fuzz:
 	GO=$(GO) FUZZTIME=$(FUZZTIME) bash integration/scripts/fuzz.sh
 
+# ./integration/cluster is left to `make cluster`: its own test binary, so
+# its MinIO nodes, replicas and HAProxy never run alongside these tests.
 integration:
-	$(GO) test -count=1 -timeout 40m ./integration/...
+	$(GO) test -count=1 -timeout 40m ./integration/ ./integration/internal/...
+
+# HAProxy in front of three replicas on a distributed MinIO (setup.sh
+# installs haproxy); every client talks to HAProxy.
+cluster:
+	$(GO) test -count=1 -timeout 20m ./integration/cluster/
+
+# The Kubernetes manifests and the Helm chart (deploy/): helm lint and
+# template, then deploy/check, a Go module of its own (k8s.io/* stays out of
+# Slipway's go.mod) that decodes every object strictly with the Kubernetes
+# API types and validates the configuration with package config.
+# `helm version` of a go-installed helm says only "v4.3": the module version
+# the binary was built from tells.
+helm:
+	@$(GO) version -m $(HELM) 2>/dev/null | grep -q 'mod[[:space:]]*helm.sh/helm/v4[[:space:]]*$(HELM_VERSION)[[:space:]]' || \
+		$(GO) install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
+
+deploy-check: tools helm
+	$(HELM) lint --strict deploy/helm/slipway
+	$(HELM) template slipway deploy/helm/slipway >/dev/null
+	cd deploy/check && test -z "$$(gofmt -l .)" || { gofmt -l .; exit 1; }
+	cd deploy/check && $(GO) vet ./... && $(STATICCHECK) ./...
+	cd deploy/check && HELM=$(HELM) $(GO) test -count=1 ./...
 
 clean:
 	rm -rf bin

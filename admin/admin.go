@@ -23,6 +23,7 @@ import (
 	"github.com/slipway/slipway/auth"
 	"github.com/slipway/slipway/config"
 	"github.com/slipway/slipway/gc"
+	"github.com/slipway/slipway/internal/origin"
 	"github.com/slipway/slipway/promote"
 )
 
@@ -150,7 +151,8 @@ func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // secure reports whether cookies must be Secure: the request came over
-// TLS, or the public URL is https.
+// https (TLS here, or at a trusted proxy that says so), or the public URL
+// is https.
 func (a *Admin) secure(r *http.Request) bool {
-	return r.TLS != nil || strings.HasPrefix(strings.ToLower(a.opts.PublicURL), "https://")
+	return origin.FromRequest(r).Secure() || strings.HasPrefix(strings.ToLower(a.opts.PublicURL), "https://")
 }

@@ -4,12 +4,12 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"time"
 
 	"github.com/slipway/slipway/auth"
 	"github.com/slipway/slipway/internal/httpbody"
+	"github.com/slipway/slipway/internal/origin"
 )
 
 // loginView is the login form's data.
@@ -117,12 +117,7 @@ func (a *Admin) logout(w http.ResponseWriter, r *http.Request, _ *request) {
 	http.Redirect(w, r, "/admin/login?why=out", http.StatusSeeOther)
 }
 
-// clientIP is the connection's address: like the rest of the server, the
-// pages trust no forwarding header a client could forge.
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
+// clientIP is the client's address: the connection's, or the one a
+// trusted proxy forwarded (origin.FromRequest); login throttling counts
+// failures by it.
+func clientIP(r *http.Request) string { return origin.FromRequest(r).ClientIP }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/slipway/slipway/auth"
 	"github.com/slipway/slipway/config"
+	"github.com/slipway/slipway/internal/origin"
 )
 
 // robotActions are the actions the creation form offers.
@@ -123,10 +124,11 @@ func (a *Admin) revokeRobot(w http.ResponseWriter, r *http.Request, req *request
 }
 
 // registryHost is what `docker login` takes: the public URL's host, else
-// the host the browser used.
+// the host the browser called (origin.FromRequest: forwarded by a trusted
+// proxy, or the request's Host).
 func (a *Admin) registryHost(r *http.Request) string {
 	if u, err := url.Parse(a.opts.PublicURL); err == nil && u.Host != "" {
 		return u.Host
 	}
-	return r.Host
+	return origin.FromRequest(r).Host
 }

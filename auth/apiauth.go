@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/gin-gonic/gin"
+	"github.com/slipway/slipway/internal/origin"
 )
 
 // API is the /api/ middleware: it identifies the caller from
@@ -40,7 +41,7 @@ func (s *Service) API(c *gin.Context) {
 		}
 	} else if user, pw, ok := c.Request.BasicAuth(); ok {
 		var err error
-		acct, err = s.authenticate(ctx, user, pw, c.ClientIP())
+		acct, err = s.authenticate(ctx, user, pw, origin.FromRequest(c.Request).ClientIP)
 		var throttled *throttledError
 		switch {
 		case errors.As(err, &throttled):
@@ -74,7 +75,7 @@ func (s *Service) RequireAdmin(c *gin.Context) {
 }
 
 func (s *Service) apiUnauthorized(c *gin.Context, msg string) {
-	c.Header("WWW-Authenticate", `Bearer realm="`+quoteEscape(s.realm(c.Request.Host, c.Request.TLS != nil))+
+	c.Header("WWW-Authenticate", `Bearer realm="`+quoteEscape(s.realm(c.Request))+
 		`",service="`+quoteEscape(s.opts.Auth.Service)+`",scope="`+apiScope()+`"`)
 	c.Writer.Header().Add("WWW-Authenticate", `Basic realm="`+quoteEscape(s.opts.Auth.Service)+`"`)
 	apiFail(c, http.StatusUnauthorized, msg)

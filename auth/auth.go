@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -27,6 +28,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/slipway/slipway/config"
+	"github.com/slipway/slipway/internal/origin"
 	"github.com/slipway/slipway/storage"
 )
 
@@ -36,7 +38,8 @@ type Options struct {
 	Stages []config.Stage
 	// PublicURL ("https://registry.example.com") is where clients reach
 	// this server; the token realm is PublicURL + "/auth/token". Empty:
-	// built from each request's Host.
+	// built from each request's origin (scheme and Host, or what a trusted
+	// proxy forwarded: internal/origin).
 	PublicURL string
 	// Remote says whether the store is shared by hosts that do not share
 	// this one's disk (S3): a generated signing key then gets a warning.
@@ -149,15 +152,14 @@ func (s *Service) Verify(token string) (*Claims, error) { return s.tokens.verify
 // realm is the token endpoint's URL as clients must see it: the public URL,
 // else the request's own scheme and host (go-containerregistry refuses a
 // loopback realm that is not the registry's own host:port).
-func (s *Service) realm(host string, tls bool) string {
+//
+// The request's scheme and host are its origin (origin.FromRequest): the
+// connection's, or what a trusted proxy forwarded.
+func (s *Service) realm(r *http.Request) string {
 	if s.opts.PublicURL != "" {
 		return strings.TrimSuffix(s.opts.PublicURL, "/") + "/auth/token"
 	}
-	scheme := "http"
-	if tls {
-		scheme = "https"
-	}
-	return scheme + "://" + host + "/auth/token"
+	return origin.FromRequest(r).BaseURL() + "/auth/token"
 }
 
 // isUnavailable reports whether err is a store outage (storage.ErrUnavailable),

@@ -14,6 +14,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/slipway/slipway/internal/httpbody"
+	"github.com/slipway/slipway/internal/origin"
 )
 
 // maxTokenRequest bounds a token request's query string and its form
@@ -92,7 +93,7 @@ func (s *Service) Token(c *gin.Context) {
 		s.tokenFail(c, req, err)
 		return
 	}
-	ctx, addr := c.Request.Context(), c.ClientIP()
+	ctx, addr := c.Request.Context(), origin.FromRequest(c.Request).ClientIP
 	var acct *Account
 	switch req.grant {
 	case "password":

@@ -227,7 +227,7 @@ func (s *Service) insufficient(c *gin.Context, need requirement, claims *Claims)
 
 // challenge answers 401 with the Bearer challenge.
 func (s *Service) challenge(c *gin.Context, need requirement, errKind, msg string) {
-	v := `Bearer realm="` + quoteEscape(s.realm(c.Request.Host, c.Request.TLS != nil)) +
+	v := `Bearer realm="` + quoteEscape(s.realm(c.Request)) +
 		`",service="` + quoteEscape(s.opts.Auth.Service) + `"`
 	if sc := need.scope(); sc != "" {
 		v += `,scope="` + quoteEscape(sc) + `"`

@@ -241,3 +241,17 @@ slipway_s3_yaml() {
 		$(slipway_auth_yaml)
 	EOF
 }
+
+# record_result WHAT OUT RC [STEP]: append regbench's JSON line OUT to
+# RESULTS and log it as WHAT; RC other than 0 counts a failure (of STEP:
+# setup, or the timed run by default) in $failures.
+record_result() {
+	local what=$1 out=$2 rc=$3 step=${4:-}
+	printf '%s\n' "$out" >>"$RESULTS"
+	if ((rc != 0)); then
+		failures=$((failures + 1))
+		log "$what: ${step:+$step }FAILED: $(tail -1 "$CLIENT_LOG")"
+		return 0
+	fi
+	log "$what: $(sed -n 's/.*"value":\([0-9.e+-]*\).*/\1/p' <<<"$out") $(sed -n 's/.*"metric":"\([^"]*\)".*/\1/p' <<<"$out") (p99 $(sed -n 's/.*"p99_ms":\([0-9.e+-]*\).*/\1/p' <<<"$out") ms, bg ${BG}%)"
+}

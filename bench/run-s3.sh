@@ -201,9 +201,7 @@ measure() { # system row rep
 	# shellcheck disable=SC2206
 	args+=(${REGBENCH_FLAGS:-})
 	if ! out=$(timeout 900 "$RB" "${args[@]}" -phase setup 2>>"$CLIENT_LOG"); then
-		failures=$((failures + 1))
-		printf '%s\n' "$out" >>"$RESULTS"
-		log "$row rep $rep $sys: setup FAILED: $(tail -1 "$CLIENT_LOG")"
+		record_result "$row rep $rep $sys" "$out" 1 setup
 		return
 	fi
 	prep
@@ -217,13 +215,7 @@ measure() { # system row rep
 	out=$(timeout 900 "$RB" "${args[@]}" -phase run -bg-busy-pct "$BG" -server-pid "$pid" -also-pids "${PID[minio]}" 2>>"$CLIENT_LOG") || rc=$?
 	local p
 	for p in "${profiled[@]}"; do perf_stop "$p"; done
-	printf '%s\n' "$out" >>"$RESULTS"
-	if ((rc != 0)); then
-		failures=$((failures + 1))
-		log "$row rep $rep $sys: FAILED: $(tail -1 "$CLIENT_LOG")"
-		return
-	fi
-	log "$row rep $rep $sys: $(sed -n 's/.*"value":\([0-9.e+-]*\).*/\1/p' <<<"$out") $(sed -n 's/.*"metric":"\([^"]*\)".*/\1/p' <<<"$out") (p99 $(sed -n 's/.*"p99_ms":\([0-9.e+-]*\).*/\1/p' <<<"$out") ms, bg ${BG}%)"
+	record_result "$row rep $rep $sys" "$out" "$rc"
 }
 if [[ " $PHASES " == *" rows "* ]]; then
 	start slipway $((BASE_PORT + 1)) "$MINIO_EP"

@@ -178,6 +178,7 @@ func TestExampleConfigIsTheDefaults(t *testing.T) {
 	want := Default()
 	want.Auth.Users, want.Auth.VerificationKeys, want.Auth.AnonymousPull = []User{}, []string{}, []string{}
 	want.Promotion.Webhooks = []Webhook{}
+	want.HTTP.TrustedProxies = []string{}
 	want.Retention.Rules = []RetentionRule{}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Fatalf("example:  %+v\ndefaults: %+v", cfg, want)

@@ -79,6 +79,12 @@ type HTTP struct {
 	// ShutdownTimeout bounds how long in-flight requests may run after
 	// SIGTERM/SIGINT.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// DrainDelay is how long the server keeps accepting new requests after
+	// SIGTERM/SIGINT while /readyz already answers 503, before it stops
+	// listening: long enough for a load balancer's health checks (or
+	// Kubernetes' endpoint removal) to take the replica out of rotation,
+	// so no client is sent to a closed port. 0 stops listening at once.
+	DrainDelay time.Duration `yaml:"drain_delay"`
 	// BodyTimeout bounds how long the body of a request that is not a
 	// blob upload (tokens, the API, admin forms, manifests) may take to
 	// arrive: a client trickling bytes cannot hold a connection longer.
@@ -87,6 +93,12 @@ type HTTP struct {
 	// bound: one is cut off once the server has waited this long in all
 	// for the next few KiB of it.
 	UploadStallTimeout time.Duration `yaml:"upload_stall_timeout"`
+	// TLS, when cert_file is set, serves HTTPS (and HTTP/2) on Addr; see
+	// tls.go.
+	TLS TLS `yaml:"tls"`
+	// TrustedProxies are the CIDRs (or single addresses) of the proxies
+	// whose X-Forwarded-For/-Proto/-Host headers are believed; see tls.go.
+	TrustedProxies []string `yaml:"trusted_proxies"`
 }
 
 // Storage selects the object-store backend: the S3 bucket when the s3
@@ -190,6 +202,7 @@ func Default() Config {
 		HTTP: HTTP{
 			Addr:               ":5000",
 			ShutdownTimeout:    30 * time.Second,
+			DrainDelay:         5 * time.Second,
 			BodyTimeout:        30 * time.Second,
 			UploadStallTimeout: time.Minute,
 		},
@@ -254,6 +267,9 @@ func (c Config) problems() []problem {
 	if c.HTTP.ShutdownTimeout <= 0 {
 		add("http.shutdown_timeout", "must be a positive duration like \"30s\", got %q", c.HTTP.ShutdownTimeout.String())
 	}
+	if c.HTTP.DrainDelay < 0 {
+		add("http.drain_delay", "must be a duration of 0 or more like \"5s\", got %q", c.HTTP.DrainDelay.String())
+	}
 	if c.HTTP.BodyTimeout <= 0 {
 		add("http.body_timeout", "must be a positive duration like \"30s\", got %q", c.HTTP.BodyTimeout.String())
 	}
@@ -304,6 +320,8 @@ func (c Config) problems() []problem {
 	if _, ok := logLevels[c.Log.Level]; !ok {
 		add("log.level", "must be one of debug|info|warn|error, got %q", c.Log.Level)
 	}
+	ps = append(ps, c.HTTP.TLS.problems()...)
+	ps = append(ps, trustedProxyProblems(c.HTTP.TrustedProxies)...)
 	ps = append(ps, c.Auth.problems()...)
 	ps = append(ps, stageProblems(c.Stages)...)
 	ps = append(ps, c.Promotion.problems()...)

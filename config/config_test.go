@@ -37,6 +37,7 @@ http:
   public_url: "http://127.0.0.1:5001/"
   secret: "shared-by-all-replicas"
   shutdown_timeout: 1m30s
+  drain_delay: 3s
   body_timeout: 10s
 storage:
   filesystem:
@@ -57,6 +58,7 @@ log:
 			PublicURL:          "http://127.0.0.1:5001", // trailing slash trimmed
 			Secret:             "shared-by-all-replicas",
 			ShutdownTimeout:    90 * time.Second,
+			DrainDelay:         3 * time.Second,
 			BodyTimeout:        10 * time.Second,
 			UploadStallTimeout: Default().HTTP.UploadStallTimeout,
 		},
@@ -100,6 +102,7 @@ func TestEnvOverrides(t *testing.T) {
 		"SLIPWAY_HTTP_PUBLIC_URL":           "https://registry.example.com",
 		"SLIPWAY_HTTP_SECRET":               "0123456789abcdef0123",
 		"SLIPWAY_HTTP_SHUTDOWN_TIMEOUT":     "5s",
+		"SLIPWAY_HTTP_DRAIN_DELAY":          "0s",
 		"SLIPWAY_HTTP_UPLOAD_STALL_TIMEOUT": "2m",
 		"SLIPWAY_STORAGE_FILESYSTEM_ROOT":   "/srv/data",
 		"SLIPWAY_LOG_LEVEL":                 "error",
@@ -114,6 +117,7 @@ func TestEnvOverrides(t *testing.T) {
 			PublicURL:          "https://registry.example.com",
 			Secret:             "0123456789abcdef0123",
 			ShutdownTimeout:    5 * time.Second,
+			DrainDelay:         0,
 			BodyTimeout:        Default().HTTP.BodyTimeout,
 			UploadStallTimeout: 2 * time.Minute,
 		},
@@ -163,6 +167,8 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 			`config.yml:3: http.shutdown_timeout: must be a duration`},
 		{"zero duration", base + "  shutdown_timeout: 0s\n", nil,
 			`config.yml:3: http.shutdown_timeout: must be a positive duration`},
+		{"negative drain delay", base + "  drain_delay: -1s\n", nil,
+			`config.yml:3: http.drain_delay: must be a duration of 0 or more`},
 		{"zero body timeout", base + "  body_timeout: 0s\n", nil,
 			`config.yml:3: http.body_timeout: must be a positive duration`},
 		{"negative upload stall timeout", base + "  upload_stall_timeout: -1m\n", nil,

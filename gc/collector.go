@@ -222,6 +222,8 @@ func (r *run) finish(ctx context.Context, err error) (Report, error) {
 	if werr := WriteReport(bg, r.c.store, rep); werr != nil && err == nil {
 		err = werr
 	}
+	// Best effort: a failed prune leaves older reports for the next run.
+	_, _ = storage.KeepNewest(bg, r.c.store, runsPrefix, KeptReports)
 	if r.c.opts.Progress != nil {
 		r.c.opts.Progress(rep)
 	}

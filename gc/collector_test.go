@@ -3,6 +3,7 @@ package gc
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -320,5 +321,31 @@ func TestReportsDuringRun(t *testing.T) {
 	all, err := ListReports(context.Background(), e.store, 0)
 	if err != nil || len(all) != 2 || all[0].Run != second.Run || all[1].Run != rep.Run || all[1].Finished.IsZero() {
 		t.Errorf("ListReports: %v %+v", err, all)
+	}
+}
+
+// A finished run keeps the newest KeptReports reports, its own first.
+func TestRunPrunesOldReports(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	old := time.Now().Add(-time.Hour)
+	for i := 0; i < KeptReports+5; i++ {
+		rep := Report{Run: fmt.Sprintf("old%03d", i), Started: old.Add(time.Duration(i) * time.Second)}
+		if err := WriteReport(ctx, e.store, rep); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep := e.run(Options{})
+	reps, err := ListReports(ctx, e.store, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(reps) != KeptReports || reps[0].Run != rep.Run {
+		t.Fatalf("%d reports left, newest %q; want %d, %q", len(reps), reps[0].Run, KeptReports, rep.Run)
+	}
+	// The oldest go first: old000..old005 are gone, old104 (the newest
+	// of the old ones) stays.
+	if last := reps[len(reps)-1].Run; last != "old006" {
+		t.Errorf("oldest report kept is %q, want old006", last)
 	}
 }

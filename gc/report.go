@@ -33,6 +33,11 @@ type Report struct {
 // MaxListed bounds Report.Deleted.
 const MaxListed = 10000
 
+// KeptReports is how many run reports stay under gc/runs/: each run
+// deletes those older than the newest KeptReports when it finishes (four
+// days of hourly runs; a report is at most a few MiB).
+const KeptReports = 100
+
 // Options configure one run.
 type Options struct {
 	// Grace: objects younger than this (by the store's clock) are roots.

@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -44,27 +43,16 @@ type imageFile struct {
 // dataFile is the one 64 KiB layer of the images most tests build.
 var dataFile = imageFile{"/data.bin", 64 << 10}
 
-// buildScratchImage builds a FROM scratch image tagged ref with the
-// classic builder, one layer per file in order, removes it from the daemon
-// when the test ends, and returns its image ID.
+// buildScratchImage builds a FROM scratch image tagged ref
+// (tools.BuildScratchImage: one layer per file, in order) and returns its
+// image ID.
 func buildScratchImage(t *testing.T, tools *harness.Tools, ref string, files ...imageFile) string {
 	t.Helper()
-	dir, err := os.MkdirTemp(tools.Dir, "ctx-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	df := "FROM scratch\n"
+	hf := make([]harness.ImageFile, len(files))
 	for i, f := range files {
-		name := fmt.Sprintf("%d-%s", i, path.Base(f.path))
-		writeRandomFile(t, filepath.Join(dir, name), f.size)
-		df += "COPY " + name + " " + f.path + "\n"
+		hf[i] = harness.ImageFile{Path: f.path, Size: f.size}
 	}
-	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(df), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	tools.RunCmd(harness.Cmd{Args: []string{"docker", "build", "-t", ref, dir}, Env: []string{"DOCKER_BUILDKIT=0"}})
-	t.Cleanup(func() { _, _ = tools.Exec(harness.Cmd{Args: []string{"docker", "image", "rm", "-f", ref}}) })
-	return strings.TrimSpace(tools.Run("docker", "image", "inspect", "-f", "{{.Id}}", ref))
+	return tools.BuildScratchImage(ref, hf...)
 }
 
 // dockerTag tags src as dst and untags dst when the test ends.

@@ -1,10 +1,7 @@
 package integration
 
 import (
-	"crypto/rand"
 	"encoding/json"
-	"io"
-	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -25,21 +22,6 @@ import (
 // for tokens at the registry's token endpoint).
 func as(c harness.Credentials) remote.Option {
 	return remote.WithAuth(&authn.Basic{Username: c.Username, Password: c.Password})
-}
-
-// writeRandomFile writes size bytes of random (incompressible) data.
-func writeRandomFile(t *testing.T, path string, size int64) {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.CopyN(f, rand.Reader, size); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // ociImage is an image with OCI media types throughout (manifest, config,

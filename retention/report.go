@@ -93,8 +93,14 @@ func (r *Retention) end(ctx context.Context, rep *Report, cause error) error {
 	if _, err := r.put(context.WithoutCancel(ctx), rep); err != nil {
 		return errors.Join(cause, fmt.Errorf("retention: storing the report: %w", err))
 	}
+	// Best effort: a failed prune leaves older reports for the next pass.
+	_, _ = storage.KeepNewest(context.WithoutCancel(ctx), r.store, ReportsPrefix, KeptReports)
 	return cause
 }
+
+// KeptReports is how many pass reports stay under ReportsPrefix: each
+// pass deletes those older than the newest KeptReports when it ends.
+const KeptReports = 100
 
 func (r *Retention) put(ctx context.Context, rep *Report) (storage.Info, error) {
 	b, err := json.Marshal(rep)

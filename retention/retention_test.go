@@ -307,3 +307,24 @@ func TestUntaggedAfter(t *testing.T) {
 		}
 	}
 }
+
+// A pass keeps the newest KeptReports reports, its own first.
+func TestPassPrunesOldReports(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	for i := 0; i < retention.KeptReports+3; i++ {
+		// Names that sort after any report made now (inverted time): older.
+		key := fmt.Sprintf("%sffffffffffff%04d-old", retention.ReportsPrefix, i)
+		if _, err := f.store.Put(ctx, key, strings.NewReader(`{"id":"old"}`), 12); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep := f.apply(retention.ApplyOptions{}, config.RetentionRule{Repositories: "staging/*", KeepLast: 100})
+	reps, err := retention.Reports(ctx, f.store, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(reps) != retention.KeptReports || reps[0].ID != rep.ID {
+		t.Fatalf("%d reports left, newest %q; want %d, %q", len(reps), reps[0].ID, retention.KeptReports, rep.ID)
+	}
+}

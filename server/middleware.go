@@ -15,6 +15,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/slipway/slipway/auth"
+	"github.com/slipway/slipway/internal/origin"
 	"github.com/slipway/slipway/registry"
 )
 
@@ -62,7 +63,11 @@ func (s *Server) observe(c *gin.Context) {
 	// The request's /v2/ route is parsed here, once, for everything after:
 	// the body guard, authorization, the registry and this access line
 	// read it (registry.RouteOf).
-	ctx := context.WithValue(c.Request.Context(), requestIDKey{}, id)
+	// So is its origin (client address, scheme, host; forwarding headers
+	// only from http.trusted_proxies): every reader calls
+	// origin.FromRequest.
+	from := s.origins.Resolve(c.Request)
+	ctx := origin.NewContext(context.WithValue(c.Request.Context(), requestIDKey{}, id), from)
 	c.Request = c.Request.WithContext(registry.WithRoute(ctx, c.Request.URL.Path))
 	body := &countingBody{ReadCloser: c.Request.Body}
 	if c.Request.Body != nil {
@@ -84,6 +89,13 @@ func (s *Server) observe(c *gin.Context) {
 		case status >= 500:
 			level = slog.LevelError
 		}
+		// The connection's host:port, or the client's address that a
+		// trusted proxy forwarded (its port unknown; the proxy is logged
+		// as the peer).
+		remote := from.Peer
+		if from.Forwarded {
+			remote = from.ClientIP
+		}
 		attrs := []slog.Attr{
 			slog.String("method", c.Request.Method),
 			slog.String("path", c.Request.URL.Path),
@@ -92,8 +104,11 @@ func (s *Server) observe(c *gin.Context) {
 			slog.Int64("bytes_in", in),
 			slog.Int64("bytes_out", out),
 			slog.Float64("duration_ms", float64(d.Microseconds())/1000),
-			slog.String("remote", c.Request.RemoteAddr),
+			slog.String("remote", remote),
 			slog.String("user_agent", c.Request.UserAgent()),
+		}
+		if from.Forwarded {
+			attrs = append(attrs, slog.String("peer", from.Peer))
 		}
 		// Who made the request (a login name, never a credential), once
 		// the auth middleware or the token endpoint has established it.

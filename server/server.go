@@ -24,6 +24,8 @@ import (
 	"github.com/slipway/slipway/auth"
 	"github.com/slipway/slipway/config"
 	"github.com/slipway/slipway/internal/buildinfo"
+	"github.com/slipway/slipway/internal/origin"
+	"github.com/slipway/slipway/internal/tlsreload"
 	"github.com/slipway/slipway/promote"
 	"github.com/slipway/slipway/promote/webhook"
 	"github.com/slipway/slipway/registry"
@@ -51,6 +53,8 @@ type Server struct {
 	http     *http.Server
 	ln       net.Listener
 	draining atomic.Bool // set when shutdown starts; /readyz then answers 503
+	origins  *origin.Resolver
+	tls      *tlsreload.Reloader // nil without http.tls
 	registry *registry.Registry
 	auth     *auth.Service
 	promote  *promote.Service
@@ -143,7 +147,8 @@ func newServerWith(cfg config.Config, logger *slog.Logger, store storage.Store, 
 	if _, ok := logger.Handler().(requestIDHandler); !ok {
 		logger = slog.New(requestIDHandler{logger.Handler()})
 	}
-	s := &Server{cfg: cfg, log: logger, store: store, metrics: newMetrics()}
+	s := &Server{cfg: cfg, log: logger, store: store, metrics: newMetrics(),
+		origins: origin.NewResolver(cfg.HTTP.TrustedProxyPrefixes())}
 	ao.Auth, ao.Stages, ao.PublicURL, ao.Logger = cfg.Auth, cfg.Stages, cfg.HTTP.PublicURL, logger
 	ao.Remote = cfg.Storage.S3 != nil
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -158,11 +163,16 @@ func newServerWith(cfg config.Config, logger *slog.Logger, store storage.Store, 
 	// printing, and this process has no other gin engine to disagree.
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
-	// Client addresses come from the connection, never from headers a
-	// client can forge.
+	// gin's own ClientIP trusts no header: client addresses, schemes and
+	// hosts come from origin.FromRequest (observe resolves them, honouring
+	// forwarding headers from http.trusted_proxies only).
 	_ = e.SetTrustedProxies(nil)
 	e.ContextWithFallback = true
 	e.Use(s.observe, s.recover, s.guardBody)
+	if err := s.setupTLS(cfg.HTTP.TLS, e); err != nil {
+		a.Close()
+		return nil, fmt.Errorf("server: %w", err)
+	}
 	s.routeOps(e)
 	regOpts := registry.Options{
 		PublicURL: cfg.HTTP.PublicURL,
@@ -279,10 +289,13 @@ func (s *Server) Addr() string {
 	return s.ln.Addr().String()
 }
 
-// Run serves until ctx is done, then shuts down gracefully: it stops
-// accepting, lets in-flight requests finish within http.shutdown_timeout,
-// and cuts off whatever is still running after that. A clean or cut-off
-// shutdown returns nil; a failure to listen or serve returns the error.
+// Run serves until ctx is done, then shuts down gracefully: /readyz
+// answers 503 at once while every other request is still served for
+// http.drain_delay (so a load balancer's health checks take this replica
+// out of rotation before its port closes); then it stops accepting, lets
+// in-flight requests finish within http.shutdown_timeout, and cuts off
+// whatever is still running after that. A clean or cut-off shutdown
+// returns nil; a failure to listen or serve returns the error.
 func (s *Server) Run(ctx context.Context) error {
 	if s.ln == nil {
 		if err := s.Listen(); err != nil {
@@ -290,13 +303,14 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}
 	served := make(chan error, 1)
-	go func() { served <- s.http.Serve(s.ln) }()
+	go func() { served <- s.serve() }()
 	backend := "filesystem"
 	if s.cfg.Storage.S3 != nil {
 		backend = "s3"
 	}
-	s.log.Info("listening", "addr", s.Addr(), "storage", backend)
+	s.log.Info("listening", "addr", s.Addr(), "storage", backend, "tls", s.tls != nil)
 	go s.purgeUploads(ctx)
+	go s.watchTLS(ctx)
 	go s.gc.loop(ctx)
 	outboxDone := make(chan struct{})
 	if s.outbox != nil {
@@ -312,6 +326,14 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 
 	s.draining.Store(true)
+	if d := s.cfg.HTTP.DrainDelay; d > 0 {
+		s.log.Info("draining: /readyz answers 503, still serving", "drain_delay", d.String())
+		select {
+		case err := <-served:
+			return fmt.Errorf("server: %w", err)
+		case <-time.After(d):
+		}
+	}
 	s.log.Info("shutting down", "timeout", s.cfg.HTTP.ShutdownTimeout.String())
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.HTTP.ShutdownTimeout)
 	defer cancel()

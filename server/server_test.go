@@ -90,6 +90,9 @@ func testConfig(t *testing.T) config.Config {
 		}},
 	}
 	cfg.Log.Level = "debug"
+	// Shutdown tests time the listener's closing; TestRunDrainDelay sets
+	// its own.
+	cfg.HTTP.DrainDelay = 0
 	return cfg
 }
 
@@ -431,6 +434,53 @@ func TestRunServesAndShutsDownGracefully(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Fatalf("Run = %v, want nil", err)
+	}
+}
+
+// TestRunDrainDelay: after the shutdown signal /readyz is 503 at once,
+// other requests are still served (new connections too) for
+// http.drain_delay, and only then does the listener close.
+func TestRunDrainDelay(t *testing.T) {
+	s, _ := newTestServer(t, nil)
+	const delay = 600 * time.Millisecond
+	s.cfg.HTTP.DrainDelay = delay
+	base, stop, done := runServer(t, s)
+	status := func(path string) int {
+		t.Helper()
+		// A new connection each time: the listener itself must accept.
+		c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 2 * time.Second}
+		resp, err := c.Get(base + path)
+		if err != nil {
+			return -1
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if st := status("/readyz"); st != http.StatusOK {
+		t.Fatalf("readyz before shutdown = %d", st)
+	}
+	stopped := time.Now()
+	stop()
+	time.Sleep(50 * time.Millisecond)
+	if st := status("/readyz"); st != http.StatusServiceUnavailable {
+		t.Errorf("readyz while draining = %d, want 503", st)
+	}
+	if st := status("/healthz"); st != http.StatusOK {
+		t.Errorf("healthz while draining = %d, want 200 (still serving)", st)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Run returned (%v) %s after the signal, before the drain delay", err, time.Since(stopped))
+	default:
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	if el := time.Since(stopped); el < delay {
+		t.Errorf("Run returned %s after the signal, want at least the drain delay %s", el, delay)
+	}
+	if st := status("/healthz"); st != -1 {
+		t.Errorf("healthz after shutdown = %d, want a refused connection", st)
 	}
 }
 

@@ -6,7 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
 	"runtime"
+	"syscall"
 
 	"github.com/slipway/slipway/config"
 	"github.com/slipway/slipway/internal/buildinfo"
@@ -79,13 +82,37 @@ func serve(ctx context.Context, args []string, stderr io.Writer, env config.Look
 	logger := server.NewLogger(stderr, cfg.Log.SlogLevel())
 	srv, err := server.New(cfg, logger)
 	if err == nil {
+		stop := reloadOnHangup(ctx, srv)
 		err = srv.Run(ctx)
+		stop()
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "slipway: %s\n", err)
 		return 1
 	}
 	return 0
+}
+
+// reloadOnHangup reloads the server's TLS certificate on each SIGHUP until
+// ctx ends or the returned stop is called. While serving, SIGHUP never
+// kills the process.
+func reloadOnHangup(ctx context.Context, srv *server.Server) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-hup:
+				srv.ReloadTLS(ctx)
+			case <-ctx.Done():
+				return
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() { signal.Stop(hup); close(done) }
 }
 
 // configFlag adds --config to a subcommand's flags.

@@ -62,6 +62,7 @@ func TestServeBadConfig(t *testing.T) {
 func TestServeStopsWhenContextEnds(t *testing.T) {
 	env := map[string]string{
 		"SLIPWAY_HTTP_ADDR":               "127.0.0.1:0",
+		"SLIPWAY_HTTP_DRAIN_DELAY":        "0s", // nothing balances to it
 		"SLIPWAY_STORAGE_FILESYSTEM_ROOT": t.TempDir(),
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -185,6 +186,7 @@ func TestServeCreatesAdminFromEnv(t *testing.T) {
 	root := t.TempDir()
 	env := map[string]string{
 		"SLIPWAY_HTTP_ADDR":               "127.0.0.1:0",
+		"SLIPWAY_HTTP_DRAIN_DELAY":        "0s", // nothing balances to it
 		"SLIPWAY_STORAGE_FILESYSTEM_ROOT": root,
 		"SLIPWAY_ADMIN_PASSWORD":          "env-admin-password",
 	}

@@ -3,8 +3,9 @@
 # need, on a Debian 12 machine with Go, as root. Idempotent: each step is
 # skipped when its result is already there, so running it twice is cheap.
 #
-#   - Debian packages: docker.io containerd skopeo chromium (apt-get update only
-#     if one is missing); chromium runs the admin pages' browser tests
+#   - Debian packages: docker.io containerd skopeo chromium haproxy (apt-get
+#     update only if one is missing); chromium runs the admin pages' browser
+#     tests, haproxy balances the replicas of integration/cluster
 #   - Go tools into $(go env GOPATH)/bin: crane, oras, staticcheck, the stock
 #     distribution registry, MinIO and versitygw (pinned versions below)
 #   - the OCI distribution-spec conformance binary, built once into
@@ -40,7 +41,7 @@ export PATH="$GOBIN_DIR:$PATH"
 
 # --- Debian packages -------------------------------------------------------
 missing=()
-for pkg in docker.io containerd skopeo chromium; do
+for pkg in docker.io containerd skopeo chromium haproxy; do
 	if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
 		missing+=("$pkg")
 	fi
@@ -70,7 +71,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
 		exit "$rc"
 	fi
 else
-	say "Debian packages present: docker.io containerd skopeo chromium"
+	say "Debian packages present: docker.io containerd skopeo chromium haproxy"
 fi
 # The browser tests (integration/browser*_test.go) start it by this name.
 if ! command -v chromium >/dev/null 2>&1; then

@@ -53,6 +53,7 @@ type Store struct {
 	internal string // root/.slipway#
 	tmp      string // temp files of writes in progress
 	locks    string // lock stripe files
+	readOnly bool   // NewReadOnly: no bookkeeping directory; writes never reach this Store
 
 	// mu is the in-process half of the key locks: goroutines queue here
 	// instead of each parking an OS thread in a blocking flock.
@@ -88,6 +89,26 @@ func New(root string) (*Store, error) {
 	return s, nil
 }
 
+// NewReadOnly opens the existing directory root for reading only: it
+// creates nothing there (no .slipway#/ bookkeeping, no sweep), works on a
+// read-only mount, and refuses every write with storage.ErrReadOnly
+// (storage.ReadOnly). It is how Slipway reads another program's folder,
+// such as the stock registry's storage during an import.
+func NewReadOnly(root string) (storage.Store, error) {
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return nil, fmt.Errorf("fs: root %q: %w", root, err)
+	}
+	fi, err := os.Stat(abs)
+	if err == nil && !fi.IsDir() {
+		err = fmt.Errorf("not a directory")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("fs: root %q: %w", root, err)
+	}
+	return storage.ReadOnly(&Store{root: abs, readOnly: true}), nil
+}
+
 // sweep removes temp entries (and uploads of older versions) a crashed
 // process left behind. Live writers touch their temp files continuously,
 // so only long-dead ones are old.
@@ -102,8 +123,15 @@ func (s *Store) sweep() {
 	}
 }
 
-// Ping checks that the store's internal directory exists and is writable.
+// Ping checks that the store's internal directory exists and is writable
+// (read-only: that the root can be read).
 func (s *Store) Ping(ctx context.Context) error {
+	if s.readOnly {
+		if err := syscall.Access(s.root, 5 /* R_OK|X_OK */); err != nil {
+			return fmt.Errorf("fs: root %q: %w: %w", s.root, storage.ErrUnavailable, err)
+		}
+		return nil
+	}
 	if err := syscall.Access(s.tmp, 2 /* W_OK */); err != nil {
 		return fmt.Errorf("fs: root %q: %w: %w", s.root, storage.ErrUnavailable, err)
 	}

@@ -59,6 +59,9 @@ http:
 			}
 		}
 		publicURL := r.URL()
+		if r.publicURL != "" {
+			publicURL = r.publicURL
+		}
 		if r.noPublicURL {
 			publicURL = ""
 		}
@@ -66,11 +69,12 @@ http:
   addr: %q
   public_url: %q
   secret: %q
+  drain_delay: %s
 %sstorage:
 %s  test_write_delay: %s
 log:
   level: debug
-%s%s`, r.Host, publicURL, r.secret, r.httpConfig, storage, r.writeDelay, r.authConfig(), r.extraConfig)
+%s%s`, r.Host, publicURL, r.secret, r.drainDelay, r.httpConfig, storage, r.writeDelay, r.authConfig(), r.extraConfig)
 	}
 	return os.WriteFile(r.cfgPath, []byte(cfg), 0o644)
 }

@@ -42,6 +42,9 @@ type MinIO struct {
 	shared    bool
 	versitygw bool // versitygw instead of MinIO
 	console   string
+	// peers are the endpoints of every node of a distributed MinIO
+	// (StartMinIOCluster), this one's included; nil for a single server.
+	peers []string
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -183,30 +186,50 @@ func (m *MinIO) command() (*exec.Cmd, error) {
 		)
 		return cmd, nil
 	}
-	cmd := exec.Command(bin, "server", "--quiet", "--address", m.Addr, "--console-address", m.console, m.DataDir)
+	drives := []string{m.DataDir}
+	if m.peers != nil {
+		drives = m.peers
+	}
+	cmd := exec.Command(bin, append([]string{"server", "--quiet", "--address", m.Addr, "--console-address", m.console}, drives...)...)
 	cmd.Env = append(filterEnv(os.Environ(), "MINIO_"),
 		"MINIO_ROOT_USER="+MinIOAccessKey,
 		"MINIO_ROOT_PASSWORD="+MinIOSecretKey,
 		"MINIO_BROWSER=off",
 		"MINIO_UPDATE=off",
 	)
+	if m.peers != nil {
+		// A distributed node's drive is a folder on the root disk, which
+		// MinIO refuses outside CI mode.
+		cmd.Env = append(cmd.Env, "MINIO_CI_CD=1")
+	}
 	return cmd, nil
 }
 
+// start spawns the server and waits until it is live.
 func (m *MinIO) start() error {
-	cmd, err := m.command()
+	done, err := m.spawn()
 	if err != nil {
 		return err
+	}
+	return m.waitLive(done)
+}
+
+// spawn starts the server process without waiting for it; done is closed
+// when it exits.
+func (m *MinIO) spawn() (chan struct{}, error) {
+	cmd, err := m.command()
+	if err != nil {
+		return nil, err
 	}
 	m.mu.Lock()
 	if m.cmd != nil {
 		m.mu.Unlock()
-		return errors.New(m.name() + " already running")
+		return nil, errors.New(m.name() + " already running")
 	}
 	m.mu.Unlock()
 	logf, err := os.OpenFile(m.LogPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	m.starts++
 	fmt.Fprintf(logf, "===== harness: start #%d of %s on %s, data %s, %s\n", m.starts, m.name(), m.Addr, m.DataDir, time.Now().Format(time.RFC3339Nano))
@@ -216,7 +239,7 @@ func (m *MinIO) start() error {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
-		return fmt.Errorf("starting %s: %w", cmd.Path, err)
+		return nil, fmt.Errorf("starting %s: %w", cmd.Path, err)
 	}
 	done := make(chan struct{})
 	m.mu.Lock()
@@ -227,7 +250,12 @@ func (m *MinIO) start() error {
 		logf.Close()
 		close(done)
 	}()
+	return done, nil
+}
 
+// waitLive waits (60s at most) until the spawned server answers S3 calls;
+// done is spawn's.
+func (m *MinIO) waitLive(done chan struct{}) error {
 	deadline := time.Now().Add(60 * time.Second)
 	var lastErr error
 	for time.Now().Before(deadline) {

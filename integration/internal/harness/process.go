@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
@@ -70,6 +71,10 @@ func (r *Registry) start() error {
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	client := &http.Client{Timeout: 2 * time.Second}
+	if r.tlsRoots != nil {
+		client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: r.tlsRoots}}
+		defer client.CloseIdleConnections()
+	}
 	var lastErr error
 	for time.Now().Before(deadline) {
 		select {
@@ -147,6 +152,38 @@ func closeIdleClientConns() {
 			c.CloseIdleConnections()
 		}
 	}
+}
+
+// Terminate sends SIGTERM and returns at once: the graceful shutdown runs
+// while the test watches (WaitExit).
+func (r *Registry) Terminate() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cmd != nil {
+		_ = r.cmd.Process.Signal(syscall.SIGTERM)
+	}
+}
+
+// WaitExit waits up to d for the server to exit (after Terminate) and
+// returns its exit error; it kills the server and says so if it is still
+// running after d.
+func (r *Registry) WaitExit(d time.Duration) error {
+	r.mu.Lock()
+	cmd, done := r.cmd, r.done
+	r.mu.Unlock()
+	if cmd == nil {
+		return nil
+	}
+	select {
+	case <-done:
+	case <-time.After(d):
+		r.Kill()
+		return fmt.Errorf("still running %s after SIGTERM; killed", d)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cmd = nil
+	return r.waitErr
 }
 
 // Kill stops the server with SIGKILL, as a crash would, and waits for it.

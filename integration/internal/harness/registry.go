@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"crypto/x509"
 	"fmt"
 	"net"
 	"os"
@@ -29,6 +30,18 @@ type Options struct {
 	// HTTPConfig is appended to Slipway's http section: lines indented
 	// by two spaces, such as "  body_timeout: 2s\n".
 	HTTPConfig string
+	// TLSRootCAs, when set, says the registry serves HTTPS (HTTPConfig
+	// holds its tls section) with a certificate these CAs sign, for
+	// 127.0.0.1: URL is then https, and the harness's own probes verify
+	// with them.
+	TLSRootCAs *x509.CertPool
+	// PublicURL sets http.public_url ("": the registry's own URL): the
+	// load balancer's URL for replicas behind one.
+	PublicURL string
+	// DrainDelay is Slipway's http.drain_delay. The harness writes 0 (a
+	// test's SIGTERM stop is then as quick as before the setting existed)
+	// unless a test behind a load balancer asks for more.
+	DrainDelay time.Duration
 }
 
 // S3 is the bucket a registry stores its state in.
@@ -77,6 +90,7 @@ type Registry struct {
 	Root        string // filesystem storage root, kept across Kill/Restart ("" on S3)
 	S3          *S3    // the bucket on S3 (MinIO and Bucket filled in), else nil
 	noPublicURL bool
+	publicURL   string // http.public_url when not the registry's own URL
 	LogPath     string // server output, appended across restarts
 	cfgPath     string
 	secret      string // http.secret, shared with replicas
@@ -89,6 +103,8 @@ type Registry struct {
 	lockout          *Lockout
 	extraConfig      string
 	httpConfig       string
+	tlsRoots         *x509.CertPool // nil: plain HTTP
+	drainDelay       time.Duration
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -113,7 +129,8 @@ func StartOpts(t testing.TB, opts Options) *Registry {
 		t.Fatalf("making the test accounts: %v", err)
 	}
 	r := &Registry{t: t, name: sanitize(t.Name()), secret: randomHex(16), noPublicURL: opts.NoPublicURL,
-		signingKey: defaultSigningKey(t), lockout: opts.Lockout, extraConfig: opts.ExtraConfig, httpConfig: opts.HTTPConfig}
+		signingKey: defaultSigningKey(t), lockout: opts.Lockout, extraConfig: opts.ExtraConfig, httpConfig: opts.HTTPConfig,
+		tlsRoots: opts.TLSRootCAs, drainDelay: opts.DrainDelay, publicURL: opts.PublicURL}
 	if opts.S3 != nil {
 		s := *opts.S3
 		switch {
@@ -142,10 +159,21 @@ func StartOpts(t testing.TB, opts Options) *Registry {
 // the test ends: two replicas behind one load balancer, as it were.
 func (r *Registry) StartReplica(t testing.TB) *Registry {
 	t.Helper()
-	r2 := &Registry{t: t, name: r.name + "-replica", Root: r.Root, secret: r.secret, writeDelay: r.writeDelay, noPublicURL: r.noPublicURL,
-		signingKey: r.signingKey, verificationKeys: r.verificationKeys, lockout: r.lockout, extraConfig: r.extraConfig, httpConfig: r.httpConfig}
+	return r.StartReplicaOn(t, nil)
+}
+
+// StartReplicaOn is StartReplica with the bucket reached through another
+// server of the same store (a node of a distributed MinIO); nil: r's.
+func (r *Registry) StartReplicaOn(t testing.TB, m *MinIO) *Registry {
+	t.Helper()
+	r2 := &Registry{t: t, name: r.name + "-replica", Root: r.Root, secret: r.secret, writeDelay: r.writeDelay, noPublicURL: r.noPublicURL, publicURL: r.publicURL,
+		signingKey: r.signingKey, verificationKeys: r.verificationKeys, lockout: r.lockout, extraConfig: r.extraConfig, httpConfig: r.httpConfig, drainDelay: r.drainDelay,
+		tlsRoots: r.tlsRoots}
 	if r.S3 != nil {
 		s := *r.S3
+		if m != nil {
+			s.MinIO = m
+		}
 		r2.S3 = &s
 	}
 	r2.launch()
@@ -199,8 +227,14 @@ func (r *Registry) storageDesc() string {
 	return "root " + r.Root
 }
 
-// URL is the registry's base URL, http://127.0.0.1:PORT.
-func (r *Registry) URL() string { return "http://" + r.Host }
+// URL is the registry's base URL, http://127.0.0.1:PORT (https with
+// Options.TLSRootCAs).
+func (r *Registry) URL() string {
+	if r.tlsRoots != nil {
+		return "https://" + r.Host
+	}
+	return "http://" + r.Host
+}
 
 // ConfigPath is the registry's configuration file: what `slipway gc
 // --config` and other one-off commands read to reach the same storage.
