@@ -41,11 +41,11 @@ COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certifica
 COPY --from=build --chown=65532:65532 /out/rootfs/ /
 COPY --from=build /out/slipway /slipway
 # Everything a server keeps locally goes to /data: the storage root (when
-# storage is a folder) and the token signing key, generated on first start.
-# A configuration file does not override these variables; pass one empty
-# (-e SLIPWAY_AUTH_SIGNING_KEY=) to let the file decide.
-ENV SLIPWAY_STORAGE_FILESYSTEM_ROOT=/data \
-    SLIPWAY_AUTH_SIGNING_KEY=/data/keys/token.pem
+# storage is a folder) and, following it unless auth.signing_key is set
+# (e.g. to a mounted Secret), the token signing key /data/keys/token.pem,
+# generated on first start. The variable wins over a configuration file's
+# storage.filesystem.root; pass it empty to let the file decide.
+ENV SLIPWAY_STORAGE_FILESYSTEM_ROOT=/data
 USER 65532:65532
 VOLUME /data
 EXPOSE 5000

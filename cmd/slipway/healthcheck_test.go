@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/slipway/slipway/internal/testpki"
 )
 
 func TestHealthURL(t *testing.T) {
@@ -22,11 +25,14 @@ func TestHealthURL(t *testing.T) {
 		"[::1]:5000":          "http://[::1]:5000/healthz",
 		"registry.local:5000": "http://registry.local:5000/healthz",
 	} {
-		if got, err := healthURL(addr); err != nil || got != want {
+		if got, err := healthURL(addr, false); err != nil || got != want {
 			t.Errorf("healthURL(%q) = %q, %v; want %q", addr, got, err, want)
 		}
 	}
-	if got, err := healthURL("5000"); err == nil {
+	if got, err := healthURL(":5000", true); err != nil || got != "https://127.0.0.1:5000/healthz" {
+		t.Errorf("healthURL(\":5000\", tls) = %q, %v", got, err)
+	}
+	if got, err := healthURL("5000", false); err == nil {
 		t.Errorf("healthURL(\"5000\") = %q, want an error", got)
 	}
 }
@@ -126,4 +132,30 @@ func closedPort(t *testing.T) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// TestHealthcheckTLS: with http.tls set, the default URL is HTTPS and the
+// server's certificate (for another name) is not in the way.
+func TestHealthcheckTLS(t *testing.T) {
+	certFile, keyFile := testpki.NewCA(t, "healthcheck test CA").Server(t, "registry.example.com").Files(t, t.TempDir(), "tls")
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil || r.URL.Path != "/healthz" {
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{pair}}
+	srv.StartTLS()
+	defer srv.Close()
+	env := map[string]string{
+		"SLIPWAY_HTTP_ADDR":          strings.TrimPrefix(srv.URL, "https://"),
+		"SLIPWAY_HTTP_TLS_CERT_FILE": certFile,
+		"SLIPWAY_HTTP_TLS_KEY_FILE":  keyFile,
+	}
+	if code, out, errb := healthcheck(env); code != 0 || !strings.Contains(out, srv.URL+"/healthz") {
+		t.Fatalf("TLS server: exit %d, stdout %q, stderr %q", code, out, errb)
+	}
 }
