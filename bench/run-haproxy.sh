@@ -81,33 +81,11 @@ HAPROXY_SOCK=$RUN_DIR/haproxy.sock
 start_haproxy() {
 	local port=$((BASE_PORT + 10)) cfg=$RUN_DIR/haproxy.cfg
 	port_free "$port" || die "port $port in use (set BASE_PORT)"
-	cat >"$cfg" <<-EOF
-		global
-		    stats socket $HAPROXY_SOCK mode 600 level admin
-		    maxconn 4000
-		defaults
-		    mode http
-		    timeout connect 2s
-		    timeout client 5m
-		    timeout server 5m
-		    timeout http-request 30s
-		    timeout check 1s
-		    retries 3
-		    option redispatch 1
-		frontend registry
-		    bind 127.0.0.1:$port
-		    option forwardfor
-		    http-request set-header X-Forwarded-Proto http
-		    default_backend slipway
-		backend slipway
-		    balance roundrobin
-		    option httpchk GET /readyz
-		    http-check expect status 200
-		    default-server check inter 500ms fall 2 rise 2 source 127.0.0.2
-		    server r1 127.0.0.1:$((BASE_PORT + 1))
-		    server r2 127.0.0.1:$((BASE_PORT + 2))
-		    server r3 127.0.0.1:$((BASE_PORT + 3))
-	EOF
+	# The configuration integration/cluster runs (harness.HAProxyConfig),
+	# not a copy of it.
+	(cd "$REPO" && go run ./integration/internal/harness/haproxycfg -bind "127.0.0.1:$port" -sock "$HAPROXY_SOCK" \
+		"127.0.0.1:$((BASE_PORT + 1))" "127.0.0.1:$((BASE_PORT + 2))" "127.0.0.1:$((BASE_PORT + 3))") >"$cfg" ||
+		die "cannot write the HAProxy configuration"
 	"$HAPROXY_BIN" -db -f "$cfg" >>"$RUN_DIR/haproxy.log" 2>&1 &
 	started haproxy "$port" 401
 	sleep 2 # every server's first checks (rise 2, 500 ms apart)

@@ -51,7 +51,7 @@ func StartCluster(t testing.TB, o ClusterOptions) *Cluster {
 	start := time.Now()
 	c := &Cluster{MinIO: StartMinIOCluster(t, o.MinIONodes)}
 	c.Bucket = c.MinIO[0].NewBucket(t)
-	c.Host = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	c.Host = fmt.Sprintf("127.0.0.1:%d", FreePort(t))
 	first := StartOpts(t, Options{
 		S3:         &S3{MinIO: c.MinIO[0], Bucket: c.Bucket},
 		PublicURL:  "http://" + c.Host,

@@ -58,9 +58,11 @@ func HAProxyBinary() (string, error) {
 // trusting only it (http.trusted_proxies) tells the proxy from the client.
 const HAProxySource = "127.0.0.2"
 
-// haproxyConfig is the configuration for a frontend on host balancing over
-// servers (named r1, r2, ... in order).
-func haproxyConfig(host, sock string, servers []string) string {
+// HAProxyConfig is the configuration for a frontend on host balancing over
+// servers (named r1, r2, ... in order), with its stats socket at sock. The
+// cluster tests and bench/run-haproxy.sh (through ./haproxycfg) run this
+// one configuration.
+func HAProxyConfig(host, sock string, servers []string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `global
     stats socket %s mode 600 level admin
@@ -111,7 +113,7 @@ func StartHAProxy(t testing.TB, host string, servers []string) *HAProxy {
 	dir := t.TempDir()
 	h := &HAProxy{Host: host, sock: filepath.Join(dir, "stats.sock")}
 	cfg := filepath.Join(dir, "haproxy.cfg")
-	if err := os.WriteFile(cfg, []byte(haproxyConfig(host, h.sock, servers)), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(HAProxyConfig(host, h.sock, servers)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	f, err := os.CreateTemp(logDir, sanitize(t.Name())+"-haproxy-*.log")

@@ -11,7 +11,9 @@ import (
 	"testing"
 )
 
-func freePort(t testing.TB) int {
+// FreePort is a loopback TCP port nothing listens on (just released), for
+// servers a test starts itself (e.g. a container on the host network).
+func FreePort(t testing.TB) int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -76,7 +78,3 @@ outer:
 	}
 	return out
 }
-
-// FreePort is a loopback TCP port nothing listens on (just released), for
-// servers a test starts itself (e.g. a container on the host network).
-func FreePort(t testing.TB) int { return freePort(t) }

@@ -205,7 +205,7 @@ func (r *Registry) launch() {
 	// A free port can be taken between our probe and the server's bind:
 	// retry with another one if the server says so.
 	for attempt := 0; ; attempt++ {
-		r.Host = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		r.Host = fmt.Sprintf("127.0.0.1:%d", FreePort(t))
 		if err := r.writeConfig(); err != nil {
 			t.Fatal(err)
 		}
