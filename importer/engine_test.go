@@ -9,7 +9,9 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -283,9 +285,14 @@ func TestImmutableStageGetsLedgerRecords(t *testing.T) {
 	if opts.StageMap, err = importer.ParseStageMap([]string{"=production/"}); err != nil {
 		t.Fatal(err)
 	}
+	outbox := &events{}
+	opts.Tagger = promote.New(dst, opts.Registry.Metadata(), promote.Options{Stages: opts.Stages, Logger: quiet, Outbox: outbox})
 	sum := run(t, opts)
 	if sum.Tags.Imported != 3 || sum.ProblemsTotal != 0 {
 		t.Fatalf("import into production: %+v", sum)
+	}
+	if outbox.n.Load() != 0 {
+		t.Fatalf("an import queued %d webhook events; a migration is not a deployment", outbox.n.Load())
 	}
 	f.serves(t, dst, "production/")
 	ledger := promote.New(dst, registry.New(dst, registry.Options{Logger: quiet}).Metadata(), promote.Options{Stages: config.Default().Stages, Logger: quiet})
@@ -307,6 +314,33 @@ func TestImmutableStageGetsLedgerRecords(t *testing.T) {
 	opts.StageMap, _ = importer.ParseStageMap([]string{"=production/"})
 	if sum := run(t, opts); len(dst.writes()) != 0 || sum.Tags.Present != 3 {
 		t.Fatalf("rerun wrote %v: %+v", dst.writes(), sum)
+	}
+}
+
+// events counts the webhook events queued.
+type events struct{ n atomic.Int64 }
+
+func (o *events) EnqueueOnce(context.Context, string, time.Time, string, any) error {
+	o.n.Add(1)
+	return nil
+}
+
+func TestStopAtFirstProblem(t *testing.T) {
+	f := newFixture(t)
+	f.st.Put(stocktest.RepoKey("app")+"_manifests/tags/bad/current/link", []byte("not a digest"))
+	for _, stop := range []bool{false, true} {
+		dst := newSlipway(t)
+		opts := options(t, f, dst)
+		opts.StopAtFirstProblem = stop
+		sum, err := importer.Run(context.Background(), opts)
+		if err != nil || sum.ProblemsTotal != 1 {
+			t.Fatalf("stop %v: %v %+v", stop, err, sum)
+		}
+		// The problem is app's (planned first): stopping imports nothing
+		// after it; going on imports everything else.
+		if got, want := sum.Tags.Imported, map[bool]int64{false: 3, true: 0}[stop]; got != want {
+			t.Fatalf("stop at the first problem %v: %d tags imported, want %d (%+v)", stop, got, want, sum)
+		}
 	}
 }
 
