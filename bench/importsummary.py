@@ -4,8 +4,9 @@
 Per case (same bucket, other bucket): the median wall time of copying every
 tag through both registries' APIs (crane copy) and of `slipway import`, their
 ratio (targets: same bucket >= 50x, other bucket >= 5x), and the S3 requests
-the import sent (counted by bench/s3count) per blob of the stock registry
-(layers and configs; the population's count), by kind.
+the import sent (counted by bench/s3count: its reads of the stock layout and
+its writes into Slipway) per blob it imported (its JSON summary's
+blobs.imported; else the population's layers and configs), by kind.
 """
 import json, statistics, sys
 
@@ -17,7 +18,7 @@ for line in open(sys.argv[1]):
 
 CASES = {'same': 'same bucket (reference)', 'other': 'other bucket (server-side copy)'}
 TARGET = {'same': 50, 'other': 5}
-DATA_KINDS = ('PUT object', 'PUT part', 'PUT copy', 'PUT part-copy', 'POST multipart-init', 'GET object')
+KINDS = ('PUT copy', 'PUT part-copy', 'PUT part', 'PUT object', 'GET object')
 
 
 def runs(scenario, case):
@@ -40,6 +41,13 @@ def spread(rs):
     return m, txt + (' (+%d failed)' % failed if failed else '')
 
 
+def imported(r):
+    try:
+        return int(r['extra']['summary']['blobs']['imported'])
+    except (KeyError, TypeError, ValueError):
+        return 0
+
+
 pop = next((r for r in lines if r.get('scenario') == 'populate'), None)
 blobs = pop['extra']['blobs'] if pop else 0
 if pop:
@@ -48,7 +56,7 @@ if pop:
           '(pushed through its API in %.0f s).' % (e['repos'], e['tags'], e['blobs'], e['manifests'], e['bytes'] / 1048576, pop['seconds']))
     print()
 
-print('| Case | API copy (`crane copy`) | `slipway import` | API / import | target | S3 requests per blob (import) | data requests (import, median run) |')
+print('| Case | API copy (`crane copy`) | `slipway import` | API / import | target | S3 requests per imported blob | of which (median run) |')
 print('|---|---|---|---|---|---|---|')
 for case, name in CASES.items():
     api, imp = runs('api-copy', case), runs('import', case)
@@ -60,11 +68,12 @@ for case, name in CASES.items():
     met = '—' if not (ma and mi) else ('yes' if ma / mi >= TARGET[case] else '**NO**')
     per, kinds = '—', '—'
     good = sorted(ok(imp), key=lambda r: r['seconds'])
-    if good and blobs:
-        totals = sorted(r['extra']['s3']['total'] for r in good)
-        per = '%.2f (%d requests)' % (statistics.median(totals) / blobs, statistics.median(totals))
-        counts = good[len(good) // 2]['extra']['s3']['counts']
-        kinds = ', '.join('%s %d' % (k, counts.get(k, 0)) for k in DATA_KINDS)
+    if good:
+        r = good[len(good) // 2]
+        n = imported(r) or blobs
+        per = '%.2f (%d requests, %d blobs)' % (r['extra']['s3']['total'] / n, r['extra']['s3']['total'], n) if n else '—'
+        counts = r['extra']['s3']['counts']
+        kinds = ', '.join('%s %d' % (k, counts.get(k, 0)) for k in KINDS)
     print('| %s | %s | %s | %s | ≥ %d×: %s | %s | %s |' % (name, ta, ti, ratio, TARGET[case], met, per, kinds))
 print()
 
