@@ -62,6 +62,7 @@ func testImportFolder(t *testing.T, stock *stockRegistry, f *stockFixture) {
 	if r.Summary.Tags.Imported != len(f.tags) || r.Summary.Referrers.Imported < 1 || r.Summary.Manifests.Imported < 4 || r.Summary.Blobs.Imported < 6 {
 		t.Errorf("clean import summary: %+v; want %d tags, 4+ manifests, 1+ referrer, 6+ blobs imported\n%s", r.Summary, len(f.tags), r.Stdout)
 	}
+	requireBytesBy(t, r, "copied-by-store")
 	want := storeShape(t, clean)
 	verifyStore(t, clean)
 	requireHardLinks(t, clean, stock)
@@ -171,6 +172,7 @@ func testImportSameBucket(t *testing.T, stock *stockRegistry, f *stockFixture) {
 	if r.Summary.Tags.Imported != len(f.tags) || r.Summary.Blobs.Imported < 6 {
 		t.Errorf("summary %+v: want %d tags and 6+ blobs imported", r.Summary, len(f.tags))
 	}
+	requireBytesBy(t, r, "referenced")
 	writes, written := 0, int64(0)
 	for _, q := range take.Requests {
 		switch {
@@ -208,7 +210,10 @@ func testImportSameBucket(t *testing.T, stock *stockRegistry, f *stockFixture) {
 		t.Errorf("second run imported %d objects: %+v", r.Summary.written(), r.Summary)
 	}
 	for _, q := range take.Requests {
-		if q.Method != "GET" && q.Method != "HEAD" {
+		// Opening Slipway's store writes its conditional-write probe
+		// (_slipway/probe/), as every start does; the import itself
+		// must write nothing.
+		if q.Method != "GET" && q.Method != "HEAD" && !strings.HasPrefix(q.Path, "/"+stock.Bucket+"/_slipway/") {
 			t.Errorf("second run wrote: %s %s (%s)", q.Method, q.Path, q.Kind)
 		}
 	}
@@ -217,7 +222,8 @@ func testImportSameBucket(t *testing.T, stock *stockRegistry, f *stockFixture) {
 }
 
 // testImportOtherBucket: Slipway on another bucket of the same MinIO: the
-// blobs are server-side copies (no blob is downloaded, none uploaded).
+// blobs are server-side copies (no blob is downloaded, none uploaded), and
+// nothing is written into the stock registry's bucket.
 func testImportOtherBucket(t *testing.T, stock *stockRegistry, f *stockFixture) {
 	reg := harness.StartOpts(t, harness.Options{S3: &harness.S3{MinIO: stock.MinIO}})
 	counter := startS3Counter(t, stock.MinIO)
@@ -225,10 +231,14 @@ func testImportOtherBucket(t *testing.T, stock *stockRegistry, f *stockFixture) 
 	counter.Take(t)
 	r := requireImportOK(t, cfg, "--from", stock.Source(), "--from-endpoint", "http://"+counter.Addr)
 	take := counter.Take(t)
+	requireBytesBy(t, r, "copied-by-store")
 	copies := 0
 	for _, q := range take.Requests {
 		if strings.Contains(q.Kind, "copy") {
 			copies++
+		}
+		if q.Method != "GET" && q.Method != "HEAD" && strings.HasPrefix(q.Path, "/"+stock.Bucket+"/") {
+			t.Errorf("the import wrote into the bucket it reads: %s %s (%s)", q.Method, q.Path, q.Kind)
 		}
 		if q.Bytes >= 16<<10 || q.ResponseBytes >= 16<<10 { // the smallest layer is 32 KiB
 			t.Errorf("%s %s (%s) moved %d bytes up, %d down: a blob through the importer", q.Method, q.Path, q.Kind, q.Bytes, q.ResponseBytes)
@@ -273,13 +283,19 @@ func testImportStages(t *testing.T, stock *stockRegistry, f *stockFixture) {
 	if d := shapeDiff(before, listing(t, reg)); len(d) > 0 {
 		t.Errorf("--dry-run wrote to the store:\n%s", strings.Join(d, "\n"))
 	}
-	if len(r.Summary.Conflicts) != 1 {
-		t.Errorf("--dry-run: conflicts %v, want staging/app:1", r.Summary.Conflicts)
+	wantConflict := func(what string, r importRun, overwritten bool) {
+		t.Helper()
+		c := r.Summary.Conflicts
+		if len(c) != 1 || c[0].Tag != "staging/app:1" || c[0].Stock != f.tags[stockApp] || c[0].Slipway != otherDigest || c[0].Overwritten != overwritten {
+			t.Errorf("%s: conflicts %+v, want staging/app:1 (stock %s, Slipway %s, overwritten %t)\n%s", what, c, f.tags[stockApp], otherDigest, overwritten, r.Stdout)
+		}
 	}
+	wantConflict("--dry-run", r, false)
 
 	r = runImport(t, reg.ConfigPath(), "--from", stock.Source(), "--stage-map", "it/=staging/")
-	if len(r.Summary.Conflicts) != 1 || !strings.Contains(r.Stdout, "staging/app") {
-		t.Errorf("import into staging/: conflicts %v, want staging/app:1\n%s", r.Summary.Conflicts, r.Stdout)
+	wantConflict("import into staging/", r, false)
+	if r.Exit != 0 || len(r.Summary.Problems) > 0 || r.Summary.Tags.Imported != len(f.tags)-1 {
+		t.Errorf("import into staging/ with a conflict: exit %d, problems %v, %d tags imported (want 0, none, %d)", r.Exit, r.Summary.Problems, r.Summary.Tags.Imported, len(f.tags)-1)
 	}
 	if got := headDigest("staging/app:1"); got != otherDigest {
 		t.Errorf("staging/app:1 is %s after a conflicting import, want the pushed %s", got, otherDigest)
@@ -291,7 +307,8 @@ func testImportStages(t *testing.T, stock *stockRegistry, f *stockFixture) {
 			}
 		}
 	}
-	requireImportOK(t, reg.ConfigPath(), "--from", stock.Source(), "--stage-map", "it/=staging/", "--overwrite-mutable")
+	r = requireImportOK(t, reg.ConfigPath(), "--from", stock.Source(), "--stage-map", "it/=staging/", "--overwrite-mutable")
+	wantConflict("--overwrite-mutable", r, true)
 	if got := headDigest("staging/app:1"); got != f.tags[stockApp] {
 		t.Errorf("staging/app:1 is %s after --overwrite-mutable, want the stock %s", got, f.tags[stockApp])
 	}
