@@ -1,9 +1,11 @@
 package integration
 
 import (
+	"crypto/rand"
 	"encoding/json"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -44,6 +46,7 @@ func TestImport(t *testing.T) {
 	t.Run("other-bucket", func(t *testing.T) { testImportOtherBucket(t, s3Stock, s3Fix) })
 	t.Run("stages", func(t *testing.T) { testImportStages(t, fsStock, fsFix) })
 	t.Run("not-a-layout", func(t *testing.T) { testImportNotALayout(t, fsStock) })
+	t.Run("corrupt", func(t *testing.T) { testImportCorrupt(t, fsStock) })
 
 	requireSameSnapshot(t, "the stock folder", fsBefore, fsStock.snapshot(t))
 	requireSameSnapshot(t, "the stock bucket", s3Before, s3Stock.snapshot(t))
@@ -375,5 +378,72 @@ func testImportNotALayout(t *testing.T, stock *stockRegistry) {
 	}
 	if d := shapeDiff(before, listing(t, reg)); len(d) > 0 {
 		t.Errorf("a refused import wrote:\n%s", strings.Join(d, "\n"))
+	}
+}
+
+// testImportCorrupt: a copy of the stock folder with B's own layer
+// overwritten by other bytes of its size and it/app:1's tag link garbled.
+// With --verify the layer is a problem naming it and is not imported, nor
+// is anything that needs it (it/web:2, the index it/multi:1); the tag link
+// is a problem naming its key; the rest (it/web:1) is imported, and the
+// run exits 1.
+func testImportCorrupt(t *testing.T, stock *stockRegistry) {
+	reg := harness.Start(t)
+	src := filepath.Join(t.TempDir(), "stock")
+	if out, err := exec.Command("cp", "-a", stock.Root, src).CombinedOutput(); err != nil {
+		t.Fatalf("copying the stock folder: %v\n%s", err, out)
+	}
+	layers := func(tag string) map[string]bool {
+		img, err := remote.Image(parseRef(t, stock.Ref(tag)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := img.Manifest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]bool{}
+		for _, l := range m.Layers {
+			out[l.Digest.Hex] = true
+		}
+		return out
+	}
+	inA := layers(stockApp)
+	own := ""
+	for hex := range layers(stockWeb2) {
+		if !inA[hex] {
+			own = hex
+		}
+	}
+	if own == "" {
+		t.Fatal("image B has no layer of its own")
+	}
+	data := filepath.Join(src, "docker/registry/v2/blobs/sha256", own[:2], own, "data")
+	fi, err := os.Stat(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := make([]byte, fi.Size())
+	_, _ = rand.Read(other)
+	link := "docker/registry/v2/repositories/it/app/_manifests/tags/1/current/link"
+	for p, b := range map[string][]byte{data: other, filepath.Join(src, link): []byte("not a digest")} {
+		if err := os.Remove(p); err != nil { // a fresh file: never write through a hard link
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	r := runImport(t, reg.ConfigPath(), "--from", src, "--verify")
+	if r.Exit != 1 || !strings.Contains(r.Stdout, own) || !strings.Contains(r.Stdout, link) {
+		t.Errorf("import --verify of a corrupt layout: exit %d (want 1), problems %+v (want %s and %s named)", r.Exit, r.Summary.Problems, own, link)
+	}
+	auth := as(reg.User())
+	for tag, want := range map[string]bool{stockWeb1: true, stockApp: false, stockWeb2: false, stockMulti: false} {
+		_, err := remote.Head(parseRef(t, reg.Ref(tag)), auth)
+		if got := err == nil; got != want {
+			t.Errorf("%s imported: %t, want %t (%v)", tag, got, want, err)
+		}
 	}
 }
