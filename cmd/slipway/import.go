@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -87,7 +88,10 @@ func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		OverwriteMutable: f.overwrite, StopAtFirstProblem: !f.keepGoing, Parallel: f.parallel,
 		Progress: &importer.Progress{},
 	}
-	if opts.Reference, err = referenceMode(f, src, cfg.Storage, store); err != nil {
+	switch opts.Reference, err = referenceMode(f, src, cfg.Storage, store); {
+	case errors.Is(err, errNoBucketView):
+		fmt.Fprintf(stderr, "slipway import: note: %s\n", err)
+	case err != nil:
 		fmt.Fprintf(stderr, "slipway import: %s\n", err)
 		return 1
 	}

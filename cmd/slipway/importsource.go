@@ -102,10 +102,16 @@ var slipwayPrefixes = []string{
 	registry.RepositoriesPrefix, "catalog/", "ledger/", "outbox/", "outbox-dead/", "auth/", "gc/", "_slipway/",
 }
 
+// errNoBucketView: the source is Slipway's own bucket, but Slipway's
+// store cannot read outside keys; the import copies (a note, not a
+// failure).
+var errNoBucketView = errors.New("the source is Slipway's own bucket, but this storage cannot name data outside Slipway's keys: copying instead of referencing")
+
 // referenceMode decides same-bucket reference mode (§7.2–7.4): the
 // source is Slipway's own endpoint and bucket, --mode is auto, and
 // Slipway's store can read outside keys (storage.BucketViewer). It
-// returns the stock key → bucket key mapping then, nil otherwise; an
+// returns the stock key → bucket key mapping then, nil otherwise (with
+// errNoBucketView when only the store's capability is missing); an
 // error when the stock layout lies under one of Slipway's prefixes,
 // where the collector's orphan stage or purge would free the stock
 // registry's data.
@@ -117,7 +123,7 @@ func referenceMode(f importFlags, src importSource, dst config.Storage, store st
 		return nil, err
 	}
 	if _, ok := store.(storage.BucketViewer); !ok {
-		return nil, nil
+		return nil, errNoBucketView
 	}
 	prefix := ""
 	if src.root != "" {
