@@ -85,6 +85,8 @@ func (s *Service) commit(ctx context.Context, rec Record, st config.Stage, guard
 			rec.Outcome = OutcomeNoop
 		case rec.RollbackOf != "":
 			rec.Outcome = OutcomeRolledBack
+		case rec.Outcome == OutcomeImported:
+			// ImportTag's guard let it through: the tag does not exist.
 		default:
 			rec.Outcome = OutcomePromoted
 		}

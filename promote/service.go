@@ -104,7 +104,7 @@ func (k *keyedMutex) lock(key string) (unlock func()) {
 
 // notify queues the webhook event of a record that changed its tag.
 func (s *Service) notify(ctx context.Context, rec Record) error {
-	if s.opts.Outbox == nil || rec.Outcome == OutcomeNoop {
+	if s.opts.Outbox == nil || rec.Outcome == OutcomeNoop || rec.Outcome == OutcomeImported {
 		return nil
 	}
 	event := config.EventPromotion

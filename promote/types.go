@@ -17,6 +17,10 @@ const (
 	OutcomePromoted   = "promoted"    // the tag now names the digest
 	OutcomeNoop       = "noop"        // the tag already named the digest
 	OutcomeRolledBack = "rolled_back" // the tag was re-pointed to an earlier record's previous digest
+	// OutcomeImported: `slipway import` set the tag, which did not exist,
+	// from the stock registry (Source is "import:<source>/<repo>:<tag>").
+	// It queues no webhook event: a migration is not a deployment.
+	OutcomeImported = "imported"
 )
 
 // Record is one ledger entry: a promotion or a rollback of one target tag.

@@ -172,6 +172,17 @@ func (r *Registry) putManifest(c *gin.Context, name, ref string) {
 	c.Status(http.StatusCreated)
 }
 
+// ValidateManifest makes the checks of a /v2/ manifest PUT without HTTP
+// (for `slipway import`, docs/architecture.md §7.5): raw, of media type
+// mediaType ("": the manifest's own field), must parse as a schema 2
+// manifest or index, and everything it references must be in repo with
+// the declared sizes (a subject need not be). It reads only. The error is
+// the one a PUT would answer with (its message names the problem).
+func (r *Registry) ValidateManifest(ctx context.Context, repo, mediaType string, raw []byte, d digest.Digest) (Manifest, error) {
+	man, _, err := r.validateManifest(ctx, repo, mediaType, raw, d)
+	return man, err
+}
+
 // validateManifest parses a manifest with distribution's schema packages and
 // checks that everything it references is in the repository.
 func (r *Registry) validateManifest(ctx context.Context, name, contentType string, raw []byte, d digest.Digest) (Manifest, *manifestFields, error) {

@@ -30,6 +30,13 @@ const usage = `Usage:
   slipway gc [--dry-run] [--config FILE] [--grace D]
                                   one garbage collection on the configured storage,
                                   while the replicas keep serving
+  slipway import --from FOLDER|s3://BUCKET/ROOTDIR [--from-endpoint URL]
+                [--repositories GLOB] [--stage-map OLD/=NEW/]... [--dry-run]
+                [--verify] [--overwrite-mutable] [--keep-going=false]
+                [--mode=auto|copy] [--config FILE]
+                                  import a stock registry's storage (registry:2/3):
+                                  every repository, tag, manifest and blob; JSON
+                                  summary on stdout; rerun to resume or catch up
   slipway healthcheck [--config FILE] [--url URL] [--timeout D]
                                   exit 0 if /healthz answers 200 (default: on
                                   loopback, at the port of http.addr), else 1
@@ -59,6 +66,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return rollbackCmd(ctx, args[1:], stdout, stderr, env)
 	case "gc":
 		return gcCmd(ctx, args[1:], stdout, stderr, env)
+	case "import":
+		return importCmd(ctx, args[1:], stdout, stderr, env)
 	case "healthcheck":
 		return healthcheckCmd(ctx, args[1:], stdout, stderr, env)
 	case "version":
