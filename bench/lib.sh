@@ -242,6 +242,55 @@ slipway_s3_yaml() {
 	EOF
 }
 
+# stock_config PORT STORAGE: the stock registry's configuration serving
+# 127.0.0.1:PORT with the upstream image's defaults (in-memory blob
+# descriptor cache), logging turned down and the access log off; STORAGE is
+# the rest of its storage section, indented two spaces (stock_s3_storage).
+stock_config() {
+	cat <<-EOF
+		version: 0.1
+		log:
+		  level: error
+		  accesslog:
+		    disabled: true
+		storage:
+		  cache:
+		    blobdescriptor: inmemory
+		$2
+		http:
+		  addr: "127.0.0.1:$1"
+	EOF
+}
+
+# stock_s3_storage S3ENDPOINT BUCKET [ROOTDIRECTORY]: the stock registry's
+# storage.s3 on the bench MinIO (for stock_config).
+stock_s3_storage() {
+	cat <<-EOF
+		  s3:
+		    accesskey: "$MINIO_ROOT_USER"
+		    secretkey: "$MINIO_ROOT_PASSWORD"
+		    region: us-east-1
+		    regionendpoint: "http://$1"
+		    bucket: $2${3:+
+		    rootdirectory: \"$3\"}
+		    secure: false
+		    v4auth: true
+		    forcepathstyle: true
+	EOF
+}
+
+# start_s3count: bench/s3count (built by build_bench s3count), a counting
+# reverse proxy, in front of MinIO at PROXY_EP (BASE_PORT+61), its counts
+# at http://PROXY_CTL/take (BASE_PORT+71).
+start_s3count() {
+	PROXY_EP=127.0.0.1:$((BASE_PORT + 61))
+	PROXY_CTL=127.0.0.1:$((BASE_PORT + 71))
+	port_free $((BASE_PORT + 61)) && port_free $((BASE_PORT + 71)) || die "proxy ports in use (set BASE_PORT)"
+	"$RUN_DIR/s3count" -listen "$PROXY_EP" -target "http://$MINIO_EP" -control "$PROXY_CTL" >>"$RUN_DIR/s3count.log" 2>&1 &
+	PID[s3count]=$!
+	wait_http s3count "http://$PROXY_CTL/take" 200
+}
+
 # record_result WHAT OUT RC [STEP]: append regbench's JSON line OUT to
 # RESULTS and log it as WHAT; RC other than 0 counts a failure (of STEP:
 # setup, or the timed run by default) in $failures.

@@ -101,12 +101,7 @@ start_minio
 	die "cannot create bucket stock"
 
 # the collectors' S3 endpoint: a counting proxy in front of MinIO
-PROXY_EP=127.0.0.1:$((BASE_PORT + 61))
-PROXY_CTL=127.0.0.1:$((BASE_PORT + 71))
-port_free $((BASE_PORT + 61)) && port_free $((BASE_PORT + 71)) || die "proxy ports in use (set BASE_PORT)"
-"$RUN_DIR/s3count" -listen "$PROXY_EP" -target "http://$MINIO_EP" -control "$PROXY_CTL" >>"$RUN_DIR/s3count.log" 2>&1 &
-PID[s3count]=$!
-wait_http s3count "http://$PROXY_CTL/take" 200
+start_s3count
 
 # --- configurations ------------------------------------------------------------------
 # slipway_yaml PORT S3ENDPOINT [GRACE]
@@ -117,29 +112,9 @@ slipway_yaml() {
 }
 # stock_yaml PORT S3ENDPOINT
 stock_yaml() {
-	cat <<-EOF
-		version: 0.1
-		log:
-		  level: error
-		  accesslog:
-		    disabled: true
-		storage:
-		  cache:
-		    blobdescriptor: inmemory
-		  delete:
-		    enabled: true
-		  s3:
-		    accesskey: "$MINIO_ROOT_USER"
-		    secretkey: "$MINIO_ROOT_PASSWORD"
-		    region: us-east-1
-		    regionendpoint: "http://$2"
-		    bucket: stock
-		    secure: false
-		    v4auth: true
-		    forcepathstyle: true
-		http:
-		  addr: "127.0.0.1:$1"
-	EOF
+	stock_config "$1" "$(stock_s3_storage "$2" stock)
+  delete:
+    enabled: true"
 }
 declare -A PORT=([slipway]=$((BASE_PORT + 1)) [stock]=$((BASE_PORT + 3)))
 slipway_yaml "${PORT[slipway]}" "$MINIO_EP" >"$RUN_DIR/slipway.yml"

@@ -102,29 +102,9 @@ start() {
 	stock*)
 		local disable=false
 		[[ $redirect == false ]] && disable=true
-		cat >"$cfg" <<-EOF
-			version: 0.1
-			log:
-			  level: error
-			  accesslog:
-			    disabled: true
-			storage:
-			  cache:
-			    blobdescriptor: inmemory
-			  s3:
-			    accesskey: "$MINIO_ROOT_USER"
-			    secretkey: "$MINIO_ROOT_PASSWORD"
-			    region: us-east-1
-			    regionendpoint: "http://$ep"
-			    bucket: stock
-			    secure: false
-			    v4auth: true
-			    forcepathstyle: true
-			  redirect:
-			    disable: $disable
-			http:
-			  addr: "127.0.0.1:$port"
-		EOF
+		stock_config "$port" "$(stock_s3_storage "$ep" stock)
+  redirect:
+    disable: $disable" >"$cfg"
 		OTEL_TRACES_EXPORTER=none "$STOCK_EXE" serve "$cfg" >>"$RUN_DIR/$name.log" 2>&1 &
 		;;
 	floor*)

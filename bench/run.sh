@@ -116,20 +116,8 @@ start() {
 		port=$STOCK_PORT
 		# The upstream image's defaults (in-memory blob descriptor cache),
 		# with logging turned down and the access log off.
-		cat >"$cfg" <<-EOF
-			version: 0.1
-			log:
-			  level: error
-			  accesslog:
-			    disabled: true
-			storage:
-			  cache:
-			    blobdescriptor: inmemory
-			  filesystem:
-			    rootdirectory: "$data"
-			http:
-			  addr: "127.0.0.1:$port"
-		EOF
+		stock_config "$port" "  filesystem:
+    rootdirectory: \"$data\"" >"$cfg"
 		;;
 	esac
 	port_free "$port" || die "port $port is already in use (set ${r^^}_PORT)"

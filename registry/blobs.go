@@ -104,7 +104,7 @@ func (r *Registry) getBlob(c *gin.Context, name, ref string) {
 	if err != nil {
 		h.Del("Content-Length")
 		h.Del("Content-Range")
-		r.fail(c, err)
+		r.fail(c, fmt.Errorf("blob descriptor %s: %w", blobKey(d), err))
 		return
 	}
 	c.Status(status)

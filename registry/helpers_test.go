@@ -58,9 +58,14 @@ func newEnvWith(t *testing.T, dir string, opts Options) *env {
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
 	// Whatever a test did, accepted or rejected, a client must never see
-	// an inconsistent repository.
+	// an inconsistent repository (outside data included, through the
+	// registry's bucket view).
+	var verified storage.Store = store
+	if opts.BucketView != nil {
+		verified = withView{store, opts.BucketView}
+	}
 	t.Cleanup(func() {
-		problems, err := Verify(context.Background(), store)
+		problems, err := Verify(context.Background(), verified)
 		if err != nil || len(problems) > 0 {
 			t.Errorf("store does not verify: %v %q", err, problems)
 		}

@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/opencontainers/go-digest"
 
@@ -35,6 +36,23 @@ func (m *Metadata) ImportBlob(ctx context.Context, repo string, d digest.Digest,
 		return false, err
 	}
 	return bd.names(dataKey), nil
+}
+
+// ImportOutsideBlob makes the object bucketKey of the store's bucket
+// (size bytes, the stock registry's data, which stays where it is) blob d
+// of repository repo, with the commit ImportBlob does: an outside
+// descriptor (docs/architecture.md §7.2) put-if-absent, link, Protect,
+// and recovery from a descriptor being collected. When the registry
+// already holds d, the existing descriptor wins (dedupe) and nothing is
+// dropped: bucketKey is not Slipway's. created says whether this call
+// wrote d's descriptor. Reading the blob needs the registry's bucket
+// view (Options.BucketView); bucketKey is bucket-absolute.
+func (m *Metadata) ImportOutsideBlob(ctx context.Context, repo string, d digest.Digest, bucketKey string, size int64) (created bool, err error) {
+	if !storage.ValidKey(bucketKey) {
+		return false, fmt.Errorf("outside data of %s: bucket key %q: %w", d, bucketKey, storage.ErrInvalidKey)
+	}
+	_, created, err = m.commitDescriptor(ctx, repo, d, blobDesc{Outside: bucketKey, Size: size})
+	return created, err
 }
 
 // DataKey returns a fresh key for a blob's data object, in the key space

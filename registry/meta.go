@@ -57,6 +57,9 @@ type Metadata struct {
 	tags *readGroup[digest.Digest]
 	// guard is the writers' side of garbage collection (protect.go).
 	guard *tombstone.Guard
+	// view reads the outside data imported descriptors name (outside.go);
+	// nil without one (Options.BucketView). It has no method that writes.
+	view storage.BucketView
 }
 
 // sharedReadTimeout bounds a tag read shared by several requests.

@@ -19,14 +19,27 @@ import (
 // Replicas cache it forever, so garbage collection must never delete a
 // descriptor that a later push could re-create pointing at other data
 // without a grace period longer than any replica's cache lifetime.
+//
+// Its JSON (outside.go) is {"data":key,"size":n}, {"segments":[…],"size":n},
+// or, for an imported blob whose bytes stay in the stock registry's
+// storage, {"data":{"bucket_key":key},"size":n} (Outside).
 type blobDesc struct {
-	Data     string    `json:"data,omitempty"` // the one segment, in the usual case
-	Size     int64     `json:"size"`
-	Segments []segment `json:"segments,omitempty"` // several segments, in order
+	Data     string // the one segment, in the usual case
+	Size     int64
+	Segments []segment // several segments, in order
+	// Outside is the bucket-absolute key of data Slipway does not own
+	// (docs/architecture.md §7.2): read through the bucket view only,
+	// never a Slipway key, never deleted. Set, Data and Segments are empty.
+	Outside string
 }
 
-// segments lists where the blob's bytes are, in order.
+// segments lists the Slipway data objects holding the blob's bytes, in
+// order: everything that deletes data (DeleteObject, the collector through
+// DescriptorData, dropped commits) goes by it, so it never lists Outside.
 func (b blobDesc) segments() []segment {
+	if b.Outside != "" {
+		return nil
+	}
 	if b.Data != "" {
 		return []segment{{Key: b.Data, Size: b.Size}}
 	}
@@ -90,13 +103,23 @@ var errSegmentsCollected = errors.New("the upload's data was garbage-collected")
 // deletion finished, writes its own descriptor and link again and
 // protects again (recoverCollected).
 func (m *Metadata) commitBlob(ctx context.Context, name string, d digest.Digest, segs []segment) (blobDesc, error) {
+	bd, _, err := m.commitDescriptor(ctx, name, d, newBlobDesc(segs))
+	return bd, err
+}
+
+// commitDescriptor is commitBlob of a prepared descriptor (segments, or
+// outside data, which no dedupe drops: segments() lists none); created
+// says whether this commit's descriptor was written (else an existing one
+// won, and is returned).
+func (m *Metadata) commitDescriptor(ctx context.Context, name string, d digest.Digest, want blobDesc) (bd blobDesc, created bool, err error) {
+	segs := want.segments()
 	for attempt := 0; ; attempt++ {
-		bd, created, err := m.putDescriptor(ctx, d, segs)
+		bd, created, err = m.putDescriptor(ctx, d, want)
 		if err != nil {
-			return blobDesc{}, err
+			return blobDesc{}, false, err
 		}
 		if err := m.linkBlob(ctx, name, d); err != nil {
-			return blobDesc{}, err
+			return blobDesc{}, false, err
 		}
 		keys := []string{blobLinkKey(name, d)}
 		if !created {
@@ -107,33 +130,35 @@ func (m *Metadata) commitBlob(ctx context.Context, name string, d digest.Digest,
 			if !created {
 				m.dropUnnamed(ctx, bd, segs)
 			}
-			return bd, nil
+			return bd, created, nil
 		}
 		own := func(key string) bool { return key == keys[0] || (key == blobKey(d) && !created) }
 		if err := m.recoverCollected(ctx, err, attempt, own); err != nil {
 			if _, ok := collectedKey(err); ok {
 				m.dropDanglingLink(ctx, keys[0], blobKey(d))
 			}
-			return blobDesc{}, err
+			return blobDesc{}, false, err
 		}
 		// The old descriptor named these segments (a commit of the same
 		// session again) and took them along: nothing left to commit.
 		for _, s := range segs {
 			if ok, err := m.exists(ctx, s.Key); err != nil {
-				return blobDesc{}, err
+				return blobDesc{}, false, err
 			} else if !ok {
-				return blobDesc{}, errSegmentsCollected
+				return blobDesc{}, false, errSegmentsCollected
 			}
 		}
 	}
 }
 
-// putDescriptor writes the descriptor of d naming segs with put-if-absent,
-// or returns the existing one (read from the store: a cached one may be
+// putDescriptor writes the descriptor bd of d with put-if-absent, or
+// returns the existing one (read from the store: a cached one may be
 // gone) when there is one.
-func (m *Metadata) putDescriptor(ctx context.Context, d digest.Digest, segs []segment) (bd blobDesc, created bool, err error) {
-	bd = newBlobDesc(segs)
-	b, _ := json.Marshal(bd)
+func (m *Metadata) putDescriptor(ctx context.Context, d digest.Digest, bd blobDesc) (_ blobDesc, created bool, err error) {
+	b, err := json.Marshal(bd)
+	if err != nil {
+		return blobDesc{}, false, fmt.Errorf("blob descriptor %s: %w", d, err)
+	}
 	for range 3 {
 		_, err = m.store.PutIfAbsent(ctx, blobKey(d), bytes.NewReader(b), int64(len(b)))
 		if err == nil {
@@ -211,15 +236,28 @@ func (bd blobDesc) names(key string) bool {
 	return false
 }
 
-// openBlob reads length bytes of a stored blob from start.
+// openBlob reads length bytes of a stored blob from start: its segments
+// from the store, outside data through the bucket view (an error naming
+// the key when the registry has none).
 func (m *Metadata) openBlob(ctx context.Context, bd blobDesc, start, length int64) io.ReadCloser {
+	if bd.Outside != "" {
+		return newSegmentsReader(ctx, m.outsideReader(), []segment{{Key: bd.Outside, Size: bd.Size}}, start, length)
+	}
 	return newSegmentsReader(ctx, m.store, bd.segments(), start, length)
 }
 
 // presignBlob returns a URL that reads the blob for expiry without the
-// registry; ok is false when the store cannot presign or the blob is
-// held in several segments (no one URL serves it).
+// registry; ok is false when the store (the bucket view, for outside
+// data) cannot presign or the blob is held in several segments (no one
+// URL serves it).
 func (m *Metadata) presignBlob(ctx context.Context, bd blobDesc, expiry time.Duration) (u *url.URL, ok bool) {
+	if bd.Outside != "" {
+		if m.view == nil {
+			return nil, false
+		}
+		u, err := m.view.PresignGet(ctx, bd.Outside, expiry)
+		return u, err == nil
+	}
 	p, can := m.store.(storage.Presigner)
 	if !can || bd.Data == "" {
 		return nil, false

@@ -50,6 +50,11 @@ type Options struct {
 	// 0: no bound.
 	SessionRate  float64
 	SessionBurst int
+	// BucketView reads the data that imported blobs' descriptors name
+	// outside Slipway's keys (docs/architecture.md §7.2), from the same
+	// bucket as the store: the server takes it from the backend
+	// (storage.BucketViewer). nil: such blobs answer 500; HEAD still works.
+	BucketView storage.BucketView
 	// Logger receives operational messages. nil: slog.Default().
 	Logger *slog.Logger
 	// Metrics, when set, receives the registry's own metrics.
@@ -100,6 +105,7 @@ func New(store storage.Store, opts Options) *Registry {
 	// is work after the response.
 	r.store = journalTags(store, &r.background)
 	r.meta = newMeta(r.store, opts.BlobLinkTTL)
+	r.meta.view = opts.BucketView
 	r.sessions = newUploads(r.store, r.meta, r.writeSegment, opts)
 	r.copyBuffers = newCopyBuffers()
 	if opts.Metrics != nil {

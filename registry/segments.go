@@ -78,11 +78,17 @@ func (r *Registry) writeSegment(ctx context.Context, body io.Reader, size int64,
 	return segment{Key: key, Size: info.Size}, nil
 }
 
+// objectReader opens objects or ranges of them: the store for segments,
+// the bucket view for outside data (outside.go).
+type objectReader interface {
+	Get(ctx context.Context, key string, opts storage.GetOptions) (io.ReadCloser, storage.Info, error)
+}
+
 // segmentsReader reads length bytes from offset start of a blob made of
 // segs, opening each segment only when the reader reaches it.
 type segmentsReader struct {
 	ctx    context.Context
-	store  storage.Store
+	store  objectReader
 	segs   []segment
 	start  int64 // offset within the remaining segments
 	remain int64
@@ -90,7 +96,7 @@ type segmentsReader struct {
 	left   int64 // bytes still expected from cur
 }
 
-func newSegmentsReader(ctx context.Context, store storage.Store, segs []segment, start, length int64) *segmentsReader {
+func newSegmentsReader(ctx context.Context, store objectReader, segs []segment, start, length int64) *segmentsReader {
 	return &segmentsReader{ctx: ctx, store: store, segs: segs, start: start, remain: length}
 }
 

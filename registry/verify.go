@@ -19,9 +19,15 @@ import (
 // pushes, crashes included, verifies clean: unreferenced objects (orphans)
 // are not problems, they are garbage collection's work. (A client may
 // delete a blob that a manifest still uses — the API allows it — and Verify
-// then reports that manifest.)
+// then reports that manifest.) A blob whose data lies outside Slipway's
+// keys (an import's, docs/architecture.md §7.2) is checked through the
+// store's bucket view (storage.BucketViewer): missing or of another size
+// is a problem, and so is having no view to check it.
 func Verify(ctx context.Context, store storage.Store) ([]string, error) {
 	m := newMeta(store, -1)
+	if v, ok := store.(storage.BucketViewer); ok {
+		m.view = v.BucketView()
+	}
 	keys, _, err := m.listKeys(ctx, "repositories/", "", 0)
 	if err != nil {
 		return nil, err
@@ -55,6 +61,12 @@ func Verify(ctx context.Context, store storage.Store) ([]string, error) {
 			bd, err := m.blob(ctx, d)
 			if err != nil {
 				report("%s: blob descriptor: %v", k, err)
+				continue
+			}
+			if bd.Outside != "" {
+				if problem := m.verifyOutside(ctx, bd); problem != "" {
+					report("%s: %s", k, problem)
+				}
 				continue
 			}
 			var total int64

@@ -69,11 +69,13 @@ func New(cfg config.Config, logger *slog.Logger) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("server: invalid config: %w", err)
 	}
-	store, err := OpenStore(cfg.Storage, logger)
+	backend, err := openStore(cfg.Storage)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("server: storage: %w", err)
 	}
-	return newServer(cfg, logger, store)
+	// The bucket view comes from the backend itself: wrappers (the test
+	// write delay here, the registry's tag journal) need not forward it.
+	return newServerOn(cfg, logger, delayed(cfg.Storage, backend, logger), bucketView(backend), auth.Options{})
 }
 
 // OpenStore opens the configured store as `slipway serve` does (also for
@@ -83,11 +85,27 @@ func OpenStore(cfg config.Storage, logger *slog.Logger) (storage.Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: storage: %w", err)
 	}
+	return delayed(cfg, store, logger), nil
+}
+
+// delayed wraps store in the test write delay when one is configured.
+func delayed(cfg config.Storage, store storage.Store, logger *slog.Logger) storage.Store {
 	if d := cfg.TestWriteDelay; d > 0 {
 		logger.Warn("storage writes are delayed for testing", "delay", d.String())
 		store = delay.Wrap(store, d)
 	}
-	return store, nil
+	return store
+}
+
+// bucketView is the read-only view of the backend's whole bucket, which
+// the registry reads imported blobs' outside data through
+// (docs/architecture.md §7.2), or nil for a backend without a bucket.
+// Only the registry gets it; the collector never does (§7.3).
+func bucketView(backend storage.Store) storage.BucketView {
+	if v, ok := backend.(storage.BucketViewer); ok {
+		return v.BucketView()
+	}
+	return nil
 }
 
 // purgeUploads forgets abandoned upload sessions every purge interval until
@@ -144,6 +162,12 @@ func newServer(cfg config.Config, logger *slog.Logger, store storage.Store) (*Se
 // newServerWith is newServer with the test hooks of auth.Options (Now,
 // CompareHash); their configuration fields are filled from cfg.
 func newServerWith(cfg config.Config, logger *slog.Logger, store storage.Store, ao auth.Options) (*Server, error) {
+	return newServerOn(cfg, logger, store, bucketView(store), ao)
+}
+
+// newServerOn is newServerWith with the bucket view given (taken from
+// the backend under any wrapper).
+func newServerOn(cfg config.Config, logger *slog.Logger, store storage.Store, view storage.BucketView, ao auth.Options) (*Server, error) {
 	if _, ok := logger.Handler().(requestIDHandler); !ok {
 		logger = slog.New(requestIDHandler{logger.Handler()})
 	}
@@ -189,6 +213,7 @@ func newServerWith(cfg config.Config, logger *slog.Logger, store storage.Store, 
 		MaxOpenPerAccount: cfg.Uploads.MaxOpenPerAccount,
 		SessionRate:       float64(cfg.Uploads.SessionRatePerAccount),
 		SessionBurst:      cfg.Uploads.SessionBurstPerAccount,
+		BucketView:        view,
 	}
 	if c := cfg.Storage.S3; c != nil {
 		regOpts.Redirect, regOpts.RedirectExpiry = c.Redirect, c.RedirectExpiry

@@ -17,3 +17,8 @@ func (s *Store) IncompleteUploads(ctx context.Context) (int, error) {
 
 // ProbePrefix is where New's conditional-write probe writes, under Root.
 const ProbePrefix = probePrefix
+
+// SetCopyMax lowers the largest object CopyFrom copies with one
+// CopyObject (5 GiB), so tests reach the multipart copy with small
+// objects; n must stay at least S3's 5 MiB part minimum.
+func (s *Store) SetCopyMax(n int64) { s.copyMax = n }

@@ -27,6 +27,12 @@ func (s *Store) presignURL(ctx context.Context, op, key string, expiry time.Dura
 	if err != nil {
 		return nil, err
 	}
+	return s.presignObject(ctx, op, obj, key, expiry, head)
+}
+
+// presignObject signs a URL for the S3 object obj, known to callers as key.
+func (s *Store) presignObject(ctx context.Context, op, obj, key string, expiry time.Duration, head bool) (*url.URL, error) {
+	var err error
 	if expiry < time.Second || expiry > maxPresign {
 		return nil, fmt.Errorf("s3: %s %q: expiry %v not in 1s..%v", op, key, expiry, maxPresign)
 	}

@@ -25,8 +25,10 @@ const probePrefix = "_slipway/probe/"
 // servers ignore these headers and answer 200: every race would then be
 // silently lost (two pushes both "winning" a tag, a session committed
 // twice), so New refuses such an endpoint instead of returning a store.
-// There is no switch to skip this: nothing in Slipway is correct without
-// these conditions.
+// There is no switch to skip this for a store that writes: nothing in
+// Slipway is correct without these conditions. Only NewReadOnly, whose
+// store writes nothing, skips it (it must not write into a bucket it only
+// reads).
 func (s *Store) checkConditional(ctx context.Context) (err error) {
 	key := probePrefix + rand.Text()
 	defer func() {

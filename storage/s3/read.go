@@ -23,6 +23,13 @@ func (s *Store) Get(ctx context.Context, key string, opts storage.GetOptions) (i
 	if err != nil {
 		return nil, storage.Info{}, err
 	}
+	return s.getObject(ctx, obj, key, opts)
+}
+
+// getObject is Get of the S3 object obj, known to callers as key (the
+// key in errors and Info: a store key, or a bucket view's bucket key).
+func (s *Store) getObject(ctx context.Context, obj, key string, opts storage.GetOptions) (io.ReadCloser, storage.Info, error) {
+	var err error
 	if opts.Offset < 0 {
 		return nil, storage.Info{}, fmt.Errorf("s3: get %q: negative offset %d", key, opts.Offset)
 	}
@@ -39,7 +46,7 @@ func (s *Store) Get(ctx context.Context, key string, opts storage.GetOptions) (i
 	body, oi, h, err := s.core.GetObject(ctx, s.bucket, obj, gopts)
 	if err != nil {
 		if minio.ToErrorResponse(err).Code == "InvalidRange" {
-			return s.emptyTail(ctx, key, opts.Offset, err)
+			return s.emptyTail(ctx, obj, key, opts.Offset, err)
 		}
 		return nil, storage.Info{}, s.fail(ctx, "get", key, err)
 	}
@@ -71,8 +78,8 @@ func (r *readErrors) Read(p []byte) (int, error) {
 
 // emptyTail answers a read starting at or past the end with nothing, as a
 // file would, instead of S3's 416.
-func (s *Store) emptyTail(ctx context.Context, key string, offset int64, rangeErr error) (io.ReadCloser, storage.Info, error) {
-	info, err := s.Stat(ctx, key)
+func (s *Store) emptyTail(ctx context.Context, obj, key string, offset int64, rangeErr error) (io.ReadCloser, storage.Info, error) {
+	info, err := s.statObject(ctx, obj, key)
 	if err != nil {
 		return nil, storage.Info{}, err
 	}
@@ -99,6 +106,11 @@ func (s *Store) Stat(ctx context.Context, key string) (storage.Info, error) {
 	if err != nil {
 		return storage.Info{}, err
 	}
+	return s.statObject(ctx, obj, key)
+}
+
+// statObject is Stat of the S3 object obj, known to callers as key.
+func (s *Store) statObject(ctx context.Context, obj, key string) (storage.Info, error) {
 	oi, err := s.client.StatObject(ctx, s.bucket, obj, minio.StatObjectOptions{})
 	if err != nil {
 		return storage.Info{}, s.fail(ctx, "stat", key, err)

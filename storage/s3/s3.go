@@ -93,6 +93,7 @@ type Store struct {
 	bucket   string
 	root     string // "" or "prefix/"
 	partSize int64
+	copyMax  int64 // the largest object CopyFrom copies with one CopyObject
 	retries  int
 	unsigned bool          // minio-go DisableContentSha256
 	chunks   *bufpool.Pool // held.go's chunks
@@ -108,6 +109,30 @@ var (
 // storage.ErrUnavailable), or if the endpoint does not honour conditional
 // writes (checkConditional: four PUTs and a DELETE of a probe object).
 func New(ctx context.Context, cfg Config) (*Store, error) {
+	return connect(ctx, cfg, false)
+}
+
+// NewReadOnly opens the existing bucket for reading only: it writes
+// nothing there (no conditional-write probe, no bucket creation:
+// cfg.CreateBucket is an error), checks with reads alone that the bucket
+// exists and answers these credentials (HEAD bucket, and its location
+// when cfg.Region is empty), and refuses every write with
+// storage.ErrReadOnly (storage.ReadOnly, which still offers Presigner and
+// Locator). It is how Slipway reads another program's bucket, such as the
+// stock registry's storage during an import.
+func NewReadOnly(ctx context.Context, cfg Config) (storage.Store, error) {
+	if cfg.CreateBucket {
+		return nil, fmt.Errorf("s3: bucket %q opened read-only: create_bucket must be off", cfg.Bucket)
+	}
+	s, err := connect(ctx, cfg, true)
+	if err != nil {
+		return nil, err
+	}
+	return storage.ReadOnly(s), nil
+}
+
+// connect builds the store; a read-only one writes nothing while doing so.
+func connect(ctx context.Context, cfg Config, readOnly bool) (*Store, error) {
 	if cfg.Bucket == "" {
 		return nil, errors.New("s3: no bucket configured")
 	}
@@ -118,6 +143,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	s := &Store{
 		bucket:   cfg.Bucket,
 		partSize: cfg.PartSize,
+		copyMax:  maxCopyObject,
 		retries:  cfg.MaxRetries,
 		unsigned: !cfg.SignPayload,
 	}
@@ -176,6 +202,9 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	if s.presign, err = minio.New(phost, opts(psecure, region, 1)); err != nil {
 		return nil, fmt.Errorf("s3: redirect endpoint %q: %w", cfg.RedirectEndpoint, err)
+	}
+	if readOnly {
+		return s, nil
 	}
 	if err := s.checkConditional(ctx); err != nil {
 		return nil, err
