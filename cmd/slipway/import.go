@@ -79,7 +79,12 @@ func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		fmt.Fprintf(stderr, "slipway import: %s\n", err)
 		return 1
 	}
-	reg := registry.New(store, registry.Options{Logger: server.NewLogger(stderr, cfg.Log.SlogLevel())})
+	regOpts := registry.Options{Logger: server.NewLogger(stderr, cfg.Log.SlogLevel())}
+	if v, ok := store.(storage.BucketViewer); ok {
+		// As the server's registry: imported outside data is readable.
+		regOpts.BucketView = v.BucketView()
+	}
+	reg := registry.New(store, regOpts)
 	opts := importer.Options{
 		Source: src.store, SourceName: src.name, Registry: reg, Store: store, Stages: cfg.Stages,
 		Tagger:       promote.New(store, reg.Metadata(), promote.Options{Stages: cfg.Stages, Logger: server.NewLogger(stderr, cfg.Log.SlogLevel())}),

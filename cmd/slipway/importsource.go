@@ -72,15 +72,12 @@ func openSource(ctx context.Context, f importFlags, dst config.Storage, env conf
 	src.endpoint = hostOf(cfg.Endpoint)
 	octx, cancel := context.WithTimeout(ctx, pingTimeout)
 	defer cancel()
-	// TODO(copy): s3.NewReadOnly (no conditional-write probe in the
-	// source bucket) once storage/s3 has it; until then New writes its
-	// probe under the stock root's _slipway/probe/, which the stock
-	// registry ignores.
-	s, err := s3.New(octx, cfg)
+	// Read-only: no probe, no bucket creation, every write refused.
+	s, err := s3.NewReadOnly(octx, cfg)
 	if err != nil {
 		return importSource{}, fmt.Errorf("source %s on endpoint %s: %w", src.name, src.endpoint, err)
 	}
-	src.store = storage.ReadOnly(s)
+	src.store = s
 	return src, nil
 }
 
