@@ -16,7 +16,7 @@ LDFLAGS     := $(if $(VERSION),-ldflags "-X github.com/slipway/slipway/internal/
 # make image builds the Dockerfile as IMAGE; GO_IMAGE replaces the build
 # stage's Go image (default: the Dockerfile's). BuildKit when buildx is
 # installed, else the classic builder (the Dockerfile needs neither).
-IMAGE       ?= slipway:dev
+IMAGE       ?= slipway:latest
 GO_IMAGE    ?=
 DOCKER_BUILDKIT ?= $(shell docker buildx version >/dev/null 2>&1 && echo 1 || echo 0)
 # helm for `make deploy-check`, from the Go module proxy like the other tools.

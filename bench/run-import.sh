@@ -40,7 +40,8 @@
 #
 # Knobs: REPOS=200 TAGS=3 LAYERS=5 LAYER_KB=700 REPS=3 CASES="same other"
 #   API_JOBS=4 POP_WORKERS=4 VERIFY=1 SEED=1 STOCK_ROOT=registry SLEEP=5 DROP=1
-#   IMPORT_FLAGS (extra flags for slipway import)
+#   IMPORT_FLAGS (extra flags for slipway import; --mode=copy: a same-bucket
+#     import copies server-side instead of referencing)
 #   QUIET_PCT=10 QUIET_MAX=20 SLIPWAY_BIN STOCK_BIN CRANE_BIN MINIO_BIN KEEP=0 RESULTS
 #   BASE_PORT=5700 (Slipway +1, verify Slipway +2, stock +3, MinIO +50/+51, proxy +61/+71)
 # SMALL=1: a smoke run (~2 min): defaults REPOS=4 TAGS=2 LAYERS=2 LAYER_KB=64

@@ -17,7 +17,10 @@ func EnvName(key string) string {
 // variable (an empty one is treated as unset, so "SECRET=${UNSET}" in a
 // deployment cannot silently blank a configured value). It records which
 // keys were overridden and returns located messages for unparseable values.
-// Lists and maps are not overridable.
+// A list of strings takes a comma-separated value
+// (SLIPWAY_HTTP_TRUSTED_PROXIES="10.0.0.0/8,192.168.0.0/16": a container
+// platform sets the proxies' network without a config file); maps and
+// lists of sections come only from the file.
 func applyEnv(cfg *Config, env LookupEnv, set map[string]string) []string {
 	e := envApplier{env: env, set: set}
 	e.walk(reflect.ValueOf(cfg).Elem(), "")
@@ -109,8 +112,23 @@ func (e *envApplier) scalar(v reflect.Value, key string) bool {
 			return bad()
 		}
 		v.SetUint(n)
+	case v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.String:
+		var items []string
+		for _, item := range strings.Split(s, ",") {
+			if item = strings.TrimSpace(item); item != "" {
+				items = append(items, item)
+			}
+		}
+		if len(items) == 0 {
+			return bad()
+		}
+		list := reflect.MakeSlice(v.Type(), len(items), len(items))
+		for i, item := range items {
+			list.Index(i).SetString(item)
+		}
+		v.Set(list)
 	default:
-		return false // lists, maps: only from the file
+		return false // maps, lists of sections: only from the file
 	}
 	e.set[key] = name
 	return true

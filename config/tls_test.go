@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -82,5 +83,25 @@ func TestTrustedProxies(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), w) {
 			t.Errorf("error %v\nwant it to contain %q", err, w)
 		}
+	}
+}
+
+// A container platform sets the proxies' network in the environment.
+func TestTrustedProxiesFromEnv(t *testing.T) {
+	cfg, err := Parse("config.yml", []byte("http:\n  trusted_proxies: [\"10.0.0.0/8\"]\n"),
+		envMap(map[string]string{"SLIPWAY_HTTP_TRUSTED_PROXIES": " 192.168.0.0/16, 127.0.0.2 ,"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := cfg.HTTP.TrustedProxies, []string{"192.168.0.0/16", "127.0.0.2"}; !slices.Equal(got, want) {
+		t.Fatalf("trusted proxies %q, want %q", got, want)
+	}
+	_, err = Parse("config.yml", nil, envMap(map[string]string{"SLIPWAY_HTTP_TRUSTED_PROXIES": "10.0.0.0/8,proxy.local"}))
+	if err == nil || !strings.Contains(err.Error(), `http.trusted_proxies[1]: must be a CIDR like "10.0.0.0/8" or an address, got "proxy.local"`) {
+		t.Fatalf("bad proxy from env: %v", err)
+	}
+	_, err = Parse("config.yml", nil, envMap(map[string]string{"SLIPWAY_HTTP_TRUSTED_PROXIES": " , "}))
+	if err == nil || !strings.Contains(err.Error(), "env SLIPWAY_HTTP_TRUSTED_PROXIES: http.trusted_proxies: must be a comma-separated list") {
+		t.Fatalf("empty list from env: %v", err)
 	}
 }

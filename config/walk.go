@@ -171,6 +171,8 @@ func want(t reflect.Type) string {
 		return "must be a whole number"
 	case reflect.Float32, reflect.Float64:
 		return "must be a number"
+	case reflect.Slice:
+		return "must be a comma-separated list"
 	}
 	return "must be a " + t.String()
 }

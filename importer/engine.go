@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/opencontainers/go-digest"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/slipway/slipway/config"
 	"github.com/slipway/slipway/importer/stocklayout"
@@ -16,7 +17,8 @@ import (
 )
 
 // This file is the import engine (docs/architecture.md §7.5): every
-// selected repository planned (reads only), then imported in the crash
+// selected repository planned (reads only, a few repositories ahead),
+// then imported in the crash
 // order of a push — catalog entry, blobs, manifests children first, tags
 // last — through the registry's own metadata layer. Every write reads
 // first, so a second run writes nothing and a run killed at any point is
@@ -142,13 +144,24 @@ func Run(ctx context.Context, opts Options) (Summary, error) {
 	if opts.StopAtFirstProblem {
 		e.t.onProblem = stop
 	}
-	jobs, err := e.plan(runCtx)
-	for _, j := range jobs {
-		if err != nil || runCtx.Err() != nil {
-			break
+	// Planning runs ahead of the import by at most planAhead
+	// repositories: memory holds that many plans (their manifests'
+	// bytes), whatever the registry's size.
+	jobs := make(chan job, planAhead)
+	g, gctx := errgroup.WithContext(runCtx)
+	g.Go(func() error {
+		defer close(jobs)
+		return e.plan(gctx, jobs)
+	})
+	g.Go(func() error {
+		for j := range jobs {
+			if err := e.repository(gctx, j); err != nil {
+				return err
+			}
 		}
-		err = e.repository(runCtx, j)
-	}
+		return nil
+	})
+	err = g.Wait()
 	if err == nil && ctx.Err() != nil {
 		err = ctx.Err()
 	}
@@ -158,17 +171,19 @@ func Run(ctx context.Context, opts Options) (Summary, error) {
 	return e.t.summary(), err
 }
 
+// planAhead bounds the repositories planned and not yet imported.
+const planAhead = 8
+
 // plan lists and selects the stock repositories, maps their names and
-// plans each one (reads only).
-func (e *engine) plan(ctx context.Context) ([]job, error) {
+// plans each one (reads only), sending the plans to jobs in order.
+func (e *engine) plan(ctx context.Context, jobs chan<- job) error {
 	stock, problems, err := e.layout.Repositories(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	for _, p := range problems {
 		e.t.problem("", p)
 	}
-	var jobs []job
 	for _, name := range stock {
 		if ok, _ := path.Match(e.opts.Repositories, name); e.opts.Repositories != "" && !ok {
 			continue
@@ -181,7 +196,7 @@ func (e *engine) plan(ctx context.Context) ([]job, error) {
 		}
 		p, err := PlanRepository(ctx, e.layout, name)
 		if err != nil {
-			return jobs, err
+			return err
 		}
 		for _, pr := range p.Problems {
 			e.t.problem("", pr)
@@ -195,9 +210,13 @@ func (e *engine) plan(ctx context.Context) ([]job, error) {
 			size += b.Size
 		}
 		e.prog.plan(int64(len(p.Blobs)+len(p.Manifests)+len(p.Tags)), size)
-		jobs = append(jobs, job{stock: name, repo: repo, plan: p})
+		select {
+		case jobs <- job{stock: name, repo: repo, plan: p}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
-	return jobs, nil
+	return nil
 }
 
 // countPlanSkip counts a manifest or tag the plan skipped.

@@ -373,13 +373,14 @@ func TestVerifyReportsACorruptBlobAndWhatNeedsIt(t *testing.T) {
 }
 
 // state is what Slipway's store holds, for comparing two imports: every
-// key but the tag journal's (random ids) and data objects' (random
-// names), with the content of links, tags and manifests.
+// key but the tag journal's (random ids), data objects' (random names;
+// a kill may leave an unnamed copy, the collector's orphan) and ledger
+// records' (ids of time and chance), with the content of links, tags and
+// manifests.
 func state(t *testing.T, s storage.Store) map[string]string {
 	t.Helper()
 	ctx := context.Background()
 	out := map[string]string{}
-	data := 0
 	for after := ""; ; {
 		page, err := s.List(ctx, storage.ListOptions{StartAfter: after})
 		if err != nil {
@@ -387,9 +388,8 @@ func state(t *testing.T, s storage.Store) map[string]string {
 		}
 		for _, o := range page.Objects {
 			switch k := o.Key; {
-			case strings.Contains(k, "/_tagjournal/") || strings.Contains(k, "/_tagindex/"):
-			case strings.HasPrefix(k, registry.DataPrefix):
-				data++
+			case strings.Contains(k, "/_tagjournal/") || strings.Contains(k, "/_tagindex/"),
+				strings.HasPrefix(k, registry.DataPrefix), strings.HasPrefix(k, "ledger/"):
 			case strings.HasPrefix(k, registry.BlobsPrefix):
 				out[k] = "descriptor"
 			default:
@@ -401,60 +401,75 @@ func state(t *testing.T, s storage.Store) map[string]string {
 		}
 		after = page.Objects[len(page.Objects)-1].Key
 	}
-	out["data objects"] = string(rune('0' + data))
 	return out
 }
 
+// A run killed at each of its writes in turn, then run again, leaves what
+// one clean run leaves; a third run writes nothing. Into a mutable stage,
+// and into an immutable one (tags through the ledger: a kill between the
+// record's claim and the tag is rolled forward, never recorded twice).
 func TestKilledRunThenRerunEqualsOneCleanRun(t *testing.T) {
 	f := newFixture(t)
-	clean := newSlipway(t)
-	run(t, options(t, f, clean))
-	want := state(t, clean)
-	total := len(clean.writes())
-	step := max(1, total/50)
-	for n := 1; n <= total; n += step {
-		dst := newSlipway(t)
-		ctx, cancel := context.WithCancel(context.Background())
-		count := 0
-		var mu sync.Mutex
-		dst.before = func(string) error {
-			mu.Lock()
-			defer mu.Unlock()
-			if count++; count >= n {
-				cancel()
-				return context.Canceled
+	for _, stage := range []string{"", "production/"} {
+		withMap := func(dst storage.Store) importer.Options {
+			opts := options(t, f, dst)
+			if stage != "" {
+				opts.StageMap, _ = importer.ParseStageMap([]string{"=" + stage})
 			}
-			return nil
+			return opts
 		}
-		// The error is the kill's, or none when the write killed was a
-		// tag journal's mark after the last tag write (background work).
-		_, _ = importer.Run(ctx, options(t, f, dst))
-		if count < n {
-			t.Fatalf("the run made %d writes, not %d", count, n)
-		}
-		cancel()
-		dst.before = nil
-		sum := run(t, options(t, f, dst))
-		if sum.ProblemsTotal != 0 {
-			t.Fatalf("rerun after a kill at write %d: %+v", n, sum.Problems)
-		}
-		got := state(t, dst)
-		// A copy left unnamed by the kill is the collector's orphan.
-		delete(got, "data objects")
-		for k, v := range want {
-			if k != "data objects" && got[k] != v {
-				t.Fatalf("kill at write %d of %d, then rerun: %s is %q, a clean run has %q", n, total, k, got[k], v)
+		clean := newSlipway(t)
+		run(t, withMap(clean))
+		want := state(t, clean)
+		total := len(clean.writes())
+		for n := 1; n <= total; n += max(1, total/25) {
+			dst := newSlipway(t)
+			ctx, cancel := context.WithCancel(context.Background())
+			count := 0
+			var mu sync.Mutex
+			dst.before = func(string) error {
+				mu.Lock()
+				defer mu.Unlock()
+				if count++; count >= n {
+					cancel()
+					return context.Canceled
+				}
+				return nil
 			}
-		}
-		for k := range got {
-			if _, ok := want[k]; !ok {
-				t.Fatalf("kill at write %d of %d, then rerun: %s, which a clean run does not write", n, total, k)
+			// The error is the kill's, or none when the write killed was a
+			// tag journal's mark after the last tag write (background work).
+			_, _ = importer.Run(ctx, withMap(dst))
+			if count < n {
+				t.Fatalf("the run made %d writes, not %d", count, n)
 			}
-		}
-		f.serves(t, dst, "")
-		dst.reset()
-		if run(t, options(t, f, dst)); len(dst.writes()) != 0 {
-			t.Fatalf("third run after a kill at write %d wrote %v", n, dst.writes())
+			cancel()
+			dst.before = nil
+			if sum := run(t, withMap(dst)); sum.ProblemsTotal != 0 {
+				t.Fatalf("%s: rerun after a kill at write %d: %+v", stage, n, sum.Problems)
+			}
+			got := state(t, dst)
+			for k, v := range want {
+				if got[k] != v {
+					t.Fatalf("%s: kill at write %d of %d, then rerun: %s is %q, a clean run has %q", stage, n, total, k, got[k], v)
+				}
+			}
+			for k := range got {
+				if _, ok := want[k]; !ok {
+					t.Fatalf("%s: kill at write %d of %d, then rerun: %s, which a clean run does not write", stage, n, total, k)
+				}
+			}
+			f.serves(t, dst, stage)
+			if stage != "" {
+				ledger := promote.New(dst, registry.New(dst, registry.Options{Logger: quiet}).Metadata(), promote.Options{Stages: config.Default().Stages, Logger: quiet})
+				page, err := ledger.History(context.Background(), promote.Query{Limit: 10})
+				if err != nil || len(page.Records) != 3 {
+					t.Fatalf("%s: kill at write %d: ledger %v %v, want 3 records", stage, n, page.Records, err)
+				}
+			}
+			dst.reset()
+			if run(t, withMap(dst)); len(dst.writes()) != 0 {
+				t.Fatalf("%s: third run after a kill at write %d wrote %v", stage, n, dst.writes())
+			}
 		}
 	}
 }

@@ -9,9 +9,11 @@ import (
 )
 
 // Progress counts a run's work as it goes: the objects (blobs,
-// manifests, tags) and blob bytes its plans hold, and how many are done
-// (imported, found present or skipped). Safe for concurrent use; the zero
-// value is ready.
+// manifests, tags) and blob bytes of the repositories planned so far
+// (planning runs a few repositories ahead of the import, so the totals
+// grow until the last one is planned), and how many are done (imported,
+// found present or skipped). Safe for concurrent use; the zero value is
+// ready.
 type Progress struct {
 	objects, objectsTotal atomic.Int64
 	bytes, bytesTotal     atomic.Int64

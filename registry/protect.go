@@ -69,6 +69,10 @@ func (m *Metadata) DeleteObject(ctx context.Context, key string) error {
 	return err
 }
 
+// Forget drops what this replica's caches remember of an object the
+// collector deleted itself (its batched deletes bypass DeleteObject).
+func (m *Metadata) Forget(key string) { m.forgetKey(key) }
+
 // forgetKey drops what this replica's caches remember of an object.
 func (m *Metadata) forgetKey(key string) {
 	d, kind, ok := digestOfKey(key)

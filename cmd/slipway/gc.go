@@ -72,7 +72,7 @@ func gcCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env con
 		fmt.Fprintf(stderr, "slipway gc: note: %s; running anyway (two collectors are safe, only slower)\n", err)
 	}, func(r retention.Report, err error) {
 		fmt.Fprintf(stdout, "[%s] %s\n", time.Since(begun).Round(time.Second), r.Summary())
-		if err != nil {
+		if err = retentionFailure(r, err); err != nil {
 			retErr = err
 			fmt.Fprintf(stderr, "slipway gc: retention failed: %s; collecting anyway\n", err)
 		}
@@ -95,6 +95,17 @@ func gcCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env con
 		return 1
 	}
 	return 0
+}
+
+// retentionFailure is why a retention pass failed, nil if it did not:
+// its error, or its per-repository errors (the pass went on with the
+// other repositories, but the command must still fail for the operator
+// to see them).
+func retentionFailure(r retention.Report, err error) error {
+	if err == nil && len(r.Errors) > 0 {
+		err = fmt.Errorf("%d repositories failed, the first: %s", len(r.Errors), r.Errors[0])
+	}
+	return err
 }
 
 // stageName names the n-th stage a run reports after (package gc: links,

@@ -18,6 +18,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/slipway/slipway/registry"
+	"github.com/slipway/slipway/retention"
 	"github.com/slipway/slipway/storage"
 	"github.com/slipway/slipway/storage/fs"
 )
@@ -108,5 +109,21 @@ func TestGCCommandRetention(t *testing.T) {
 		if linked(d) != (i >= 3) {
 			t.Errorf("t%d's manifest linked %v, want %v", i, linked(d), i >= 3)
 		}
+	}
+}
+
+// A retention pass that failed in one repository fails the command, as
+// one that failed as a whole does; a clean one does not.
+func TestRetentionFailure(t *testing.T) {
+	if err := retentionFailure(retention.Report{}, nil); err != nil {
+		t.Fatalf("clean pass: %v", err)
+	}
+	r := retention.Report{Errors: []string{"staging/a: boom", "staging/b: bang"}}
+	if err := retentionFailure(r, nil); err == nil || err.Error() != "2 repositories failed, the first: staging/a: boom" {
+		t.Fatalf("per-repository errors: %v", err)
+	}
+	whole := errors.New("retention: listing repositories: unavailable")
+	if err := retentionFailure(r, whole); err != whole {
+		t.Fatalf("failed pass: %v", err)
 	}
 }

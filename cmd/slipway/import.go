@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -78,7 +79,12 @@ func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		fmt.Fprintf(stderr, "slipway import: %s\n", err)
 		return 1
 	}
-	reg := registry.New(store, registry.Options{Logger: server.NewLogger(stderr, cfg.Log.SlogLevel())})
+	regOpts := registry.Options{Logger: server.NewLogger(stderr, cfg.Log.SlogLevel())}
+	if v, ok := store.(storage.BucketViewer); ok {
+		// As the server's registry: imported outside data is readable.
+		regOpts.BucketView = v.BucketView()
+	}
+	reg := registry.New(store, regOpts)
 	opts := importer.Options{
 		Source: src.store, SourceName: src.name, Registry: reg, Store: store, Stages: cfg.Stages,
 		Tagger:       promote.New(store, reg.Metadata(), promote.Options{Stages: cfg.Stages, Logger: server.NewLogger(stderr, cfg.Log.SlogLevel())}),
@@ -87,7 +93,10 @@ func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		OverwriteMutable: f.overwrite, StopAtFirstProblem: !f.keepGoing, Parallel: f.parallel,
 		Progress: &importer.Progress{},
 	}
-	if opts.Reference, err = referenceMode(f, src, cfg.Storage, store); err != nil {
+	switch opts.Reference, err = referenceMode(f, src, cfg.Storage, store); {
+	case errors.Is(err, errNoBucketView):
+		fmt.Fprintf(stderr, "slipway import: note: %s\n", err)
+	case err != nil:
 		fmt.Fprintf(stderr, "slipway import: %s\n", err)
 		return 1
 	}

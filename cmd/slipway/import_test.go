@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,8 +12,10 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/slipway/slipway/config"
 	"github.com/slipway/slipway/importer"
 	"github.com/slipway/slipway/importer/stocklayout/stocktest"
+	"github.com/slipway/slipway/storage"
 )
 
 func importRun(t *testing.T, env map[string]string, args ...string) (code int, stdout, stderr string) {
@@ -141,5 +144,41 @@ func TestCheckOutsideSlipway(t *testing.T) {
 		if (err != nil) != c.refused {
 			t.Errorf("stock root %q, Slipway root %q: %v, want refused %v", c.stockRoot, c.slipwayRoot, err, c.refused)
 		}
+	}
+}
+
+// viewer is a store with a bucket view (what storage/s3 gives).
+type viewer struct{ storage.Store }
+
+func (viewer) BucketView() storage.BucketView { return nil }
+
+func TestReferenceModeOnlyForSlipwaysOwnBucket(t *testing.T) {
+	dst := config.Storage{S3: &config.S3{Endpoint: "http://minio:9000", Bucket: "b", Root: "slipway"}}
+	same := importSource{endpoint: "minio:9000", bucket: "b", root: "stock"}
+	auto := importFlags{mode: "auto"}
+	ref, err := referenceMode(auto, same, dst, viewer{})
+	if err != nil || ref == nil || ref("docker/registry/v2/blobs/x") != "stock/docker/registry/v2/blobs/x" {
+		t.Fatalf("same bucket: %v %v", ref != nil, err)
+	}
+	for name, c := range map[string]struct {
+		f     importFlags
+		src   importSource
+		store storage.Store
+		err   error
+	}{
+		"--mode=copy":      {importFlags{mode: "copy"}, same, viewer{}, nil},
+		"another bucket":   {auto, importSource{endpoint: "minio:9000", bucket: "c"}, viewer{}, nil},
+		"another endpoint": {auto, importSource{endpoint: "s3.example.com", bucket: "b"}, viewer{}, nil},
+		"a folder":         {auto, importSource{}, viewer{}, nil},
+		"no bucket view":   {auto, same, storage.ReadOnly(viewer{}), errNoBucketView},
+	} {
+		ref, err := referenceMode(c.f, c.src, dst, c.store)
+		if ref != nil || !errors.Is(err, c.err) {
+			t.Errorf("%s: reference %v, error %v; want none and %v", name, ref != nil, err, c.err)
+		}
+	}
+	under := importSource{endpoint: "minio:9000", bucket: "b", root: "slipway/data"}
+	if _, err := referenceMode(auto, under, dst, viewer{}); err == nil || !strings.Contains(err.Error(), "refusing a same-bucket reference") {
+		t.Fatalf("stock layout under Slipway's data/: %v", err)
 	}
 }

@@ -72,15 +72,12 @@ func openSource(ctx context.Context, f importFlags, dst config.Storage, env conf
 	src.endpoint = hostOf(cfg.Endpoint)
 	octx, cancel := context.WithTimeout(ctx, pingTimeout)
 	defer cancel()
-	// TODO(copy): s3.NewReadOnly (no conditional-write probe in the
-	// source bucket) once storage/s3 has it; until then New writes its
-	// probe under the stock root's _slipway/probe/, which the stock
-	// registry ignores.
-	s, err := s3.New(octx, cfg)
+	// Read-only: no probe, no bucket creation, every write refused.
+	s, err := s3.NewReadOnly(octx, cfg)
 	if err != nil {
 		return importSource{}, fmt.Errorf("source %s on endpoint %s: %w", src.name, src.endpoint, err)
 	}
-	src.store = storage.ReadOnly(s)
+	src.store = s
 	return src, nil
 }
 
@@ -102,10 +99,16 @@ var slipwayPrefixes = []string{
 	registry.RepositoriesPrefix, "catalog/", "ledger/", "outbox/", "outbox-dead/", "auth/", "gc/", "_slipway/",
 }
 
+// errNoBucketView: the source is Slipway's own bucket, but Slipway's
+// store cannot read outside keys; the import copies (a note, not a
+// failure).
+var errNoBucketView = errors.New("the source is Slipway's own bucket, but this storage cannot name data outside Slipway's keys: copying instead of referencing")
+
 // referenceMode decides same-bucket reference mode (§7.2–7.4): the
 // source is Slipway's own endpoint and bucket, --mode is auto, and
 // Slipway's store can read outside keys (storage.BucketViewer). It
-// returns the stock key → bucket key mapping then, nil otherwise; an
+// returns the stock key → bucket key mapping then, nil otherwise (with
+// errNoBucketView when only the store's capability is missing); an
 // error when the stock layout lies under one of Slipway's prefixes,
 // where the collector's orphan stage or purge would free the stock
 // registry's data.
@@ -117,7 +120,7 @@ func referenceMode(f importFlags, src importSource, dst config.Storage, store st
 		return nil, err
 	}
 	if _, ok := store.(storage.BucketViewer); !ok {
-		return nil, nil
+		return nil, errNoBucketView
 	}
 	prefix := ""
 	if src.root != "" {

@@ -37,6 +37,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"ShortBody", testShortBody},
 		{"ETagChangesOnReplace", testETagChanges},
 		{"Delete", testDelete},
+		{"DeleteAll", testDeleteAll},
 		{"InvalidKeys", testInvalidKeys},
 		{"CancelledWrite", testCancelledWrite},
 		{"FailingReader", testFailingReader},
