@@ -6,6 +6,10 @@
 //	s3count -listen 127.0.0.1:9101 -target http://127.0.0.1:9100 -control 127.0.0.1:9201
 //	curl http://127.0.0.1:9201/take    # counts since the last take, as JSON; resets them
 //
+// -write-delay D holds every PUT, POST and DELETE for D before forwarding
+// it (reads pass at once): a slow store under a client, so that a test's
+// kill lands in the middle of what the client writes.
+//
 // Kinds: "<METHOD> <what>" where what is bucket (no key), object,
 // part (?partNumber&uploadId), part-copy (a part with X-Amz-Copy-Source),
 // copy (an object PUT with X-Amz-Copy-Source), multipart-init (POST
@@ -42,6 +46,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"time"
 )
 
 // request is one forwarded request, as /take lists it.
@@ -183,6 +188,7 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:9101", "address the registry talks S3 to")
 	target := flag.String("target", "http://127.0.0.1:9100", "the real S3 endpoint")
 	control := flag.String("control", "127.0.0.1:9201", "GET /take here returns and resets the counts")
+	writeDelay := flag.Duration("write-delay", 0, "hold every PUT, POST and DELETE this long before forwarding it")
 	flag.Parse()
 	t, err := url.Parse(*target)
 	if err != nil {
@@ -202,6 +208,12 @@ func main() {
 	}()
 	log.Fatal(http.ListenAndServe(*listen, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec := request{Method: r.Method, Path: r.URL.Path, Query: shortQuery(r.URL.Query()), Kind: kind(r)}
+		if *writeDelay > 0 && (r.Method == http.MethodPut || r.Method == http.MethodPost || r.Method == http.MethodDelete) {
+			select {
+			case <-time.After(*writeDelay):
+			case <-r.Context().Done():
+			}
+		}
 		var body *countingBody
 		if r.Body != nil && r.Body != http.NoBody {
 			body = &countingBody{ReadCloser: r.Body}
