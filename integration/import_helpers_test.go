@@ -360,8 +360,8 @@ type s3Take struct {
 }
 
 // startS3Counter builds bench/s3count (its own module) and runs it in front
-// of m until the test ends.
-func startS3Counter(t *testing.T, m *harness.MinIO) *s3Counter {
+// of m until the test ends, every write held writeDelay (0: none).
+func startS3Counter(t *testing.T, m *harness.MinIO, writeDelay time.Duration) *s3Counter {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "s3count")
 	build := exec.Command("go", "build", "-o", bin, "./s3count")
@@ -374,7 +374,7 @@ func startS3Counter(t *testing.T, m *harness.MinIO) *s3Counter {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "-listen", c.Addr, "-target", m.Endpoint(), "-control", c.control)
+	cmd := exec.Command(bin, "-listen", c.Addr, "-target", m.Endpoint(), "-control", c.control, "-write-delay", writeDelay.String())
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -614,10 +614,11 @@ func lastLinesOf(s string, n int) string {
 
 // storeShape is what a Slipway store holds, key → content, with what two
 // equal imports may differ in left out: data objects (random names; the
-// descriptors naming them are kept, by size), tag journals and indexes
-// (bookkeeping of tag reads and writes), the S3 probe, collector and
-// account objects; ledger records by prefix and count (their ids and times
-// are new on every run).
+// descriptors naming them are kept, by size, and an outside descriptor by
+// the stock key it names too), tag journals and indexes (bookkeeping of
+// tag reads and writes), the S3 probe, collector and account objects, a
+// stock layout under docker/; ledger records by prefix and count (their
+// ids and times are new on every run).
 func storeShape(t *testing.T, reg *harness.Registry) map[string]string {
 	t.Helper()
 	st := reg.Store(t)
@@ -626,6 +627,8 @@ func storeShape(t *testing.T, reg *harness.Registry) map[string]string {
 	for _, o := range listInfos(t, st, "") {
 		k := o.Key
 		switch {
+		case strings.HasPrefix(k, "docker/"): // a stock layout sharing the bucket, not Slipway's
+			continue
 		case strings.HasPrefix(k, "data/"), strings.Contains(k, "/_tagjournal/"), strings.Contains(k, "/_tagindex/"),
 			strings.HasPrefix(k, "_slipway/"), strings.HasPrefix(k, "gc/"), strings.HasPrefix(k, "auth/"):
 			continue
@@ -645,12 +648,16 @@ func storeShape(t *testing.T, reg *harness.Registry) map[string]string {
 		}
 		if strings.HasPrefix(k, "blobs/") {
 			var d struct {
-				Size int64 `json:"size"`
+				Data json.RawMessage `json:"data"`
+				Size int64           `json:"size"`
 			}
 			if err := json.Unmarshal(b, &d); err != nil {
 				t.Fatalf("descriptor %s: %v: %s", k, err, b)
 			}
 			shape[k] = fmt.Sprintf("blob of %d bytes", d.Size)
+			if strings.HasPrefix(string(d.Data), "{") { // an outside descriptor: the stock key it names
+				shape[k] += " at " + string(d.Data)
+			}
 			continue
 		}
 		sum := sha256.Sum256(b)
