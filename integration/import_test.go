@@ -182,9 +182,10 @@ func anyFile(dir string) bool {
 // and copy nothing: no PUT under data/, no copy, part copy or multipart
 // upload, and only metadata (under 1 KiB a written object on average);
 // descriptors name the stock data (bucket_key). A second run writes
-// nothing at all. Then a killed and rerun import in the same bucket.
+// nothing at all. Clients pull through redirects to presigned URLs of the
+// stock data. Then a killed and rerun import in the same bucket.
 func testImportSameBucket(t *testing.T, stock *stockRegistry, f *stockFixture) {
-	reg := harness.StartOpts(t, harness.Options{S3: &harness.S3{MinIO: stock.MinIO, Bucket: stock.Bucket}})
+	reg := harness.StartOpts(t, harness.Options{S3: &harness.S3{MinIO: stock.MinIO, Bucket: stock.Bucket, Redirect: true, RedirectMinSize: "0"}})
 	counter := startS3Counter(t, stock.MinIO, 0)
 	cfg := withS3Endpoint(t, reg, counter.Addr)
 	args := []string{"--from", stock.Source(), "--from-endpoint", "http://" + counter.Addr}
@@ -240,6 +241,9 @@ func testImportSameBucket(t *testing.T, stock *stockRegistry, f *stockFixture) {
 		}
 	}
 	requireClientsPull(t, reg, f, sameRepo)
+	if red, served := blobGETs(t, reg, ""); red == 0 || served > 0 {
+		t.Errorf("blob GETs: %d redirected to presigned stock keys, %d served by Slipway; want all redirected", red, served)
+	}
 	verifyStore(t, reg)
 
 	// A kill mid-import and a rerun by a second Slipway on the same bucket
