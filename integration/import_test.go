@@ -182,8 +182,9 @@ func anyFile(dir string) bool {
 // and copy nothing: no PUT under data/, no copy, part copy or multipart
 // upload, and only metadata (under 1 KiB a written object on average);
 // descriptors name the stock data (bucket_key). A second run writes
-// nothing at all. Clients pull through redirects to presigned URLs of the
-// stock data. Then a killed and rerun import in the same bucket.
+// nothing (but the store's start-up probe). Clients pull through
+// redirects to presigned URLs of the stock data. Then a killed and rerun
+// import in the same bucket.
 func testImportSameBucket(t *testing.T, stock *stockRegistry, f *stockFixture) {
 	reg := harness.StartOpts(t, harness.Options{S3: &harness.S3{MinIO: stock.MinIO, Bucket: stock.Bucket, Redirect: true, RedirectMinSize: "0"}})
 	counter := startS3Counter(t, stock.MinIO, 0)
@@ -248,10 +249,9 @@ func testImportSameBucket(t *testing.T, stock *stockRegistry, f *stockFixture) {
 
 	// A kill mid-import and a rerun by a second Slipway on the same bucket
 	// under root killed/: the same store (outside descriptors naming the
-	// same stock keys) as the import above.
-	// Its writes are slowed down by a second bench/s3count (the store's
-	// test_write_delay wrapper would hide the bucket view, and with it
-	// reference mode).
+	// same stock keys) as the import above. The killed run's writes are
+	// slowed down by a second bench/s3count: the store's test_write_delay
+	// wrapper would hide the bucket view, and with it reference mode.
 	want := storeShape(t, reg)
 	killed := harness.StartOpts(t, harness.Options{S3: &harness.S3{MinIO: stock.MinIO, Bucket: stock.Bucket, Root: "killed"}})
 	slow := startS3Counter(t, stock.MinIO, 40*time.Millisecond)
