@@ -185,7 +185,12 @@ type importImages struct {
 // removes them when the test ends.
 func buildImportImages(t *testing.T, tools *harness.Tools) importImages {
 	t.Helper()
-	imgs := importImages{a: "slipway-it/import-a:1", b: "slipway-it/import-b:1"}
+	// A tag of its own: another test binary may build at the same time
+	// on the same daemon.
+	run := make([]byte, 4)
+	_, _ = rand.Read(run)
+	tag := hex.EncodeToString(run)
+	imgs := importImages{a: "slipway-it/import-a:" + tag, b: "slipway-it/import-b:" + tag}
 	tools.BuildScratchImage(imgs.a,
 		harness.ImageFile{Path: "/base.bin", Size: 256 << 10},
 		harness.ImageFile{Path: "/lib.bin", Size: 96 << 10},
