@@ -153,14 +153,19 @@ func Run(ctx context.Context, opts Options) (Summary, error) {
 		defer close(jobs)
 		return e.plan(gctx, jobs)
 	})
-	g.Go(func() error {
-		for j := range jobs {
-			if err := e.repository(gctx, j); err != nil {
-				return err
+	// Repositories are independent (a blob two of them share is linked
+	// by both; its descriptor is put-if-absent): several at once keep
+	// the store busy while one waits on its few large blobs.
+	for range repoParallel {
+		g.Go(func() error {
+			for j := range jobs {
+				if err := e.repository(gctx, j); err != nil {
+					return err
+				}
 			}
-		}
-		return nil
-	})
+			return nil
+		})
+	}
 	err = g.Wait()
 	if err == nil && ctx.Err() != nil {
 		err = ctx.Err()
@@ -171,8 +176,12 @@ func Run(ctx context.Context, opts Options) (Summary, error) {
 	return e.t.summary(), err
 }
 
-// planAhead bounds the repositories planned and not yet imported.
-const planAhead = 8
+// planAhead bounds the repositories planned and not yet imported;
+// repoParallel repositories are planned, and imported, at once.
+const (
+	planAhead    = 8
+	repoParallel = 4
+)
 
 // plan lists and selects the stock repositories, maps their names and
 // plans each one (reads only), sending the plans to jobs in order.
@@ -184,39 +193,65 @@ func (e *engine) plan(ctx context.Context, jobs chan<- job) error {
 	for _, p := range problems {
 		e.t.problem("", p)
 	}
-	for _, name := range stock {
-		if ok, _ := path.Match(e.opts.Repositories, name); e.opts.Repositories != "" && !ok {
-			continue
+	names := make(chan string)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		defer close(names)
+		for _, name := range stock {
+			if ok, _ := path.Match(e.opts.Repositories, name); e.opts.Repositories != "" && !ok {
+				continue
+			}
+			select {
+			case names <- name:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
 		}
-		repo, err := e.opts.StageMap.Map(name)
-		if err != nil {
-			e.t.problem(stocklayout.Root+"repositories/"+name, err)
-			e.t.count(repositories, skipped)
-			continue
-		}
-		p, err := PlanRepository(ctx, e.layout, name)
-		if err != nil {
-			return err
-		}
-		for _, pr := range p.Problems {
-			e.t.problem("", pr)
-			e.countPlanSkip(pr)
-		}
-		e.t.mu.Lock()
-		e.t.s.UnreferencedLayers += int64(len(p.Unreferenced))
-		e.t.mu.Unlock()
-		var size int64
-		for _, b := range p.Blobs {
-			size += b.Size
-		}
-		e.prog.plan(int64(len(p.Blobs)+len(p.Manifests)+len(p.Tags)), size)
-		select {
-		case jobs <- job{stock: name, repo: repo, plan: p}:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+		return nil
+	})
+	for range repoParallel {
+		g.Go(func() error {
+			for name := range names {
+				if err := e.planOne(gctx, name, jobs); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
 	}
-	return nil
+	return g.Wait()
+}
+
+// planOne maps and plans one stock repository and sends its plan to jobs.
+func (e *engine) planOne(ctx context.Context, name string, jobs chan<- job) error {
+	repo, err := e.opts.StageMap.Map(name)
+	if err != nil {
+		e.t.problem(stocklayout.Root+"repositories/"+name, err)
+		e.t.count(repositories, skipped)
+		return nil
+	}
+	p, err := PlanRepository(ctx, e.layout, name)
+	if err != nil {
+		return err
+	}
+	for _, pr := range p.Problems {
+		e.t.problem("", pr)
+		e.countPlanSkip(pr)
+	}
+	e.t.mu.Lock()
+	e.t.s.UnreferencedLayers += int64(len(p.Unreferenced))
+	e.t.mu.Unlock()
+	var size int64
+	for _, b := range p.Blobs {
+		size += b.Size
+	}
+	e.prog.plan(int64(len(p.Blobs)+len(p.Manifests)+len(p.Tags)), size)
+	select {
+	case jobs <- job{stock: name, repo: repo, plan: p}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // countPlanSkip counts a manifest or tag the plan skipped.
