@@ -86,7 +86,8 @@ func TestDeletesAreBatched(t *testing.T) {
 
 	for _, k := range rec.singles {
 		if strings.HasPrefix(k, registry.RepositoriesPrefix) || strings.HasPrefix(k, registry.BlobsPrefix) ||
-			strings.HasPrefix(k, registry.ManifestsPrefix) || strings.HasPrefix(k, tombstone.Prefix) {
+			strings.HasPrefix(k, registry.ManifestsPrefix) || strings.HasPrefix(k, tombstone.Prefix) ||
+			strings.HasPrefix(k, registry.DataPrefix) {
 			t.Errorf("%s was deleted alone, not in a batch", k)
 		}
 	}

@@ -31,6 +31,10 @@ import (
 // listings, catalog), metablobs.go, metamanifests.go and metatags.go.
 type Metadata struct {
 	store storage.Store
+	// unjournaled is store without the tag journal's wrapper, for batched
+	// deletes of keys that are not tags (storage.BatchDeleter is not
+	// forwarded by wrappers): the journal's own done records.
+	unjournaled storage.Store
 	// tagIndex caches the tag indexes read (tagread.go).
 	tagIndex  *tagIndexes
 	blobs     *lru.Cache[digest.Digest, blobDesc]
@@ -85,7 +89,7 @@ func newMeta(store storage.Store, linkTTL time.Duration) *Metadata {
 	m, _ := lru.New[digest.Digest, Manifest](manifestCacheEntries)
 	cat, _ := lru.New[string, struct{}](manifestCacheEntries)
 	linked, _ := lru.New[string, time.Time](blobCacheEntries)
-	md := &Metadata{store: store, blobs: b, manifests: m, catalogued: cat, linked: linked, linkTTL: linkTTL, tagIndex: newTagIndexes(), guard: tombstone.NewGuard(store)}
+	md := &Metadata{store: store, unjournaled: store, blobs: b, manifests: m, catalogued: cat, linked: linked, linkTTL: linkTTL, tagIndex: newTagIndexes(), guard: tombstone.NewGuard(store)}
 	md.tags = newReadGroup(sharedReadTimeout, md.readTag)
 	return md
 }

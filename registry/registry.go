@@ -105,6 +105,7 @@ func New(store storage.Store, opts Options) *Registry {
 	// is work after the response.
 	r.store = journalTags(store, &r.background)
 	r.meta = newMeta(r.store, opts.BlobLinkTTL)
+	r.meta.unjournaled = store
 	r.meta.view = opts.BucketView
 	r.sessions = newUploads(r.store, r.meta, r.writeSegment, opts)
 	r.copyBuffers = newCopyBuffers()

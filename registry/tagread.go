@@ -112,16 +112,17 @@ func (t *tagIndexes) read(ctx context.Context, m *Metadata, repo string) (map[st
 	}
 	// A repository without tags gets no index: listing it is as cheap.
 	if (idx == nil && len(changed) > 0) || len(done) > 0 {
-		t.fold(ctx, m.store, repo, idx == nil, base, changed, out, done)
+		t.fold(ctx, m.store, m.unjournaled, repo, idx == nil, base, changed, out, done)
 	}
 	return out, nil
 }
 
 // fold stores a new index version (the one read, idx, with changed; the
 // first version when fresh) by compare-and-set and, once stored, deletes
-// the done records listed before idx was read. Losing the race or failing
+// the done records listed before idx was read (through batch: not tag
+// keys, so the journal need not see them, and many per request). Losing the race or failing
 // leaves the journal as it was: the next reader folds it.
-func (t *tagIndexes) fold(ctx context.Context, store storage.Store, repo string, fresh bool, idx *parsedIndex, changed map[string]*indexEntry, states map[string]TagState, done []string) {
+func (t *tagIndexes) fold(ctx context.Context, store, batch storage.Store, repo string, fresh bool, idx *parsedIndex, changed map[string]*indexEntry, states map[string]TagState, done []string) {
 	entries, _ := overlay(idx.entries, changed, func(_ string, e indexEntry) (indexEntry, error) { return e, nil })
 	b, err := json.Marshal(indexFile{Tags: entries})
 	if err != nil {
@@ -137,12 +138,7 @@ func (t *tagIndexes) fold(ctx context.Context, store storage.Store, repo string,
 		return
 	}
 	t.cache.Add(repo, &parsedIndex{etag: info.ETag, entries: entries, states: maps.Clone(states)})
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(16)
-	for _, k := range done {
-		g.Go(func() error { return store.Delete(gctx, k) })
-	}
-	_ = g.Wait()
+	_ = storage.DeleteAll(ctx, batch, done, 16)
 }
 
 // load returns the stored index (nil if there is none), from the cache
