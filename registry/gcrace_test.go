@@ -303,6 +303,39 @@ func TestGCCommitBeforeManifestPut(t *testing.T) {
 	})
 }
 
+// A manifest PUT refused because a blob it needs is being deleted answers
+// only once the deletion has finished: the client's retry (docker HEADs
+// each layer again) then finds the blob absent and uploads it, instead of
+// finding it still there and failing the same way.
+func TestManifestPutWaitsForCommittedDeletion(t *testing.T) {
+	onBackends(t, func(t *testing.T, inner storage.Store) {
+		g := newGCWorld(t, inner)
+		raw := g.w.image("app", "layer d")
+		layer := digest.FromString("layer d")
+		link := blobLinkKey("app", layer)
+		g.commitDeletion(link, nil)
+		atDelete, deleted := g.holdDeletion(link)
+
+		answered := make(chan resp, 1)
+		go func() { answered <- g.w.putManifest("app", "v1", v1.MediaTypeImageManifest, raw) }()
+		select {
+		case r := <-answered:
+			t.Fatalf("the PUT answered %d while the deletion it relies on was still under way", r.StatusCode)
+		case <-time.After(500 * time.Millisecond):
+		}
+		atDelete.Release()
+		if err := <-deleted; err != nil {
+			t.Fatal(err)
+		}
+		wantError(t, <-answered, http.StatusNotFound, "MANIFEST_BLOB_UNKNOWN")
+		// The retry's HEAD finds the layer gone: it is uploaded again.
+		wantStatus(t, g.w.do("HEAD", "/v2/app/blobs/"+layer.String(), nil), http.StatusNotFound)
+		g.w.pushBlob("app", []byte("layer d"))
+		wantStatus(t, g.w.putManifest("app", "v1", v1.MediaTypeImageManifest, raw), http.StatusCreated)
+		g.wantVerified()
+	})
+}
+
 // (c) The fence. A writer whose cached "no sweep" answer is younger than
 // CacheFor skips protection (no request), and its writes land before the
 // collector's first tombstone, which comes Fence after the sweep entry:

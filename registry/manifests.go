@@ -153,6 +153,7 @@ func (r *Registry) putManifest(c *gin.Context, name, ref string) {
 	}
 	// Order is the crash story: content, link, referrer index, tag.
 	if err := r.meta.linkManifest(ctx, name, man, fields); err != nil {
+		r.meta.awaitCollected(ctx, err)
 		r.fail(c, collectedAnswer(err, errcode.ErrorCodeManifestBlobUnknown))
 		return
 	}
@@ -161,6 +162,7 @@ func (r *Registry) putManifest(c *gin.Context, name, ref string) {
 	}
 	for _, t := range tags {
 		if err := r.meta.setTag(ctx, name, t, d); err != nil {
+			r.meta.awaitCollected(ctx, err)
 			r.fail(c, collectedAnswer(err, errcode.ErrorCodeManifestUnknown))
 			return
 		}

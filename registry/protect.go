@@ -139,6 +139,24 @@ func (m *Metadata) recoverCollected(ctx context.Context, err error, attempt int,
 	return nil
 }
 
+// awaitCollected waits, before a request answers that an object it
+// relies on is being collected (err from Guard.Protect), until a
+// committed deletion of that object has finished (at most awaitDeletion),
+// and forgets the object. The client's retry then finds it absent and
+// uploads it again: answered earlier, the retry's HEAD would still find
+// the object (the collector deletes a batch's committed objects together,
+// some time after their commits) and fail the same way.
+func (m *Metadata) awaitCollected(ctx context.Context, err error) {
+	ce, ok := collectedKey(err)
+	if !ok {
+		return
+	}
+	if ce.Deleting {
+		_, _ = tombstone.AwaitGone(ctx, m.store, ce.Key, awaitDeletion, awaitPoll)
+	}
+	m.forgetKey(ce.Key)
+}
+
 // dropDanglingLink deletes the link a failed request wrote to an object
 // that garbage collection deleted (once the deletion finished and the
 // object is absent). Such a link would let this replica's caches (which
