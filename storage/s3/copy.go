@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync/atomic"
 
 	"github.com/minio/minio-go/v7"
 	"golang.org/x/sync/errgroup"
@@ -107,15 +108,26 @@ func (s *Store) copyParts(ctx context.Context, key, obj string, src storage.Loca
 		}
 	}()
 	parts := make([]minio.CompletePart, n)
-	g, gctx := errgroup.WithContext(ctx)
+	// A failed part stops the parts not yet sent, but does not cancel
+	// those in flight: the abort must come after the last part the server
+	// may still be copying, or that part can outlive the abort (versitygw
+	// then keeps the upload).
+	var g errgroup.Group
+	var failed atomic.Bool
 	g.SetLimit(copyThreads)
 	for i := range parts {
 		off := int64(i) * s.copyMax
 		g.Go(func() error {
-			p, err := s.core.CopyObjectPart(gctx, src.Bucket, src.Object, s.bucket, obj, id, i+1,
+			if failed.Load() {
+				return nil
+			}
+			p, err := s.core.CopyObjectPart(ctx, src.Bucket, src.Object, s.bucket, obj, id, i+1,
 				off, min(s.copyMax, size-off), map[string]string{"x-amz-copy-source-if-match": oi.ETag})
 			if err == nil && p.ETag == "" { // an error in a 200 answer
 				err = fmt.Errorf("part %d: copied without an ETag", i+1)
+			}
+			if err != nil {
+				failed.Store(true)
 			}
 			parts[i] = p
 			return err
