@@ -440,7 +440,16 @@ func TestKilledRunThenRerunEqualsOneCleanRun(t *testing.T) {
 			// tag journal's mark after the last tag write (background work).
 			_, _ = importer.Run(ctx, withMap(dst))
 			if count < n {
-				t.Fatalf("the run made %d writes, not %d", count, n)
+				// Repositories are imported several at once, so a run's
+				// write count varies a little with their interleaving (two
+				// repositories sharing a blob race for its descriptor): near
+				// the end, a run may finish before write n, unkilled.
+				if n <= total-total/10 {
+					t.Fatalf("the run made %d writes, not %d (a clean run made %d)", count, n, total)
+				}
+				t.Logf("%s: the run finished after %d writes, before the kill at write %d of %d", stage, count, n, total)
+				cancel()
+				continue
 			}
 			cancel()
 			dst.before = nil
