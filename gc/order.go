@@ -5,7 +5,7 @@ import "context"
 // commitAll resolves a batch of marked candidates in dependency order: a
 // candidate another candidate needs (v.deps) is committed only once that
 // one is deleted (not merely committed: each layer waits for the
-// deletions of the layer before, which run.resolve does together), and kept if that one was kept. A
+// deletions of the layer before), and kept if that one was kept. A
 // candidate needed by a link outside the batch (still there: another
 // run's tombstone holds it, or it was no candidate) is kept. So a kill at any moment leaves no manifest link naming a missing link
 // (docs/architecture.md 4.3, "Deletes go the other way"), and a manifest
@@ -50,12 +50,12 @@ func (r *run) commitAll(ctx context.Context, marked []candidate, v verdict) erro
 		}
 	}
 	for len(ready) > 0 {
-		cands := make([]candidate, len(ready))
-		garbage := make([]bool, len(ready))
-		for n, i := range ready {
-			cands[n], garbage[n] = marked[i], !keep[i]
-		}
-		kept, err := r.resolve(ctx, cands, garbage)
+		kept := make([]bool, len(ready))
+		err := r.each(ctx, len(ready), func(ctx context.Context, n int) error {
+			var err error
+			kept[n], err = r.commit(ctx, marked[ready[n]], !keep[ready[n]])
+			return err
+		})
 		if err != nil {
 			return err
 		}
@@ -78,10 +78,8 @@ func (r *run) commitAll(ctx context.Context, marked []candidate, v verdict) erro
 			left = append(left, i)
 		}
 	}
-	cands := make([]candidate, len(left))
-	for n, i := range left {
-		cands[n] = marked[i]
-	}
-	_, err := r.resolve(ctx, cands, make([]bool, len(left)))
-	return err
+	return r.each(ctx, len(left), func(ctx context.Context, n int) error {
+		_, err := r.commit(ctx, marked[left[n]], false)
+		return err
+	})
 }

@@ -180,139 +180,24 @@ func (r *run) release(ctx context.Context, marked []candidate) {
 	r.count(&r.rep.Pending, -int64(len(marked)))
 }
 
-// commitOne commits the deletion of one marked candidate the second look
-// found garbage (put-if-match of its tombstone to deleting). It returns
-// false when the candidate is kept: not garbage, or a writer rescued it
-// first (the commit lost).
-func (r *run) commitOne(ctx context.Context, c candidate, garbage bool) (committed bool, err error) {
-	if !garbage {
-		return false, nil
-	}
-	if err := r.alive(); err != nil {
-		return false, err
-	}
-	err = tombstone.Commit(ctx, r.c.store, c.key, r.id, c.etag)
-	if err == nil {
-		return true, nil
-	}
-	if errors.Is(err, storage.ErrPreconditionFailed) {
-		return false, nil
-	}
-	return false, err
-}
-
-// resolve resolves one layer of a batch (commitAll): the commits, one
-// request per candidate, at once; then the committed candidates deleted
-// together (deleteCommitted); then the kept ones' tombstones removed. It
-// says which were kept. On a commit error the committed ones are still
-// deleted (else writers needing those keys would wait for the next run).
-func (r *run) resolve(ctx context.Context, cands []candidate, garbage []bool) (kept []bool, err error) {
-	committed := make([]bool, len(cands))
-	err = r.each(ctx, len(cands), func(ctx context.Context, i int) error {
-		var err error
-		committed[i], err = r.commitOne(ctx, cands[i], garbage[i])
-		return err
-	})
-	var doomed, spared []candidate
-	kept = make([]bool, len(cands))
-	for i, c := range cands {
-		if committed[i] {
-			doomed = append(doomed, c)
-		} else {
-			kept[i] = true
-			spared = append(spared, c)
+// commit resolves one marked candidate: kept (the second look found it
+// live, or a writer rescued it) or deleted.
+func (r *run) commit(ctx context.Context, c candidate, garbage bool) (kept bool, err error) {
+	defer r.count(&r.rep.Pending, -1)
+	if garbage {
+		if err := r.alive(); err != nil {
+			return false, err
+		}
+		err := tombstone.Commit(ctx, r.c.store, c.key, r.id, c.etag)
+		if err == nil {
+			return false, r.finishDeletion(ctx, c)
+		}
+		if !errors.Is(err, storage.ErrPreconditionFailed) {
+			return false, err
 		}
 	}
-	dctx := ctx
-	if err != nil {
-		dctx = context.WithoutCancel(ctx)
-	}
-	if derr := r.deleteCommitted(dctx, doomed); err == nil {
-		err = derr
-	}
-	if err != nil {
-		r.count(&r.rep.Pending, -int64(len(doomed)))
-		return nil, err
-	}
-	tombs := make([]string, len(spared))
-	for i, c := range spared {
-		tombs[i] = tombstone.Key(c.key)
-	}
-	err = storage.DeleteAll(ctx, r.c.store, tombs, r.c.opts.Concurrency)
-	r.count(&r.rep.Rescued, int64(len(spared)))
-	r.count(&r.rep.Pending, -int64(len(cands)))
-	return kept, err
-}
-
-// deleteCommitted deletes committed candidates, many per request where
-// the store can (storage.DeleteAll), in the order one deletion keeps
-// (finishDeletion), applied to all of them at once: first what each
-// needs read (a descriptor's data, a manifest link's referrer entry),
-// then the referrer entries, then the objects (this replica's caches
-// forget them), then the data the descriptors named, then the
-// tombstones. A crash between two steps leaves what a crash inside one
-// finishDeletion leaves: deleting tombstones that the next run finishes,
-// or orphan data.
-func (r *run) deleteCommitted(ctx context.Context, cs []candidate) error {
-	if len(cs) == 0 {
-		return nil
-	}
-	type named struct {
-		data     []string
-		size     int64
-		referrer string
-	}
-	ns := make([]named, len(cs))
-	err := r.each(ctx, len(cs), func(ctx context.Context, i int) error {
-		key := cs[i].key
-		var err error
-		switch {
-		case strings.HasPrefix(key, registry.BlobsPrefix):
-			ns[i].data, ns[i].size, err = r.descriptorData(ctx, key)
-			if errors.Is(err, storage.ErrNotFound) {
-				return nil // gone: its data, if any is left, is orphan data
-			}
-		case strings.HasPrefix(key, registry.RepositoriesPrefix):
-			if k, ok := registry.ParseRepoKey(key); ok && k.Kind == registry.KeyManifests {
-				ns[i].referrer, err = r.referrerEntry(ctx, k)
-			}
-		}
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	var referrers, objects, data, tombs []string
-	for i, c := range cs {
-		if ns[i].referrer != "" {
-			referrers = append(referrers, ns[i].referrer)
-		}
-		objects = append(objects, c.key)
-		data = append(data, ns[i].data...)
-		tombs = append(tombs, tombstone.Key(c.key))
-	}
-	conc := r.c.opts.Concurrency
-	if err := storage.DeleteAll(ctx, r.c.store, referrers, conc); err != nil {
-		return err
-	}
-	err = storage.DeleteAll(ctx, r.c.store, objects, conc)
-	for _, k := range objects {
-		r.c.meta.Forget(k) // also after a failure: some may be gone
-	}
-	if err != nil {
-		return err
-	}
-	if err := storage.DeleteAll(ctx, r.c.store, data, conc); err != nil {
-		return err
-	}
-	if err := storage.DeleteAll(ctx, r.c.store, tombs, conc); err != nil {
-		return err
-	}
-	for i, c := range cs {
-		r.freed(c.key, c.size)
-		r.freedData(ns[i].data, ns[i].size)
-	}
-	return nil
+	r.count(&r.rep.Rescued, 1)
+	return true, tombstone.Remove(ctx, r.c.store, c.key)
 }
 
 // finishDeletion deletes an object whose tombstone is deleting, then the
@@ -372,28 +257,18 @@ func (r *run) deleteObject(ctx context.Context, key string) (data []string, size
 // deleteReferrerEntry deletes the referrer index entry of a manifest link
 // about to be deleted, if the manifest has a subject.
 func (r *run) deleteReferrerEntry(ctx context.Context, k registry.RepoKey) error {
-	key, err := r.referrerEntry(ctx, k)
-	if err != nil || key == "" {
-		return err
-	}
-	return r.c.store.Delete(ctx, key)
-}
-
-// referrerEntry is the referrer index entry of a manifest link's
-// manifest ("": it has no subject, or its record is gone).
-func (r *run) referrerEntry(ctx context.Context, k registry.RepoKey) (string, error) {
 	man, err := r.c.meta.ManifestRecord(ctx, k.Digest)
 	if errors.Is(err, storage.ErrNotFound) {
-		return "", nil
+		return nil
 	}
 	if err != nil {
-		return "", err
+		return err
 	}
 	refs, err := man.References()
 	if err != nil || refs.Subject == nil || refs.Subject.Digest.Validate() != nil {
-		return "", nil
+		return nil
 	}
-	return registry.ReferrerKey(k.Repo, refs.Subject.Digest, k.Digest), nil
+	return r.c.store.Delete(ctx, registry.ReferrerKey(k.Repo, refs.Subject.Digest, k.Digest))
 }
 
 // descriptorData reads what a descriptor names.

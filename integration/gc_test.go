@@ -556,16 +556,13 @@ func TestGCKilled(t *testing.T) {
 		verifyStore(t, reg)
 	}
 
-	// Writes of the collector (tombstones, deletes, reports) take 150ms
-	// each from now on: the registry keeps serving at full speed (the delay
-	// is read at its start), `slipway gc` reads it from the configuration.
-	// Runs after a killed one skip the objects its tombstones hold, so they
-	// have little to do after the 5 s fence: the kills are packed just
-	// after it, where tombstones are being written and committed.
-	reg.SetWriteDelay(150 * time.Millisecond)
+	// Writes of the collector (tombstones, deletes, reports) take 40ms each
+	// from now on: the registry keeps serving at full speed (the delay is
+	// read at its start), `slipway gc` reads it from the configuration.
+	reg.SetWriteDelay(40 * time.Millisecond)
 	killed := 0
 	var lastKill time.Time
-	for _, at := range []time.Duration{300 * time.Millisecond, 3 * time.Second, 5300 * time.Millisecond, 5600 * time.Millisecond,
+	for _, at := range []time.Duration{300 * time.Millisecond, time.Second, 3 * time.Second, 5500 * time.Millisecond,
 		6 * time.Second, 6500 * time.Millisecond, 7 * time.Second, 8 * time.Second, 10 * time.Second, 13 * time.Second} {
 		cmd := exec.Command(harness.SlipwayBinary(t), "gc", "--config", reg.ConfigPath())
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

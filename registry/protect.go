@@ -69,10 +69,6 @@ func (m *Metadata) DeleteObject(ctx context.Context, key string) error {
 	return err
 }
 
-// Forget drops what this replica's caches remember of an object the
-// collector deleted itself (its batched deletes bypass DeleteObject).
-func (m *Metadata) Forget(key string) { m.forgetKey(key) }
-
 // forgetKey drops what this replica's caches remember of an object.
 func (m *Metadata) forgetKey(key string) {
 	d, kind, ok := digestOfKey(key)
@@ -143,9 +139,9 @@ func (m *Metadata) recoverCollected(ctx context.Context, err error, attempt int,
 // relies on is being collected (err from Guard.Protect), until a
 // committed deletion of that object has finished (at most awaitDeletion),
 // and forgets the object. The client's retry then finds it absent and
-// uploads it again: answered earlier, the retry's HEAD would still find
-// the object (the collector deletes a batch's committed objects together,
-// some time after their commits) and fail the same way.
+// uploads it again: answered earlier, the retry's HEAD could still find
+// the object (its deletion is committed but not done) and fail the same
+// way.
 func (m *Metadata) awaitCollected(ctx context.Context, err error) {
 	ce, ok := collectedKey(err)
 	if !ok {
