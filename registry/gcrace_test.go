@@ -336,6 +336,27 @@ func TestManifestPutWaitsForCommittedDeletion(t *testing.T) {
 	})
 }
 
+// A manifest PUT whose blob the repository lacks answers distribution's
+// 400, but the retryable 404 while a collection runs or just after one:
+// the client's HEAD may have found the blob just before the collector
+// freed it.
+func TestMissingReferenceDuringSweep(t *testing.T) {
+	onBackends(t, func(t *testing.T, inner storage.Store) {
+		g := newGCWorld(t, inner)
+		raw := g.w.image("app", "layer e") // its blobs are linked in app only
+		wantError(t, g.w.putManifest("other", "v1", v1.MediaTypeImageManifest, raw), http.StatusBadRequest, "MANIFEST_BLOB_UNKNOWN")
+		if err := tombstone.BeginSweep(context.Background(), g.store, "run1"); err != nil {
+			t.Fatal(err)
+		}
+		wantError(t, g.w.putManifest("other", "v1", v1.MediaTypeImageManifest, raw), http.StatusNotFound, "MANIFEST_BLOB_UNKNOWN")
+		// Just after the run, the blob may have gone with it.
+		if err := tombstone.EndSweep(context.Background(), g.store, "run1"); err != nil {
+			t.Fatal(err)
+		}
+		wantError(t, g.w.putManifest("other", "v1", v1.MediaTypeImageManifest, raw), http.StatusNotFound, "MANIFEST_BLOB_UNKNOWN")
+	})
+}
+
 // (c) The fence. A writer whose cached "no sweep" answer is younger than
 // CacheFor skips protection (no request), and its writes land before the
 // collector's first tombstone, which comes Fence after the sweep entry:

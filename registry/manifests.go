@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/distribution/distribution/v3"
 	"github.com/distribution/distribution/v3/manifest/manifestlist"
@@ -80,6 +81,24 @@ func collectedAnswer(err error, code errcode.ErrorCode) error {
 		detail = d.String()
 	}
 	return oci(code, "a blob or manifest this push relies on is being garbage-collected: push it again", detail).withStatus(http.StatusNotFound)
+}
+
+// missingReference answers for a reference the repository lacks:
+// distribution's 400, or, while a collection runs or just ran
+// (sweptLately), the 404 of collectedAnswer. A client checks its blobs
+// (HEAD) before the manifest PUT, and a collector may free one in
+// between; pushing again brings it back, which a 404 tells it and a 400
+// does not.
+// sweptLately bounds how long after a collection was last seen a missing
+// reference may be its doing: far longer than a client takes between its
+// HEADs and its manifest PUT.
+const sweptLately = time.Minute
+
+func (r *Registry) missingReference(ctx context.Context, d digest.Digest) error {
+	if swept, err := r.meta.guard.SweptRecently(ctx, sweptLately); err == nil && swept {
+		return oci(errcode.ErrorCodeManifestBlobUnknown, "a blob or manifest this push relies on is being garbage-collected: push it again", d.String()).withStatus(http.StatusNotFound)
+	}
+	return oci(errcode.ErrorCodeManifestBlobUnknown, "manifest references an unknown blob or manifest", d.String())
 }
 
 // parseRef reads a manifest reference: a digest or a tag.
@@ -236,7 +255,7 @@ func (r *Registry) validateManifest(ctx context.Context, name, contentType strin
 			size = bd.Size
 		}
 		if errors.Is(err, storage.ErrNotFound) {
-			return Manifest{}, nil, oci(errcode.ErrorCodeManifestBlobUnknown, "manifest references an unknown blob or manifest", ref.Digest.String())
+			return Manifest{}, nil, r.missingReference(ctx, ref.Digest)
 		}
 		if err != nil {
 			return Manifest{}, nil, err

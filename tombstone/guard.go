@@ -27,6 +27,7 @@ type Guard struct {
 	mu     sync.Mutex // guards the fields below
 	asked  time.Time  // when the last answered list was sent (monotonic)
 	sweep  bool       // its answer: a sweep entry existed
+	seen   time.Time  // when the last list that found a sweep entry was sent
 	lists  int        // lists sent (tests check the hot path's cost)
 }
 
@@ -80,6 +81,19 @@ func (g *Guard) ProtectFunc(ctx context.Context, keys func() ([]string, error)) 
 	return nil
 }
 
+// SweptRecently reports whether a collection may be freeing objects now
+// (a sweep entry exists, by Protect's cached answer: at most one LIST per
+// CacheFor) or was seen doing so within the last within.
+func (g *Guard) SweptRecently(ctx context.Context, within time.Duration) (bool, error) {
+	sweep, err := g.sweepInProgress(ctx, time.Now())
+	if err != nil || sweep {
+		return sweep, err
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return !g.seen.IsZero() && time.Since(g.seen) < within, nil
+}
+
 // sweepInProgress answers from the cache when the answer's list was sent
 // less than CacheFor before called (the time of the Protect call, after
 // the caller's writes), and lists gc/sweeps/ otherwise. A cached "no
@@ -106,6 +120,9 @@ func (g *Guard) sweepInProgress(ctx context.Context, called time.Time) (bool, er
 	sweep := len(page.Objects) > 0
 	g.mu.Lock()
 	g.asked, g.sweep = sent, sweep
+	if sweep {
+		g.seen = sent
+	}
 	g.lists++
 	g.mu.Unlock()
 	return sweep, nil
