@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path"
 	"strings"
+	"sync"
 
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
@@ -99,6 +100,9 @@ type engine struct {
 	t       *tally
 	prog    *Progress
 	stop    context.CancelFunc // ends the run's context (StopAtFirstProblem)
+	// verifyBufs are --verify's read buffers, shared by every repository
+	// imported at once.
+	verifyBufs sync.Pool
 }
 
 // job is one selected repository and its plan.
@@ -126,6 +130,7 @@ func Run(ctx context.Context, opts Options) (Summary, error) {
 	}
 	e := &engine{opts: opts, src: storage.ReadOnly(opts.Source), meta: opts.Registry.Metadata(),
 		t: newTally(opts.SourceName, opts.DryRun, opts.Verify), prog: opts.Progress}
+	e.verifyBufs.New = func() any { b := make([]byte, verifyBufferSize); return &b }
 	if opts.Reference != nil {
 		oi, ok := any(e.meta).(OutsideImporter)
 		if !ok {

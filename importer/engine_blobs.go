@@ -15,7 +15,8 @@ import (
 )
 
 // verifyBufferSize is the buffer each --verify rehash reads through, so
-// a run verifies in Parallel × 1 MiB whatever the blobs' sizes.
+// a run verifies in repoParallel × Parallel × 1 MiB whatever the blobs'
+// sizes.
 const verifyBufferSize = 1 << 20
 
 // blobs imports a repository's blobs, Parallel at a time (§7.5 step 3),
@@ -24,7 +25,6 @@ const verifyBufferSize = 1 << 20
 func (e *engine) blobs(ctx context.Context, repo string, bs []stocklayout.Blob) (map[digest.Digest]error, error) {
 	var mu sync.Mutex
 	failed := map[digest.Digest]error{}
-	bufs := sync.Pool{New: func() any { b := make([]byte, verifyBufferSize); return &b }}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(e.opts.Parallel)
 	for _, b := range bs {
@@ -32,7 +32,7 @@ func (e *engine) blobs(ctx context.Context, repo string, bs []stocklayout.Blob) 
 			break
 		}
 		g.Go(func() error {
-			bad, err := e.blob(gctx, repo, b, &bufs)
+			bad, err := e.blob(gctx, repo, b)
 			e.prog.done(1, b.Size)
 			if err != nil {
 				return err
@@ -57,7 +57,7 @@ func (e *engine) blobs(ctx context.Context, repo string, bs []stocklayout.Blob) 
 // an earlier run) → linked; absent → verified when asked, its data put
 // in place, then the descriptor and the link. bad says why the blob is
 // not in repo afterwards; err stops the run.
-func (e *engine) blob(ctx context.Context, repo string, b stocklayout.Blob, bufs *sync.Pool) (bad, err error) {
+func (e *engine) blob(ctx context.Context, repo string, b stocklayout.Blob) (bad, err error) {
 	has, err := e.meta.HasBlob(ctx, b.Digest)
 	if err != nil {
 		return err, nil
@@ -70,9 +70,9 @@ func (e *engine) blob(ctx context.Context, repo string, b stocklayout.Blob, bufs
 		}
 	}
 	if e.opts.Verify {
-		buf := bufs.Get().(*[]byte)
+		buf := e.verifyBufs.Get().(*[]byte)
 		err := VerifyData(ctx, e.src, b, *buf)
-		bufs.Put(buf)
+		e.verifyBufs.Put(buf)
 		if err != nil {
 			return err, nil
 		}

@@ -15,7 +15,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -113,13 +112,13 @@ func (s *stockRegistry) start(t *testing.T, tools *harness.Tools, storage map[st
 	if err := os.WriteFile(cfg, body, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	logf, err := os.CreateTemp(harness.LogDir(), sanitizeName(t.Name())+"-stock-*.log")
+	logf, err := os.CreateTemp(harness.LogDir(), harness.Sanitize(t.Name())+"-stock-*.log")
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.logPath = logf.Name()
 	s.cmd = exec.Command(tools.Path("registry"), "serve", cfg)
-	s.cmd.Env = append(dropEnv(os.Environ(), "REGISTRY_", "OTEL_"), "OTEL_TRACES_EXPORTER=none")
+	s.cmd.Env = append(harness.FilterEnv(os.Environ(), "REGISTRY_", "OTEL_"), "OTEL_TRACES_EXPORTER=none")
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := s.cmd.Start(); err != nil {
@@ -133,7 +132,7 @@ func (s *stockRegistry) start(t *testing.T, tools *harness.Tools, storage map[st
 		<-s.done
 		if t.Failed() {
 			b, _ := os.ReadFile(s.logPath)
-			t.Logf("stock registry log (%s), last lines:\n%s", s.logPath, lastLinesOf(string(b), 6))
+			t.Logf("stock registry log (%s), last lines:\n%s", s.logPath, harness.LastLines(string(b), 6))
 		}
 	})
 	deadline := time.Now().Add(30 * time.Second)
@@ -141,7 +140,7 @@ func (s *stockRegistry) start(t *testing.T, tools *harness.Tools, storage map[st
 		select {
 		case <-s.done:
 			b, _ := os.ReadFile(s.logPath)
-			t.Fatalf("the stock registry exited at start:\n%s", lastLinesOf(string(b), 30))
+			t.Fatalf("the stock registry exited at start:\n%s", harness.LastLines(string(b), 30))
 		default:
 		}
 		if resp, err := http.Get("http://" + s.Host + "/v2/"); err == nil {
@@ -370,12 +369,12 @@ func startS3Counter(t *testing.T, m *harness.MinIO, writeDelay time.Duration) *s
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "s3count")
 	build := exec.Command("go", "build", "-o", bin, "./s3count")
-	build.Dir = filepath.Join(moduleRootDir(t), "bench")
+	build.Dir = filepath.Join(harness.ModuleRoot(), "bench")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building bench/s3count: %v\n%s", err, out)
 	}
 	c := &s3Counter{Addr: fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t)), control: fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))}
-	logf, err := os.CreateTemp(harness.LogDir(), sanitizeName(t.Name())+"-s3count-*.log")
+	logf, err := os.CreateTemp(harness.LogDir(), harness.Sanitize(t.Name())+"-s3count-*.log")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -420,20 +419,6 @@ func (c *s3Counter) Take(t *testing.T) s3Take {
 		t.Fatalf("bench/s3count /take: %v", err)
 	}
 	return out
-}
-
-// moduleRootDir is the folder of the slipway module's go.mod (the tests
-// run in its integration/ folder).
-func moduleRootDir(t *testing.T) string {
-	t.Helper()
-	dir, err := filepath.Abs("..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "go.mod")); err != nil {
-		t.Fatalf("no go.mod above the integration tests: %v", err)
-	}
-	return dir
 }
 
 // withS3Endpoint copies reg's configuration with storage.s3.endpoint set
@@ -530,7 +515,7 @@ func requireBytesBy(t *testing.T, r importRun, mode string) {
 func importCmd(t *testing.T, cfg string, args ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(harness.SlipwayBinary(t), append([]string{"import", "--config", cfg}, args...)...)
-	cmd.Env = append(dropEnv(os.Environ(), "SLIPWAY_", "AWS_"),
+	cmd.Env = append(harness.FilterEnv(os.Environ(), "SLIPWAY_", "AWS_"),
 		"AWS_ACCESS_KEY_ID="+harness.MinIOAccessKey, "AWS_SECRET_ACCESS_KEY="+harness.MinIOSecretKey, "AWS_REGION="+harness.MinIORegion)
 	return cmd
 }
@@ -552,7 +537,7 @@ func runImport(t *testing.T, cfg string, args ...string) importRun {
 	case err != nil:
 		t.Fatalf("running slipway import: %v", err)
 	}
-	t.Logf("$ slipway import %s  (%s, exit %d)\n%s", strings.Join(args, " "), time.Since(start).Round(time.Millisecond), r.Exit, lastLinesOf(r.Stderr, 15))
+	t.Logf("$ slipway import %s  (%s, exit %d)\n%s", strings.Join(args, " "), time.Since(start).Round(time.Millisecond), r.Exit, harness.LastLines(r.Stderr, 15))
 	if (r.Exit == 0 || r.Exit == 1) && strings.TrimSpace(r.Stdout) != "" {
 		decodeJSON(t, r.Stdout, &r.Summary)
 	}
@@ -564,7 +549,7 @@ func requireImportOK(t *testing.T, cfg string, args ...string) importRun {
 	t.Helper()
 	r := runImport(t, cfg, args...)
 	if r.Exit != 0 || len(r.Summary.Problems) > 0 {
-		t.Fatalf("slipway import %s: exit %d, problems %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.Exit, r.Summary.Problems, r.Stdout, lastLinesOf(r.Stderr, 40))
+		t.Fatalf("slipway import %s: exit %d, problems %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.Exit, r.Summary.Problems, r.Stdout, harness.LastLines(r.Stderr, 40))
 	}
 	return r
 }
@@ -582,39 +567,9 @@ func startImport(t *testing.T, cfg string, args ...string) (cmd *exec.Cmd, wait 
 	}
 	return cmd, func() syscall.WaitStatus {
 		_ = cmd.Wait()
-		t.Logf("killed import's output:\n%s", lastLinesOf(out.String(), 15))
+		t.Logf("killed import's output:\n%s", harness.LastLines(out.String(), 15))
 		return cmd.ProcessState.Sys().(syscall.WaitStatus)
 	}
-}
-
-// dropEnv is env without the variables whose names start with a prefix.
-func dropEnv(env []string, prefixes ...string) []string {
-	return slices.DeleteFunc(slices.Clone(env), func(kv string) bool {
-		return slices.ContainsFunc(prefixes, func(p string) bool { return strings.HasPrefix(kv, p) })
-	})
-}
-
-func sanitizeName(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.' {
-			return r
-		}
-		return '_'
-	}, s)
-}
-
-// lastLinesOf is the last n lines of s, each cut at 400 bytes.
-func lastLinesOf(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	for i, l := range lines {
-		if len(l) > 400 {
-			lines[i] = l[:400] + "..."
-		}
-	}
-	return strings.Join(lines, "\n")
 }
 
 // storeShape is what a Slipway store holds, key → content, with what two

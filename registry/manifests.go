@@ -68,18 +68,25 @@ func manifestInvalid(msg string, detail any) *apiError {
 // collectedAnswer turns a garbage-collection race (tombstone.ErrCollected:
 // the PUT relies on an object being deleted) into a 404 with code (the
 // design's answer: the object is not there; a reference missing from the
-// start is distribution's 400), naming
-// the digest; the client pushes again, which brings the object back.
-// Other errors are returned as they are.
-func collectedAnswer(err error, code errcode.ErrorCode) error {
+// start is distribution's 400), naming the digest, once a committed
+// deletion of the object has finished (Metadata.awaitCollected); the
+// client pushes again, which brings the object back. Other errors are
+// returned as they are.
+func (r *Registry) collectedAnswer(ctx context.Context, err error, code errcode.ErrorCode) error {
 	ce, ok := collectedKey(err)
 	if !ok {
 		return err
 	}
+	r.meta.awaitCollected(ctx, ce)
 	detail := ce.Key
 	if d, _, ok := digestOfKey(ce.Key); ok {
 		detail = d.String()
 	}
+	return collectedError(code, detail)
+}
+
+// collectedError is the answer for a reference garbage collection took.
+func collectedError(code errcode.ErrorCode, detail string) error {
 	return oci(code, "a blob or manifest this push relies on is being garbage-collected: push it again", detail).withStatus(http.StatusNotFound)
 }
 
@@ -96,7 +103,7 @@ const sweptLately = time.Minute
 
 func (r *Registry) missingReference(ctx context.Context, d digest.Digest) error {
 	if swept, err := r.meta.guard.SweptRecently(ctx, sweptLately); err == nil && swept {
-		return oci(errcode.ErrorCodeManifestBlobUnknown, "a blob or manifest this push relies on is being garbage-collected: push it again", d.String()).withStatus(http.StatusNotFound)
+		return collectedError(errcode.ErrorCodeManifestBlobUnknown, d.String())
 	}
 	return oci(errcode.ErrorCodeManifestBlobUnknown, "manifest references an unknown blob or manifest", d.String())
 }
@@ -172,8 +179,7 @@ func (r *Registry) putManifest(c *gin.Context, name, ref string) {
 	}
 	// Order is the crash story: content, link, referrer index, tag.
 	if err := r.meta.linkManifest(ctx, name, man, fields); err != nil {
-		r.meta.awaitCollected(ctx, err)
-		r.fail(c, collectedAnswer(err, errcode.ErrorCodeManifestBlobUnknown))
+		r.fail(c, r.collectedAnswer(ctx, err, errcode.ErrorCodeManifestBlobUnknown))
 		return
 	}
 	if fields.Subject != nil {
@@ -181,8 +187,7 @@ func (r *Registry) putManifest(c *gin.Context, name, ref string) {
 	}
 	for _, t := range tags {
 		if err := r.meta.setTag(ctx, name, t, d); err != nil {
-			r.meta.awaitCollected(ctx, err)
-			r.fail(c, collectedAnswer(err, errcode.ErrorCodeManifestUnknown))
+			r.fail(c, r.collectedAnswer(ctx, err, errcode.ErrorCodeManifestUnknown))
 			return
 		}
 		c.Writer.Header().Add("OCI-Tag", t)

@@ -136,17 +136,13 @@ func (m *Metadata) recoverCollected(ctx context.Context, err error, attempt int,
 }
 
 // awaitCollected waits, before a request answers that an object it
-// relies on is being collected (err from Guard.Protect), until a
+// relies on is being collected (ce, from Guard.Protect), until a
 // committed deletion of that object has finished (at most awaitDeletion),
 // and forgets the object. The client's retry then finds it absent and
 // uploads it again: answered earlier, the retry's HEAD could still find
 // the object (its deletion is committed but not done) and fail the same
 // way.
-func (m *Metadata) awaitCollected(ctx context.Context, err error) {
-	ce, ok := collectedKey(err)
-	if !ok {
-		return
-	}
+func (m *Metadata) awaitCollected(ctx context.Context, ce *tombstone.CollectedError) {
 	if ce.Deleting {
 		_, _ = tombstone.AwaitGone(ctx, m.store, ce.Key, awaitDeletion, awaitPoll)
 	}

@@ -53,7 +53,7 @@ func openSource(ctx context.Context, f importFlags, dst config.Storage, env conf
 	}
 	src := importSource{name: "s3://" + bucket + "/" + root, bucket: bucket, root: root}
 	ep := f.endpoint
-	same := dst.S3 != nil && (ep == "" || hostOf(ep) == hostOf(dst.S3.Endpoint))
+	same := dst.S3 != nil && (ep == "" || s3.EndpointHost(ep) == s3.EndpointHost(dst.S3.Endpoint))
 	cfg := s3.Config{Endpoint: ep, Bucket: bucket, Root: root}
 	switch {
 	case same:
@@ -69,7 +69,7 @@ func openSource(ctx context.Context, f importFlags, dst config.Storage, env conf
 			return importSource{}, fmt.Errorf("source %s on endpoint %s: no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY", src.name, ep)
 		}
 	}
-	src.endpoint = hostOf(cfg.Endpoint)
+	src.endpoint = s3.EndpointHost(cfg.Endpoint)
 	octx, cancel := context.WithTimeout(ctx, pingTimeout)
 	defer cancel()
 	// Read-only: no probe, no bucket creation, every write refused.
@@ -79,16 +79,6 @@ func openSource(ctx context.Context, f importFlags, dst config.Storage, env conf
 	}
 	src.store = s
 	return src, nil
-}
-
-// hostOf is an endpoint's host[:port], lowercase, without scheme or path.
-func hostOf(endpoint string) string {
-	h := strings.ToLower(strings.TrimSpace(endpoint))
-	for _, scheme := range []string{"https://", "http://"} {
-		h = strings.TrimPrefix(h, scheme)
-	}
-	h, _, _ = strings.Cut(h, "/")
-	return h
 }
 
 // slipwayPrefixes are the top-level key prefixes Slipway writes and its
@@ -113,7 +103,7 @@ var errNoBucketView = errors.New("the source is Slipway's own bucket, but this s
 // where the collector's orphan stage or purge would free the stock
 // registry's data.
 func referenceMode(f importFlags, src importSource, dst config.Storage, store storage.Store) (func(string) string, error) {
-	if f.mode != "auto" || dst.S3 == nil || src.bucket == "" || src.endpoint != hostOf(dst.S3.Endpoint) || src.bucket != dst.S3.Bucket {
+	if f.mode != "auto" || dst.S3 == nil || src.bucket == "" || src.endpoint != s3.EndpointHost(dst.S3.Endpoint) || src.bucket != dst.S3.Bucket {
 		return nil, nil
 	}
 	if err := checkOutsideSlipway(src.root, dst.S3.Root); err != nil {

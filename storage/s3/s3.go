@@ -273,6 +273,17 @@ func rootPrefix(root string) (string, error) {
 	return root + "/", nil
 }
 
+// EndpointHost is the host[:port] requests to endpoint ("host:port" or
+// "scheme://host:port") go to, lower-cased, as Locate reports it; "" for
+// an endpoint New would refuse.
+func EndpointHost(s string) string {
+	h, _, err := endpoint(strings.TrimSpace(s), false)
+	if err != nil {
+		return ""
+	}
+	return strings.ToLower(h)
+}
+
 // endpoint splits "host:port" or "scheme://host:port" into minio-go's
 // host and TLS flag.
 func endpoint(s string, secure bool) (string, bool, error) {

@@ -116,7 +116,7 @@ func StartHAProxy(t testing.TB, host string, servers []string) *HAProxy {
 	if err := os.WriteFile(cfg, []byte(HAProxyConfig(host, h.sock, servers)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.CreateTemp(logDir, sanitize(t.Name())+"-haproxy-*.log")
+	f, err := os.CreateTemp(logDir, Sanitize(t.Name())+"-haproxy-*.log")
 	if err != nil {
 		t.Fatal(err)
 	}

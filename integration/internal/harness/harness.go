@@ -154,6 +154,9 @@ func Main(m *testing.M) int {
 	return code
 }
 
+// ModuleRoot is the folder of the slipway module's go.mod (set by Main).
+func ModuleRoot() string { return moduleRoot }
+
 func findModuleRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {

@@ -61,11 +61,14 @@ func tail(path string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-func sanitize(name string) string {
+// Sanitize makes name (a test name) usable in a file name.
+func Sanitize(name string) string {
 	return regexp.MustCompile(`[^A-Za-z0-9._-]+`).ReplaceAllString(name, "_")
 }
 
-func filterEnv(env []string, dropPrefixes ...string) []string {
+// FilterEnv is env without the variables whose names start with one of
+// dropPrefixes.
+func FilterEnv(env []string, dropPrefixes ...string) []string {
 	out := env[:0:0]
 outer:
 	for _, kv := range env {

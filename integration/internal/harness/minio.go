@@ -128,7 +128,7 @@ func StartMinIO(t testing.TB) *MinIO {
 	if err := os.MkdirAll(m.DataDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.CreateTemp(logDir, sanitize(t.Name())+"-minio-*.log")
+	f, err := os.CreateTemp(logDir, Sanitize(t.Name())+"-minio-*.log")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +180,7 @@ func (m *MinIO) command() (*exec.Cmd, error) {
 	}
 	if m.versitygw {
 		cmd := exec.Command(bin, "--port", m.Addr, "--quiet", "posix", m.DataDir)
-		cmd.Env = append(filterEnv(filterEnv(os.Environ(), "VGW_"), "ROOT_"),
+		cmd.Env = append(FilterEnv(FilterEnv(os.Environ(), "VGW_"), "ROOT_"),
 			"ROOT_ACCESS_KEY="+MinIOAccessKey,
 			"ROOT_SECRET_KEY="+MinIOSecretKey,
 		)
@@ -191,7 +191,7 @@ func (m *MinIO) command() (*exec.Cmd, error) {
 		drives = m.peers
 	}
 	cmd := exec.Command(bin, append([]string{"server", "--quiet", "--address", m.Addr, "--console-address", m.console}, drives...)...)
-	cmd.Env = append(filterEnv(os.Environ(), "MINIO_"),
+	cmd.Env = append(FilterEnv(os.Environ(), "MINIO_"),
 		"MINIO_ROOT_USER="+MinIOAccessKey,
 		"MINIO_ROOT_PASSWORD="+MinIOSecretKey,
 		"MINIO_BROWSER=off",

@@ -37,7 +37,7 @@ func StartMinIOCluster(t testing.TB, n int) []*MinIO {
 		if err := os.MkdirAll(m.DataDir, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		f, err := os.CreateTemp(logDir, fmt.Sprintf("%s-minio%d-*.log", sanitize(t.Name()), i+1))
+		f, err := os.CreateTemp(logDir, fmt.Sprintf("%s-minio%d-*.log", Sanitize(t.Name()), i+1))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -36,7 +36,7 @@ func (r *Registry) start() error {
 	}
 	// The server must listen where the config says, whatever the caller's
 	// environment holds.
-	cmd.Env = filterEnv(os.Environ(), "SLIPWAY_HTTP_", "SLIPWAY_STORAGE_", "SLIPWAY_LOG_", "SLIPWAY_AUTH_", "SLIPWAY_ADMIN_PASSWORD=", "SLIPWAY_STAGES", "REGISTRY_", "OTEL_")
+	cmd.Env = FilterEnv(os.Environ(), "SLIPWAY_HTTP_", "SLIPWAY_STORAGE_", "SLIPWAY_LOG_", "SLIPWAY_AUTH_", "SLIPWAY_ADMIN_PASSWORD=", "SLIPWAY_STAGES", "REGISTRY_", "OTEL_")
 	if kind == KindStock {
 		// distribution v3 exports traces to localhost:4318 unless told not to.
 		cmd.Env = append(cmd.Env, "OTEL_TRACES_EXPORTER=none")

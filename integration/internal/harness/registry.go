@@ -128,7 +128,7 @@ func StartOpts(t testing.TB, opts Options) *Registry {
 	if err := makeAccounts(); err != nil {
 		t.Fatalf("making the test accounts: %v", err)
 	}
-	r := &Registry{t: t, name: sanitize(t.Name()), secret: randomHex(16), noPublicURL: opts.NoPublicURL,
+	r := &Registry{t: t, name: Sanitize(t.Name()), secret: randomHex(16), noPublicURL: opts.NoPublicURL,
 		signingKey: defaultSigningKey(t), lockout: opts.Lockout, extraConfig: opts.ExtraConfig, httpConfig: opts.HTTPConfig,
 		tlsRoots: opts.TLSRootCAs, drainDelay: opts.DrainDelay, publicURL: opts.PublicURL}
 	if opts.S3 != nil {

@@ -102,7 +102,7 @@ func NewTools(t testing.TB) *Tools {
 	if err := os.MkdirAll(work, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	env := filterEnv(os.Environ(), "DOCKER_CONFIG=", "REGISTRY_AUTH_FILE=", "DOCKER_HOST=", "DOCKER_CONTEXT=")
+	env := FilterEnv(os.Environ(), "DOCKER_CONFIG=", "REGISTRY_AUTH_FILE=", "DOCKER_HOST=", "DOCKER_CONTEXT=")
 	env = append(env,
 		"DOCKER_CONFIG="+dockerCfg,
 		"REGISTRY_AUTH_FILE="+filepath.Join(dir, "containers-auth.json"),
@@ -218,7 +218,7 @@ func (x *Tools) RunCmd(c Cmd) string {
 	x.t.Helper()
 	out, err := x.Exec(c)
 	if err != nil {
-		x.t.Fatalf("%s: %v\noutput:\n%s", x.redact(strings.Join(c.Args, " ")), err, lastLines(out, 60))
+		x.t.Fatalf("%s: %v\noutput:\n%s", x.redact(strings.Join(c.Args, " ")), err, LastLines(out, 60))
 	}
 	return out
 }
@@ -228,7 +228,7 @@ func (x *Tools) RequireDocker() {
 	x.t.Helper()
 	out, err := x.Exec(Cmd{Args: []string{"docker", "info", "--format", "{{.ServerVersion}} {{.Driver}}"}, Timeout: 30 * time.Second})
 	if err != nil {
-		x.t.Fatalf("docker daemon not reachable (%v): %s (it starts dockerd)\n%s", err, setupHint, lastLines(out, 20))
+		x.t.Fatalf("docker daemon not reachable (%v): %s (it starts dockerd)\n%s", err, setupHint, LastLines(out, 20))
 	}
 	x.t.Logf("docker daemon: %s", strings.TrimSpace(out))
 }
@@ -263,7 +263,8 @@ func errSuffix(err error) string {
 	return ", " + err.Error()
 }
 
-func lastLines(s string, n int) string {
+// LastLines is the last n lines of s, with a count of those left out.
+func LastLines(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	if len(lines) > n {
 		lines = append([]string{fmt.Sprintf("... (%d earlier lines)", len(lines)-n)}, lines[len(lines)-n:]...)
@@ -272,4 +273,4 @@ func lastLines(s string, n int) string {
 }
 
 // FilterOCI drops OCI_* variables from env.
-func FilterOCI(env []string) []string { return filterEnv(env, "OCI_") }
+func FilterOCI(env []string) []string { return FilterEnv(env, "OCI_") }
