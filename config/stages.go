@@ -22,6 +22,45 @@ type Stage struct {
 	// The syntax is Go's path.Match: '*' any run of characters, '?' one,
 	// '[0-9]' a class ("v*", "[0-9]*").
 	FixedTags []string `yaml:"fixed_tags"`
+	// Gates must all pass for a promotion or rollback into this stage
+	// (package gate verifies them).
+	Gates Gates `yaml:"gates"`
+}
+
+// Gates are the evidence a digest needs to enter a stage.
+type Gates struct {
+	// SignedBy: at least one cosign signature over the exact digest that
+	// verifies under one of these keys.
+	SignedBy []GateKey `yaml:"signed_by"`
+	// Attestations are in-toto predicate types that must each be attested
+	// for the digest, signed by one of SignedBy's keys.
+	Attestations []string `yaml:"attestations"`
+	// Referrers are artifacts that must be attached to the digest.
+	Referrers []ReferrerGate `yaml:"referrers"`
+	// PerPlatform: for an index, every child must pass too, not only the
+	// index digest.
+	PerPlatform bool `yaml:"per_platform"`
+}
+
+// Any reports whether the stage has a gate at all.
+func (g Gates) Any() bool {
+	return len(g.SignedBy) > 0 || len(g.Attestations) > 0 || len(g.Referrers) > 0
+}
+
+// GateKey is a public key (PEM: ECDSA, Ed25519 or RSA), inline or in a
+// file; Name identifies it in refusals and the ledger (default: a
+// fingerprint of the key).
+type GateKey struct {
+	Name    string `yaml:"name"`
+	Key     string `yaml:"key"`
+	KeyFile string `yaml:"key_file"`
+}
+
+// ReferrerGate requires an artifact of ArtifactType whose subject is the
+// digest, carrying every annotation listed (exact values).
+type ReferrerGate struct {
+	ArtifactType string            `yaml:"artifact_type"`
+	Annotations  map[string]string `yaml:"annotations"`
 }
 
 // IsFixedTag reports whether tag matches one of the stage's fixed_tags.
