@@ -109,12 +109,22 @@ func (s *Service) Promote(ctx context.Context, req Request) (rec Record, created
 	if req.ExpectDigest != "" && req.ExpectDigest != m.Digest {
 		return Record{}, false, errorf(http.StatusConflict, CodeGuardFailed, "%s is %s, not the expected %s", src, m.Digest, req.ExpectDigest)
 	}
+	// Gates are checked on the source, before anything is written: the
+	// evidence they find is what copyTree carries into the target.
+	failures, evidence, err := s.checkGates(ctx, toStage, src.String(), src.Repo, m)
+	if err != nil {
+		return Record{}, false, err
+	}
+	if len(failures) > 0 {
+		return Record{}, false, gateFailed(toStage.Name, failures)
+	}
 	if err := s.copyTree(ctx, src.Repo, target, m); err != nil {
 		return Record{}, false, err
 	}
 	rec = Record{
 		Source: src.String(), Digest: m.Digest, Repository: target, Tag: tag, Stage: toStage.Name,
 		App: strings.TrimPrefix(target, toStage.Prefix), Reason: req.Reason, Actor: s.actor(ctx),
+		Evidence: evidence,
 	}
 	rec, err = s.commit(ctx, rec, toStage, func(prev digest.Digest, exists bool) error {
 		if req.ExpectPrevious == "none" && exists {

@@ -2,9 +2,12 @@ package promote
 
 import (
 	"context"
+	"errors"
 	"net/http"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/slipway/slipway/storage"
 )
 
 // CanRollback reports whether the caller may roll back rec.
@@ -46,15 +49,26 @@ func (s *Service) Rollback(ctx context.Context, id, reason string) (Record, erro
 	case old.Outcome == OutcomeNoop:
 		return Record{}, errorf(http.StatusConflict, CodeConflict, "promotion %s changed nothing: there is nothing to roll back", id)
 	}
-	if ok, err := s.meta.HasManifest(ctx, old.Repository, old.PreviousDigest); err != nil {
-		return Record{}, storeError(err)
-	} else if !ok {
+	m, err := s.meta.ManifestInRepo(ctx, old.Repository, old.PreviousDigest)
+	if errors.Is(err, storage.ErrNotFound) {
 		return Record{}, errorf(http.StatusConflict, CodeConflict, "%s no longer holds %s", old.Repository, old.PreviousDigest)
+	} else if err != nil {
+		return Record{}, storeError(err)
+	}
+	// The gates hold for a rollback too: the stage's rules may have
+	// tightened since the earlier digest entered it.
+	source := old.Repository + "@" + old.PreviousDigest.String()
+	failures, evidence, err := s.checkGates(ctx, st, source, old.Repository, m)
+	if err != nil {
+		return Record{}, err
+	}
+	if len(failures) > 0 {
+		return Record{}, gateFailed(st.Name, failures)
 	}
 	rec := Record{
-		Source: old.Repository + "@" + old.PreviousDigest.String(), Digest: old.PreviousDigest,
+		Source: source, Digest: old.PreviousDigest,
 		Repository: old.Repository, Tag: old.Tag, Stage: old.Stage, App: old.App,
-		Reason: reason, Actor: s.actor(ctx), RollbackOf: id,
+		Reason: reason, Actor: s.actor(ctx), RollbackOf: id, Evidence: evidence,
 	}
 	rec, err = s.commit(ctx, rec, st, func(prev digest.Digest, _ bool) error {
 		if prev != old.Digest {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/slipway/slipway/config"
+	"github.com/slipway/slipway/gate"
 	"github.com/slipway/slipway/registry"
 	"github.com/slipway/slipway/storage"
 )
@@ -32,6 +33,9 @@ type Options struct {
 	// changed a tag (webhooks); nil: none.
 	Outbox Outbox
 	Logger *slog.Logger
+	// Gates verifies the target stage's gates before a promotion or a
+	// rollback; nil: no stage is gated.
+	Gates *gate.Checker
 	// Now is the clock (tests); nil: time.Now.
 	Now func() time.Time
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/slipway/slipway/gate"
 )
 
 // Outcomes of a ledger record.
@@ -47,6 +49,11 @@ type Record struct {
 	RollbackOf string `json:"rollback_of,omitempty"`
 	// Seq is the record's position in its tag's chain (1, 2, ...).
 	Seq int64 `json:"seq"`
+	// Evidence is what passed the target stage's gates: the signatures,
+	// attestations and referrers, with the key each verified under.
+	Evidence []gate.Proof `json:"evidence,omitempty"`
+	// Release is the id of the release this record is a member of.
+	Release string `json:"release,omitempty"`
 }
 
 // Request asks for a promotion.
@@ -127,6 +134,15 @@ type Error struct {
 	Status  int    `json:"-"`
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// Failures lists every gate that did not pass (CodeGateFailed).
+	Failures []GateFailure `json:"failures,omitempty"`
+}
+
+// GateFailure is one gate that refused one image: Source names the image
+// ("staging/app:1.4"), the rest is gate.Failure.
+type GateFailure struct {
+	Source string `json:"source"`
+	gate.Failure
 }
 
 func (e *Error) Error() string { return e.Message }
@@ -140,6 +156,7 @@ const (
 	CodeFixedTag       = "fixed_tag"        // 409
 	CodeGuardFailed    = "guard_failed"     // 409
 	CodeEdgeNotAllowed = "edge_not_allowed" // 409
+	CodeGateFailed     = "gate_failed"      // 409: Error.Failures says which and why
 	CodeConflict       = "conflict"         // 409: verification failed, contention
 	CodeNotManifest    = "not_a_manifest"   // 422
 	CodeUnavailable    = "unavailable"      // 503

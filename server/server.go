@@ -23,6 +23,7 @@ import (
 	"github.com/slipway/slipway/admin"
 	"github.com/slipway/slipway/auth"
 	"github.com/slipway/slipway/config"
+	"github.com/slipway/slipway/gate"
 	"github.com/slipway/slipway/internal/buildinfo"
 	"github.com/slipway/slipway/internal/origin"
 	"github.com/slipway/slipway/internal/tlsreload"
@@ -225,7 +226,12 @@ func newServerOn(cfg config.Config, logger *slog.Logger, store storage.Store, vi
 		s.outbox = webhook.New(store, webhook.Options{Hooks: cfg.Promotion.Webhooks, Logger: logger})
 		outbox = s.outbox
 	}
+	gates, err := gate.New(cfg.Stages)
+	if err != nil {
+		return nil, err
+	}
 	s.promote = promote.New(store, s.registry.Metadata(), promote.Options{
+		Gates:   gates,
 		Outbox:  outbox,
 		Stages:  cfg.Stages,
 		Allowed: a.Permissions,
