@@ -99,6 +99,8 @@ type config struct {
 	warmup     int    // promote-*: discarded iterations before them
 	craneBin   string // promote-*: the crane binary
 	seed       int64  // gc-*: content seed (the same bytes on every registry)
+	cosignBin  string // gates-10: the cosign binary (logged in: DOCKER_CONFIG)
+	cosignKey  string // gates-10: the private key the gated stage trusts
 }
 
 var scenarios = []string{
@@ -108,6 +110,7 @@ var scenarios = []string{
 	"promote-1m-warm", "promote-1m-cold", "promote-1g-warm", "promote-1g-cold",
 	"tags-100", "tags-1000", "tags-10000",
 	"gc-populate", "gc-verify", "gc-bucket", "gc-push",
+	"gates-10",
 }
 
 func main() {
@@ -142,6 +145,8 @@ func main() {
 	flag.IntVar(&cfg.iters, "iterations", 30, "promote-*, tags-*: timed iterations (promote: one promotion, one crane copy, one crane.Copy, one crane digest; tags: one tags API read, one admin page)")
 	flag.IntVar(&cfg.warmup, "warmup", 3, "promote-*, tags-*: iterations run first and discarded")
 	flag.StringVar(&cfg.craneBin, "crane", "crane", "promote-*: the crane binary (logged in to the registry: DOCKER_CONFIG)")
+	flag.StringVar(&cfg.cosignBin, "cosign", "cosign", "gates-10: the cosign binary (logged in to the registry: DOCKER_CONFIG)")
+	flag.StringVar(&cfg.cosignKey, "cosign-key", "", "gates-10: the cosign private key (no password) the gated stage trusts")
 	flag.Int64Var(&cfg.seed, "seed", 1, "gc-populate: content seed (the same seed gives every registry the same bytes)")
 	alsoPids := flag.String("also-pids", "", "comma-separated pids that are part of the system under test (e.g. MinIO): not counted as other load")
 	summarizeFile := flag.String("summarize", "", "instead of measuring, read a results file of JSON lines and print the Markdown table")
@@ -269,6 +274,8 @@ func run(rawURL string, cfg *config) error {
 		sc = gcBucket{}
 	case "gc-push":
 		sc = &gcPush{workers: def(cfg.workers, 8)}
+	case "gates-10":
+		sc = &gatesScenario{apps: 10, layers: 10, size: 1 << 20}
 	}
 
 	if cfg.phase == "setup" || cfg.phase == "all" {

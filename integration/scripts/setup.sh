@@ -7,7 +7,8 @@
 #     update only if one is missing); chromium runs the admin pages' browser
 #     tests, haproxy balances the replicas of integration/cluster
 #   - Go tools into $(go env GOPATH)/bin: crane, oras, staticcheck, the stock
-#     distribution registry, MinIO and versitygw (pinned versions below)
+#     distribution registry, MinIO, versitygw and cosign (pinned versions
+#     below)
 #   - the OCI distribution-spec conformance binary, built once into
 #     ${XDG_CACHE_HOME:-$HOME/.cache}/slipway-it/conformance/conformance
 #   - dockerd (vfs, no iptables, no bridge), started in the background if
@@ -23,6 +24,7 @@ STATICCHECK_VERSION=v0.8.2
 REGISTRY_VERSION=v3.1.2
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 VERSITYGW_VERSION=v1.8.0
+COSIGN_VERSION=v2.6.5
 CONFORMANCE_VERSION=v0.0.0-20260831232431-97274622c111
 
 CACHE_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/slipway-it"
@@ -103,6 +105,9 @@ go_tool minio "github.com/minio/minio@$MINIO_VERSION"
 # which needs user extended attributes: ext4 and tmpfs have them) for the
 # same tests (about three and a half minutes to build; cached in GOBIN).
 go_tool versitygw "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION"
+# cosign: signs and attests test images offline (keys, no transparency
+# log) for the promotion gates' tests (a few minutes to build; cached).
+go_tool cosign "github.com/sigstore/cosign/v2/cmd/cosign@$COSIGN_VERSION"
 
 # --- OCI conformance suite ---------------------------------------------------
 # At this version the suite is a `main` package meant for `go build` (its
