@@ -129,11 +129,14 @@ func collect(ctx context.Context, src Source, repo string, subject digest.Digest
 
 // signedArtifact reports whether a referrer of artifactType may hold
 // cosign signatures or attestations: cosign's signature artifact, a
-// sigstore bundle, or DSSE/in-toto attestations. Others are read only as
-// referrers.
+// sigstore bundle, DSSE/in-toto attestations, or the empty config type
+// (what a referrers list built from config.mediaType, like
+// go-containerregistry's fallback tag index, says of cosign's bundle
+// manifests). Others are read only as referrers.
 func signedArtifact(artifactType string) bool {
 	return artifactType == cosignSigArtifact || artifactType == inTotoPayloadType ||
-		artifactType == dsseEnvelopeType || strings.HasPrefix(artifactType, bundleTypePrefix)
+		artifactType == dsseEnvelopeType || artifactType == v1.MediaTypeEmptyJSON ||
+		strings.HasPrefix(artifactType, bundleTypePrefix)
 }
 
 // readCandidate reads the payload layers of candidate manifest c. A
