@@ -77,17 +77,20 @@ type found struct {
 // notFound reports a store error that only means "not there".
 func notFound(err error) bool { return errors.Is(err, storage.ErrNotFound) }
 
-// collect finds what repo attaches to subject: its OCI 1.1 referrers and
-// cosign's sha256-<hex>.sig / .att tags, and the signed payloads of the
-// signature and attestation manifests among them. An error is a store
-// failure only.
-func collect(ctx context.Context, src Source, repo string, subject digest.Digest) (found, error) {
+// collect finds what repo attaches to subject: its OCI 1.1 referrers and,
+// with signed set, cosign's sha256-<hex>.sig / .att tags and the signed
+// payloads of the signature and attestation manifests among both. An
+// error is a store failure only.
+func collect(ctx context.Context, src Source, repo string, subject digest.Digest, signed bool) (found, error) {
 	f := found{subject: subject}
 	refs, err := src.Referrers(ctx, repo, subject)
 	if err != nil && !notFound(err) {
 		return f, fmt.Errorf("referrers of %s in %s: %w", subject, repo, err)
 	}
 	f.referrers = refs
+	if !signed {
+		return f, nil
+	}
 	var cands []candidate
 	seen := map[digest.Digest]bool{}
 	addCand := func(d digest.Digest, via string) {

@@ -34,6 +34,8 @@ type fakeSrc struct {
 	referrers map[digest.Digest][]v1.Descriptor
 	blobs     map[digest.Digest][]byte
 	fail      error // returned by every read when set
+	// manifestReads counts ManifestInRepo calls.
+	manifestReads int
 }
 
 func newFake() *fakeSrc {
@@ -46,6 +48,7 @@ func (f *fakeSrc) Referrers(_ context.Context, _ string, d digest.Digest) ([]v1.
 }
 
 func (f *fakeSrc) ManifestInRepo(_ context.Context, _ string, d digest.Digest) (registry.Manifest, error) {
+	f.manifestReads++
 	if f.fail != nil {
 		return registry.Manifest{}, f.fail
 	}

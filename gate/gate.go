@@ -173,7 +173,7 @@ func (c *Checker) Check(ctx context.Context, src Source, stage, repo string, m r
 		return res, nil
 	}
 	for _, d := range subjects {
-		f, err := collect(ctx, src, repo, d)
+		f, err := collect(ctx, src, repo, d, len(sg.cfg.SignedBy) > 0)
 		if err != nil {
 			return Result{}, err
 		}
@@ -188,7 +188,7 @@ func (c *Checker) Check(ctx context.Context, src Source, stage, repo string, m r
 // m.Digest and readable (what would count as evidence); a signature by a
 // configured key over another digest is listed with KeyID "".
 func (c *Checker) Inspect(ctx context.Context, src Source, repo string, m registry.Manifest) ([]Proof, error) {
-	f, err := collect(ctx, src, repo, m.Digest)
+	f, err := collect(ctx, src, repo, m.Digest, true)
 	if err != nil {
 		return nil, err
 	}

@@ -296,8 +296,13 @@ func TestReferrerGate(t *testing.T) {
 	f.putManifest(t, v1.Manifest{Config: cfg, ArtifactType: report, Subject: sub, Annotations: map[string]string{"result": "fail"}})
 	failsWith(t, check(t, c, f, img), "referrers", "1 referrer of that type found, without those annotations")
 	ok := f.putManifest(t, v1.Manifest{Config: cfg, ArtifactType: report, Subject: sub, Annotations: map[string]string{"result": "pass", "x": "y"}})
+	f.sigByTag(t, img.Digest, ".sig", f.sigLayer(t, ecdsaSigner(t), simplePayload(t, img.Digest)))
+	f.manifestReads = 0
 	res := check(t, c, f, img)
 	passes(t, res)
+	if f.manifestReads != 0 {
+		t.Fatalf("a stage without signed_by read %d signature manifests", f.manifestReads)
+	}
 	if len(res.Evidence) != 1 || res.Evidence[0] != (Proof{Kind: KindReferrer, Subject: img.Digest, Manifest: ok.Digest, Type: report, Via: "referrers"}) {
 		t.Fatalf("evidence %+v", res.Evidence)
 	}
