@@ -130,6 +130,7 @@ func stageProblems(stages []Stage) []problem {
 				add(fmt.Sprintf("%s.fixed_tags[%d]", key, j), "must be a tag pattern like \"v*\" or \"[0-9]*\", got %q", t)
 			}
 		}
+		ps = append(ps, gateProblems(key, s.Gates)...)
 	}
 	return ps
 }
