@@ -41,9 +41,16 @@ func interleaved(fl *flag.FlagSet, args []string) (positional []string, code int
 // cliFail prints a refusal or failure and returns the exit code: 1.
 func cliFail(stderr io.Writer, cmd string, err error) int {
 	var pe *promote.Error
-	if errors.As(err, &pe) {
+	switch {
+	case errors.As(err, &pe) && len(pe.Failures) > 0:
+		// One line per failing gate: a release can fail several images.
+		fmt.Fprintf(stderr, "slipway %s: refused (%d %s): %d gate(s) failed:\n", cmd, pe.Status, pe.Code, len(pe.Failures))
+		for _, f := range pe.Failures {
+			fmt.Fprintf(stderr, "  %s [%s]: %s\n", f.Source, f.Gate, f.Message)
+		}
+	case pe != nil:
 		fmt.Fprintf(stderr, "slipway %s: refused (%d %s): %s\n", cmd, pe.Status, pe.Code, pe.Message)
-	} else {
+	default:
 		fmt.Fprintf(stderr, "slipway %s: %s\n", cmd, err)
 	}
 	return 1
