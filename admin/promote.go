@@ -16,7 +16,7 @@ import (
 // confirmData is the confirmation page of a promotion, a rollback or a
 // tag deletion (tagdelete.go: TargetRepo:Tag of stage To, naming Digest).
 type confirmData struct {
-	Kind string // "promote", "rollback" or "delete"
+	Kind string // "promote", "rollback", "delete" or "release-rollback"
 	// Promotion.
 	Source     string
 	Digest     digest.Digest
@@ -30,6 +30,8 @@ type confirmData struct {
 	// Rollback.
 	Record *promote.Record
 	Reason string
+	// Release rollback ("release-rollback").
+	Release *promote.Release
 }
 
 // maxReason bounds the reason a person types.
