@@ -42,17 +42,17 @@ func TestGateBadgesOnTheRepositoryPage(t *testing.T) {
 			v1Row = m[0]
 		}
 	}
-	if !strings.Contains(v1Row, `class="gate pass" data-stage="production" title="signature by ci-2026">✓ production gates</span>`) ||
+	if !strings.Contains(v1Row, `class="gate pass" data-stage="production" title="signature by ci-2026">✓ production<span class="opt"> gates</span></span>`) ||
 		!strings.Contains(v1Row, `href="/admin/repositories/staging/app/digests/`+string(v1)+`"`) {
 		t.Errorf("v1 lacks its passed badge and evidence link:\n%s", v1Row)
 	}
 	v2Row := rowOf(t, p, "v2")
-	if !strings.Contains(v2Row, "<summary>✗ production: signed_by</summary>") ||
+	if !strings.Contains(v2Row, "<summary>✗ production<span class=\"opt\">: signed_by</span></summary>") ||
 		!strings.Contains(v2Row, "<li>no signature by key ci-2026 over "+string(v2)+"</li>") ||
 		!strings.Contains(v2Row, `title="no signature by key ci-2026 over `+string(v2)+`"`) {
 		t.Errorf("v2 lacks its failed badge with the message:\n%s", v2Row)
 	}
-	if strings.Contains(v2Row, "✓ production gates") {
+	if strings.Contains(v2Row, "✓ production<span class=\"opt\"> gates") {
 		t.Errorf("v2 is shown as passing:\n%s", v2Row)
 	}
 	// Each repository and digest once (latest and v2 share a digest); the
@@ -68,7 +68,7 @@ func TestGateBadgesOnTheRepositoryPage(t *testing.T) {
 	p = b.get("/admin/repositories/app")
 	wantStatus(t, p, http.StatusOK)
 	mustContain(t, p, `<span class="gate unknown">gates not checked: storage is unavailable</span>`)
-	mustNotContain(t, p, "s3:", "✓ production gates")
+	mustNotContain(t, p, "s3:", `class="gate pass"`)
 }
 
 func TestNoGateBadgeWithoutGatedStages(t *testing.T) {

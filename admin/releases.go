@@ -68,7 +68,10 @@ func (a *Admin) releaseList(w http.ResponseWriter, r *http.Request, req *request
 	v.Nav = "releases"
 	if refusal != nil {
 		v.Error = refusal.Message
-		d.Failures = refusal.Failures
+		if d.Failures = refusal.Failures; len(d.Failures) > 0 {
+			// The list below says each one; the message would repeat it.
+			v.Error = "Nothing was released: the gates of " + f.To + " refused these images."
+		}
 	}
 	v.Data = d
 	a.render(w, r, status, "releases", v)

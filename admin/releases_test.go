@@ -26,7 +26,7 @@ func TestReleaseCreateListDetailRollback(t *testing.T) {
 	r := b.post("/admin/releases", form)
 	wantStatus(t, r, http.StatusConflict)
 	v2 := string(admintest.Digest("api-v2"))
-	mustContain(t, r, `<p class="error" role="alert">refused by the gates of production: staging/api:latest: no signature by key ci-2026`,
+	mustContain(t, r, `<p class="error" role="alert">Nothing was released: the gates of production refused these images.</p>`,
 		"<li><code>staging/api:latest</code>: <code>signed_by</code>: no signature by key ci-2026 over "+v2+"</li>",
 		"staging/api:latest\nstaging/worker:latest</textarea>", `value="1.4"`, "<details class=\"card new-release\" open>")
 	if len(e.fake.Ledger()) != 0 || len(e.fake.ReleaseList()) != 0 {
