@@ -191,6 +191,29 @@ func badgeOf(st promote.StageGateStatus) gateBadge {
 	return b
 }
 
+// targetGate is the verdict of stage to's gates on d held in repo, for
+// the promotion's confirmation page; nil when to is not gated. A verdict
+// that cannot be read is a note: the promotion checks again anyway.
+func (a *Admin) targetGate(r *http.Request, repo string, d digest.Digest, to config.Stage) (*gateBadge, string) {
+	if a.opts.Gates == nil || !to.Gates.Any() {
+		return nil, ""
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), gateBudget)
+	defer cancel()
+	verdicts, err := a.opts.Gates.GateStatus(ctx, repo, d)
+	if err != nil {
+		a.log.WarnContext(ctx, "admin promote confirmation: gate status not checked", "repository", repo, "digest", d.String(), "error", err.Error())
+		return nil, "not checked: " + gateErrorWords(err)
+	}
+	for _, v := range verdicts {
+		if v.Stage == to.Name {
+			b := badgeOf(v)
+			return &b, ""
+		}
+	}
+	return nil, ""
+}
+
 // evidencePath is the evidence page of d as repo holds it.
 func evidencePath(repo string, d digest.Digest) string {
 	return "/admin/repositories/" + repo + "/digests/" + d.String()

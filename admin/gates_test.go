@@ -3,6 +3,7 @@ package admin
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -123,4 +124,34 @@ func TestEvidencePage(t *testing.T) {
 	p = b.get("/admin/repositories/production/team/app/digests/" + string(v1))
 	wantStatus(t, p, http.StatusOK)
 	mustContain(t, p, "No stage that production/team/app promotes into has gates.")
+}
+
+// The confirmation says what the target's gates make of the digest, and
+// a promotion they refuse lists every failing gate, nothing changed.
+func TestPromoteConfirmShowsGates(t *testing.T) {
+	e := newEnv(t, nil)
+	gatedApp(e, "app")
+	v1, v2 := string(admintest.Digest("app-v1")), string(admintest.Digest("app-v2"))
+	b := e.browser()
+	b.login("rel", relPass)
+	c := b.post("/admin/promote", url.Values{"pick": {"staging/app:v2|production|" + v2}})
+	wantStatus(t, c, http.StatusOK)
+	mustContain(t, c, "<dt>Gates of production</dt>", `id="confirm-gates">✗ signed_by: the promotion will be refused`,
+		"<li>no signature by key ci-2026 over "+v2+"</li>")
+	form := url.Values{"source": {"staging/app:v2"}, "digest": {v2}, "to": {"production"}, "tag": {"v2"},
+		"confirmed": {"1"}, "expect_previous": {"none"}}
+	p := b.post("/admin/promote", form)
+	wantStatus(t, p, http.StatusConflict)
+	mustContain(t, p, `<p class="error" role="alert">Refused: the gates did not pass. Nothing was changed.</p>`,
+		"<li><code>staging/app:v2</code>: <code>signed_by</code>: no signature by key ci-2026 over "+v2+"</li>", "Promote staging/app:v2?")
+	if len(e.fake.Ledger()) != 0 {
+		t.Fatalf("a refused promotion was recorded: %+v", e.fake.Ledger())
+	}
+	c = b.post("/admin/promote", url.Values{"pick": {"staging/app:v1|production|" + v1}, "tag": {"stable"}})
+	mustContain(t, c, `id="confirm-gates">✓ every gate passes</span> <span class="small muted">(signature by ci-2026)</span>`)
+	// Not gated: nothing said.
+	e.fake.SetStageGates("production", config.Gates{})
+	c = b.post("/admin/promote", url.Values{"pick": {"staging/app:v2|production|" + v2}})
+	wantStatus(t, c, http.StatusOK)
+	mustNotContain(t, c, "Gates of production", "confirm-gates")
 }

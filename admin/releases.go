@@ -23,8 +23,6 @@ type releasesData struct {
 	// Targets are the stages a release can go to (those promoted into).
 	Targets []string
 	Form    releaseForm
-	// Failures are the gates that refused the form's release.
-	Failures []promote.GateFailure
 }
 
 // releaseForm is what the create form sent, kept when it is refused.
@@ -67,9 +65,9 @@ func (a *Admin) releaseList(w http.ResponseWriter, r *http.Request, req *request
 	v := a.newView(r, req, "Releases")
 	v.Nav = "releases"
 	if refusal != nil {
-		v.Error = refusal.Message
-		if d.Failures = refusal.Failures; len(d.Failures) > 0 {
-			// The list below says each one; the message would repeat it.
+		v.Error, v.Failures = refusal.Message, refusal.Failures
+		if len(v.Failures) > 0 {
+			// The list says each one; the message would repeat it.
 			v.Error = "Nothing was released: the gates of " + f.To + " refused these images."
 		}
 	}

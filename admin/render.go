@@ -55,6 +55,9 @@ type view struct {
 	CSRF     string
 	Flash    string // a message about what just happened
 	Error    string // a message about what went wrong
+	// Failures are the gates that refused what was asked, listed under
+	// Error (which then only says what was refused).
+	Failures []promote.GateFailure
 	// Releases: the release pages are served (a menu entry).
 	Releases bool
 	Data     any

@@ -134,7 +134,7 @@ func TestAdminBrowserGatesAndReleases(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`textarea[name="images"]`)),
 		chromedp.SendKeys(chromedp.CSS(`textarea[name="images"]`), "staging/team/api:latest\nstaging/team/worker:latest"),
 		chromedp.Click(chromedp.CSS("#create-release")),
-		chromedp.WaitVisible(chromedp.CSS("#release-failures")))
+		chromedp.WaitVisible(chromedp.CSS("#gate-failures")))
 	wantText(t, ctx, "staging/team/api:latest: signed_by: no signature by key ci-2026")
 	checkWidths(t, ctx, "release-refused")
 	pageRun(t, ctx, "releasing what passes",
