@@ -127,6 +127,9 @@ type Admin struct {
 	now   func() time.Time
 	pages *pages
 	mux   *http.ServeMux
+	// gateBudget bounds the wait for gate verdicts (gates.go; tests
+	// shorten it).
+	gateBudget time.Duration
 }
 
 // defaultSessionTTL: a working day.
@@ -147,7 +150,7 @@ func New(opts Options) *Admin {
 	if opts.Started.IsZero() {
 		opts.Started = opts.Now()
 	}
-	a := &Admin{opts: opts, log: opts.Logger, now: opts.Now, pages: mustParsePages()}
+	a := &Admin{opts: opts, log: opts.Logger, now: opts.Now, pages: mustParsePages(), gateBudget: gateBudget}
 	a.mux = a.routes()
 	return a
 }

@@ -114,7 +114,7 @@ type verdict struct {
 // at a time, within gateBudget. An error is kept per source (logged
 // once): a page with badges missing is better than no page.
 func (a *Admin) gateVerdicts(ctx context.Context, todo []gateSource) map[gateSource]verdict {
-	ctx, cancel := context.WithTimeout(ctx, gateBudget)
+	ctx, cancel := context.WithTimeout(ctx, a.gateBudget)
 	defer cancel()
 	out := make(map[gateSource]verdict, len(todo))
 	var mu sync.Mutex
@@ -198,7 +198,7 @@ func (a *Admin) targetGate(r *http.Request, repo string, d digest.Digest, to con
 	if a.opts.Gates == nil || !to.Gates.Any() {
 		return nil, ""
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), gateBudget)
+	ctx, cancel := context.WithTimeout(r.Context(), a.gateBudget)
 	defer cancel()
 	verdicts, err := a.opts.Gates.GateStatus(ctx, repo, d)
 	if err != nil {

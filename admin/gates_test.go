@@ -1,11 +1,13 @@
 package admin
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/slipway/slipway/admin/admintest"
 	"github.com/slipway/slipway/config"
@@ -154,4 +156,48 @@ func TestPromoteConfirmShowsGates(t *testing.T) {
 	c = b.post("/admin/promote", url.Values{"pick": {"staging/app:v2|production|" + v2}})
 	wantStatus(t, c, http.StatusOK)
 	mustNotContain(t, c, "Gates of production", "confirm-gates")
+}
+
+// A slow verifier does not hold the page: rows not checked within the
+// budget say so.
+func TestSlowGatesDoNotHoldThePage(t *testing.T) {
+	e := newEnv(t, nil)
+	gatedApp(e, "app")
+	e.admin.gateBudget = 100 * time.Millisecond
+	e.fake.GateWait = func(ctx context.Context) { <-ctx.Done() }
+	b := e.browser()
+	b.login("dev", devPass)
+	start := time.Now()
+	p := b.get("/admin/repositories/app")
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("the page took %s", took)
+	}
+	wantStatus(t, p, http.StatusOK)
+	if row := rowOf(t, p, "v2"); !strings.Contains(row, "gates not checked: verification took too long; reload to try again") {
+		t.Fatalf("v2 does not say its gates were not checked:\n%s", row)
+	}
+	mustNotContain(t, p, `class="gate pass"`, `class="gate fail"`)
+}
+
+func TestDigestPath(t *testing.T) {
+	d := admintest.Digest("x")
+	for in, want := range map[string]string{
+		"staging/app/digests/" + string(d):         "staging/app",
+		"staging/digests/app/digests/" + string(d): "staging/digests/app",
+		"staging/app/digests/sha256:short":         "",
+		"staging/app/digests/":                     "",
+		"digests/" + string(d):                     "",
+		"team/digests/x":                           "",
+	} {
+		repo, got, ok := digestPath(in)
+		if want == "" {
+			if ok {
+				t.Errorf("digestPath(%q) = %q, %q: want no evidence page", in, repo, got)
+			}
+			continue
+		}
+		if !ok || repo != want || got != d {
+			t.Errorf("digestPath(%q) = %q, %q, %v; want %q, %q", in, repo, got, ok, want, d)
+		}
+	}
 }

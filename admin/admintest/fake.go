@@ -46,6 +46,9 @@ type Fake struct {
 	gateCalls map[string]int
 	// FailGates makes GateStatus and Evidence fail with this error.
 	FailGates error
+	// GateWait, when set, runs at the start of every GateStatus (a slow
+	// verifier); it gets the call's context.
+	GateWait func(ctx context.Context)
 	releases  []promote.Release // oldest first
 }
 

@@ -58,6 +58,12 @@ func (f *Fake) inspect(ctx context.Context, repo string, d digest.Digest) error 
 
 // GateStatus answers what SetGates set (nil: no gated stage).
 func (f *Fake) GateStatus(ctx context.Context, repo string, d digest.Digest) ([]promote.StageGateStatus, error) {
+	if f.GateWait != nil {
+		f.GateWait(ctx)
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.gateCalls[gateKey(repo, d)]++
