@@ -49,7 +49,7 @@ type Fake struct {
 	// GateWait, when set, runs at the start of every GateStatus (a slow
 	// verifier); it gets the call's context.
 	GateWait func(ctx context.Context)
-	releases  []promote.Release // oldest first
+	releases []promote.Release // oldest first
 }
 
 func New(now func() time.Time) *Fake {
