@@ -7,7 +7,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/hashicorp/golang-lru/v2/expirable"
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/slipway/slipway/config"
@@ -28,7 +28,8 @@ type StageGateStatus struct {
 // digest it shows on every load, and a verification reads several
 // manifests and blobs. A verdict is kept briefly only, because it changes
 // when a signature is attached (the page may lag that by gateStatusTTL)
-// and never outlives a configuration (the cache is per process).
+// and never outlives a configuration (the cache is per process). Expiry is
+// checked on read (no cleaning goroutine: a Service has no Close).
 const (
 	gateStatusTTL     = 20 * time.Second
 	gateStatusEntries = 4096
@@ -41,8 +42,25 @@ type gateKey struct {
 	digest      digest.Digest
 }
 
-func newGateStatusCache() *expirable.LRU[gateKey, gate.Result] {
-	return expirable.NewLRU[gateKey, gate.Result](gateStatusEntries, nil, gateStatusTTL)
+// gateVerdict is a cached verdict and when it was reached.
+type gateVerdict struct {
+	res gate.Result
+	at  time.Time
+}
+
+func newGateStatusCache() *lru.Cache[gateKey, gateVerdict] {
+	c, _ := lru.New[gateKey, gateVerdict](gateStatusEntries)
+	return c
+}
+
+// cachedVerdict is key's verdict if it was reached less than
+// gateStatusTTL ago.
+func (s *Service) cachedVerdict(key gateKey) (gate.Result, bool) {
+	v, ok := s.gateCache.Get(key)
+	if !ok || s.opts.Now().Sub(v.at) >= gateStatusTTL {
+		return gate.Result{}, false
+	}
+	return v.res, true
 }
 
 // GateStatus checks d, held in repo, against the gates of every gated
@@ -72,7 +90,7 @@ func (s *Service) GateStatus(ctx context.Context, repo string, d digest.Digest) 
 	out := make([]StageGateStatus, 0, len(next))
 	for _, st := range next {
 		key := gateKey{stage: st.Name, repo: repo, digest: d}
-		res, ok := s.gateCache.Get(key)
+		res, ok := s.cachedVerdict(key)
 		if !ok {
 			if m == nil {
 				man, err := s.heldManifest(ctx, repo, d)
@@ -82,10 +100,11 @@ func (s *Service) GateStatus(ctx context.Context, repo string, d digest.Digest) 
 				m = &man
 			}
 			var err error
+			at := s.opts.Now()
 			if res, err = s.opts.Gates.Check(ctx, s.meta, st.Name, repo, *m); err != nil {
 				return nil, storeError(err)
 			}
-			s.gateCache.Add(key, res)
+			s.gateCache.Add(key, gateVerdict{res: res, at: at})
 		}
 		out = append(out, StageGateStatus{Stage: st.Name, Result: res})
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	lru "github.com/hashicorp/golang-lru/v2"
-	"github.com/hashicorp/golang-lru/v2/expirable"
 	"github.com/opencontainers/go-digest"
 	"log/slog"
 	"net/http"
@@ -55,7 +54,7 @@ type Service struct {
 	// records caches the ledger records the inventory shows (inventory.go).
 	records *lru.Cache[string, Record]
 	// gateCache holds recent gate verdicts for the admin (gatestatus.go).
-	gateCache *expirable.LRU[gateKey, gate.Result]
+	gateCache *lru.Cache[gateKey, gateVerdict]
 }
 
 // Outbox durably queues an event for delivery (webhook.Outbox). id and at
