@@ -22,6 +22,7 @@ import (
 
 	"github.com/slipway/slipway/auth"
 	"github.com/slipway/slipway/config"
+	"github.com/slipway/slipway/gate"
 	"github.com/slipway/slipway/gc"
 	"github.com/slipway/slipway/internal/origin"
 	"github.com/slipway/slipway/promote"
@@ -56,6 +57,30 @@ type TagDeleter interface {
 	CanDeleteTag(ctx context.Context, repo string) bool
 }
 
+// Gates shows what the promotion gates say of a digest (*promote.Service).
+// Both enforce the caller's pull permission on repo (a 404 without it);
+// a gate that does not pass is a Failure in the verdict, not an error.
+type Gates interface {
+	// GateStatus: the verdict of every gated stage repo's stage promotes
+	// into (nil when none is gated).
+	GateStatus(ctx context.Context, repo string, d digest.Digest) ([]promote.StageGateStatus, error)
+	// Evidence: every signature and attestation attached to d in repo,
+	// with the configured key each verifies under ("" for none).
+	Evidence(ctx context.Context, repo string, d digest.Digest) ([]gate.Proof, error)
+}
+
+// Releases is what the release pages need of the promotion service
+// (*promote.Service). Every method enforces the caller's permissions,
+// answering *promote.Error for refusals; CanRollbackRelease only decides
+// whether to show the button.
+type Releases interface {
+	CreateRelease(ctx context.Context, req promote.ReleaseRequest) (promote.Release, error)
+	GetRelease(ctx context.Context, id string) (promote.Release, error)
+	Releases(ctx context.Context, limit int, cursor string) (promote.ReleasePage, error)
+	RollbackRelease(ctx context.Context, id, reason string) (promote.Release, error)
+	CanRollbackRelease(ctx context.Context, rel promote.Release) bool
+}
+
 // Accounts is what the pages need of the token service (*auth.Service).
 type Accounts interface {
 	Login(ctx context.Context, name, password, clientIP string) (auth.Principal, error)
@@ -71,6 +96,10 @@ type Options struct {
 	Accounts Accounts
 	// Tags deletes tags (nil: no Delete buttons).
 	Tags TagDeleter
+	// Gates shows gate badges and the evidence pages (nil: neither).
+	Gates Gates
+	// Releases serves the release pages (nil: none, and no menu entry).
+	Releases Releases
 	// SessionKey signs session cookies (at least 32 bytes); every replica
 	// must use the same one. The server derives it from http.secret, or
 	// from the token signing key (auth.Service.DeriveKey).
@@ -98,6 +127,9 @@ type Admin struct {
 	now   func() time.Time
 	pages *pages
 	mux   *http.ServeMux
+	// gateBudget bounds the wait for gate verdicts (gates.go; tests
+	// shorten it).
+	gateBudget time.Duration
 }
 
 // defaultSessionTTL: a working day.
@@ -118,7 +150,7 @@ func New(opts Options) *Admin {
 	if opts.Started.IsZero() {
 		opts.Started = opts.Now()
 	}
-	a := &Admin{opts: opts, log: opts.Logger, now: opts.Now, pages: mustParsePages()}
+	a := &Admin{opts: opts, log: opts.Logger, now: opts.Now, pages: mustParsePages(), gateBudget: gateBudget}
 	a.mux = a.routes()
 	return a
 }

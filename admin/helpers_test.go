@@ -21,6 +21,7 @@ import (
 	"github.com/slipway/slipway/admin/admintest"
 	"github.com/slipway/slipway/auth"
 	"github.com/slipway/slipway/config"
+	"github.com/slipway/slipway/promote"
 	"github.com/slipway/slipway/storage/fs"
 )
 
@@ -90,7 +91,7 @@ func newEnv(tb testing.TB, edit func(*Options)) *env {
 	e := &env{t: tb, clock: clk, auth: svc, fake: admintest.New(clk.Now)}
 	e.fake.Promoters["rel"] = true
 	opts := Options{
-		Promote: e.fake, Accounts: svc, Tags: e.fake, SessionKey: svc.DeriveKey("admin-session"),
+		Promote: e.fake, Accounts: svc, Tags: e.fake, Gates: e.fake, Releases: e.fake, SessionKey: svc.DeriveKey("admin-session"),
 		Ping:    func(context.Context) error { e.pings++; return nil },
 		Version: "v0.test", Logger: quiet, Now: clk.Now, Started: clk.Now().Add(-90 * time.Minute),
 	}
@@ -213,5 +214,11 @@ func mustURL(s string) *url.URL {
 var (
 	_ Promoter   = (*admintest.Fake)(nil)
 	_ TagDeleter = (*admintest.Fake)(nil)
+	_ Gates      = (*admintest.Fake)(nil)
+	_ Releases   = (*admintest.Fake)(nil)
+	_ Promoter   = (*promote.Service)(nil)
+	_ TagDeleter = (*promote.Service)(nil)
+	_ Gates      = (*promote.Service)(nil)
+	_ Releases   = (*promote.Service)(nil)
 	_ Accounts   = (*auth.Service)(nil)
 )

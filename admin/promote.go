@@ -16,7 +16,7 @@ import (
 // confirmData is the confirmation page of a promotion, a rollback or a
 // tag deletion (tagdelete.go: TargetRepo:Tag of stage To, naming Digest).
 type confirmData struct {
-	Kind string // "promote", "rollback" or "delete"
+	Kind string // "promote", "rollback", "delete" or "release-rollback"
 	// Promotion.
 	Source     string
 	Digest     digest.Digest
@@ -27,9 +27,15 @@ type confirmData struct {
 	Current    digest.Digest // what the target tag names now ("" none)
 	Expect     string        // ExpectPrevious for the do-step
 	Fixed      bool
+	// Gate is what the target stage's gates say now (nil: not gated, or
+	// not known; GateNote says why not).
+	Gate     *gateBadge
+	GateNote string
 	// Rollback.
 	Record *promote.Record
 	Reason string
+	// Release rollback ("release-rollback").
+	Release *promote.Release
 }
 
 // maxReason bounds the reason a person types.
@@ -82,6 +88,7 @@ func (a *Admin) promote(w http.ResponseWriter, r *http.Request, req *request) {
 			return
 		}
 		d.Current, d.Expect = cur, string(cur)
+		d.Gate, d.GateNote = a.targetGate(r, repo, d.Digest, to)
 		if cur == "" {
 			d.Expect = "none"
 		}
@@ -168,7 +175,11 @@ func (a *Admin) confirmFailed(w http.ResponseWriter, r *http.Request, req *reque
 	var pe *promote.Error
 	switch {
 	case errors.As(err, &pe):
-		v.Error = pe.Message
+		v.Error, v.Failures = pe.Message, pe.Failures
+		if len(pe.Failures) > 0 {
+			// The list says each one; the message would repeat it.
+			v.Error = "Refused: the gates did not pass. Nothing was changed."
+		}
 		a.render(w, r, pe.Status, "confirm", v)
 	case err != nil:
 		a.fail(w, r, req, err)

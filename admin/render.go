@@ -29,7 +29,7 @@ var staticFS embed.FS
 
 // pageNames are the templates under templates/, each rendered inside
 // layout.html.
-var pageNames = []string{"login", "error", "overview", "repositories", "repository", "confirm", "history", "robots", "robot_created"}
+var pageNames = []string{"login", "error", "overview", "repositories", "repository", "confirm", "history", "robots", "robot_created", "evidence", "releases", "release"}
 
 // pages holds one parsed template set per page.
 type pages struct {
@@ -55,11 +55,16 @@ type view struct {
 	CSRF     string
 	Flash    string // a message about what just happened
 	Error    string // a message about what went wrong
+	// Failures are the gates that refused what was asked, listed under
+	// Error (which then only says what was refused).
+	Failures []promote.GateFailure
+	// Releases: the release pages are served (a menu entry).
+	Releases bool
 	Data     any
 }
 
 func (a *Admin) newView(_ *http.Request, req *request, title string) *view {
-	v := &view{Title: title}
+	v := &view{Title: title, Releases: a.opts.Releases != nil}
 	if req != nil {
 		v.LoggedIn, v.User, v.CSRF = true, req.user, req.csrf
 	}
@@ -181,6 +186,7 @@ var funcs = template.FuncMap{
 	"repoPath":  func(app string) string { return "/admin/repositories/" + app },
 	"hasPrefix": strings.HasPrefix,
 	"dict":      dict,
+	"keyIDs":    keyIDs,
 }
 
 // dict builds a map for a sub-template from key, value pairs.

@@ -55,6 +55,12 @@ type tagRow struct {
 	Actions   []promoteAction
 	// Gap: some stage does not have this tag at this digest.
 	Gap bool
+	// Evidence links the digest's evidence page ("" without one); Gates
+	// are the badges of the gated stages it may be promoted into;
+	// GateNote says why they are missing (gates.go).
+	Evidence string
+	Gates    []gateBadge
+	GateNote string
 }
 
 // cell is one stage's view of a row.
@@ -81,6 +87,10 @@ func (a *Admin) repository(w http.ResponseWriter, r *http.Request, req *request)
 	svc := a.opts.Promote
 	stages := svc.Stages()
 	app := r.PathValue("app")
+	if repo, dg, ok := digestPath(app); ok {
+		a.evidence(w, r, req, repo, dg)
+		return
+	}
 	// A full repository name ("staging/team/app") leads to its app.
 	if s, ok := config.StageOf(stages, app); ok && len(app) > len(s.Prefix) {
 		target := "/admin/repositories/" + strings.TrimPrefix(app, s.Prefix)
@@ -123,6 +133,7 @@ func (a *Admin) repository(w http.ResponseWriter, r *http.Request, req *request)
 	}
 	d.paginate(r.URL.Query(), app)
 	a.addActions(r, stages, d.Stages, d.Rows, app)
+	a.addGates(ctx, stages, d.Stages, d.Rows)
 	for _, row := range d.Rows {
 		d.CanPromote = d.CanPromote || len(row.Actions) > 0
 	}

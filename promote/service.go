@@ -53,6 +53,8 @@ type Service struct {
 	shapes *lru.Cache[digest.Digest, shape]
 	// records caches the ledger records the inventory shows (inventory.go).
 	records *lru.Cache[string, Record]
+	// gateCache holds recent gate verdicts for the admin (gatestatus.go).
+	gateCache *lru.Cache[gateKey, gateVerdict]
 }
 
 // Outbox durably queues an event for delivery (webhook.Outbox). id and at
@@ -70,7 +72,7 @@ func New(store storage.Store, meta *registry.Metadata, opts Options) *Service {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Service{store: store, meta: meta, opts: opts, log: opts.Logger, locks: keyedMutex{m: map[string]*keyedEntry{}}, shapes: newShapes(), records: newRecords()}
+	return &Service{store: store, meta: meta, opts: opts, log: opts.Logger, locks: keyedMutex{m: map[string]*keyedEntry{}}, shapes: newShapes(), records: newRecords(), gateCache: newGateStatusCache()}
 }
 
 // keyedMutex serialises promotions of one tag inside this process, so they

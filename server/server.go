@@ -247,7 +247,7 @@ func newServerOn(cfg config.Config, logger *slog.Logger, store storage.Store, vi
 	s.routeGC(e)
 	s.promote.Register(e.Group("/api/v1", a.API))
 	admin.New(admin.Options{
-		Promote: s.promote, Accounts: a, Tags: s.promote, SessionKey: sharedKey(cfg, a, "admin session"), SessionTTL: cfg.Admin.SessionTTL,
+		Promote: s.promote, Accounts: a, Tags: s.promote, Gates: s.promote, Releases: s.promote, SessionKey: sharedKey(cfg, a, "admin session"), SessionTTL: cfg.Admin.SessionTTL,
 		PublicURL: cfg.HTTP.PublicURL, Ping: store.Ping, Version: buildinfo.Version(),
 		Started: time.Now(), Logger: logger, LastGC: s.gc.lastFinished,
 	}).Register(e)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/slipway/slipway/auth"
 	"github.com/slipway/slipway/config"
+	"github.com/slipway/slipway/gate"
 	"github.com/slipway/slipway/promote"
 )
 
@@ -37,10 +38,23 @@ type Fake struct {
 	ledger []promote.Record             // oldest first
 	// FailTags makes Tags fail with this error (storage outage tests).
 	FailTags error
+
+	// Gates: the verdicts and evidence of repo@digest (SetGates,
+	// SetEvidence); Promote and CreateRelease refuse what a verdict fails.
+	gates     map[string][]promote.StageGateStatus
+	evidence  map[string][]gate.Proof
+	gateCalls map[string]int
+	// FailGates makes GateStatus and Evidence fail with this error.
+	FailGates error
+	// GateWait, when set, runs at the start of every GateStatus (a slow
+	// verifier); it gets the call's context.
+	GateWait func(ctx context.Context)
+	releases []promote.Release // oldest first
 }
 
 func New(now func() time.Time) *Fake {
-	return &Fake{stages: config.Default().Stages, Promoters: map[string]bool{}, Deleters: map[string]bool{}, now: now, repos: map[string][]promote.TagInfo{}}
+	return &Fake{stages: config.Default().Stages, Promoters: map[string]bool{}, Deleters: map[string]bool{}, now: now, repos: map[string][]promote.TagInfo{},
+		gates: map[string][]promote.StageGateStatus{}, evidence: map[string][]gate.Proof{}, gateCalls: map[string]int{}}
 }
 
 func Digest(s string) digest.Digest { return digest.FromString(s) }
@@ -87,12 +101,34 @@ func perr(status int, code, msg string) error {
 }
 
 func (f *Fake) Promote(ctx context.Context, req promote.Request) (promote.Record, bool, error) {
-	repo, tag, _ := strings.Cut(req.Source, ":")
+	repo, _, _ := strings.Cut(req.Source, ":")
 	if !f.CanPromote(ctx, repo, req.To) {
 		return promote.Record{}, false, perr(http.StatusForbidden, promote.CodeDenied, "you may not promote "+repo+" to "+req.To)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	p, err := f.plan(req)
+	if err != nil {
+		return promote.Record{}, false, err
+	}
+	rec := f.apply(ctx, p, "")
+	return rec, rec.Outcome != promote.OutcomeNoop, nil
+}
+
+// planned is a promotion checked and not yet done.
+type planned struct {
+	req       promote.Request
+	repo, tag string // the source
+	app       string
+	target    string
+	digest    digest.Digest
+	prev      digest.Digest
+}
+
+// plan checks a promotion with the real service's refusals (source,
+// guards, fixed tags, gates); f.mu is held.
+func (f *Fake) plan(req promote.Request) (planned, error) {
+	repo, tag, _ := strings.Cut(req.Source, ":")
 	var src *promote.TagInfo
 	for i, t := range f.repos[repo] {
 		if t.Tag == tag {
@@ -100,10 +136,10 @@ func (f *Fake) Promote(ctx context.Context, req promote.Request) (promote.Record
 		}
 	}
 	if src == nil {
-		return promote.Record{}, false, perr(http.StatusNotFound, promote.CodeNotFound, req.Source+" does not exist")
+		return planned{}, perr(http.StatusNotFound, promote.CodeNotFound, req.Source+" does not exist")
 	}
 	if req.ExpectDigest != "" && req.ExpectDigest != src.Digest {
-		return promote.Record{}, false, perr(http.StatusConflict, promote.CodeGuardFailed, req.Source+" no longer names "+string(req.ExpectDigest))
+		return planned{}, perr(http.StatusConflict, promote.CodeGuardFailed, req.Source+" no longer names "+string(req.ExpectDigest))
 	}
 	if req.Tag == "" {
 		req.Tag = tag
@@ -117,25 +153,48 @@ func (f *Fake) Promote(ctx context.Context, req promote.Request) (promote.Record
 		}
 	}
 	if req.ExpectPrevious == "none" && prev != "" || req.ExpectPrevious != "" && req.ExpectPrevious != "none" && req.ExpectPrevious != string(prev) {
-		return promote.Record{}, false, perr(http.StatusConflict, promote.CodeGuardFailed, target+":"+req.Tag+" changed since you looked")
+		return planned{}, perr(http.StatusConflict, promote.CodeGuardFailed, target+":"+req.Tag+" changed since you looked")
 	}
 	if prev != "" && prev != src.Digest && strings.HasPrefix(req.Tag, "v") {
-		return promote.Record{}, false, perr(http.StatusConflict, promote.CodeFixedTag, req.Tag+" is a fixed tag in production and already names another image")
+		return planned{}, perr(http.StatusConflict, promote.CodeFixedTag, req.Tag+" is a fixed tag in production and already names another image")
 	}
-	p, _ := auth.PrincipalFrom(ctx)
-	rec := promote.Record{ID: strconv.Itoa(len(f.ledger) + 1), Source: req.Source, Digest: src.Digest, Target: target + ":" + req.Tag,
-		Repository: target, Tag: req.Tag, Stage: "production", App: app, PreviousDigest: prev, Actor: p.Name,
-		At: f.now(), Reason: req.Reason, Outcome: promote.OutcomePromoted}
-	created := prev != src.Digest
+	for _, st := range f.gates[gateKey(repo, src.Digest)] {
+		if st.Stage == req.To && !st.Passed() {
+			e := &promote.Error{Status: http.StatusConflict, Code: promote.CodeGateFailed}
+			var msgs []string
+			for _, fl := range st.Failures {
+				e.Failures = append(e.Failures, promote.GateFailure{Source: req.Source, Failure: fl})
+				msgs = append(msgs, req.Source+": "+fl.Message)
+			}
+			e.Message = "refused by the gates of " + req.To + ": " + strings.Join(msgs, "; ")
+			return planned{}, e
+		}
+	}
+	return planned{req: req, repo: repo, tag: tag, app: app, target: target, digest: src.Digest, prev: prev}, nil
+}
+
+// apply does a planned promotion as a member of release ("" for none);
+// f.mu is held.
+func (f *Fake) apply(ctx context.Context, p planned, release string) promote.Record {
+	who, _ := auth.PrincipalFrom(ctx)
+	rec := promote.Record{ID: strconv.Itoa(len(f.ledger) + 1), Source: p.req.Source, Digest: p.digest, Target: p.target + ":" + p.req.Tag,
+		Repository: p.target, Tag: p.req.Tag, Stage: "production", App: p.app, PreviousDigest: p.prev, Actor: who.Name,
+		At: f.now(), Reason: p.req.Reason, Outcome: promote.OutcomePromoted, Release: release}
+	for _, st := range f.gates[gateKey(p.repo, p.digest)] {
+		if st.Stage == p.req.To {
+			rec.Evidence = st.Evidence
+		}
+	}
+	created := p.prev != p.digest
 	if !created {
 		rec.Outcome = promote.OutcomeNoop
 	}
 	f.ledger = append(f.ledger, rec)
 	if created {
-		f.setTag(target, req.Tag, src.Digest, rec.At, &rec)
-		f.markStages(app, src.Digest)
+		f.setTag(p.target, p.req.Tag, p.digest, rec.At, &rec)
+		f.markStages(p.app, p.digest)
 	}
-	return rec, created, nil
+	return rec
 }
 
 // MarkStages recomputes TagInfo.Stages for an app's digest.
