@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/chromedp/chromedp"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
@@ -261,6 +262,7 @@ func TestPromotionGates(t *testing.T) {
 		checkNotInProduction(t, reg, "failedreport")
 	})
 
+	var goodDigest string
 	for _, mode := range []struct {
 		name      string
 		referrers bool
@@ -269,6 +271,9 @@ func TestPromotionGates(t *testing.T) {
 		t.Run("allowed/"+mode.name, func(t *testing.T) {
 			tag := "good-" + strings.ReplaceAll(mode.name, " ", "")
 			ref, d := push(tag)
+			if !mode.referrers {
+				goodDigest = d
+			}
 			cs.sign(key, ref, mode.referrers)
 			cs.attest(key, ref, mode.referrers)
 			attachReport(t, tools, ref, "passed")
@@ -316,6 +321,30 @@ func TestPromotionGates(t *testing.T) {
 			}
 		})
 	}
+
+	// The admin pages of the same server show the real verdicts: the
+	// staging table's badges and the evidence page with the key id.
+	t.Run("admin pages", func(t *testing.T) {
+		if goodDigest == "" {
+			t.Fatal("no allowed promotion to look at")
+		}
+		b := newBrowser(t)
+		pageRun(t, b, "signing in",
+			chromedp.Navigate(reg.URL()+"/admin/"),
+			chromedp.WaitVisible(chromedp.CSS("#username")),
+			chromedp.SendKeys(chromedp.CSS("#username"), reg.Admin().Username),
+			chromedp.SendKeys(chromedp.CSS("#password"), reg.Admin().Password),
+			chromedp.Click(chromedp.CSS("#signin")),
+			chromedp.WaitVisible(chromedp.CSS("#logout")))
+		pageRun(t, b, "opening staging/app",
+			chromedp.Navigate(reg.URL()+"/admin/repositories/app"),
+			chromedp.WaitVisible(chromedp.CSS(`tr[data-tag="good-tagscheme"] .gate`)))
+		wantText(t, b, "✓ production gates", "✗ production: signed_by, attestations, referrers")
+		pageRun(t, b, "opening the evidence page",
+			chromedp.Navigate(reg.URL()+"/admin/repositories/staging/app/digests/"+goodDigest),
+			chromedp.WaitVisible(chromedp.CSS("#proofs")))
+		wantText(t, b, gateKeyName, "signature", "attestation", gateProvenance)
+	})
 }
 
 // sigTag is cosign's signature tag for digest d.
