@@ -13,7 +13,7 @@
 # the ratios gated/ungated and release/promotion of each repetition, and
 # their medians.
 #
-# Knobs: ITERS=20 WARMUP=2 REPS=3 SLEEP=3 BENCH_DIR=/work/slipway-bench
+# Knobs: ITERS=20 WARMUP=2 REPS=3 SLEEP=3 KINDS= (a comma-separated subset) BENCH_DIR=/work/slipway-bench
 #   QUIET_PCT=10 QUIET_MAX=20 KEEP=0 RESULTS SLIPWAY_BIN MINIO_BIN COSIGN_BIN
 #   CRANE_BIN BASE_PORT=5600 (Slipway BASE_PORT+1, MinIO +50/+51)
 set -euo pipefail
@@ -23,10 +23,11 @@ ITERS=${ITERS:-20}
 WARMUP=${WARMUP:-2}
 REPS=${REPS:-3}
 SLEEP=${SLEEP:-3}
+KINDS=${KINDS:-}
 QUIET_MAX=${QUIET_MAX:-20}
 BASE_PORT=${BASE_PORT:-5600}
 RESULTS=${RESULTS:-$REPO/bench/results/gates-$(date -u +%Y%m%dT%H%M%SZ).jsonl}
-COMMAND="ITERS=$ITERS WARMUP=$WARMUP REPS=$REPS bench/run-gates.sh"
+COMMAND="ITERS=$ITERS WARMUP=$WARMUP REPS=$REPS${KINDS:+ KINDS=$KINDS} bench/run-gates.sh"
 
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -91,7 +92,7 @@ machine() {
 }
 machine | sed 's/^/# /' >>"$RESULTS"
 
-args=(-url "${URL[slipway]}" -scenario gates-10 -state "$RUN_DIR/state" -label slipway -cosign "$COSIGN_BIN" -cosign-key "$RUN_DIR/bench.key"
+args=(-url "${URL[slipway]}" -scenario gates-10 -kinds "$KINDS" -state "$RUN_DIR/state" -label slipway -cosign "$COSIGN_BIN" -cosign-key "$RUN_DIR/bench.key"
 	-iterations "$ITERS" -warmup "$WARMUP")
 timeout 1800 "$RB" "${args[@]}" -phase setup >/dev/null 2>>"$CLIENT_LOG" || die "setup failed: $(tail -3 "$CLIENT_LOG")"
 failures=0

@@ -101,6 +101,7 @@ type config struct {
 	seed       int64  // gc-*: content seed (the same bytes on every registry)
 	cosignBin  string // gates-10: the cosign binary (logged in: DOCKER_CONFIG)
 	cosignKey  string // gates-10: the private key the gated stage trusts
+	kinds      string // gates-10: comma-separated subset of its operations
 }
 
 var scenarios = []string{
@@ -147,6 +148,7 @@ func main() {
 	flag.StringVar(&cfg.craneBin, "crane", "crane", "promote-*: the crane binary (logged in to the registry: DOCKER_CONFIG)")
 	flag.StringVar(&cfg.cosignBin, "cosign", "cosign", "gates-10: the cosign binary (logged in to the registry: DOCKER_CONFIG)")
 	flag.StringVar(&cfg.cosignKey, "cosign-key", "", "gates-10: the cosign private key (no password) the gated stage trusts")
+	flag.StringVar(&cfg.kinds, "kinds", "", "gates-10: comma-separated operations to run (default all: promote,promote-gated,release,release-gated)")
 	flag.Int64Var(&cfg.seed, "seed", 1, "gc-populate: content seed (the same seed gives every registry the same bytes)")
 	alsoPids := flag.String("also-pids", "", "comma-separated pids that are part of the system under test (e.g. MinIO): not counted as other load")
 	summarizeFile := flag.String("summarize", "", "instead of measuring, read a results file of JSON lines and print the Markdown table")
