@@ -347,3 +347,88 @@ func TestReleaseValidation(t *testing.T) {
 		t.Fatalf("refusals wrote %v", ks)
 	}
 }
+
+// commitOnly runs a release's writer up to its commit point and returns
+// the stored release, as the writer would go on to apply it.
+func (e *env) commitOnly(req ReleaseRequest) (*releaseDoc, error) {
+	e.t.Helper()
+	id := e.crashAfter(req, 0, 0)
+	return e.svc.readRelease(context.Background(), id)
+}
+
+// TestReleaseAbortedByARacingFixedTag: between validation and apply, a
+// promotion creates a member's fixed tag with another digest. The member
+// is impossible; it is applied first (its tag did not exist at
+// validation), so the release aborts with nothing moved.
+func TestReleaseAbortedByARacingFixedTag(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.pushImage("staging/api:v5", 512, 1)
+	e.pushImage("staging/worker:edge", 512, 1)
+	d, err := e.commitOnly(ReleaseRequest{To: "production", Images: images("staging/worker:edge", "staging/api:v5")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.pushImage("staging/api:v5", 512, 1) // another build, promoted by someone else first
+	racer, _ := e.promote(Request{Source: "staging/api:v5", To: "production"})
+	if err := e.svc.finishRelease(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	if d.State != ReleaseAborted || !strings.Contains(d.Error, "production/api:v5") || !strings.Contains(d.Error, "fixed tag") || len(d.Members) != 0 {
+		t.Fatalf("release = %+v", d)
+	}
+	if e.tagOf("production/worker:edge") != "" || e.tagOf("production/api:v5") != racer.Digest {
+		t.Fatal("an aborted release moved a tag")
+	}
+	if ks := e.keys(pendingPrefix); len(ks) != 0 {
+		t.Fatalf("pending markers left: %v", ks)
+	}
+	if rel, err := e.svc.GetRelease(ctx, d.ID); err != nil || rel.State != ReleaseAborted {
+		t.Fatalf("GetRelease = %+v, %v", rel, err)
+	}
+}
+
+// TestReleaseCompensation: a release found aborting after a member moved
+// re-points that member to its previous digest (once, however often it is
+// finished), and leaves a member that created its tag.
+func TestReleaseCompensation(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.pushImage("staging/api:1", 512, 1)
+	before, _ := e.promote(Request{Source: "staging/api:1", To: "production", Tag: "stable"})
+	e.pushImage("staging/api:2", 512, 1)
+	e.pushImage("staging/worker:2", 512, 1)
+	id := e.crashAfter(ReleaseRequest{To: "production", Images: images("staging/api:2=stable", "staging/worker:2=stable")}, 2, 0)
+	d, err := e.svc.readRelease(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.State, d.Error = releaseAborting, "test"
+	if err := e.svc.writeRelease(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		d, err := e.svc.readRelease(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.State == ReleaseAborted {
+			d.State = releaseAborting // a second finisher that read it aborting
+		}
+		if err := e.svc.finishRelease(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+		if d.State != ReleaseAborted || len(d.Members) != 3 {
+			t.Fatalf("release = %+v", d)
+		}
+		back := d.Members[1]
+		if back.RollbackOf != d.Members[0].ID || back.Outcome != OutcomeRolledBack || back.Release != id || back.Digest != before.Digest {
+			t.Fatalf("compensation = %+v", back)
+		}
+	}
+	if e.tagOf("production/api:stable") != before.Digest {
+		t.Fatal("the moved member was not re-pointed")
+	}
+	checkChain(t, e, "production/api", "stable", 3)
+	checkChain(t, e, "production/worker", "stable", 1)
+}

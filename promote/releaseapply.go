@@ -137,7 +137,7 @@ func (s *Service) applyMembers(ctx context.Context, d *releaseDoc, st config.Sta
 		rec, err := s.applyMember(ctx, d, i, st)
 		var pe *Error
 		if errors.As(err, &pe) && pe.Code == CodeFixedTag {
-			return &memberImpossible{fmt.Sprintf("%s:%s: %s", d.Plan[i].Repository, d.Plan[i].Tag, pe.Message)}
+			return &memberImpossible{pe.Message} // it names the target
 		}
 		members[i] = rec
 		return err
