@@ -68,6 +68,7 @@ func TestReleaseAllOrNothing(t *testing.T) {
 	old, _ := e.promote(Request{Source: "staging/web:1.4", To: "production"})
 	e.pushImage("staging/web:1.4", 512, 1) // a new build under the fixed tag
 	ledgerBefore := e.keys("ledger/")
+	e.reg.Wait() // the tag journal's done marks, written after the promotion returned
 
 	for _, c := range []struct {
 		name, third string
@@ -81,8 +82,11 @@ func TestReleaseAllOrNothing(t *testing.T) {
 		_, err := e.svc.CreateRelease(ctx, ReleaseRequest{To: "production", Images: images("staging/api:1.4", "staging/worker:1.4", c.third)})
 		e.store.enabled.Store(false)
 		refusal(t, err, c.status, c.code, c.msg)
-		if len(e.store.writes) != 0 {
-			t.Fatalf("%s: the refused release wrote %v", c.name, e.store.writes)
+		e.store.mu.Lock()
+		wrote := len(e.store.writes)
+		e.store.mu.Unlock()
+		if wrote != 0 {
+			t.Fatalf("%s: the refused release wrote %d objects", c.name, wrote)
 		}
 		for _, ref := range []string{"production/api:1.4", "production/worker:1.4"} {
 			if d := e.tagOf(ref); d != "" {
