@@ -31,6 +31,13 @@ const (
 	ReleaseAborted = "aborted"
 )
 
+// OutcomeSuperseded is the outcome of a release member whose tag a later
+// release moved before this one was applied (of two releases racing over
+// the same tags, the later wins every shared tag, never a mix). It is only
+// in Release.Members: no ledger record, no ID; At is when the later
+// release moved the tag.
+const OutcomeSuperseded = "superseded"
+
 // Release is a set of promotions into one stage that happen together.
 type Release struct {
 	ID         string    `json:"id"`
@@ -41,7 +48,9 @@ type Release struct {
 	RollbackOf string    `json:"rollback_of,omitempty"`
 	State      string    `json:"state"`
 	// Members are the ledger records of the release, one per image, in
-	// the order of the request.
+	// the order of the request (a superseded member has no record: see
+	// OutcomeSuperseded); an aborted release also lists the records that
+	// re-pointed its moved members back.
 	Members []Record `json:"members"`
 	// Error says why an aborted release was aborted.
 	Error string `json:"error,omitempty"`

@@ -436,3 +436,36 @@ func TestReleaseCompensation(t *testing.T) {
 	checkChain(t, e, "production/api", "stable", 3)
 	checkChain(t, e, "production/worker", "stable", 1)
 }
+
+// TestRacingReleasesEndAtTheLaterOne: two releases over the same tags,
+// applied interleaved in the worst order (the later one first, the
+// earlier one after): every tag ends at the later release, and the
+// earlier one's members are superseded, not applied.
+func TestRacingReleasesEndAtTheLaterOne(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	for _, r := range []string{"staging/api:a", "staging/worker:a", "staging/api:b", "staging/worker:b"} {
+		e.pushImage(r, 512, 1)
+	}
+	earlier, err := e.commitOnly(ReleaseRequest{To: "production", Images: images("staging/api:a=stable", "staging/worker:a=stable")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Millisecond)
+	later, err := e.svc.CreateRelease(ctx, ReleaseRequest{To: "production", Images: images("staging/api:b=stable", "staging/worker:b=stable")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.finishRelease(ctx, earlier); err != nil {
+		t.Fatal(err)
+	}
+	if earlier.State != ReleaseComplete {
+		t.Fatalf("earlier release = %+v", earlier)
+	}
+	for i, m := range earlier.Members {
+		if m.Outcome != OutcomeSuperseded || m.ID != "" || e.tagOf(m.Target) != later.Members[i].Digest {
+			t.Fatalf("earlier member %d = %+v; tag %s, later release %s", i, m, e.tagOf(m.Target), later.Members[i].Digest)
+		}
+	}
+	checkChain(t, e, "production/api", "stable", 1)
+}

@@ -186,12 +186,23 @@ func (s *Service) applyMember(ctx context.Context, d *releaseDoc, i int, st conf
 	}
 	var done Record
 	rec, err := s.commit(ctx, rec, st, func(digest.Digest, bool) error {
-		recs, err := s.releaseRecords(ctx, p.Repository, p.Tag, d.ID, d.At)
+		recs, newer, err := s.releaseRecords(ctx, p.Repository, p.Tag, d.ID, d.At)
 		if err != nil {
 			return storeError(err)
 		}
-		if len(recs) > 0 {
+		switch {
+		case len(recs) > 0:
 			done = recs[len(recs)-1] // the oldest: later ones compensate it
+			return errMemberDone
+		case newer != nil:
+			// A release committed after this one moved the tag first: it
+			// wins, whichever order the two are applied in, so two
+			// releases racing over the same tags end with every tag at
+			// the later one, never a mix. This member is recorded as
+			// superseded, without a ledger record of its own.
+			done = rec
+			done.Target, done.Outcome, done.At = rec.Repository+":"+rec.Tag, OutcomeSuperseded, newer.At
+			done.PreviousDigest = ""
 			return errMemberDone
 		}
 		return nil
@@ -203,14 +214,15 @@ func (s *Service) applyMember(ctx context.Context, d *releaseDoc, i int, st conf
 }
 
 // releaseRecords returns the records of release id in the chain of
-// repo:tag, newest first, searching down to records older than at.
-func (s *Service) releaseRecords(ctx context.Context, repo, tag, id string, at time.Time) ([]Record, error) {
-	var out []Record
+// repo:tag, newest first, searching down to records older than at; and
+// newer, a record of a release committed after id (releaseAfter), if the
+// chain holds one.
+func (s *Service) releaseRecords(ctx context.Context, repo, tag, id string, at time.Time) (out []Record, newer *Record, err error) {
 	after := ""
 	for {
 		page, err := s.store.List(ctx, storage.ListOptions{Prefix: chainPrefix(repo, tag), StartAfter: after, MaxKeys: 16})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		keys := make([]string, len(page.Objects))
 		for i, o := range page.Objects {
@@ -218,21 +230,32 @@ func (s *Service) releaseRecords(ctx context.Context, repo, tag, id string, at t
 		}
 		recs, err := s.fetchRecords(ctx, keys)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for _, r := range recs {
-			if r.Release == id {
+			switch {
+			case r.Release == id:
 				out = append(out, r)
+			case r.Release != "" && newer == nil && releaseAfter(r.Release, id):
+				newer = &r
 			}
 			if r.At.Before(at.Add(-releaseSkew)) {
-				return out, nil
+				return out, newer, nil
 			}
 		}
 		if !page.Truncated || len(keys) == 0 {
-			return out, nil
+			return out, newer, nil
 		}
 		after = keys[len(keys)-1]
 	}
+}
+
+// releaseAfter: release a was committed after release b, by the time in
+// their ids (ties by the ids' random part), so every finisher of either
+// orders them alike.
+func releaseAfter(a, b string) bool {
+	ta, tb := idTime(a), idTime(b)
+	return ta.After(tb) || ta.Equal(tb) && a > b
 }
 
 // compensate re-points every member an aborted release moved back to what
@@ -243,7 +266,7 @@ func (s *Service) releaseRecords(ctx context.Context, repo, tag, id string, at t
 func (s *Service) compensate(ctx context.Context, d *releaseDoc, st config.Stage) ([]Record, error) {
 	var out []Record
 	for _, p := range d.Plan {
-		recs, err := s.releaseRecords(ctx, p.Repository, p.Tag, d.ID, d.At)
+		recs, newer, err := s.releaseRecords(ctx, p.Repository, p.Tag, d.ID, d.At)
 		if err != nil {
 			return nil, storeError(err)
 		}
@@ -256,7 +279,8 @@ func (s *Service) compensate(ctx context.Context, d *releaseDoc, st config.Stage
 			out = append(out, recs[0]) // compensated by an earlier run
 			continue
 		}
-		if member.Outcome == OutcomeNoop || member.PreviousDigest == "" {
+		// Nothing to undo, or a later release owns the tag now.
+		if member.Outcome == OutcomeNoop || member.PreviousDigest == "" || newer != nil {
 			continue
 		}
 		back := Record{
@@ -266,7 +290,7 @@ func (s *Service) compensate(ctx context.Context, d *releaseDoc, st config.Stage
 		}
 		var done Record
 		rec, err := s.commit(ctx, back, st, func(digest.Digest, bool) error {
-			recs, err := s.releaseRecords(ctx, p.Repository, p.Tag, d.ID, d.At)
+			recs, _, err := s.releaseRecords(ctx, p.Repository, p.Tag, d.ID, d.At)
 			if err != nil {
 				return storeError(err)
 			}

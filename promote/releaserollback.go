@@ -12,7 +12,8 @@ import (
 // before, as one new release (RollbackOf = id): all members or none.
 // Refused, with nothing moved, when a member created its tag, has a fixed
 // tag, or its tag moved since the release, or when the gates refuse a
-// previous digest. Members that changed nothing (no-ops) are left out.
+// previous digest. Members that changed nothing (no-ops, superseded) are
+// left out.
 func (s *Service) RollbackRelease(ctx context.Context, id, reason string) (Release, error) {
 	old, err := s.GetRelease(ctx, id)
 	if err != nil {
@@ -36,8 +37,8 @@ func (s *Service) RollbackRelease(ctx context.Context, id, reason string) (Relea
 	var plan []plannedMember
 	var fails []GateFailure
 	for _, m := range old.Members {
-		if m.Outcome == OutcomeNoop {
-			continue
+		if m.Outcome == OutcomeNoop || m.Outcome == OutcomeSuperseded {
+			continue // it changed nothing
 		}
 		if err := checkPromote(may, m.Repository, m.Repository); err != nil {
 			return Release{}, err
