@@ -98,7 +98,7 @@ func (s *Service) GetRelease(ctx context.Context, id string) (Release, error) {
 	if !validID(id) {
 		return Release{}, notFound
 	}
-	doc, err := s.settledRelease(ctx, id)
+	doc, err := s.settledRelease(ctx, id, false)
 	if err != nil {
 		return Release{}, err
 	}

@@ -469,3 +469,29 @@ func TestRacingReleasesEndAtTheLaterOne(t *testing.T) {
 	}
 	checkChain(t, e, "production/api", "stable", 1)
 }
+
+// TestMarkerOfASettledReleaseIsCleared: a writer that died after storing
+// its release complete, before deleting the marker, leaves a marker that
+// recovery deletes.
+func TestMarkerOfASettledReleaseIsCleared(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.pushImage("staging/api:7", 512, 1)
+	id := e.crashAfter(ReleaseRequest{To: "production", Images: images("staging/api:7")}, 1, time.Minute)
+	d, err := e.svc.readRelease(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := e.svc.applyMember(ctx, d, 0, testStages[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.State, d.Members = ReleaseComplete, []Record{m}
+	if err := e.svc.writeRelease(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	e.svc.recoverReleases(ctx)
+	if ks := e.keys(pendingPrefix); len(ks) != 0 {
+		t.Fatalf("pending markers left: %v", ks)
+	}
+}

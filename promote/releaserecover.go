@@ -50,15 +50,17 @@ func (s *Service) recoverReleases(ctx context.Context) {
 		if !validID(id) || idTime(id).After(cutoff) {
 			continue
 		}
-		if _, err := s.settledRelease(ctx, id); err != nil {
+		if _, err := s.settledRelease(ctx, id, true); err != nil {
 			s.log.WarnContext(ctx, "release recovery failed", "release", id, "error", err.Error())
 		}
 	}
 }
 
 // settledRelease reads release id and finishes it if it is not settled;
-// nil when there is no such release.
-func (s *Service) settledRelease(ctx context.Context, id string) (*releaseDoc, error) {
+// nil when there is no such release. marked: its pending marker was seen,
+// so even a settled release is finished (the marker deleted: its writer
+// died between the last write and that delete).
+func (s *Service) settledRelease(ctx context.Context, id string, marked bool) (*releaseDoc, error) {
 	d, err := s.readRelease(ctx, id)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, s.fenceRelease(ctx, id)
@@ -66,7 +68,7 @@ func (s *Service) settledRelease(ctx context.Context, id string) (*releaseDoc, e
 	if err != nil {
 		return nil, storeError(err)
 	}
-	if !d.settled() {
+	if marked || !d.settled() {
 		if err := s.finishRelease(context.WithoutCancel(ctx), d); err != nil {
 			return nil, err
 		}
