@@ -23,6 +23,10 @@ const maxRequestBody = 64 << 10
 //	POST /promotions/{id}/rollback   re-point the tag to the record's previous digest
 //	GET  /repositories               repositories (?q=&stage=&limit=&cursor=)
 //	GET  /repositories/{name}/tags   tags with digest, size, platforms, stages
+//	POST /releases                   several images into one stage, all or none (201 release)
+//	GET  /releases                   releases, newest first (?limit=&cursor=)
+//	GET  /releases/{id}              one release with its member records (finished first)
+//	POST /releases/{id}/rollback     every member back to its previous digest, as a new release
 func (s *Service) Register(r gin.IRouter) {
 	r.POST("/promotions", s.postPromotion)
 	r.GET("/promotions", s.listPromotions)
@@ -30,6 +34,7 @@ func (s *Service) Register(r gin.IRouter) {
 	r.POST("/promotions/:id/rollback", s.postRollback)
 	r.GET("/repositories", s.listRepositories)
 	r.GET("/repositories/*path", s.repositoryTags)
+	s.registerReleases(r)
 }
 
 // fail answers err as {"code","message"}; anything but an *Error is a 500

@@ -108,3 +108,40 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, out a
 	}
 	return resp.StatusCode, nil
 }
+
+// CreateRelease asks the server to promote every image of req, or none.
+func (c *Client) CreateRelease(ctx context.Context, req ReleaseRequest) (Release, error) {
+	var rel Release
+	b, _ := json.Marshal(req)
+	_, err := c.do(ctx, http.MethodPost, "/api/v1/releases", b, &rel)
+	return rel, err
+}
+
+// GetRelease fetches release id with its member records.
+func (c *Client) GetRelease(ctx context.Context, id string) (Release, error) {
+	var rel Release
+	_, err := c.do(ctx, http.MethodGet, "/api/v1/releases/"+url.PathEscape(id), nil, &rel)
+	return rel, err
+}
+
+// Releases fetches one page of releases, newest first.
+func (c *Client) Releases(ctx context.Context, limit int, cursor string) (ReleasePage, error) {
+	v := url.Values{}
+	if limit > 0 {
+		v.Set("limit", strconv.Itoa(limit))
+	}
+	if cursor != "" {
+		v.Set("cursor", cursor)
+	}
+	var page ReleasePage
+	_, err := c.do(ctx, http.MethodGet, "/api/v1/releases?"+v.Encode(), nil, &page)
+	return page, err
+}
+
+// RollbackRelease asks the server to roll back release id as a unit.
+func (c *Client) RollbackRelease(ctx context.Context, id, reason string) (Release, error) {
+	var rel Release
+	b, _ := json.Marshal(map[string]string{"reason": reason})
+	_, err := c.do(ctx, http.MethodPost, "/api/v1/releases/"+url.PathEscape(id)+"/rollback", b, &rel)
+	return rel, err
+}

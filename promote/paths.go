@@ -12,6 +12,12 @@ package promote
 //	                              with an inverted timestamp), read by id.
 //	ledger/apps/<a>/<id>          copy per app (a = sha256(app)[:40]), for history
 //	                              by repository without scanning everything.
+//	ledger/releases/<id>          a release (releasedoc.go): its planned members,
+//	                              then its member records; newest first like
+//	                              ledger/all. Written put-if-absent (the commit
+//	                              point of the release), then put-if-match.
+//	ledger/releases-pending/<id>  empty: release <id> may not be finished; written
+//	                              before the release, deleted once it is settled.
 //
 // Order of writes (the crash story): tree links and manifests in the target
 // repository, chain record, index copies, tag (stamped with the record's
@@ -25,6 +31,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math"
+	"strconv"
 	"time"
 )
 
@@ -32,7 +39,11 @@ const (
 	chainsPrefix = "ledger/chains/"
 	allPrefix    = "ledger/all/"
 	appsPrefix   = "ledger/apps/"
-	maxSeq       = 999999999999
+	// releasesPrefix and pendingPrefix: releases, and the markers of
+	// releases that may still need finishing.
+	releasesPrefix = "ledger/releases/"
+	pendingPrefix  = "ledger/releases-pending/"
+	maxSeq         = 999999999999
 )
 
 func shortHash(s string) string {
@@ -53,6 +64,19 @@ func recordKey(id string) string { return allPrefix + id }
 func appPrefix(app string) string { return appsPrefix + shortHash(app) + "/" }
 
 func appRecordKey(app, id string) string { return appPrefix(app) + id }
+
+func releaseKey(id string) string { return releasesPrefix + id }
+
+func pendingKey(id string) string { return pendingPrefix + id }
+
+// idTime is the time a valid id was made at (newID).
+func idTime(id string) time.Time {
+	inv, err := strconv.ParseUint(id[:16], 16, 64)
+	if err != nil {
+		return time.Time{}
+	}
+	return time.Unix(0, int64(math.MaxInt64-inv))
+}
 
 // newID makes a record id that sorts newest first: the inverted Unix time
 // in nanoseconds (16 hex digits), then 8 random hex digits.

@@ -55,6 +55,8 @@ func (s *Service) Promote(ctx context.Context, req Request) (rec Record, created
 	if err := s.requireCaller(ctx); err != nil {
 		return Record{}, false, err
 	}
+	// A release whose writer died is finished before anything else moves.
+	s.recoverReleases(ctx)
 	src, err := parseSource(req.Source)
 	if err != nil {
 		return Record{}, false, err

@@ -28,6 +28,7 @@ func (s *Service) Rollback(ctx context.Context, id, reason string) (Record, erro
 	if err != nil {
 		return Record{}, err
 	}
+	s.recoverReleases(ctx)
 	if len(reason) > maxReason {
 		return Record{}, invalid("reason is longer than %d bytes", maxReason)
 	}

@@ -343,6 +343,8 @@ func (s *Server) Run(ctx context.Context) error {
 	go s.purgeUploads(ctx)
 	go s.watchTLS(ctx)
 	go s.gc.loop(ctx)
+	// Releases whose writer died (on any replica) are finished here too.
+	go s.promote.RunReleases(ctx)
 	outboxDone := make(chan struct{})
 	if s.outbox != nil {
 		go func() { s.outbox.Run(ctx); close(outboxDone) }()

@@ -27,6 +27,10 @@ const usage = `Usage:
                                   the promotion ledger, newest first
   slipway rollback ID [--reason TEXT] [--json]
                                   re-point a promotion's tag to its previous digest
+  slipway release create --to STAGE [--reason TEXT] SOURCE[=TAG]...
+  slipway release show ID | list | rollback ID
+                                  several images into a stage together, all or
+                                  none (slipway release help)
   slipway gc [--dry-run] [--config FILE] [--grace D]
                                   one garbage collection on the configured storage,
                                   while the replicas keep serving
@@ -42,7 +46,7 @@ const usage = `Usage:
                                   loopback, at the port of http.addr), else 1
   slipway version                 print the version
 
-promote, history and rollback call the server at $SLIPWAY_URL as
+promote, history, rollback and release call the server at $SLIPWAY_URL as
 $SLIPWAY_USER with $SLIPWAY_PASSWORD (a robot: robot$NAME and its secret).
 `
 
@@ -64,6 +68,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return historyCmd(ctx, args[1:], stdout, stderr, env)
 	case "rollback":
 		return rollbackCmd(ctx, args[1:], stdout, stderr, env)
+	case "release":
+		return releaseCmd(ctx, args[1:], stdout, stderr, env)
 	case "gc":
 		return gcCmd(ctx, args[1:], stdout, stderr, env)
 	case "import":
