@@ -322,6 +322,47 @@ func TestPromotionGates(t *testing.T) {
 		})
 	}
 
+	// A release of three images where the third fails its gates: nothing
+	// moves; then the two that pass move together, as one release.
+	t.Run("release", func(t *testing.T) {
+		before, err := api.History(ctx, promote.Query{Repository: "production/app"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := cli(t, tools, reg, reg.Admin(), "release", "create", "--to", "production",
+			"staging/app:good-tagscheme=rel-a", "staging/app:good-referrers=rel-b", "staging/app:bare=rel-c")
+		if err == nil || !strings.Contains(out, "409 gate_failed") || !strings.Contains(out, "staging/app:bare [signed_by]") ||
+			strings.Contains(out, "staging/app:good-") {
+			t.Fatalf("release with an ungated member: err %v, output:\n%s", err, out)
+		}
+		for _, tag := range []string{"rel-a", "rel-b", "rel-c"} {
+			checkNotInProduction(t, reg, tag)
+		}
+		after, err := api.History(ctx, promote.Query{Repository: "production/app"})
+		if err != nil || len(after.Records) != len(before.Records) {
+			t.Fatalf("ledger of production/app: %d records before, %d after a refused release (%v)", len(before.Records), len(after.Records), err)
+		}
+		out, err = cli(t, tools, reg, reg.Admin(), "release", "create", "--to", "production", "--json",
+			"staging/app:good-tagscheme=rel-a", "staging/app:good-referrers=rel-b")
+		if err != nil {
+			t.Fatalf("release of the two signed images: %v\n%s", err, out)
+		}
+		var rel promote.Release
+		decodeJSON(t, out, &rel)
+		if rel.State != promote.ReleaseComplete || len(rel.Members) != 2 {
+			t.Fatalf("release = %+v", rel)
+		}
+		for _, m := range rel.Members {
+			if m.Release != rel.ID || len(m.Evidence) < 3 {
+				t.Errorf("member %s: release %q, evidence %+v", m.Target, m.Release, m.Evidence)
+			}
+			desc, err := remote.Head(parseRef(t, reg.Ref(m.Target)), as(reg.Admin()))
+			if err != nil || desc.Digest.String() != m.Digest.String() {
+				t.Errorf("%s after the release: %v %v, want %s", m.Target, desc, err, m.Digest)
+			}
+		}
+	})
+
 	// The admin pages of the same server show the real verdicts: the
 	// staging table's badges and the evidence page with the key id.
 	t.Run("admin pages", func(t *testing.T) {

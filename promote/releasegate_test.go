@@ -17,8 +17,8 @@ import (
 // TestReleaseRefusedByGates: a stage whose gate requires a test report
 // attached to each digest; the third image has none. The release is
 // refused with one 409 gate_failed naming only that image, and nothing is
-// written. (Until the gate verifier is merged, gate.Checker passes
-// everything and the test skips.)
+// written; the first two alone pass, each member's record holding its
+// evidence.
 func TestReleaseRefusedByGates(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
@@ -53,9 +53,6 @@ func TestReleaseRefusedByGates(t *testing.T) {
 	e.reg.Wait()
 	ledger := len(e.keys("ledger/"))
 	_, err = svc.CreateRelease(ctx, ReleaseRequest{To: "gated", Images: images("staging/a:1", "staging/b:1", "staging/c:1")})
-	if err == nil {
-		t.Skip("the gate verifier is not merged yet: gates pass everything")
-	}
 	refusal(t, err, http.StatusConflict, CodeGateFailed, "staging/c:1")
 	if fs := err.(*Error).Failures; len(fs) != 1 || fs[0].Source != "staging/c:1" || fs[0].Gate != "referrers" {
 		t.Fatalf("failures = %+v", fs)
@@ -68,5 +65,17 @@ func TestReleaseRefusedByGates(t *testing.T) {
 	refusal(t, err, http.StatusConflict, CodeGateFailed, "staging/c:1")
 	if fs := err.(*Error).Failures; len(fs) != 2 || fs[0].Source != "staging/c:1" || fs[1].Source != "staging/c:1" {
 		t.Fatalf("failures = %+v", fs)
+	}
+	rel, err := svc.CreateRelease(ctx, ReleaseRequest{To: "gated", Images: images("staging/a:1", "staging/b:1")})
+	if err != nil {
+		t.Fatalf("release of the two images with reports: %v", err)
+	}
+	if len(rel.Members) != 2 {
+		t.Fatalf("release members = %+v", rel.Members)
+	}
+	for _, m := range rel.Members {
+		if len(m.Evidence) != 1 || m.Evidence[0].Kind != gate.KindReferrer || m.Evidence[0].Subject != m.Digest {
+			t.Errorf("member %s evidence = %+v, want its report", m.Target, m.Evidence)
+		}
 	}
 }

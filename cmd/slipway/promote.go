@@ -44,7 +44,7 @@ func cliFail(stderr io.Writer, cmd string, err error) int {
 	switch {
 	case errors.As(err, &pe) && len(pe.Failures) > 0:
 		// One line per failing gate: a release can fail several images.
-		fmt.Fprintf(stderr, "slipway %s: refused (%d %s): %d gate(s) failed:\n", cmd, pe.Status, pe.Code, len(pe.Failures))
+		fmt.Fprintf(stderr, "slipway %s: refused (%d %s): %d gate failure(s), nothing was promoted:\n", cmd, pe.Status, pe.Code, len(pe.Failures))
 		for _, f := range pe.Failures {
 			fmt.Fprintf(stderr, "  %s [%s]: %s\n", f.Source, f.Gate, f.Message)
 		}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -69,7 +68,7 @@ func releaseCreate(ctx context.Context, args []string, stdout, stderr io.Writer,
 	}
 	rel, err := client(env).CreateRelease(ctx, req)
 	if err != nil {
-		return releaseFail(stderr, "release create", err)
+		return cliFail(stderr, "release create", err)
 	}
 	if *asJSON {
 		return printJSON(stdout, rel)
@@ -92,7 +91,7 @@ func releaseShow(ctx context.Context, args []string, stdout, stderr io.Writer, e
 	}
 	rel, err := client(env).GetRelease(ctx, pos[0])
 	if err != nil {
-		return releaseFail(stderr, "release show", err)
+		return cliFail(stderr, "release show", err)
 	}
 	if *asJSON {
 		return printJSON(stdout, rel)
@@ -116,7 +115,7 @@ func releaseList(ctx context.Context, args []string, stdout, stderr io.Writer, e
 	}
 	page, err := client(env).Releases(ctx, *limit, *cursor)
 	if err != nil {
-		return releaseFail(stderr, "release list", err)
+		return cliFail(stderr, "release list", err)
 	}
 	if *asJSON {
 		return printJSON(stdout, page)
@@ -155,7 +154,7 @@ func releaseRollback(ctx context.Context, args []string, stdout, stderr io.Write
 	}
 	rel, err := client(env).RollbackRelease(ctx, pos[0], *reason)
 	if err != nil {
-		return releaseFail(stderr, "release rollback", err)
+		return cliFail(stderr, "release rollback", err)
 	}
 	if *asJSON {
 		return printJSON(stdout, rel)
@@ -185,19 +184,4 @@ func printRelease(w io.Writer, r promote.Release) {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", m.Target, short(m.Digest), orDash(short(m.PreviousDigest)), m.Outcome, m.Source, m.ID)
 	}
 	tw.Flush()
-}
-
-// releaseFail prints a refusal like cliFail; gate failures (every
-// member's, together) one per line ("  staging/api:1.4: signed_by: no
-// signature by …") instead of the message that joins them.
-func releaseFail(stderr io.Writer, cmd string, err error) int {
-	var pe *promote.Error
-	if !errors.As(err, &pe) || len(pe.Failures) == 0 {
-		return cliFail(stderr, cmd, err)
-	}
-	fmt.Fprintf(stderr, "slipway %s: refused (%d %s): %d gate failure(s), nothing was promoted:\n", cmd, pe.Status, pe.Code, len(pe.Failures))
-	for _, f := range pe.Failures {
-		fmt.Fprintf(stderr, "  %s: %s: %s\n", f.Source, f.Gate, f.Message)
-	}
-	return 1
 }

@@ -53,8 +53,8 @@ func TestReleaseCreateRefusedByGates(t *testing.T) {
 	code := run(context.Background(), []string{"release", "create", "--to", "production", "staging/api:1.4", "staging/worker:1.4"}, nil, &out, &errb,
 		envOf(map[string]string{"SLIPWAY_URL": url}))
 	want := "slipway release create: refused (409 gate_failed): 2 gate failure(s), nothing was promoted:\n" +
-		"  staging/api:1.4: signed_by: no signature by key ci-2026\n" +
-		"  staging/worker:1.4: attestations: no https://slsa.dev/provenance/v1 attestation\n"
+		"  staging/api:1.4 [signed_by]: no signature by key ci-2026\n" +
+		"  staging/worker:1.4 [attestations]: no https://slsa.dev/provenance/v1 attestation\n"
 	if code != 1 || errb.String() != want {
 		t.Fatalf("exit %d, stderr:\n%s", code, errb.String())
 	}
