@@ -155,7 +155,7 @@ func (s *Service) applyMembers(ctx context.Context, d *releaseDoc, st config.Sta
 		}
 	}
 	g, _ := errgroup.WithContext(ctx)
-	g.SetLimit(8)
+	g.SetLimit(releaseParallel)
 	for _, i := range rest {
 		g.Go(func() error { return step(i) })
 	}

@@ -98,7 +98,7 @@ func (s *Service) planRelease(ctx context.Context, req ReleaseRequest) ([]planne
 	errs := make([]error, len(plan))
 	fails := make([][]GateFailure, len(plan))
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(8)
+	g.SetLimit(releaseParallel)
 	for i := range plan {
 		g.Go(func() error {
 			fails[i], errs[i] = s.checkMember(gctx, st, &plan[i])
@@ -152,12 +152,19 @@ func (s *Service) checkMember(ctx context.Context, st config.Stage, p *plannedMe
 	return failures, nil
 }
 
+// releaseParallel bounds the members a release reads, links or applies
+// at once. Each member is a chain of a dozen small round trips, so a
+// release of ten is latency-bound: all of them at once is what brings it
+// near the cost of one promotion (BENCHMARKS.md, "Promotion gates and
+// releases").
+const releaseParallel = 16
+
 // copyMembers links every member's tree into its target repository. Only
 // links: nothing a tag reader sees, and harmless if the release is never
 // committed.
 func (s *Service) copyMembers(ctx context.Context, plan []plannedMember) error {
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(4)
+	g.SetLimit(releaseParallel)
 	for i := range plan {
 		p := &plan[i]
 		g.Go(func() error { return s.copyTree(gctx, p.src.Repo, p.Repository, p.m) })

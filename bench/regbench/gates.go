@@ -173,15 +173,20 @@ func (s *gatesScenario) run(ctx context.Context, c *client, cfg *config) (*Resul
 		p50[kind] = quantile(lat[kind], 0.5)
 		stats[kind] = map[string]float64{"p50": p50[kind], "p99": quantile(lat[kind], 0.99)}
 	}
-	ratios := map[string]float64{
-		"promote-gated/promote":       p50["promote-gated"] / p50["promote"],
-		"release/promote":             p50["release"] / p50["promote"],
-		"release-gated/promote-gated": p50["release-gated"] / p50["promote-gated"],
+	ratios := map[string]float64{}
+	for name, pair := range map[string][2]string{
+		"promote-gated/promote":       {"promote-gated", "promote"},
+		"release/promote":             {"release", "promote"},
+		"release-gated/promote-gated": {"release-gated", "promote-gated"},
+	} {
+		if a, b := p50[pair[0]], p50[pair[1]]; a > 0 && b > 0 {
+			ratios[name] = a / b
+		}
 	}
 	return &Result{
-		Metric: "ms", Value: p50["promote-gated"], HigherIsBetter: false,
+		Metric: "ms", Value: p50[kinds[0]], HigherIsBetter: false,
 		Seconds: time.Since(total).Seconds(), Ops: int64(cfg.iters),
-		P50ms: p50["promote-gated"], P99ms: quantile(lat["promote-gated"], 0.99),
+		P50ms: p50[kinds[0]], P99ms: quantile(lat[kinds[0]], 0.99),
 		Extra: map[string]any{
 			"apps": s.apps, "layers": s.layers, "image_bytes": s.size,
 			"warmup": cfg.warmup, "iterations": cfg.iters,

@@ -316,7 +316,7 @@ func run(rawURL string, cfg *config) error {
 	res.URL = cfg.base.String()
 	line, err := json.Marshal(res)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %+v", err, *res)
 	}
 	fmt.Println(string(line))
 	return nil
