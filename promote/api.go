@@ -103,17 +103,26 @@ func (s *Service) getPromotion(c *gin.Context) {
 	c.JSON(http.StatusOK, rec)
 }
 
-func (s *Service) postRollback(c *gin.Context) {
+// rollbackReason reads a rollback's optional body {"reason": "…"}.
+func rollbackReason(c *gin.Context) (string, error) {
 	var body struct {
 		Reason string `json:"reason"`
 	}
 	if c.Request.ContentLength != 0 {
 		if err := decodeJSON(c, &body); err != nil {
-			s.fail(c, err)
-			return
+			return "", err
 		}
 	}
-	rec, err := s.Rollback(c.Request.Context(), c.Param("id"), body.Reason)
+	return body.Reason, nil
+}
+
+func (s *Service) postRollback(c *gin.Context) {
+	reason, err := rollbackReason(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	rec, err := s.Rollback(c.Request.Context(), c.Param("id"), reason)
 	if err != nil {
 		s.fail(c, err)
 		return

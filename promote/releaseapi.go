@@ -53,16 +53,12 @@ func (s *Service) getRelease(c *gin.Context) {
 }
 
 func (s *Service) postReleaseRollback(c *gin.Context) {
-	var body struct {
-		Reason string `json:"reason"`
+	reason, err := rollbackReason(c)
+	if err != nil {
+		s.fail(c, err)
+		return
 	}
-	if c.Request.ContentLength != 0 {
-		if err := decodeJSON(c, &body); err != nil {
-			s.fail(c, err)
-			return
-		}
-	}
-	rel, err := s.RollbackRelease(c.Request.Context(), c.Param("id"), body.Reason)
+	rel, err := s.RollbackRelease(c.Request.Context(), c.Param("id"), reason)
 	if err != nil {
 		s.fail(c, err)
 		return
