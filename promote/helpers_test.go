@@ -113,6 +113,10 @@ func newEnvOn(t *testing.T, dir string) *env {
 		Logger: quiet,
 	})
 	t.Cleanup(func() {
+		// The registry's work after responses (journal records marked
+		// done) writes into the folder: let it end before the folder is
+		// checked and removed.
+		e.reg.Wait()
 		problems, err := registry.Verify(context.Background(), st)
 		if err != nil || len(problems) > 0 {
 			t.Errorf("store does not verify: %v %q", err, problems)
