@@ -50,7 +50,7 @@ func TestOIDCSection(t *testing.T) {
 
 func TestOIDCErrorsNameKeyAndLine(t *testing.T) {
 	rule := "auth:\n  oidc:\n    trust:\n      - issuer: https://issuer.example\n        audience: slipway\n" // lines 1-5
-	claims := "        claims: {repository: acme/api}\n"                                                         // line 6
+	claims := "        claims: {repository: acme/api}\n"                                                      // line 6
 	grants := "        grants: [{repos: \"staging/*\", actions: [pull]}]\n"
 	cases := []struct{ name, file, want string }{
 		{"http issuer", "auth:\n  oidc:\n    trust:\n      - issuer: http://issuer.example\n        audience: a\n" + claims + grants,
