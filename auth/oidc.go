@@ -400,7 +400,7 @@ func (s *Service) oidcLogin(ctx context.Context, raw, addr string) (*oidcIdentit
 	if wait := s.throttle.waitAddress(addr); wait > 0 {
 		return nil, &throttledError{wait: wait}
 	}
-	id, err := s.oidc.verify(ctx, raw)
+	id, err := s.oidc.verify(ctx, strings.TrimSpace(raw)) // a token pasted or read from a file ends with a newline
 	var oe *oidcError
 	switch {
 	case errors.As(err, &oe) && oe.unavailable:
