@@ -246,7 +246,7 @@ func (t *oidcTrust) verify(ctx context.Context, raw string) (*oidcIdentity, erro
 	if err != nil {
 		return nil, err
 	}
-	acct := &Account{Name: "oidc:" + is.host + ":" + tok.Subject}
+	acct := &Account{Name: oidcPrefix + is.host + ":" + tok.Subject}
 	id := &oidcIdentity{account: acct, expiry: tok.Expiry}
 	var dropped []string
 	for _, r := range matched {
@@ -415,6 +415,21 @@ func (s *Service) oidcLogin(ctx context.Context, raw, addr string) (*oidcIdentit
 	}
 	s.log.InfoContext(ctx, "ID token accepted", append(id.log, slog.String("remote", addr))...)
 	return id, nil
+}
+
+// oidcPrefix starts every ID token's principal name.
+const oidcPrefix = "oidc:"
+
+// oidcUpperBound stands for an ID token's principal (nil for any other
+// name) when /v2/ must tell "the token lacks this" (401: ask again) from
+// "policy forbids it" (403): its grants are not stored anywhere, only its
+// next exchange knows them, so anything that policy would allow someone
+// is worth asking for — but not push into an immutable stage.
+func oidcUpperBound(sub string) *Account {
+	if !strings.HasPrefix(sub, oidcPrefix) {
+		return nil
+	}
+	return &Account{Name: sub, Grants: []config.Grant{{Repos: "*", Actions: allActions}}}
 }
 
 // oidcLoginName reports whether a Basic login name means "the password is

@@ -107,6 +107,13 @@ func TestOIDCDockerLogin(t *testing.T) {
 	if rec := serve(h, http.MethodPut, "/v2/staging/acme/api/manifests/v1", "", bearer...); rec.Code != http.StatusOK {
 		t.Fatalf("push with the exchanged token: %d %s", rec.Code, rec.Body)
 	}
+	// A token lacking push is told to ask again (401 insufficient_scope),
+	// as for users: only the next exchange knows what the ID token grants.
+	pullOnly, _ := tokenOf(t, h, http.MethodGet, scopeURL("repository:staging/acme/api:pull"), "", basicHeader("oidc", idt)...)
+	rec := serve(h, http.MethodPut, "/v2/staging/acme/api/manifests/v2", "", "Authorization", "Bearer "+pullOnly.Token)
+	if rec.Code != http.StatusUnauthorized || !strings.Contains(rec.Header().Get("WWW-Authenticate"), `error="insufficient_scope"`) {
+		t.Fatalf("push with a pull token: %d %s %s", rec.Code, rec.Header(), rec.Body)
+	}
 	// The OAuth2 password grant takes it too.
 	form := url.Values{"grant_type": {"password"}, "username": {"oidc"}, "password": {idt}, "service": {"slipway"}, "scope": {"repository:staging/acme/api:pull"}}
 	if tr, code := tokenOf(t, h, http.MethodPost, "/auth/token", form.Encode(), formHeader...); code != http.StatusOK || tr.Scope != "repository:staging/acme/api:pull" {
