@@ -70,14 +70,16 @@ func (s *Service) API(c *gin.Context) {
 }
 
 // idToken returns the ID token a request presents to /api/, when trust
-// rules are configured: "Bearer <ID token>" from a trusted issuer (its
-// "iss" tells it from an API token), or Basic "oidc:<ID token>".
+// rules are configured: a Bearer JWT from another issuer than this
+// registry (its "iss" tells it from an API token; an untrusted one is
+// then refused as such), or Basic "oidc:<ID token>".
 func (s *Service) idToken(r *http.Request) (string, bool) {
 	if s.oidc == nil {
 		return "", false
 	}
 	if raw, ok := bearerToken(r); ok {
-		return raw, s.oidc.trusts(raw)
+		iss, ok := peekIssuer(raw)
+		return raw, ok && iss != s.opts.Auth.Issuer
 	}
 	if user, pw, ok := r.BasicAuth(); ok && s.oidcLoginName(user) {
 		return pw, true

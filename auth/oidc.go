@@ -158,16 +158,6 @@ func peekKID(raw string) string {
 	return hdr.Kid
 }
 
-// trusts reports whether raw looks like a JWT from a trusted issuer (the
-// /api/ middleware tells ID tokens from its own API tokens so).
-func (t *oidcTrust) trusts(raw string) bool {
-	if t == nil {
-		return false
-	}
-	iss, ok := peekIssuer(raw)
-	return ok && t.issuers[iss] != nil
-}
-
 // verifier returns the issuer's verifier, running discovery on first need.
 // After a failure, discovery is tried again only minInterval later; until
 // then every exchange is answered 503 at once.

@@ -121,6 +121,10 @@ func (s *Service) Token(c *gin.Context) {
 	case "refresh_token":
 		acct, err = s.refreshAccount(ctx, req.refresh, addr)
 	case GrantTokenExchange:
+		if s.oidc == nil {
+			err = &errBadRequest{msg: "this registry trusts no ID tokens (auth.oidc.trust is empty)", oauth: "unsupported_grant_type"}
+			break
+		}
 		id, err = s.oidcLogin(ctx, req.subject, addr)
 	}
 	if id != nil {
