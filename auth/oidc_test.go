@@ -1,13 +1,16 @@
 package auth
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -538,5 +541,89 @@ func TestOIDCOffByDefault(t *testing.T) {
 	}
 	if d, j := is.hits(); d+j != 0 {
 		t.Fatal("the issuer was asked")
+	}
+}
+
+// The log names the workload and its chosen claims on success, and on a
+// refusal what the rules wanted (which the caller is not told).
+func TestOIDCLogs(t *testing.T) {
+	clk := &fakeClock{t: time.Now().Truncate(time.Second)}
+	is := newTestIssuer(t, clk.Now)
+	var buf syncBuffer
+	s := newTestService(t, func(o *Options) {
+		o.Now = clk.Now
+		o.Logger = slog.New(slog.NewTextHandler(&buf, nil))
+		o.Auth.OIDC = config.OIDC{Trust: oidcRules(is.URL()), LogClaims: []string{"repository", "ref", "workflow"}}
+	})
+	h := engine(s)
+	if _, code := tokenOf(t, h, http.MethodGet, scopeURL(), "", basicHeader("oidc", is.sign(is.claims(testAudience)))...); code != http.StatusOK {
+		t.Fatal(code)
+	}
+	c := is.claims(testAudience)
+	c["ref"] = "refs/heads/feature"
+	serve(h, http.MethodGet, scopeURL(), "", basicHeader("oidc", is.sign(c))...)
+	log := buf.String()
+	for _, want := range []string{"ID token accepted", "principal=" + oidcName(is, "repo:acme/api:ref:refs/heads/main"), "claim_repository=acme/api",
+		"claim_ref=refs/heads/main", "claim_workflow=build", "rules=[push-main]",
+		"ID token refused", `ref want \"refs/tags/v*\"`} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log lacks %q:\n%s", want, log)
+		}
+	}
+	if strings.Contains(log, "eyJ") {
+		t.Error("a token is in the log")
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// Exchanges in parallel from the start (run with -race): one discovery,
+// one or two key fetches, every exchange served.
+func TestOIDCConcurrent(t *testing.T) {
+	clk := &fakeClock{t: time.Now().Truncate(time.Second)}
+	is := newTestIssuer(t, clk.Now)
+	s := newOIDCService(t, is, clk)
+	h := engine(s)
+	first := is.sign(is.claims(testAudience))
+	is.addKey("ec-2", true) // both published
+	second := is.sign(is.claims(testAudience))
+	var wg sync.WaitGroup
+	errs := make(chan string, 200)
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 20 {
+				idt := first
+				if (g+i)%2 == 0 {
+					idt = second
+				}
+				if rec := serve(h, http.MethodGet, scopeURL("repository:staging/acme/api:pull"), "", basicHeader("oidc", idt)...); rec.Code != http.StatusOK {
+					errs <- rec.Body.String()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	if d, j := is.hits(); d != 1 || j > 2 {
+		t.Errorf("discovery fetched %d times, keys %d times", d, j)
 	}
 }
