@@ -80,6 +80,12 @@ func (e *errBadRequest) Error() string { return e.msg }
 // password grant. The token grants the intersection of the scopes asked
 // for and what the account may do.
 //
+// With auth.oidc.trust rules, a CI job's ID token is accepted as the
+// password of the login "oidc", and as the subject_token of an RFC 8693
+// exchange (grant_type=GrantTokenExchange): its token grants what the
+// rules it matches grant, lasts at most the ID token's remaining life,
+// and comes without a refresh token (oidc.go).
+//
 // The scope api:v1:*, alone, asks for an API token instead: it names the
 // account for /api/v1 and opens nothing on /v2/ (see issueAPI); it needs
 // credentials.
@@ -312,7 +318,6 @@ func (s *Service) tokenFail(c *gin.Context, req tokenRequest, err error) {
 		status, code, oauth = http.StatusBadRequest, errcode.ErrorCodeUnauthorized, "invalid_request"
 	case errors.As(err, &refused):
 		status, code, oauth = http.StatusUnauthorized, errcode.ErrorCodeUnauthorized, "invalid_grant"
-
 	case errors.As(err, &bad):
 		status, code, oauth = cmp.Or(bad.status, http.StatusBadRequest), errcode.ErrorCodeUnsupported, bad.oauth
 	case errors.As(err, &throttled):
