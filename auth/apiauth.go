@@ -21,7 +21,11 @@ import (
 func (s *Service) API(c *gin.Context) {
 	ctx := c.Request.Context()
 	var acct *Account
-	if raw, ok := bearerToken(c.Request); ok {
+	if raw, ok := s.idToken(c.Request); ok {
+		if acct = s.apiOIDC(c, raw); acct == nil {
+			return
+		}
+	} else if raw, ok := bearerToken(c.Request); ok {
 		claims, err := s.tokens.verifyAPI(raw)
 		if err != nil {
 			msg := "invalid or expired token"
@@ -63,6 +67,46 @@ func (s *Service) API(c *gin.Context) {
 	ctx = context.WithValue(WithPrincipal(ctx, p), requestAccountKey{}, acct)
 	c.Request = c.Request.WithContext(ctx)
 	c.Next()
+}
+
+// idToken returns the ID token a request presents to /api/, when trust
+// rules are configured: a Bearer JWT from another issuer than this
+// registry (its "iss" tells it from an API token; an untrusted one is
+// then refused as such), or Basic "oidc:<ID token>".
+func (s *Service) idToken(r *http.Request) (string, bool) {
+	if s.oidc == nil {
+		return "", false
+	}
+	if raw, ok := bearerToken(r); ok {
+		iss, ok := peekIssuer(raw)
+		return raw, ok && iss != s.opts.Auth.Issuer
+	}
+	if user, pw, ok := r.BasicAuth(); ok && s.oidcLoginName(user) {
+		return pw, true
+	}
+	return "", false
+}
+
+// apiOIDC checks an ID token for /api/: its account (the principal and
+// the grants of the rules it matched), or nil once it has answered.
+func (s *Service) apiOIDC(c *gin.Context, raw string) *Account {
+	id, err := s.oidcLogin(c.Request.Context(), raw, origin.FromRequest(c.Request).ClientIP)
+	var throttled *throttledError
+	var refused *oidcError
+	switch {
+	case errors.As(err, &throttled):
+		retryAfter(c, throttled.wait)
+		apiFail(c, http.StatusTooManyRequests, "too many failed logins: try again later")
+	case errors.As(err, &refused) && refused.unavailable:
+		apiFail(c, http.StatusServiceUnavailable, refused.msg)
+	case errors.As(err, &refused):
+		s.apiUnauthorized(c, refused.msg)
+	case err != nil:
+		s.apiStoreFail(c, err)
+	default:
+		return id.account
+	}
+	return nil
 }
 
 // RequireAdmin lets only admins through (after API).

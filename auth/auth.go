@@ -68,6 +68,8 @@ type Service struct {
 	robots    *robots
 	creds     *credCache
 	throttle  *throttle
+	// oidc trusts CI platforms' ID tokens (oidc.go); nil: none.
+	oidc *oidcTrust
 }
 
 // New loads (or on first start generates) the signing key, reads the
@@ -94,6 +96,7 @@ func New(ctx context.Context, store storage.Store, opts Options) (*Service, erro
 		creds:    newCredCache(a.CredentialCacheTTL, opts.Now),
 		throttle: newThrottle(a.Lockout.MaxFailures, a.Lockout.AddressMaxFailures, a.Lockout.Window, opts.Now),
 		robots:   &robots{store: store, now: opts.Now, log: opts.Logger, touched: map[string]time.Time{}},
+		oidc:     newOIDCTrust(a.OIDC, opts.Now),
 	}
 	signing, generated, err := loadSigningKey(a.SigningKey, a.Algorithm)
 	if err != nil {

@@ -144,11 +144,17 @@ func (t *tokens) sign(claims jwt.Claims, typ string) (string, error) {
 
 // issue signs an access token for sub (empty: anonymous) granting access.
 func (t *tokens) issue(sub string, access []Access) (token string, issued time.Time, err error) {
+	return t.issueTTL(sub, access, t.ttl)
+}
+
+// issueTTL is issue with a life of ttl instead of token_ttl (shorter: an
+// ID token's remaining life).
+func (t *tokens) issueTTL(sub string, access []Access, ttl time.Duration) (token string, issued time.Time, err error) {
 	now := t.now().Truncate(time.Second)
 	if access == nil {
 		access = []Access{}
 	}
-	token, err = t.sign(&Claims{RegisteredClaims: t.registered(sub, t.service, now, t.ttl), Access: access}, "JWT")
+	token, err = t.sign(&Claims{RegisteredClaims: t.registered(sub, t.service, now, ttl), Access: access}, "JWT")
 	return token, now, err
 }
 

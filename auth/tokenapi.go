@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -32,18 +33,32 @@ type TokenResponse struct {
 	IssuedAt     string `json:"issued_at"`
 	RefreshToken string `json:"refresh_token,omitempty"`
 	Scope        string `json:"scope,omitempty"`
+	// RFC 8693 §2.2.1, in answers to a token exchange only.
+	IssuedTokenType string `json:"issued_token_type,omitempty"`
+	TokenType       string `json:"token_type,omitempty"`
 }
+
+// RFC 8693 names: the token-exchange grant and the token types it reads
+// (an ID token; a JWT, which is what some platforms call theirs) and
+// issues (an access token).
+const (
+	GrantTokenExchange = "urn:ietf:params:oauth:grant-type:token-exchange"
+	TokenTypeIDToken   = "urn:ietf:params:oauth:token-type:id_token"
+	TokenTypeJWT       = "urn:ietf:params:oauth:token-type:jwt"
+	TokenTypeAccess    = "urn:ietf:params:oauth:token-type:access_token"
+)
 
 // tokenRequest is a GET or POST token request, read.
 type tokenRequest struct {
 	oauth    bool   // POST: errors also carry the OAuth2 fields
-	grant    string // "anonymous", "password" or "refresh_token"
+	grant    string // "anonymous", "password", "refresh_token" or GrantTokenExchange
 	service  string
 	scopes   []string
 	offline  bool // also return a refresh token
 	username string
 	password string
 	refresh  string
+	subject  string // the ID token of a token exchange
 }
 
 // errBadRequest is a malformed token request: 400, or status when set (a
@@ -64,6 +79,12 @@ func (e *errBadRequest) Error() string { return e.msg }
 // (refresh_token); access_type=offline returns a refresh token with a
 // password grant. The token grants the intersection of the scopes asked
 // for and what the account may do.
+//
+// With auth.oidc.trust rules, a CI job's ID token is accepted as the
+// password of the login "oidc", and as the subject_token of an RFC 8693
+// exchange (grant_type=GrantTokenExchange): its token grants what the
+// rules it matches grant, lasts at most the ID token's remaining life,
+// and comes without a refresh token (oidc.go).
 //
 // The scope api:v1:*, alone, asks for an API token instead: it names the
 // account for /api/v1 and opens nothing on /v2/ (see issueAPI); it needs
@@ -95,11 +116,28 @@ func (s *Service) Token(c *gin.Context) {
 	}
 	ctx, addr := c.Request.Context(), origin.FromRequest(c.Request).ClientIP
 	var acct *Account
+	var id *oidcIdentity // an ID token's: it grants, and bounds the token's life
 	switch req.grant {
 	case "password":
-		acct, err = s.authenticate(ctx, req.username, req.password, addr)
+		if s.oidcLoginName(req.username) {
+			id, err = s.oidcLogin(ctx, req.password, addr)
+		} else {
+			acct, err = s.authenticate(ctx, req.username, req.password, addr)
+		}
 	case "refresh_token":
 		acct, err = s.refreshAccount(ctx, req.refresh, addr)
+	case GrantTokenExchange:
+		if s.oidc == nil {
+			err = &errBadRequest{msg: "this registry trusts no ID tokens (auth.oidc.trust is empty)", oauth: "unsupported_grant_type"}
+			break
+		}
+		id, err = s.oidcLogin(ctx, req.subject, addr)
+	}
+	if id != nil {
+		acct = id.account
+		if api {
+			err = &errBadRequest{msg: "an ID token is not exchanged for an API token: send it to /api/v1 itself (Authorization: Bearer <ID token>)", oauth: "invalid_scope"}
+		}
 	}
 	if err == nil && api && acct == nil {
 		err = errAPIAnonymous
@@ -117,12 +155,16 @@ func (s *Service) Token(c *gin.Context) {
 	var granted []Access
 	var token string
 	var issued time.Time
+	ttl := s.tokens.ttl
+	if id != nil {
+		ttl = id.ttl(s.now(), ttl)
+	}
 	if api {
 		granted = apiAccess()
 		token, issued, err = s.tokens.issueAPI(sub)
 	} else {
 		granted = s.policy.Grant(acct, requested)
-		token, issued, err = s.tokens.issue(sub, granted)
+		token, issued, err = s.tokens.issueTTL(sub, granted, ttl)
 	}
 	if err != nil {
 		s.tokenFail(c, req, err)
@@ -130,11 +172,16 @@ func (s *Service) Token(c *gin.Context) {
 	}
 	resp := TokenResponse{
 		Token: token, AccessToken: token,
-		ExpiresIn: int(s.tokens.ttl / time.Second),
+		ExpiresIn: int(ttl / time.Second),
 		IssuedAt:  issued.UTC().Format(time.RFC3339),
 		Scope:     grantedScope(granted),
 	}
-	if req.offline && req.grant == "password" {
+	if req.grant == GrantTokenExchange {
+		resp.IssuedTokenType, resp.TokenType = TokenTypeAccess, "Bearer"
+	}
+	// An ID token gets no refresh token: the job asks its platform for a
+	// new ID token instead.
+	if req.offline && req.grant == "password" && id == nil {
 		if resp.RefreshToken, err = s.tokens.issueRefresh(acct.Name, acct.bind); err != nil {
 			s.tokenFail(c, req, err)
 			return
@@ -198,10 +245,32 @@ func readTokenRequest(c *gin.Context) (tokenRequest, error) {
 		if req.refresh == "" {
 			return req, &errBadRequest{msg: "grant_type=refresh_token needs refresh_token", oauth: "invalid_request"}
 		}
+	case GrantTokenExchange:
+		if err := readExchange(&req, f); err != nil {
+			return req, err
+		}
 	default:
-		return req, &errBadRequest{msg: "grant_type must be password or refresh_token", oauth: "unsupported_grant_type"}
+		return req, &errBadRequest{msg: "grant_type must be password, refresh_token or " + GrantTokenExchange, oauth: "unsupported_grant_type"}
 	}
 	return req, nil
+}
+
+// readExchange reads an RFC 8693 token exchange (§2.1): an ID token as
+// subject_token, for an access token; no delegation (actor_token).
+func readExchange(req *tokenRequest, f url.Values) error {
+	req.subject = f.Get("subject_token")
+	bad := func(msg string) error { return &errBadRequest{msg: msg, oauth: "invalid_request"} }
+	switch tt := f.Get("subject_token_type"); {
+	case req.subject == "":
+		return bad("a token exchange needs subject_token (the CI job's ID token)")
+	case tt != TokenTypeIDToken && tt != TokenTypeJWT:
+		return bad("subject_token_type must be " + TokenTypeIDToken + " (or " + TokenTypeJWT + "), got " + quoteShort(tt))
+	case f.Get("requested_token_type") != "" && f.Get("requested_token_type") != TokenTypeAccess:
+		return bad("requested_token_type may only be " + TokenTypeAccess)
+	case f.Get("actor_token") != "":
+		return bad("delegation (actor_token) is not supported")
+	}
+	return nil
 }
 
 // refreshAccount checks a refresh token and the account it names as it is
@@ -240,7 +309,15 @@ func (s *Service) tokenFail(c *gin.Context, req tokenRequest, err error) {
 	msg := err.Error()
 	var bad *errBadRequest
 	var throttled *throttledError
+	var refused *oidcError
 	switch {
+	case errors.As(err, &refused) && refused.unavailable:
+		status, code, oauth = http.StatusServiceUnavailable, errcode.ErrorCodeUnavailable, "temporarily_unavailable"
+	case errors.As(err, &refused) && req.grant == GrantTokenExchange:
+		// RFC 8693 §2.2.2: an unacceptable subject_token is invalid_request.
+		status, code, oauth = http.StatusBadRequest, errcode.ErrorCodeUnauthorized, "invalid_request"
+	case errors.As(err, &refused):
+		status, code, oauth = http.StatusUnauthorized, errcode.ErrorCodeUnauthorized, "invalid_grant"
 	case errors.As(err, &bad):
 		status, code, oauth = cmp.Or(bad.status, http.StatusBadRequest), errcode.ErrorCodeUnsupported, bad.oauth
 	case errors.As(err, &throttled):

@@ -207,6 +207,9 @@ func (s *Service) insufficient(c *gin.Context, need requirement, claims *Claims)
 		ociFail(c, status, code, "cannot check access now", nil)
 		return
 	}
+	if acct == nil {
+		acct = oidcUpperBound(claims.Subject)
+	}
 	allowed := s.policy.Allowed(acct, need.typ, need.name)
 	var denied []string
 	for _, a := range need.actions {

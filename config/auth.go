@@ -38,6 +38,8 @@ type Auth struct {
 	AnonymousPull []string `yaml:"anonymous_pull"`
 	Lockout       Lockout  `yaml:"lockout"`
 	Users         []User   `yaml:"users"`
+	// OIDC trusts CI platforms' ID tokens in place of passwords (oidc.go).
+	OIDC OIDC `yaml:"oidc"`
 
 	// AdminPassword comes from SLIPWAY_ADMIN_PASSWORD only, never from a
 	// file: the password of the "admin" created on first start when no

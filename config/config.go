@@ -323,6 +323,7 @@ func (c Config) problems() []problem {
 	ps = append(ps, c.HTTP.TLS.problems()...)
 	ps = append(ps, trustedProxyProblems(c.HTTP.TrustedProxies)...)
 	ps = append(ps, c.Auth.problems()...)
+	ps = append(ps, oidcProblems(c.Auth.OIDC, c.Auth.Users, c.Stages)...)
 	ps = append(ps, stageProblems(c.Stages)...)
 	ps = append(ps, c.Promotion.problems()...)
 	ps = append(ps, c.Admin.problems()...)

@@ -14,12 +14,16 @@ import (
 )
 
 // Client calls the promotion API of a Slipway server (the CLI's side).
-// It authenticates with HTTP Basic credentials: a user's password or a
-// robot's secret.
+// It authenticates with HTTP Basic credentials (a user's password or a
+// robot's secret), or with a CI job's OIDC ID token.
 type Client struct {
 	BaseURL  string // "https://registry.example.com"
 	User     string
 	Password string
+	// IDToken, when set, is sent instead of User and Password
+	// ("Authorization: Bearer"): an ID token that the server's
+	// auth.oidc.trust rules accept.
+	IDToken string
 	// HTTP is the client to use; nil: one with a 2-minute timeout.
 	HTTP *http.Client
 }
@@ -77,7 +81,10 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, out a
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
-	if c.User != "" {
+	switch {
+	case c.IDToken != "":
+		req.Header.Set("Authorization", "Bearer "+c.IDToken)
+	case c.User != "":
 		req.SetBasicAuth(c.User, c.Password)
 	}
 	hc := c.HTTP

@@ -47,7 +47,9 @@ const usage = `Usage:
   slipway version                 print the version
 
 promote, history, rollback and release call the server at $SLIPWAY_URL as
-$SLIPWAY_USER with $SLIPWAY_PASSWORD (a robot: robot$NAME and its secret).
+$SLIPWAY_USER with $SLIPWAY_PASSWORD (a robot: robot$NAME and its secret),
+or, in a CI job, with its OIDC ID token in $SLIPWAY_ID_TOKEN (see the
+server's auth.oidc.trust).
 `
 
 // run is the whole command line; it returns the process exit code. ctx ends

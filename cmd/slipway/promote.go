@@ -17,10 +17,14 @@ import (
 )
 
 // client builds the API client from SLIPWAY_URL, SLIPWAY_USER and
-// SLIPWAY_PASSWORD (a robot logs in as "robot$name" with its secret).
+// SLIPWAY_PASSWORD (a robot logs in as "robot$name" with its secret), or
+// SLIPWAY_ID_TOKEN: a CI job's OIDC ID token, used instead of user and
+// password when set.
 func client(env config.LookupEnv) *promote.Client {
 	get := func(k string) string { v, _ := env(k); return v }
-	return &promote.Client{BaseURL: get("SLIPWAY_URL"), User: get("SLIPWAY_USER"), Password: get("SLIPWAY_PASSWORD")}
+	// A token read from a file or a command often ends with a newline.
+	return &promote.Client{BaseURL: get("SLIPWAY_URL"), User: get("SLIPWAY_USER"), Password: get("SLIPWAY_PASSWORD"),
+		IDToken: strings.TrimSpace(get("SLIPWAY_ID_TOKEN"))}
 }
 
 // interleaved lets flags follow positional arguments, as users type them
