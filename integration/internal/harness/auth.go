@@ -135,6 +135,7 @@ func (r *Registry) authConfig() string {
 	for _, g := range UserGrants {
 		fmt.Fprintf(&b, "        - {repos: %q, actions: [%s]}\n", g.Repos, strings.Join(g.Actions, ", "))
 	}
+	b.WriteString(r.authExtra)
 	return b.String()
 }
 

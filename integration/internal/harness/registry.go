@@ -30,6 +30,9 @@ type Options struct {
 	// HTTPConfig is appended to Slipway's http section: lines indented
 	// by two spaces, such as "  body_timeout: 2s\n".
 	HTTPConfig string
+	// AuthConfig is appended to Slipway's auth section: lines indented by
+	// two spaces, such as "  oidc:\n    trust: ...\n".
+	AuthConfig string
 	// TLSRootCAs, when set, says the registry serves HTTPS (HTTPConfig
 	// holds its tls section) with a certificate these CAs sign, for
 	// 127.0.0.1: URL is then https, and the harness's own probes verify
@@ -103,6 +106,7 @@ type Registry struct {
 	lockout          *Lockout
 	extraConfig      string
 	httpConfig       string
+	authExtra        string
 	tlsRoots         *x509.CertPool // nil: plain HTTP
 	drainDelay       time.Duration
 
@@ -129,7 +133,7 @@ func StartOpts(t testing.TB, opts Options) *Registry {
 		t.Fatalf("making the test accounts: %v", err)
 	}
 	r := &Registry{t: t, name: Sanitize(t.Name()), secret: randomHex(16), noPublicURL: opts.NoPublicURL,
-		signingKey: defaultSigningKey(t), lockout: opts.Lockout, extraConfig: opts.ExtraConfig, httpConfig: opts.HTTPConfig,
+		signingKey: defaultSigningKey(t), lockout: opts.Lockout, extraConfig: opts.ExtraConfig, httpConfig: opts.HTTPConfig, authExtra: opts.AuthConfig,
 		tlsRoots: opts.TLSRootCAs, drainDelay: opts.DrainDelay, publicURL: opts.PublicURL}
 	if opts.S3 != nil {
 		s := *opts.S3
@@ -167,7 +171,7 @@ func (r *Registry) StartReplica(t testing.TB) *Registry {
 func (r *Registry) StartReplicaOn(t testing.TB, m *MinIO) *Registry {
 	t.Helper()
 	r2 := &Registry{t: t, name: r.name + "-replica", Root: r.Root, secret: r.secret, writeDelay: r.writeDelay, noPublicURL: r.noPublicURL, publicURL: r.publicURL,
-		signingKey: r.signingKey, verificationKeys: r.verificationKeys, lockout: r.lockout, extraConfig: r.extraConfig, httpConfig: r.httpConfig, drainDelay: r.drainDelay,
+		signingKey: r.signingKey, verificationKeys: r.verificationKeys, lockout: r.lockout, extraConfig: r.extraConfig, httpConfig: r.httpConfig, authExtra: r.authExtra, drainDelay: r.drainDelay,
 		tlsRoots: r.tlsRoots}
 	if r.S3 != nil {
 		s := *r.S3
