@@ -315,11 +315,12 @@ func (a *Admin) oidcCallback(w http.ResponseWriter, r *http.Request) {
 	// browser would not send the SameSite=Strict session cookie; a
 	// navigation this page starts is same-site.
 	v := a.newView(r, nil, "Signed in")
-	v.Data = continueData{Next: f.Next}
+	v.Data = continueData{Heading: "Signed in", Next: f.Next, Link: "Continue to the admin pages"}
 	a.render(w, r, http.StatusOK, "oidc_continue", v)
 }
 
-type continueData struct{ Next string }
+// continueData is a page that moves on to Next by itself.
+type continueData struct{ Heading, Next, Link string }
 
 // identity is a signed-in person.
 type identity struct {
@@ -391,7 +392,11 @@ func (a *Admin) oidcLogout(w http.ResponseWriter, r *http.Request) bool {
 		q.Set("id_token_hint", c.Value)
 	}
 	u.RawQuery = q.Encode()
-	http.Redirect(w, r, u.String(), http.StatusSeeOther)
+	// A page, not a redirect: the logout form's redirect to another
+	// origin would break the pages' CSP (form-action 'self').
+	v := a.newView(r, nil, "Signing out")
+	v.Data = continueData{Heading: "Signing out", Next: u.String(), Link: "Continue to sign out at " + o.label}
+	a.render(w, r, http.StatusOK, "oidc_continue", v)
 	return true
 }
 
