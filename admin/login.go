@@ -137,7 +137,7 @@ func (a *Admin) login(w http.ResponseWriter, r *http.Request) {
 func (a *Admin) logout(w http.ResponseWriter, r *http.Request, req *request) {
 	a.setCookie(w, r, sessionCookie, "", 0)
 	if req.sess.Kind == kindOIDC && a.oidc != nil {
-		defer a.setCookie(w, r, idTokenCookie, "", 0)
+		a.setCookie(w, r, idTokenCookie, "", 0) // oidcLogout reads the request's
 		if a.oidcLogout(w, r) {
 			return
 		}

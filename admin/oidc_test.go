@@ -323,6 +323,13 @@ func TestOIDCLogoutEndsProviderSession(t *testing.T) {
 	e, idp := oidcEnv(t, nil)
 	b := e.browser()
 	b.signInOIDC()
+	kept := false
+	for _, c := range b.c.Jar.Cookies(mustURL(e.srv.URL + "/admin/")) {
+		kept = kept || c.Name == idTokenCookie
+	}
+	if !kept {
+		t.Fatal("no ID token kept for the logout")
+	}
 	out := b.post("/admin/logout", nil)
 	// A page that moves on by itself (a redirect would break the form's
 	// CSP, form-action 'self').
@@ -340,6 +347,11 @@ func TestOIDCLogoutEndsProviderSession(t *testing.T) {
 		t.Fatalf("end_session query %v", q)
 	}
 	wantStatus(t, b.get("/admin/"), http.StatusSeeOther)
+	for _, c := range b.c.Jar.Cookies(mustURL(e.srv.URL + "/admin/")) {
+		if c.Name == idTokenCookie || c.Name == sessionCookie {
+			t.Errorf("cookie %s kept after logout", c.Name)
+		}
+	}
 }
 
 func TestOIDCSessionVoidWhenProviderChanges(t *testing.T) {
