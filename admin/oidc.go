@@ -283,8 +283,8 @@ func (a *Admin) oidcCallback(w http.ResponseWriter, r *http.Request) {
 		failed(http.StatusBadGateway, o.label+" answered without an ID token.")
 		return
 	}
-	idt, err := p.VerifierContext(oidc.ClientContext(context.Background(), o.client),
-		&oidc.Config{ClientID: o.cfg.ClientID, Now: a.now}).Verify(ctx, raw)
+	// The provider's key set is cached (fetched again for an unknown kid).
+	idt, err := p.Verifier(&oidc.Config{ClientID: o.cfg.ClientID, Now: a.now}).Verify(ctx, raw)
 	if err != nil {
 		a.log.WarnContext(ctx, "admin sign-in: ID token refused", "issuer", o.cfg.Issuer, "error", err.Error())
 		failed(http.StatusUnauthorized, "The ID token from "+o.label+" did not verify (the server log says why).")
@@ -337,6 +337,12 @@ func (o *oidcSignIn) identity(idt *oidc.IDToken) (id identity, problem string) {
 	var claims map[string]any
 	if err := idt.Claims(&claims); err != nil {
 		return identity{}, "The ID token's claims could not be read."
+	}
+	// A token for several audiences must name Slipway as the party it was
+	// issued to (OpenID Connect Core 3.1.3.7); go-oidc checks only that
+	// Slipway is among the audiences.
+	if azp, _ := claims["azp"].(string); len(idt.Audience) > 1 && azp != o.cfg.ClientID {
+		return identity{}, "The ID token was issued to another party (azp)."
 	}
 	id = identity{name: "oidc:" + o.host + ":" + idt.Subject}
 	for _, k := range []string{"name", "email", "preferred_username"} {

@@ -37,6 +37,7 @@ type fakeIdP struct {
 	groups    []string
 	name      string
 	nonceFor  func(asked string) string // nil: the nonce asked for
+	extra     map[string]any            // claims set over the usual ones
 	auth      url.Values                // the last authorization request
 	verifier  string                    // the last code_verifier
 	challenge string
@@ -103,6 +104,9 @@ func (f *fakeIdP) sign(claims map[string]any) string {
 	}
 	now := f.now()
 	claims["iss"], claims["aud"], claims["iat"], claims["exp"] = f.srv.URL, "slipway", now.Unix(), now.Add(5*time.Minute).Unix()
+	for k, v := range f.extra {
+		claims[k] = v
+	}
 	s, err := jwt.Signed(signer).Claims(claims).Serialize()
 	if err != nil {
 		f.t.Fatal(err)
@@ -374,4 +378,17 @@ func TestOIDCProviderDown(t *testing.T) {
 	wantStatus(t, p, http.StatusServiceUnavailable)
 	mustContain(t, p, "Acme SSO cannot be reached")
 	b.login("ops", opsPass) // passwords still work
+}
+
+func TestOIDCAuthorizedParty(t *testing.T) {
+	e, idp := oidcEnv(t, nil)
+	idp.extra = map[string]any{"aud": []string{"slipway", "other"}, "azp": "other"}
+	b := e.browser()
+	p := b.get(b.startOIDC())
+	wantStatus(t, p, http.StatusUnauthorized)
+	mustContain(t, p, "issued to another party")
+
+	idp.extra["azp"] = "slipway"
+	b.signInOIDC()
+	wantStatus(t, b.get("/admin/robots"), http.StatusOK)
 }
