@@ -30,8 +30,11 @@ func TestAdminOIDCSignIn(t *testing.T) {
 	if harness.IsStock() {
 		t.Skip("the stock registry has no admin pages")
 	}
+	// The provider is on another site than Slipway (localhost, not
+	// 127.0.0.1), as in production: the browser comes back with a
+	// cross-site navigation, which SameSite=Strict cookies do not follow.
 	opPort := harness.FreePort(t)
-	issuer := fmt.Sprintf("http://127.0.0.1:%d/", opPort)
+	issuer := fmt.Sprintf("http://localhost:%d/", opPort)
 	reg := harness.StartOpts(t, harness.Options{ExtraConfig: fmt.Sprintf(`admin:
   oidc:
     issuer: %q
@@ -55,8 +58,10 @@ func TestAdminOIDCSignIn(t *testing.T) {
 	}
 
 	ctx := newBrowser(t)
-	host := fmt.Sprintf("127.0.0.1:%d", opPort)
+	host := fmt.Sprintf("localhost:%d", opPort)
 
+	pageRun(t, ctx, "opening the login page", chromedp.Navigate(reg.URL()+"/admin/"), chromedp.WaitVisible(chromedp.CSS("#oidc-signin")))
+	checkWidths(t, ctx, "login-oidc")
 	adminOIDCSignIn(t, ctx, reg.URL(), "alice", "alice-password")
 	who := pageGet(t, ctx, "reading who is signed in", chromedp.Text(chromedp.CSS("header .who span")))
 	if !strings.Contains(who, "Alice Admin (admin)") {
@@ -126,8 +131,8 @@ func adminOIDCSignIn(t *testing.T, ctx context.Context, base, user, pass string)
 }
 
 // startAdminOIDCProvider builds and starts integration/internal/oidcprovider
-// on 127.0.0.1:port for one client coming back to redirect; it returns
-// the path of its log.
+// on 127.0.0.1:port, as issuer http://localhost:port/, for one client
+// coming back to redirect; it returns the path of its log.
 func startAdminOIDCProvider(t *testing.T, port int, redirect, postLogout string) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "oidcprovider")
@@ -141,7 +146,7 @@ func startAdminOIDCProvider(t *testing.T, port int, redirect, postLogout string)
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { logf.Close() })
-	cmd := exec.Command(bin, "-addr", fmt.Sprintf("127.0.0.1:%d", port), "-redirect", redirect, "-post-logout", postLogout)
+	cmd := exec.Command(bin, "-addr", fmt.Sprintf("127.0.0.1:%d", port), "-issuer-host", "localhost", "-redirect", redirect, "-post-logout", postLogout)
 	cmd.Stderr = logf
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -158,7 +163,7 @@ func startAdminOIDCProvider(t *testing.T, port int, redirect, postLogout string)
 	}()
 	select {
 	case line := <-ready:
-		if !strings.HasPrefix(line, "listening on http://127.0.0.1:") {
+		if !strings.HasPrefix(line, "listening on http://localhost:") {
 			data, _ := os.ReadFile(logf.Name())
 			t.Fatalf("the OpenID provider did not start (%q):\n%s", line, data)
 		}

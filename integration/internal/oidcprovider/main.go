@@ -4,7 +4,7 @@
 // "groups" claim, which the example's own users lack. It listens on
 // 127.0.0.1 only.
 //
-//	oidcprovider -addr 127.0.0.1:PORT -redirect URL -post-logout URL
+//	oidcprovider -addr 127.0.0.1:PORT [-issuer-host localhost] -redirect URL -post-logout URL
 //
 // registers one confidential web client, "slipway" with secret
 // "slipway-secret", that may come back to -redirect (the code flow's
@@ -117,14 +117,15 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address (a loopback address)")
 	redirect := flag.String("redirect", "", "the client's redirect URI")
 	postLogout := flag.String("post-logout", "", "the client's post-logout redirect URI")
+	issuerHost := flag.String("issuer-host", "", `the issuer's host name ("": the listen address); "localhost" puts the provider on another site than 127.0.0.1`)
 	flag.Parse()
-	if err := run(*addr, *redirect, *postLogout); err != nil {
+	if err := run(*addr, *issuerHost, *redirect, *postLogout); err != nil {
 		fmt.Fprintln(os.Stderr, "oidcprovider:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr, redirect, postLogout string) error {
+func run(addr, issuerHost, redirect, postLogout string) error {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil || !net.ParseIP(host).IsLoopback() {
 		return fmt.Errorf("-addr must be a loopback host:port, got %q", addr)
@@ -137,6 +138,10 @@ func run(addr, redirect, postLogout string) error {
 		return err
 	}
 	issuer := "http://" + ln.Addr().String() + "/"
+	if issuerHost != "" {
+		_, port, _ := net.SplitHostPort(ln.Addr().String())
+		issuer = "http://" + net.JoinHostPort(issuerHost, port) + "/"
+	}
 	clients := map[string]*storage.Client{clientID: storage.WebClient(clientID, clientSecret, redirect)}
 	s := store{Storage: storage.NewStorageWithClients(users{}, clients)}
 	if postLogout != "" {
