@@ -392,3 +392,18 @@ func TestOIDCAuthorizedParty(t *testing.T) {
 	b.signInOIDC()
 	wantStatus(t, b.get("/admin/robots"), http.StatusOK)
 }
+
+func TestOIDCProviderRefuses(t *testing.T) {
+	e, _ := oidcEnv(t, nil)
+	b := e.browser()
+	back := mustURL(b.startOIDC())
+	q := back.Query()
+	q.Del("code")
+	q.Set("error", "access_denied")
+	q.Set("error_description", "<b>not you</b>")
+	back.RawQuery = q.Encode()
+	p := b.get(back.RequestURI())
+	wantStatus(t, p, http.StatusUnauthorized)
+	mustContain(t, p, "Acme SSO refused the sign-in (access_denied: &lt;b&gt;not you&lt;/b&gt;)")
+	wantStatus(t, b.get("/admin/"), http.StatusSeeOther)
+}
