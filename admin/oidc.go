@@ -86,42 +86,27 @@ func newOIDCSignIn(o *OIDC, publicURL string, mac func(purpose, value string) []
 	return s
 }
 
-// discover returns the provider, fetching its discovery document once.
-// The provider keeps a background context: go-oidc fetches keys with the
-// context the provider was made with, and a request's would end.
+// discover returns the provider, fetching its discovery document once
+// (ctx bounds that fetch only: the provider keeps just the client, and
+// fetches its keys later with a background context).
 func (s *oidcSignIn) discover(ctx context.Context) (*oidc.Provider, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.provider != nil {
 		return s.provider, nil
 	}
-	pctx := oidc.ClientContext(context.Background(), s.client)
-	type result struct {
-		p   *oidc.Provider
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		p, err := oidc.NewProvider(pctx, s.cfg.Issuer)
-		done <- result{p, err}
-	}()
-	var r result
-	select {
-	case r = <-done:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	if r.err != nil {
-		return nil, r.err
+	p, err := oidc.NewProvider(oidc.ClientContext(ctx, s.client), s.cfg.Issuer)
+	if err != nil {
+		return nil, err
 	}
 	var extra struct {
 		EndSession string `json:"end_session_endpoint"`
 	}
-	if err := r.p.Claims(&extra); err == nil {
+	if err := p.Claims(&extra); err == nil {
 		s.endSession = extra.EndSession
 	}
-	s.provider = r.p
-	return r.p, nil
+	s.provider = p
+	return p, nil
 }
 
 func (s *oidcSignIn) oauth2(p *oidc.Provider) *oauth2.Config {
