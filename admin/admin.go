@@ -104,6 +104,8 @@ type Options struct {
 	// must use the same one. The server derives it from http.secret, or
 	// from the token signing key (auth.Service.DeriveKey).
 	SessionKey []byte
+	// OIDC adds sign-in through an OpenID provider (nil: passwords only).
+	OIDC *OIDC
 	// SessionTTL is how long a login lasts (default 12h).
 	SessionTTL time.Duration
 	// PublicURL ("https://registry.example.com"): an https URL makes the
@@ -127,6 +129,7 @@ type Admin struct {
 	now   func() time.Time
 	pages *pages
 	mux   *http.ServeMux
+	oidc  *oidcSignIn // nil: no provider sign-in
 	// gateBudget bounds the wait for gate verdicts (gates.go; tests
 	// shorten it).
 	gateBudget time.Duration
@@ -151,6 +154,9 @@ func New(opts Options) *Admin {
 		opts.Started = opts.Now()
 	}
 	a := &Admin{opts: opts, log: opts.Logger, now: opts.Now, pages: mustParsePages(), gateBudget: gateBudget}
+	if opts.OIDC != nil {
+		a.oidc = newOIDCSignIn(opts.OIDC, opts.PublicURL, a.mac)
+	}
 	a.mux = a.routes()
 	return a
 }

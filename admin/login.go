@@ -16,6 +16,23 @@ import (
 type loginView struct {
 	Next string
 	User string
+	// Provider is the OpenID provider's button label ("": no button);
+	// Password shows the password form.
+	Provider string
+	Password bool
+}
+
+// passwordLogin reports whether the password form is offered.
+func (a *Admin) passwordLogin() bool {
+	return a.oidc == nil || a.oidc.cfg.PasswordLoginAllowed()
+}
+
+func (a *Admin) loginData(next, user string) loginView {
+	v := loginView{Next: next, User: user, Password: a.passwordLogin()}
+	if a.oidc != nil {
+		v.Provider = a.oidc.label
+	}
+	return v
 }
 
 // Messages the login page shows for the reasons toLogin gives.
@@ -55,7 +72,7 @@ func (a *Admin) loginPage(w http.ResponseWriter, r *http.Request) {
 	v := a.newView(r, nil, "Sign in")
 	v.CSRF = a.loginToken(a.loginNonce(w, r))
 	v.Flash = loginReasons[r.URL.Query().Get("why")]
-	v.Data = loginView{Next: safeNext(r.URL.Query().Get("next"))}
+	v.Data = a.loginData(safeNext(r.URL.Query().Get("next")), "")
 	a.render(w, r, http.StatusOK, "login", v)
 }
 
@@ -67,11 +84,16 @@ func (a *Admin) login(w http.ResponseWriter, r *http.Request) {
 	}
 	name, password := r.PostForm.Get("username"), r.PostForm.Get("password")
 	next := safeNext(r.PostForm.Get("next"))
+	if !a.passwordLogin() {
+		a.errorPage(w, r, nil, http.StatusForbidden, "Password sign-in is switched off",
+			"Sign in with "+a.oidc.label+" instead.")
+		return
+	}
 	again := func(status int, msg string) {
 		v := a.newView(r, nil, "Sign in")
 		v.CSRF = a.loginToken(a.loginNonce(w, r))
 		v.Error = msg
-		v.Data = loginView{Next: next, User: name}
+		v.Data = a.loginData(next, name)
 		a.render(w, r, status, "login", v)
 	}
 	c, err := r.Cookie(loginCookie)
@@ -112,8 +134,14 @@ func (a *Admin) login(w http.ResponseWriter, r *http.Request) {
 
 // logout serves POST /admin/logout (behind the session and its CSRF check,
 // so another site cannot sign a person out).
-func (a *Admin) logout(w http.ResponseWriter, r *http.Request, _ *request) {
+func (a *Admin) logout(w http.ResponseWriter, r *http.Request, req *request) {
 	a.setCookie(w, r, sessionCookie, "", 0)
+	if req.sess.Kind == kindOIDC && a.oidc != nil {
+		a.setCookie(w, r, idTokenCookie, "", 0) // oidcLogout reads the request's
+		if a.oidcLogout(w, r) {
+			return
+		}
+	}
 	http.Redirect(w, r, "/admin/login?why=out", http.StatusSeeOther)
 }
 

@@ -29,7 +29,7 @@ var staticFS embed.FS
 
 // pageNames are the templates under templates/, each rendered inside
 // layout.html.
-var pageNames = []string{"login", "error", "overview", "repositories", "repository", "confirm", "history", "robots", "robot_created", "evidence", "releases", "release"}
+var pageNames = []string{"login", "error", "overview", "repositories", "repository", "confirm", "history", "robots", "robot_created", "evidence", "releases", "release", "oidc_continue"}
 
 // pages holds one parsed template set per page.
 type pages struct {
@@ -52,6 +52,7 @@ type view struct {
 	Nav      string // the menu entry to highlight
 	LoggedIn bool
 	User     auth.Principal
+	Display  string // shown instead of User.Name ("": that)
 	CSRF     string
 	Flash    string // a message about what just happened
 	Error    string // a message about what went wrong
@@ -66,7 +67,7 @@ type view struct {
 func (a *Admin) newView(_ *http.Request, req *request, title string) *view {
 	v := &view{Title: title, Releases: a.opts.Releases != nil}
 	if req != nil {
-		v.LoggedIn, v.User, v.CSRF = true, req.user, req.csrf
+		v.LoggedIn, v.User, v.CSRF, v.Display = true, req.user, req.csrf, req.display
 	}
 	return v
 }

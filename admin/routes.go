@@ -17,6 +17,10 @@ func (a *Admin) routes() *http.ServeMux {
 	m.HandleFunc("GET /admin/login", a.loginPage)
 	m.HandleFunc("POST /admin/login", a.login)
 	m.HandleFunc("POST /admin/logout", a.authed(a.logout))
+	if a.oidc != nil {
+		m.HandleFunc("GET /admin/oidc/login", a.oidcLogin)
+		m.HandleFunc("GET /admin/oidc/callback", a.oidcCallback)
+	}
 	m.HandleFunc("GET /admin/{$}", a.authed(a.overview))
 	m.HandleFunc("GET /admin/repositories", a.authed(a.repositories))
 	m.HandleFunc("GET /admin/repositories/{app...}", a.authed(a.repository))

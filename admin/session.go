@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -46,13 +47,23 @@ type session struct {
 	Binding string `json:"b"`
 	Expires int64  `json:"e"` // Unix seconds
 	Nonce   string `json:"n"`
+	// Kind "oidc": signed in through the OpenID provider (oidc.go), with
+	// no account to look up; Display is the person's name or email and
+	// Groups the ID token's groups that the mapping names.
+	Kind    string   `json:"k,omitempty"`
+	Display string   `json:"d,omitempty"`
+	Groups  []string `json:"g,omitempty"`
 }
+
+// maxSessionCookie bounds the cookie (browsers keep about 4KB).
+const maxSessionCookie = 4096
 
 // request is one authenticated page request.
 type request struct {
-	sess session
-	user auth.Principal
-	csrf string
+	sess    session
+	user    auth.Principal
+	csrf    string
+	display string // the name shown instead of user.Name ("": that)
 }
 
 var (
@@ -82,7 +93,7 @@ func (a *Admin) encodeSession(s session) string {
 // decodeSession checks the MAC and the expiry.
 func (a *Admin) decodeSession(v string) (session, error) {
 	p, sig, ok := strings.Cut(v, ".")
-	if !ok || len(v) > 4096 {
+	if !ok || len(v) > maxSessionCookie {
 		return session{}, errNoSession
 	}
 	got, err := b64.DecodeString(sig)
@@ -129,8 +140,21 @@ func (a *Admin) setCookie(w http.ResponseWriter, r *http.Request, name, value st
 
 // startSession sets the cookie for a login that succeeded.
 func (a *Admin) startSession(w http.ResponseWriter, r *http.Request, user, binding string) {
-	s := session{User: user, Binding: binding, Expires: a.now().Add(a.opts.SessionTTL).Unix(), Nonce: randomToken()}
-	a.setCookie(w, r, sessionCookie, a.encodeSession(s), a.opts.SessionTTL+cookieGrace)
+	_ = a.startSessionFor(w, r, session{User: user, Binding: binding})
+}
+
+// errSessionTooLarge: the cookie would exceed maxSessionCookie.
+var errSessionTooLarge = errors.New("session too large for a cookie")
+
+// startSessionFor sets the cookie for s, with a new expiry and nonce.
+func (a *Admin) startSessionFor(w http.ResponseWriter, r *http.Request, s session) error {
+	s.Expires, s.Nonce = a.now().Add(a.opts.SessionTTL).Unix(), randomToken()
+	v := a.encodeSession(s)
+	if len(v) > maxSessionCookie {
+		return errSessionTooLarge
+	}
+	a.setCookie(w, r, sessionCookie, v, a.opts.SessionTTL+cookieGrace)
+	return nil
 }
 
 // authed wraps a page that needs a login: it reads and checks the session,
@@ -155,6 +179,10 @@ func (a *Admin) authed(h func(http.ResponseWriter, *http.Request, *request)) htt
 			a.toLogin(w, r, "")
 			return
 		}
+		if s.Kind == kindOIDC {
+			a.authedOIDC(w, r, s, h)
+			return
+		}
 		p, binding, err := a.opts.Accounts.Lookup(ctx, s.User)
 		switch {
 		case errors.Is(err, auth.ErrNoAccount):
@@ -170,20 +198,51 @@ func (a *Admin) authed(h func(http.ResponseWriter, *http.Request, *request)) htt
 			return
 		}
 		req := &request{sess: s, user: p, csrf: a.csrfToken(s)}
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			if e := httpbody.ParseForm(w, r, maxForm); e != nil {
-				a.formError(w, r, req, e)
-				return
-			}
-			if !a.checkCSRF(r, req.csrf) {
-				a.errorPage(w, r, req, http.StatusForbidden, "This form has expired or did not come from this site",
-					"Nothing was changed. Go back, reload the page and try again.")
-				return
-			}
+		if !a.checkForm(w, r, req) {
+			return
 		}
 		r = r.WithContext(auth.WithPrincipal(ctx, p))
 		h(w, r, req)
 	}
+}
+
+// authedOIDC is authed for a session signed in through the provider:
+// nothing to look up, what the person may do follows from the groups the
+// session carries under the current mapping (OIDCPrincipal, which the
+// services' Authorizer reads).
+func (a *Admin) authedOIDC(w http.ResponseWriter, r *http.Request, s session, h func(http.ResponseWriter, *http.Request, *request)) {
+	if a.oidc == nil || subtle.ConstantTimeCompare([]byte(s.Binding), []byte(a.oidc.binding)) != 1 {
+		// Provider sign-in switched off, or another issuer or client.
+		a.setCookie(w, r, sessionCookie, "", 0)
+		a.toLogin(w, r, "changed")
+		return
+	}
+	op := a.oidcPrincipal(s)
+	p := auth.Principal{Name: op.Name, Admin: op.Admin}
+	req := &request{sess: s, user: p, csrf: a.csrfToken(s), display: s.Display}
+	if !a.checkForm(w, r, req) {
+		return
+	}
+	ctx := auth.WithPrincipal(r.Context(), p)
+	h(w, r.WithContext(context.WithValue(ctx, oidcPrincipalKey{}, op)), req)
+}
+
+// checkForm reads a POST's form and checks its CSRF token, answering
+// (and returning false) when either fails.
+func (a *Admin) checkForm(w http.ResponseWriter, r *http.Request, req *request) bool {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return true
+	}
+	if e := httpbody.ParseForm(w, r, maxForm); e != nil {
+		a.formError(w, r, req, e)
+		return false
+	}
+	if !a.checkCSRF(r, req.csrf) {
+		a.errorPage(w, r, req, http.StatusForbidden, "This form has expired or did not come from this site",
+			"Nothing was changed. Go back, reload the page and try again.")
+		return false
+	}
+	return true
 }
 
 // checkCSRF compares the parsed form's token with want, in constant time.

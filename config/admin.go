@@ -9,11 +9,16 @@ import (
 type Admin struct {
 	// SessionTTL is how long a sign-in lasts.
 	SessionTTL time.Duration `yaml:"session_ttl"`
+	// OIDC, when set, adds sign-in through an OpenID Connect provider
+	// (adminoidc.go).
+	OIDC *AdminOIDC `yaml:"oidc"`
 }
 
-func (a Admin) problems() []problem {
+// problems checks the section; publicURL is http.public_url.
+func (a Admin) problems(publicURL string) []problem {
+	var ps []problem
 	if a.SessionTTL < 5*time.Minute || a.SessionTTL > 7*24*time.Hour {
-		return []problem{{"admin.session_ttl", fmt.Sprintf("must be between 5m and 168h, got %s", a.SessionTTL)}}
+		ps = append(ps, problem{"admin.session_ttl", fmt.Sprintf("must be between 5m and 168h, got %s", a.SessionTTL)})
 	}
-	return nil
+	return append(ps, a.OIDC.problems(publicURL)...)
 }

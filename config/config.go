@@ -326,7 +326,7 @@ func (c Config) problems() []problem {
 	ps = append(ps, oidcProblems(c.Auth.OIDC, c.Auth.Users, c.Stages)...)
 	ps = append(ps, stageProblems(c.Stages)...)
 	ps = append(ps, c.Promotion.problems()...)
-	ps = append(ps, c.Admin.problems()...)
+	ps = append(ps, c.Admin.problems(c.HTTP.PublicURL)...)
 	ps = append(ps, retentionProblems(c.Retention, c.Stages)...)
 	ps = append(ps, c.GC.problems()...)
 	return ps

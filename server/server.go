@@ -234,7 +234,7 @@ func newServerOn(cfg config.Config, logger *slog.Logger, store storage.Store, vi
 		Gates:   gates,
 		Outbox:  outbox,
 		Stages:  cfg.Stages,
-		Allowed: a.Permissions,
+		Allowed: allowed(cfg, a),
 		Actor: func(ctx context.Context) string {
 			p, _ := auth.PrincipalFrom(ctx)
 			return p.Name
@@ -246,7 +246,17 @@ func newServerOn(cfg config.Config, logger *slog.Logger, store storage.Store, vi
 	s.routeAuth(e)
 	s.routeGC(e)
 	s.promote.Register(e.Group("/api/v1", a.API))
+	var adminOIDC *admin.OIDC
+	if o := cfg.Admin.OIDC; o != nil {
+		secret, err := o.Secret()
+		if err != nil {
+			a.Close()
+			return nil, fmt.Errorf("server: admin.oidc.client_secret_file: %w", err)
+		}
+		adminOIDC = &admin.OIDC{Config: *o, Secret: secret}
+	}
 	admin.New(admin.Options{
+		OIDC:    adminOIDC,
 		Promote: s.promote, Accounts: a, Tags: s.promote, Gates: s.promote, Releases: s.promote, SessionKey: sharedKey(cfg, a, "admin session"), SessionTTL: cfg.Admin.SessionTTL,
 		PublicURL: cfg.HTTP.PublicURL, Ping: store.Ping, Version: buildinfo.Version(),
 		Started: time.Now(), Logger: logger, LastGC: s.gc.lastFinished,
@@ -262,6 +272,21 @@ func newServerOn(cfg config.Config, logger *slog.Logger, store storage.Store, vi
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	return s, nil
+}
+
+// allowed is what the promotion service asks of each caller: the token
+// service's answer for accounts, and for people signed in to the admin
+// pages through the OpenID provider (no account) the same policy applied
+// to what their groups map to.
+func allowed(cfg config.Config, a *auth.Service) promote.Authorizer {
+	policy := auth.NewPolicy(cfg.Auth.AnonymousPull, cfg.Stages)
+	return func(ctx context.Context) (func(repo string) []string, error) {
+		if p, ok := admin.OIDCPrincipalFrom(ctx); ok {
+			acct := &auth.Account{Name: p.Name, Admin: p.Admin, Grants: p.Grants}
+			return func(repo string) []string { return policy.Allowed(acct, auth.TypeRepository, repo) }, nil
+		}
+		return a.Permissions(ctx)
+	}
 }
 
 // sharedKey is a key every replica derives alike, for one purpose (admin
