@@ -53,6 +53,9 @@ type Account struct {
 	Admin  bool
 	Robot  bool
 	Grants []config.Grant
+	// Detail describes a workload beyond its name: an ID token's chosen
+	// claims ("repository=acme/api ref=refs/tags/v1.4"), for the ledger.
+	Detail string
 	// bind is what a refresh token is tied to: a robot's random id, or a
 	// fingerprint of a user's password hash. When it changes (robot
 	// revoked and re-created, password changed), old refresh tokens stop.

@@ -63,7 +63,7 @@ func (s *Service) API(c *gin.Context) {
 		s.apiUnauthorized(c, "authentication required: Basic credentials, or a Bearer token from /auth/token for the scope "+apiScope())
 		return
 	}
-	p := Principal{Name: acct.Name, Admin: acct.Admin, Robot: acct.Robot}
+	p := Principal{Name: acct.Name, Admin: acct.Admin, Robot: acct.Robot, Detail: acct.Detail}
 	ctx = context.WithValue(WithPrincipal(ctx, p), requestAccountKey{}, acct)
 	c.Request = c.Request.WithContext(ctx)
 	c.Next()

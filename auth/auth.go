@@ -134,6 +134,8 @@ type Principal struct {
 	Name  string // login name ("ci", "robot$ci"); "" for an anonymous token
 	Admin bool
 	Robot bool
+	// Detail: Account.Detail (an ID token's chosen claims), or "".
+	Detail string
 }
 
 type principalKey struct{}

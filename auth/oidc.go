@@ -252,11 +252,14 @@ func (t *oidcTrust) verify(ctx context.Context, raw string) (*oidcIdentity, erro
 	}
 	id.log = []any{slog.String("principal", acct.Name), slog.String("issuer", is.url), slog.Any("rules", id.rules),
 		slog.Time("id_token_expires", tok.Expiry)}
+	var detail []string
 	for _, c := range t.logClaims {
 		if s, ok := claimString(claims[c]); ok {
 			id.log = append(id.log, slog.String("claim_"+c, truncate(s, 200)))
+			detail = append(detail, c+"="+truncate(s, 200))
 		}
 	}
+	acct.Detail = strings.Join(detail, " ")
 	if len(dropped) > 0 {
 		id.log = append(id.log, slog.Any("grants_dropped", dropped))
 	}

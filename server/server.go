@@ -236,7 +236,12 @@ func newServerOn(cfg config.Config, logger *slog.Logger, store storage.Store, vi
 		Stages:  cfg.Stages,
 		Allowed: allowed(cfg, a),
 		Actor: func(ctx context.Context) string {
+			// A CI workload is named with its chosen claims (which
+			// repository, ref and workflow promoted), not its subject alone.
 			p, _ := auth.PrincipalFrom(ctx)
+			if p.Detail != "" {
+				return p.Name + " (" + p.Detail + ")"
+			}
 			return p.Name
 		},
 		Logger: logger,

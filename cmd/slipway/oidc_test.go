@@ -173,7 +173,7 @@ auth:
 		t.Fatalf("output %q: %v", out, err)
 	}
 	host := strings.TrimPrefix(is.srv.URL, "http://")
-	if rec.Target != "production/acme/api:v1.0.0" || rec.Actor != "oidc:"+host+":repo:acme/api:ref:refs/tags/v1.0.0" {
+	if rec.Target != "production/acme/api:v1.0.0" || rec.Actor != "oidc:"+host+":repo:acme/api:ref:refs/tags/v1.0.0 (repository=acme/api ref=refs/tags/v1.0.0 workflow=release)" {
 		t.Fatalf("record %+v", rec)
 	}
 }
