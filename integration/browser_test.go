@@ -83,6 +83,18 @@ func pageGet[T any](t *testing.T, ctx context.Context, what string, a chromedp.A
 	return v
 }
 
+// signInAsAdmin signs in to reg's admin pages with the admin's password.
+func signInAsAdmin(t *testing.T, ctx context.Context, reg *harness.Registry) {
+	t.Helper()
+	pageRun(t, ctx, "signing in",
+		chromedp.Navigate(reg.URL()+"/admin/"),
+		chromedp.WaitVisible(chromedp.CSS("#username")),
+		chromedp.SendKeys(chromedp.CSS("#username"), reg.Admin().Username),
+		chromedp.SendKeys(chromedp.CSS("#password"), reg.Admin().Password),
+		chromedp.Click(chromedp.CSS("#signin")),
+		chromedp.WaitVisible(chromedp.CSS("#logout")))
+}
+
 func wantText(t *testing.T, ctx context.Context, subs ...string) {
 	t.Helper()
 	s := pageGet(t, ctx, "reading the page", chromedp.Text(chromedp.CSS("main")))

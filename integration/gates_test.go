@@ -370,13 +370,7 @@ func TestPromotionGates(t *testing.T) {
 			t.Fatal("no allowed promotion to look at")
 		}
 		b := newBrowser(t)
-		pageRun(t, b, "signing in",
-			chromedp.Navigate(reg.URL()+"/admin/"),
-			chromedp.WaitVisible(chromedp.CSS("#username")),
-			chromedp.SendKeys(chromedp.CSS("#username"), reg.Admin().Username),
-			chromedp.SendKeys(chromedp.CSS("#password"), reg.Admin().Password),
-			chromedp.Click(chromedp.CSS("#signin")),
-			chromedp.WaitVisible(chromedp.CSS("#logout")))
+		signInAsAdmin(t, b, reg)
 		pageRun(t, b, "opening staging/app",
 			chromedp.Navigate(reg.URL()+"/admin/repositories/app"),
 			chromedp.WaitVisible(chromedp.CSS(`tr[data-tag="good-tagscheme"] .gate`)))

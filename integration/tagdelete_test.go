@@ -89,13 +89,7 @@ func TestAdminBrowserTagDelete(t *testing.T) {
 	}
 
 	ctx := newBrowser(t)
-	pageRun(t, ctx, "signing in",
-		chromedp.Navigate(reg.URL()+"/admin/"),
-		chromedp.WaitVisible(chromedp.CSS("#username")),
-		chromedp.SendKeys(chromedp.CSS("#username"), reg.Admin().Username),
-		chromedp.SendKeys(chromedp.CSS("#password"), reg.Admin().Password),
-		chromedp.Click(chromedp.CSS("#signin")),
-		chromedp.WaitVisible(chromedp.CSS("#logout")))
+	signInAsAdmin(t, ctx, reg)
 	pageRun(t, ctx, "opening the repository",
 		chromedp.Navigate(reg.URL()+"/admin/repositories/web2"),
 		chromedp.WaitVisible(chromedp.CSS(`tr[data-tag="a"] td[data-stage="staging"] button.delete`)))

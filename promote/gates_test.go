@@ -17,7 +17,6 @@ import (
 
 	"github.com/slipway/slipway/config"
 	"github.com/slipway/slipway/gate"
-	"github.com/slipway/slipway/storage"
 )
 
 const testReport = "application/vnd.slipway.test-report"
@@ -56,30 +55,13 @@ func (e *env) attachReport(repo, of, result string) {
 	}
 }
 
-// ledgerKeys counts the objects under ledger/.
-func (e *env) ledgerKeys() int {
-	e.t.Helper()
-	n, after := 0, ""
-	for {
-		page, err := e.store.List(context.Background(), storage.ListOptions{Prefix: "ledger/", StartAfter: after})
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		n += len(page.Objects)
-		if !page.Truncated || len(page.Objects) == 0 {
-			return n
-		}
-		after = page.Objects[len(page.Objects)-1].Key
-	}
-}
-
 func TestGateRefusesAndWritesNothing(t *testing.T) {
 	e := newEnv(t)
 	svc := e.gated()
 	ctx := context.Background()
 	e.pushImage("staging/app:1", 1024, 2)
 	e.attachReport("staging/app", "1", "failed")
-	before := e.ledgerKeys()
+	before := len(e.keys("ledger/"))
 
 	_, _, err := svc.Promote(ctx, Request{Source: "staging/app:1", To: "production"})
 	refusal(t, err, http.StatusConflict, CodeGateFailed, "staging/app:1")
@@ -88,7 +70,7 @@ func TestGateRefusesAndWritesNothing(t *testing.T) {
 	if len(pe.Failures) != 1 || pe.Failures[0].Gate != "referrers" || pe.Failures[0].Source != "staging/app:1" || pe.Failures[0].Message == "" {
 		t.Fatalf("failures = %+v, want one referrers failure naming staging/app:1", pe.Failures)
 	}
-	if n := e.ledgerKeys(); n != before {
+	if n := len(e.keys("ledger/")); n != before {
 		t.Errorf("ledger has %d objects after a refusal, %d before", n, before)
 	}
 	if ok, err := e.reg.Metadata().RepositoryExists(ctx, "production/app"); err != nil || ok {
@@ -141,10 +123,10 @@ func TestGateRefusesRollback(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	before := e.ledgerKeys()
+	before := len(e.keys("ledger/"))
 	_, err = svc.Rollback(ctx, rec.ID, "")
 	refusal(t, err, http.StatusConflict, CodeGateFailed, "production/app@")
-	if n := e.ledgerKeys(); n != before {
+	if n := len(e.keys("ledger/")); n != before {
 		t.Errorf("ledger has %d objects after a refused rollback, %d before", n, before)
 	}
 	tag, err := e.reg.Metadata().Tag(ctx, "production/app", "current")
