@@ -2,6 +2,7 @@ package harness
 
 import (
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -51,7 +52,16 @@ func StartCluster(t testing.TB, o ClusterOptions) *Cluster {
 	start := time.Now()
 	c := &Cluster{MinIO: StartMinIOCluster(t, o.MinIONodes)}
 	c.Bucket = c.MinIO[0].NewBucket(t)
-	c.Host = fmt.Sprintf("127.0.0.1:%d", FreePort(t))
+	// HAProxy's port is every replica's public_url, so it is chosen
+	// first; the listener holds it while the replicas pick their own
+	// ports (a port just released can be handed out again at once: CI
+	// once saw a replica take it) and is closed just before HAProxy binds.
+	hold, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hold.Close() }) // if a replica fails to start
+	c.Host = hold.Addr().String()
 	first := StartOpts(t, Options{
 		S3:         &S3{MinIO: c.MinIO[0], Bucket: c.Bucket},
 		PublicURL:  "http://" + c.Host,
@@ -66,6 +76,7 @@ func StartCluster(t testing.TB, o ClusterOptions) *Cluster {
 	for i, r := range c.Replicas {
 		servers[i] = r.Host
 	}
+	hold.Close()
 	c.LB = StartHAProxy(t, c.Host, servers)
 	// Runs before the replicas' own cleanups (which then find them
 	// stopped): their drain delays pass together, not one after another.
