@@ -20,8 +20,9 @@ const maxAttempts = 200
 
 // commit writes rec as the newest record of its tag's chain and points the
 // tag at rec.Digest (see paths.go for the protocol). guard sees the digest
-// the tag names just before the record is claimed.
-func (s *Service) commit(ctx context.Context, rec Record, st config.Stage, guard func(prev digest.Digest, exists bool) error) (Record, error) {
+// the tag names just before the record is claimed, and the chain's head
+// read with it (nil for an empty chain; applied: it is what the tag names).
+func (s *Service) commit(ctx context.Context, rec Record, st config.Stage, guard func(prev digest.Digest, exists bool, head *Record) error) (Record, error) {
 	unlock := s.locks.lock(rec.Repository + ":" + rec.Tag)
 	defer unlock()
 	rec.Target = rec.Repository + ":" + rec.Tag
@@ -70,7 +71,11 @@ func (s *Service) commit(ctx context.Context, rec Record, st config.Stage, guard
 			}
 			continue
 		}
-		if err := guard(state.Digest, exists); err != nil {
+		var headRec *Record
+		if hasHead {
+			headRec = &head
+		}
+		if err := guard(state.Digest, exists, headRec); err != nil {
 			return Record{}, err
 		}
 		if exists && st.IsFixedTag(rec.Tag) && state.Digest != rec.Digest {

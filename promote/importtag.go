@@ -42,7 +42,7 @@ func (s *Service) ImportTag(ctx context.Context, repo, tag string, d digest.Dige
 		Source: source, Digest: d, Repository: repo, Tag: tag, Stage: st.Name,
 		App: strings.TrimPrefix(repo, st.Prefix), Actor: actor, Outcome: OutcomeImported,
 	}
-	_, err = s.commit(ctx, rec, st, func(prev digest.Digest, exists bool) error {
+	_, err = s.commit(ctx, rec, st, func(prev digest.Digest, exists bool, _ *Record) error {
 		switch {
 		case exists && prev == d:
 			return errTagPresent

@@ -128,7 +128,7 @@ func (s *Service) Promote(ctx context.Context, req Request) (rec Record, created
 		App: strings.TrimPrefix(target, toStage.Prefix), Reason: req.Reason, Actor: s.actor(ctx),
 		Evidence: evidence,
 	}
-	rec, err = s.commit(ctx, rec, toStage, func(prev digest.Digest, exists bool) error {
+	rec, err = s.commit(ctx, rec, toStage, func(prev digest.Digest, exists bool, _ *Record) error {
 		if req.ExpectPrevious == "none" && exists {
 			return errorf(http.StatusConflict, CodeGuardFailed, "%s:%s already exists (now %s); expected it not to", target, tag, prev)
 		}

@@ -216,6 +216,32 @@ func TestReleaseRecovery(t *testing.T) {
 	}
 }
 
+// TestReleaseRecoveryBehindAClock: the writer that applied the first
+// member ran ten minutes behind the clock that dated the release, so the
+// member's record is older than the release by more than releaseSkew and
+// is its tag's chain head. The finisher still finds it (the commit's
+// guard answers from the head without listing the chain): one record of
+// the release per tag.
+func TestReleaseRecoveryBehindAClock(t *testing.T) {
+	e := newEnv(t)
+	for _, r := range []string{"staging/api:2.1", "staging/worker:2.1"} {
+		e.pushImage(r, 512, 1)
+	}
+	e.svc.opts.Now = func() time.Time { return time.Now().Add(-10 * time.Minute) }
+	id := e.crashAfter(ReleaseRequest{To: "production", Images: images("staging/api:2.1", "staging/worker:2.1")}, 1, 0)
+	other := newEnvOn(t, e.dir)
+	rel, err := other.svc.GetRelease(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rel.State != ReleaseComplete || len(rel.Members) != 2 {
+		t.Fatalf("release after recovery = %+v", rel)
+	}
+	for _, r := range []string{"api", "worker"} {
+		checkChain(t, e, "production/"+r, "2.1", 1)
+	}
+}
+
 // TestReleaseRecoveredByAnyPromotion: a release whose writer died is
 // finished by the next promotion on the service, of anything, and by the
 // list of releases.

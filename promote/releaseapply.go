@@ -185,8 +185,8 @@ func (s *Service) applyMember(ctx context.Context, d *releaseDoc, i int, st conf
 		Reason: d.Reason, Actor: d.Actor, Evidence: p.Evidence, RollbackOf: p.RollbackOf, Release: d.ID,
 	}
 	var done Record
-	rec, err := s.commit(ctx, rec, st, func(digest.Digest, bool) error {
-		recs, newer, err := s.releaseRecords(ctx, p.Repository, p.Tag, d.ID, d.At)
+	rec, err := s.commit(ctx, rec, st, func(_ digest.Digest, _ bool, head *Record) error {
+		recs, newer, err := s.releaseRecordsBelow(ctx, head, p.Repository, p.Tag, d.ID, d.At)
 		if err != nil {
 			return storeError(err)
 		}
@@ -250,6 +250,28 @@ func (s *Service) releaseRecords(ctx context.Context, repo, tag, id string, at t
 	}
 }
 
+// releaseRecordsBelow is releaseRecords for a commit's guard, which has
+// read the chain's head (nil: the chain is empty) under the tag's lock: a
+// claim made since then loses the commit's put-if-absent and the guard runs
+// again with the new head. So an empty chain, or a head older than the
+// search reaches (every record below it is older still), answers without
+// listing the chain: the common case of a release moving a new tag, or a
+// tag last moved long before.
+func (s *Service) releaseRecordsBelow(ctx context.Context, head *Record, repo, tag, id string, at time.Time) (out []Record, newer *Record, err error) {
+	switch {
+	case head == nil:
+		return nil, nil, nil
+	case !head.At.Before(at.Add(-releaseSkew)):
+		return s.releaseRecords(ctx, repo, tag, id, at)
+	case head.Release == id:
+		return []Record{*head}, nil, nil
+	case head.Release != "" && releaseAfter(head.Release, id):
+		h := *head
+		return nil, &h, nil
+	}
+	return nil, nil, nil
+}
+
 // releaseAfter: release a was committed after release b, by the time in
 // their ids (ties by the ids' random part), so every finisher of either
 // orders them alike.
@@ -289,8 +311,8 @@ func (s *Service) compensate(ctx context.Context, d *releaseDoc, st config.Stage
 			Reason: "release " + d.ID + " aborted: " + d.Error, RollbackOf: member.ID, Release: d.ID,
 		}
 		var done Record
-		rec, err := s.commit(ctx, back, st, func(digest.Digest, bool) error {
-			recs, _, err := s.releaseRecords(ctx, p.Repository, p.Tag, d.ID, d.At)
+		rec, err := s.commit(ctx, back, st, func(_ digest.Digest, _ bool, head *Record) error {
+			recs, _, err := s.releaseRecordsBelow(ctx, head, p.Repository, p.Tag, d.ID, d.At)
 			if err != nil {
 				return storeError(err)
 			}

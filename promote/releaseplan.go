@@ -25,9 +25,10 @@ type plannedMember struct {
 	Tag        string        `json:"tag"`
 	App        string        `json:"app"`
 	Digest     digest.Digest `json:"digest"`
-	// PreviousDigest is what the tag named when the release was
-	// validated ("" if it did not exist); the member record holds what it
-	// named when it moved.
+	// PreviousDigest, for a fixed tag, is what the tag named when the
+	// release was validated ("" if it did not exist; always "" for other
+	// tags, which validation does not read); the member record holds what
+	// the tag named when it moved.
 	PreviousDigest digest.Digest `json:"previous_digest,omitempty"`
 	Evidence       Evidence      `json:"evidence,omitempty"`
 	// RollbackOf: in a rollback release, the member record undone.
@@ -134,14 +135,18 @@ func (s *Service) checkMember(ctx context.Context, st config.Stage, p *plannedMe
 		return nil, storeError(err)
 	}
 	p.m, p.Digest = m, m.Digest
-	state, exists, err := s.tagState(ctx, p.Repository, p.Tag)
-	if err != nil {
-		return nil, storeError(err)
-	}
-	if exists {
-		p.PreviousDigest = state.Digest
-		if st.IsFixedTag(p.Tag) && state.Digest != m.Digest {
-			return nil, errorf(http.StatusConflict, CodeFixedTag, "%s:%s is a fixed tag in %s and already names %s; fixed tags are never re-pointed", p.Repository, p.Tag, st.Name, state.Digest)
+	// Only a fixed tag can refuse the release here; any other tag is
+	// read by its commit, under its lock, when the release is applied.
+	if st.IsFixedTag(p.Tag) {
+		state, exists, err := s.tagState(ctx, p.Repository, p.Tag)
+		if err != nil {
+			return nil, storeError(err)
+		}
+		if exists {
+			p.PreviousDigest = state.Digest
+			if state.Digest != m.Digest {
+				return nil, errorf(http.StatusConflict, CodeFixedTag, "%s:%s is a fixed tag in %s and already names %s; fixed tags are never re-pointed", p.Repository, p.Tag, st.Name, state.Digest)
+			}
 		}
 	}
 	failures, evidence, err := s.checkGates(ctx, st, p.Source, p.src.Repo, m)

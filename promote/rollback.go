@@ -71,7 +71,7 @@ func (s *Service) Rollback(ctx context.Context, id, reason string) (Record, erro
 		Repository: old.Repository, Tag: old.Tag, Stage: old.Stage, App: old.App,
 		Reason: reason, Actor: s.actor(ctx), RollbackOf: id, Evidence: evidence,
 	}
-	rec, err = s.commit(ctx, rec, st, func(prev digest.Digest, _ bool) error {
+	rec, err = s.commit(ctx, rec, st, func(prev digest.Digest, _ bool, _ *Record) error {
 		if prev != old.Digest {
 			return errorf(http.StatusConflict, CodeGuardFailed, "%s has moved since promotion %s (now %s): roll back the newest record instead", old.Target, id, prev)
 		}
