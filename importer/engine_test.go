@@ -234,6 +234,40 @@ func TestImportServesEverythingAndASecondRunWritesNothing(t *testing.T) {
 	}
 }
 
+// TestRepositoriesSelectsByGlob: --repositories tools* imports tools
+// (its tag, its blobs) and nothing of app; a second run with app* then
+// brings app as a full run would (the layer tools shares found present).
+func TestRepositoriesSelectsByGlob(t *testing.T) {
+	f := newFixture(t)
+	dst := newSlipway(t)
+	opts := options(t, f, dst)
+	opts.Repositories = "tools*"
+	sum := run(t, opts)
+	if sum.Repositories.Imported != 1 || sum.Tags.Imported != 1 || sum.Blobs.Imported != 3 || sum.Manifests.Imported != 1 || sum.Referrers.Imported != 0 {
+		t.Fatalf("tools* imported %+v", sum)
+	}
+	for _, k := range dst.writes() {
+		if strings.Contains(k, "repositories/app/") {
+			t.Fatalf("tools* wrote %s", k)
+		}
+	}
+	meta := registry.New(dst, registry.Options{Logger: quiet}).Metadata()
+	if m, err := meta.Resolve(context.Background(), "tools", "latest"); err != nil || m.Digest != f.tl {
+		t.Fatalf("tools:latest = %v %v, want %s", m.Digest, err, f.tl)
+	}
+	if _, err := meta.Resolve(context.Background(), "app", "1.0"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("app:1.0 after tools* = %v, want not found", err)
+	}
+
+	opts = options(t, f, dst)
+	opts.Repositories = "app*"
+	sum = run(t, opts)
+	if sum.Repositories.Imported != 1 || sum.Tags.Imported != 2 || sum.Referrers.Imported != 1 || sum.Blobs.Present != 1 {
+		t.Fatalf("app* imported %+v", sum)
+	}
+	f.serves(t, dst, "")
+}
+
 func TestDryRunWritesNothing(t *testing.T) {
 	f := newFixture(t)
 	dst := newSlipway(t)
