@@ -185,28 +185,31 @@ if SYSTEMS:
     print()
 
 # --- pushes during a collection -----------------------------------------------------------------
+MODES = (('slipway', 'Without a collection'),
+         ('slipway+gc', '`slipway gc` in a loop meanwhile (gc.concurrency)'),
+         ('slipway+servergc', "the server's own collections meanwhile (gc.busy_concurrency while it has clients)"))
 pushes = {m: [r for r in lines if r.get('scenario') == 'gc-push' and r.get('registry') == m and not r.get('error')]
-          for m in ('slipway', 'slipway+gc')}
+          for m, _ in MODES}
 if any(pushes.values()):
-    loops = [r for r in lines if r.get('scenario') == 'gc-loop']
-    print('| Slipway pushes (fresh repository, 4 KiB layer + config + manifest) | images/s: median (runs) | p50 / p99 ms |')
-    print('| --- | ---: | ---: |')
+    print('| Slipway pushes (fresh repository, 4 KiB layer + config + manifest) | images/s: median (runs) | p50 / p99 ms | with / without (≥ 0.8) | collections completed meanwhile |')
+    print('| --- | ---: | ---: | ---: | --- |')
     med = {}
-    for m, label in (('slipway', 'Without a collection'), ('slipway+gc', '`slipway gc` in a loop meanwhile')):
+    for m, label in MODES:
         rs = pushes[m]
+        loops = [r for r in lines if r.get('scenario') == 'gc-loop' and r.get('registry') == m]
         if not rs:
-            print('| %s | FAIL or not run | |' % label)
+            if m == 'slipway' or loops:
+                print('| %s | FAIL or not run | | | |' % label)
             continue
         med[m] = statistics.median(r['value'] for r in rs)
-        print('| %s | **%.1f** (%s) | %.1f / %.1f |' % (label, med[m], ', '.join('%.1f' % r['value'] for r in rs),
-                                                    statistics.median(r['p50_ms'] for r in rs),
-                                                    statistics.median(r['p99_ms'] for r in rs)))
-    if len(med) == 2:
-        x = med['slipway+gc'] / med['slipway']
-        if any(r['extra']['failed'] for r in loops):
-            print('| Ratio with / without | %.2f× (not valid: collections failed during the pushes) | |' % x)
-        else:
-            print('| Ratio with / without (≥ 0.8) | **%.2f×** (%s) | |' % (x, 'yes' if x >= 0.8 else '**NO**'))
-    if loops:
-        print('| Collections completed during the pushes | %s | |' % ', '.join(
-            '%d (%d failed)' % (r['extra']['completed'], r['extra']['failed']) for r in loops))
+        ratio, done = '', ''
+        if m != 'slipway' and 'slipway' in med:
+            x = med[m] / med['slipway']
+            if any(r['extra']['failed'] for r in loops):
+                ratio = '%.2f× (not valid: collections failed)' % x
+            else:
+                ratio = '**%.2f×** (%s)' % (x, 'yes' if x >= 0.8 else '**NO**')
+            done = ', '.join('%d (%d failed)' % (r['extra']['completed'], r['extra']['failed']) for r in loops)
+        print('| %s | **%.1f** (%s) | %.1f / %.1f | %s | %s |' % (label, med[m], ', '.join('%.1f' % r['value'] for r in rs),
+                                                            statistics.median(r['p50_ms'] for r in rs),
+                                                            statistics.median(r['p99_ms'] for r in rs), ratio, done))

@@ -35,15 +35,23 @@
 #      restarted first): every kept tag pulls (manifest digest, config and
 #      layers present), every deleted tag is 404; what the collector left
 #      of the deleted images is counted.
-# Phase "push" (Slipway): PUSH_REPS pairs, alternating order, of
+# Phase "push" (Slipway): PUSH_REPS rounds, alternating order, of
 # regbench -scenario gc-push (PUSH_WORKERS clients pushing 4 KiB images to
-# fresh repositories for DURATION) without a collection, and with
-# `slipway gc` running in a loop (gc.grace LOOP_GRACE: a push's blob links
-# are younger than that, so the loop cannot fail a push by design; it
-# still reads every repository) from 1 s before the pushes to their end.
+# fresh repositories for DURATION), each on a freshly started server:
+#   without  no collection;
+#   cli      `slipway gc` running in a loop (gc.grace LOOP_GRACE: a push's
+#            blob links are younger than that, so the loop cannot fail a
+#            push by design; it still reads every repository) from 1 s
+#            before the pushes to their end, at gc.concurrency (it sees
+#            no client);
+#   server   the server's own scheduled collections back to back
+#            (gc.enabled, interval 1s, grace LOOP_GRACE, lease 3s), which
+#            keep gc.busy_concurrency requests in flight while the server
+#            has clients; runs counted from its /metrics.
+# PUSH_GC names the collected modes run beside "without".
 #
 # Knobs: REPOS=2000 WORKERS=16 PUSH_WORKERS=8 DURATION=60s PUSH_REPS=1
-#   LOOP_GRACE=1h LINK_WAIT=0 SYSTEMS="slipway stock" PHASES="collect push" SLEEP=10
+#   LOOP_GRACE=1h LINK_WAIT=0 SYSTEMS="slipway stock" PHASES="collect push" PUSH_GC="cli server" SLEEP=10
 #   DROP=1 GOBENCH=1 (run the gc package's Benchmark* for the 1 M-object
 #   memory figure, if there is one) SEED=1
 #   QUIET_PCT=10 QUIET_MAX=20 SLIPWAY_BIN STOCK_BIN MINIO_BIN KEEP=0 RESULTS
@@ -61,6 +69,7 @@ LOOP_GRACE=${LOOP_GRACE:-1h}
 LINK_WAIT=${LINK_WAIT:-0}
 SYSTEMS=${SYSTEMS:-slipway stock}
 PHASES=${PHASES:-collect push}
+PUSH_GC=${PUSH_GC:-cli server}
 SLEEP=${SLEEP:-10}
 DROP=${DROP:-1}
 GOBENCH=${GOBENCH:-1}
@@ -69,13 +78,14 @@ QUIET_MAX=${QUIET_MAX:-20}
 BASE_PORT=${BASE_PORT:-5600}
 STOCK_VERSION=v3.1.2
 RESULTS=${RESULTS:-$REPO/bench/results/gc-$(date -u +%Y%m%dT%H%M%SZ).jsonl}
-COMMAND="REPOS=$REPOS WORKERS=$WORKERS PUSH_WORKERS=$PUSH_WORKERS DURATION=$DURATION PUSH_REPS=$PUSH_REPS LOOP_GRACE=$LOOP_GRACE LINK_WAIT=$LINK_WAIT SYSTEMS='$SYSTEMS' PHASES='$PHASES' SLEEP=$SLEEP DROP=$DROP bench/run-gc.sh"
+COMMAND="REPOS=$REPOS WORKERS=$WORKERS PUSH_WORKERS=$PUSH_WORKERS DURATION=$DURATION PUSH_REPS=$PUSH_REPS LOOP_GRACE=$LOOP_GRACE LINK_WAIT=$LINK_WAIT SYSTEMS='$SYSTEMS' PHASES='$PHASES' PUSH_GC='$PUSH_GC' SLEEP=$SLEEP DROP=$DROP bench/run-gc.sh"
 
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 require_numbers LINK_WAIT REPOS WORKERS PUSH_WORKERS PUSH_REPS SLEEP SEED BASE_PORT
 for sys in $SYSTEMS; do [[ $sys == slipway || $sys == stock ]] || die "unknown system $sys (SYSTEMS: slipway stock)"; done
+for m in $PUSH_GC; do [[ $m == cli || $m == server ]] || die "unknown PUSH_GC mode $m (cli server)"; done
 [[ -x /usr/bin/time ]] || die "GNU time (/usr/bin/time) is needed for the collectors' wall time, CPU and peak RSS"
 command -v jq >/dev/null || die "jq is needed"
 command -v python3 >/dev/null || die "python3 is needed for the summary"
@@ -120,17 +130,22 @@ declare -A PORT=([slipway]=$((BASE_PORT + 1)) [stock]=$((BASE_PORT + 3)))
 slipway_yaml "${PORT[slipway]}" "$MINIO_EP" >"$RUN_DIR/slipway.yml"
 slipway_yaml "${PORT[slipway]}" "$PROXY_EP" 0s >"$RUN_DIR/slipway-gc.yml"
 slipway_yaml "${PORT[slipway]}" "$MINIO_EP" "$LOOP_GRACE" >"$RUN_DIR/slipway-gc-loop.yml"
+{
+	slipway_s3_yaml "${PORT[slipway]}" "$MINIO_EP" true
+	printf 'gc:\n  enabled: true\n  interval: 1s\n  lease: 3s\n  grace: %s\n' "$LOOP_GRACE"
+} >"$RUN_DIR/slipway-gc-server.yml"
 stock_yaml "${PORT[stock]}" "$MINIO_EP" >"$RUN_DIR/stock.yml"
 stock_yaml "${PORT[stock]}" "$PROXY_EP" >"$RUN_DIR/stock-gc.yml"
 
 # Slipway and stock read no environment overrides of ours.
 UNSET_ENV=()
 for v in $(compgen -e); do [[ $v == SLIPWAY_* || $v == AWS_* || $v == REGISTRY_* ]] && UNSET_ENV+=(-u "$v"); done
+# start NAME [CONFIG]: Slipway's CONFIG defaults to slipway.yml.
 start() {
 	local name=$1 port=${PORT[$1]}
 	port_free "$port" || die "port $port in use (set BASE_PORT)"
 	case $name in
-	slipway) env "${UNSET_ENV[@]}" "$SLIPWAY_BIN" serve --config "$RUN_DIR/slipway.yml" >>"$RUN_DIR/slipway.log" 2>&1 & ;;
+	slipway) env "${UNSET_ENV[@]}" "$SLIPWAY_BIN" serve --config "${2:-$RUN_DIR/slipway.yml}" >>"$RUN_DIR/slipway.log" 2>&1 & ;;
 	stock) env "${UNSET_ENV[@]}" OTEL_TRACES_EXPORTER=none "$STOCK_BIN" serve "$RUN_DIR/stock.yml" >>"$RUN_DIR/stock.log" 2>&1 & ;;
 	esac
 	started "$name" "$port" 200 401
@@ -237,11 +252,21 @@ if [[ " $PHASES " == *" push "* && " $SYSTEMS " == *" slipway "* ]]; then
 		done
 		echo "$ok $bad" >"$RUN_DIR/gc-loop-runs"
 	}
+	# gc_runs OUTCOME: the server's slipway_gc_runs_total{outcome=OUTCOME}.
+	gc_runs() {
+		curl -fsS "${URL[slipway]}/metrics" | awk -v o="$1" '$1 == "slipway_gc_runs_total{outcome=\"" o "\"}" {print $2 + 0; f = 1} END {if (!f) print 0}'
+	}
 	for ((rep = 1; rep <= PUSH_REPS; rep++)); do
-		alternate_order "$rep" 0 without with
+		# shellcheck disable=SC2086 # PUSH_GC is a list of modes
+		alternate_order "$rep" 0 without $PUSH_GC
 		for mode in "${ORDER[@]}"; do
+			stop slipway
+			cfg=$RUN_DIR/slipway.yml
+			[[ $mode != server ]] || cfg=$RUN_DIR/slipway-gc-server.yml
+			start slipway "$cfg"
 			prep
-			if [[ $mode == with ]]; then
+			case $mode in
+			cli)
 				rm -f "$RUN_DIR/stop-gc" "$RUN_DIR/gc-loop-runs"
 				gc_loop &
 				PID[gc-loop]=$!
@@ -252,21 +277,33 @@ if [[ " $PHASES " == *" push "* && " $SYSTEMS " == *" slipway "* ]]; then
 				wait "${PID[gc-loop]}" || true
 				unset "PID[gc-loop]"
 				read -r ok bad <"$RUN_DIR/gc-loop-runs"
-				# the loop's runs, as a line of their own beside the push line
-				jq -cn --argjson ok "$ok" --argjson bad "$bad" --argjson rep "$rep" \
-					'{registry: "slipway+gc", scenario: "gc-loop", metric: "runs", value: $ok, rep: $rep, extra: {completed: $ok, failed: $bad}, time: (now | todate)}' >>"$RESULTS"
-				((bad == 0)) || {
-					failures=$((failures + 1))
-					log "gc loop: $bad runs failed: $(tail -3 "$RUN_DIR/slipway-gc-loop.log")"
-				}
-				log "pushes with gc (rep $rep): $(jq -r '.value' <<<"${LAST:-null}") images/s, $ok gc runs completed ($bad failed)"
-			else
+				;;
+			server)
+				ok0=$(gc_runs success) bad0=$(gc_runs error)
+				rb slipway+servergc -url "${URL[slipway]}" -scenario gc-push -workers "$PUSH_WORKERS" -duration "$DURATION" -rep "$rep" \
+					-server-pid "${PID[slipway]}" -also-pids "${PID[minio]}" || true
+				ok=$(($(gc_runs success) - ok0)) bad=$(($(gc_runs error) - bad0))
+				;;
+			without)
 				rb slipway -url "${URL[slipway]}" -scenario gc-push -workers "$PUSH_WORKERS" -duration "$DURATION" -rep "$rep" \
 					-server-pid "${PID[slipway]}" -also-pids "${PID[minio]}" &&
 					log "pushes without gc (rep $rep): $(jq -r .value <<<"$LAST") images/s"
-			fi
+				continue
+				;;
+			esac
+			# the collections' runs, as a line of their own beside the push line
+			label=slipway+gc
+			[[ $mode == cli ]] || label=slipway+servergc
+			jq -cn --arg label "$label" --argjson ok "$ok" --argjson bad "$bad" --argjson rep "$rep" \
+				'{registry: $label, scenario: "gc-loop", metric: "runs", value: $ok, rep: $rep, extra: {completed: $ok, failed: $bad}, time: (now | todate)}' >>"$RESULTS"
+			((bad == 0)) || {
+				failures=$((failures + 1))
+				log "gc ($mode): $bad runs failed: $(tail -3 "$RUN_DIR/slipway-gc-loop.log" "$RUN_DIR/slipway.log")"
+			}
+			log "pushes with gc $mode (rep $rep): $(jq -r '.value' <<<"${LAST:-null}") images/s, $ok gc runs completed ($bad failed)"
 		done
 	done
+	stop slipway
 fi
 
 # --- the gc package's synthetic memory benchmark (h-collect), if any -----------------------------

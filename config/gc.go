@@ -32,6 +32,16 @@ type GC struct {
 	// attempt. The lease only avoids duplicate work: correctness never
 	// depends on it.
 	Lease time.Duration `yaml:"lease"`
+	// Concurrency bounds the store requests a collection keeps in
+	// flight (`slipway gc`, and the server's collections while its
+	// replica is idle).
+	Concurrency int `yaml:"concurrency"`
+	// BusyConcurrency bounds them instead while the replica running the
+	// collection serves clients (a registry, API or admin request under
+	// way or ended less than a second before), so that the collection
+	// takes little of the store from them. `slipway gc` runs apart from
+	// any replica: it always uses concurrency.
+	BusyConcurrency int `yaml:"busy_concurrency"`
 }
 
 // Values of gc.referrers.
@@ -40,13 +50,18 @@ const (
 	ReferrersKeep          = "keep"
 )
 
-// Defaults of the gc section. The lease's 10 minutes: renewed every
+// Defaults of the gc section. Concurrency 16 and 2 while busy: see
+// BENCHMARKS.md, "Garbage collection". The lease's 10 minutes: renewed every
 // 3m20s, so two failed renewals in a row (a store hiccup) do not hand
 // the lease over, and a crashed collector's work waits at most 10 minutes
 // more, nothing next to the hourly interval.
 func defaultGC() GC {
-	return GC{Interval: time.Hour, Grace: 24 * time.Hour, Referrers: ReferrersFollowSubject, Lease: 10 * time.Minute}
+	return GC{Interval: time.Hour, Grace: 24 * time.Hour, Referrers: ReferrersFollowSubject, Lease: 10 * time.Minute,
+		Concurrency: 16, BusyConcurrency: 2}
 }
+
+// maxGCConcurrency: more requests in flight than this only queue up.
+const maxGCConcurrency = 256
 
 // minLease keeps renewals (every third of the lease) well apart from the
 // store's round trips.
@@ -65,6 +80,12 @@ func (g GC) problems() []problem {
 	}
 	if g.Referrers != ReferrersFollowSubject && g.Referrers != ReferrersKeep {
 		add("gc.referrers", "must be %s or %s, got %q", ReferrersFollowSubject, ReferrersKeep, g.Referrers)
+	}
+	if g.Concurrency < 1 || g.Concurrency > maxGCConcurrency {
+		add("gc.concurrency", "must be between 1 and %d, got %d", maxGCConcurrency, g.Concurrency)
+	}
+	if g.BusyConcurrency < 1 || g.BusyConcurrency > max(g.Concurrency, 1) {
+		add("gc.busy_concurrency", "must be between 1 and gc.concurrency (%d), got %d", g.Concurrency, g.BusyConcurrency)
 	}
 	if g.Lease < minLease {
 		add("gc.lease", "must be at least %s, got %s", minLease, g.Lease)

@@ -82,13 +82,15 @@ func leaseOwner() string {
 }
 
 // GCOptions are the collector options cfg gives (gc.grace, gc.dry_run,
-// gc.referrers, uploads.purge_after); `slipway gc` and the server alike.
+// gc.referrers, gc.concurrency, uploads.purge_after); `slipway gc` and the
+// server alike.
 func GCOptions(cfg config.Config) gc.Options {
 	return gc.Options{
 		Grace:             cfg.GC.Grace,
 		UploadsPurgeAfter: cfg.Uploads.PurgeAfter,
 		DryRun:            cfg.GC.DryRun,
 		KeepReferrers:     cfg.GC.Referrers == config.ReferrersKeep,
+		Concurrency:       cfg.GC.Concurrency,
 	}
 }
 
@@ -279,7 +281,7 @@ func CollectOnce(ctx context.Context, cfg config.Config, store storage.Store, op
 	quiet := slog.New(slog.DiscardHandler)
 	meta := registry.New(store, registry.Options{Logger: quiet}).Metadata()
 	ledger := promote.New(store, meta, promote.Options{Stages: cfg.Stages, Logger: quiet})
-	b := gcBackendFor(store, meta, newRetention(cfg, store, meta, ledger, quiet))
+	b := gcBackendFor(store, store, meta, newRetention(cfg, store, meta, ledger, quiet))
 	if rep, ran, err := applyRetention(ctx, b.retention, opts.DryRun); ran {
 		retained(rep, err)
 	}

@@ -12,16 +12,18 @@ import (
 	"github.com/slipway/slipway/storage"
 )
 
-// gcBackendFor is package gc on store: collectors over the registry's
-// metadata and the promotion ledger, and the reports under gc/runs/;
+// gcBackendFor is package gc on store: collectors over collect (store,
+// or store with a bound on the requests in flight: storage/pace), meta
+// (metadata on collect) and the promotion ledger, and the reports under
+// gc/runs/ (read from store);
 // with ret (nil: no retention rules), the retention pass run before each
 // collection when a rule deletes tags, and its untagged_after as the
 // collectors' per-repository hold on untagged manifests. The
 // ledger reader and the collectors live as long as the server: each
 // keeps what it read of immutable records (ledger records, manifests'
 // references) for the next run.
-func gcBackendFor(store storage.Store, meta *registry.Metadata, ret *retention.Retention) gcBackend {
-	k := &keptCollectors{store: store, meta: meta, ledger: promote.NewLedgerDigests(store), byOpts: map[collectorKey]*gc.Collector{}}
+func gcBackendFor(store, collect storage.Store, meta *registry.Metadata, ret *retention.Retention) gcBackend {
+	k := &keptCollectors{store: collect, meta: meta, ledger: promote.NewLedgerDigests(collect), byOpts: map[collectorKey]*gc.Collector{}}
 	b := gcBackend{
 		collector: k.collector,
 		reports: func(ctx context.Context, n int) ([]gc.Report, error) {

@@ -73,8 +73,15 @@ func (s *Server) observe(c *gin.Context) {
 	if c.Request.Body != nil {
 		c.Request.Body = body
 	}
+	client := !quietRoutes[c.Request.URL.Path]
+	if client {
+		s.activity.begin()
+	}
 
 	defer func() {
+		if client {
+			s.activity.end(time.Now())
+		}
 		d := time.Since(start)
 		route := routeLabel(c)
 		status := c.Writer.Status()

@@ -33,6 +33,7 @@ import (
 	"github.com/slipway/slipway/storage"
 	"github.com/slipway/slipway/storage/delay"
 	"github.com/slipway/slipway/storage/fs"
+	"github.com/slipway/slipway/storage/pace"
 	"github.com/slipway/slipway/storage/s3"
 )
 
@@ -61,6 +62,7 @@ type Server struct {
 	promote  *promote.Service
 	outbox   *webhook.Outbox // nil without promotion.webhooks
 	gc       *collection
+	activity activity // client requests, for the collections' pace
 }
 
 // New builds the store named by cfg and everything on top of it. It does
@@ -247,7 +249,14 @@ func newServerOn(cfg config.Config, logger *slog.Logger, store storage.Store, vi
 		Logger: logger,
 	})
 	ret := newRetention(cfg, store, s.registry.Metadata(), s.promote, logger)
-	s.gc = newCollection(cfg, store, gcBackendFor(store, s.registry.Metadata(), ret), logger, s.metrics.gc)
+	// The collections read and write through a store that keeps
+	// gc.busy_concurrency requests in flight while this replica serves
+	// clients, gc.concurrency otherwise; with metadata of their own on it,
+	// as `slipway gc` has (what this replica's caches remember is then
+	// bounded as for a collection run by another replica).
+	gcStore := pace.Wrap(store, s.gcConcurrency)
+	gcMeta := registry.New(gcStore, registry.Options{Logger: logger}).Metadata()
+	s.gc = newCollection(cfg, store, gcBackendFor(store, gcStore, gcMeta, ret), logger, s.metrics.gc)
 	s.routeAuth(e)
 	s.routeGC(e)
 	s.promote.Register(e.Group("/api/v1", a.API))

@@ -13,9 +13,10 @@ import (
 // may be deleted and others not, which callers treat like a crash: every
 // deletion they batch must be one they could repeat.
 //
-// Wrappers (storage.Wrapped) do not forward it on purpose: a wrapper
-// that watches deletes (a test's pause store, the tag journal) would be
-// bypassed.
+// Wrappers (storage.Wrapped) do not forward the wrapped store's on
+// purpose: a wrapper that watches deletes (a test's pause store, the tag
+// journal) would be bypassed. A wrapper may offer its own (storage/pace
+// does: one bounded request), which Wrapped keeps.
 type BatchDeleter interface {
 	DeleteBatch(ctx context.Context, keys []string) error
 }

@@ -150,18 +150,40 @@ type StaleMultipartAborter interface {
 
 // Wrapped returns wrapper (a Store that wraps inner, usually by embedding
 // it) with the optional capabilities of inner (Presigner,
-// StaleMultipartAborter), served by inner directly. Callers find those by
-// type assertion, which embedding inner in wrapper's own type would hide.
+// StaleMultipartAborter), served by inner directly, and wrapper's own
+// BatchDeleter if it has one (inner's is never forwarded: see
+// BatchDeleter). Callers find those by type assertion, which embedding
+// inner in wrapper's own type would hide.
 func Wrapped(wrapper, inner Store) Store {
 	p, presigns := inner.(Presigner)
 	a, aborts := inner.(StaleMultipartAborter)
+	b, batches := wrapper.(BatchDeleter)
 	switch {
+	case presigns && aborts && batches:
+		return struct {
+			Store
+			Presigner
+			StaleMultipartAborter
+			BatchDeleter
+		}{wrapper, p, a, b}
 	case presigns && aborts:
 		return struct {
 			Store
 			Presigner
 			StaleMultipartAborter
 		}{wrapper, p, a}
+	case presigns && batches:
+		return struct {
+			Store
+			Presigner
+			BatchDeleter
+		}{wrapper, p, b}
+	case aborts && batches:
+		return struct {
+			Store
+			StaleMultipartAborter
+			BatchDeleter
+		}{wrapper, a, b}
 	case presigns:
 		return struct {
 			Store
