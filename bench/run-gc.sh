@@ -294,8 +294,8 @@ if [[ " $PHASES " == *" push "* && " $SYSTEMS " == *" slipway "* ]]; then
 			# the collections' runs, as a line of their own beside the push line
 			label=slipway+gc
 			[[ $mode == cli ]] || label=slipway+servergc
-			jq -cn --arg label "$label" --argjson ok "$ok" --argjson bad "$bad" --argjson rep "$rep" \
-				'{registry: $label, scenario: "gc-loop", metric: "runs", value: $ok, rep: $rep, extra: {completed: $ok, failed: $bad}, time: (now | todate)}' >>"$RESULTS"
+			jq -cn --arg reg "$label" --argjson ok "$ok" --argjson bad "$bad" --argjson rep "$rep" \
+				'{registry: $reg, scenario: "gc-loop", metric: "runs", value: $ok, rep: $rep, extra: {completed: $ok, failed: $bad}, time: (now | todate)}' >>"$RESULTS"
 			((bad == 0)) || {
 				failures=$((failures + 1))
 				log "gc ($mode): $bad runs failed: $(tail -3 "$RUN_DIR/slipway-gc-loop.log" "$RUN_DIR/slipway.log")"

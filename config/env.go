@@ -112,6 +112,12 @@ func (e *envApplier) scalar(v reflect.Value, key string) bool {
 			return bad()
 		}
 		v.SetUint(n)
+	case v.CanFloat():
+		f, err := strconv.ParseFloat(s, 64)
+		if err != nil || v.OverflowFloat(f) {
+			return bad()
+		}
+		v.SetFloat(f)
 	case v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.String:
 		var items []string
 		for _, item := range strings.Split(s, ",") {

@@ -42,6 +42,12 @@ type GC struct {
 	// takes little of the store from them. `slipway gc` runs apart from
 	// any replica: it always uses concurrency.
 	BusyConcurrency int `yaml:"busy_concurrency"`
+	// BusyShare, in (0, 1], is the share of the time each of those
+	// busy_concurrency places may spend on requests: a request that took
+	// d is followed by a pause of d×(1/busy_share − 1), so the collection
+	// stays light on the store whatever its requests cost (a listing page
+	// costs the store far more than a read). 1: no pause.
+	BusyShare float64 `yaml:"busy_share"`
 }
 
 // Values of gc.referrers.
@@ -50,14 +56,15 @@ const (
 	ReferrersKeep          = "keep"
 )
 
-// Defaults of the gc section. Concurrency 16 and 2 while busy: see
+// Defaults of the gc section. Concurrency 16, and 2 at a tenth of the
+// time while busy: see
 // BENCHMARKS.md, "Garbage collection". The lease's 10 minutes: renewed every
 // 3m20s, so two failed renewals in a row (a store hiccup) do not hand
 // the lease over, and a crashed collector's work waits at most 10 minutes
 // more, nothing next to the hourly interval.
 func defaultGC() GC {
 	return GC{Interval: time.Hour, Grace: 24 * time.Hour, Referrers: ReferrersFollowSubject, Lease: 10 * time.Minute,
-		Concurrency: 16, BusyConcurrency: 2}
+		Concurrency: 16, BusyConcurrency: 2, BusyShare: 0.1}
 }
 
 // maxGCConcurrency: more requests in flight than this only queue up.
@@ -86,6 +93,9 @@ func (g GC) problems() []problem {
 	}
 	if g.BusyConcurrency < 1 || g.BusyConcurrency > max(g.Concurrency, 1) {
 		add("gc.busy_concurrency", "must be between 1 and gc.concurrency (%d), got %d", g.Concurrency, g.BusyConcurrency)
+	}
+	if !(g.BusyShare > 0 && g.BusyShare <= 1) {
+		add("gc.busy_share", "must be > 0 and <= 1, got %v", g.BusyShare)
 	}
 	if g.Lease < minLease {
 		add("gc.lease", "must be at least %s, got %s", minLease, g.Lease)

@@ -9,7 +9,7 @@ import (
 func TestGCDefaults(t *testing.T) {
 	g := Default().GC
 	want := GC{Enabled: false, Interval: time.Hour, Grace: 24 * time.Hour, DryRun: false, Referrers: "follow_subject", Lease: 10 * time.Minute,
-		Concurrency: 16, BusyConcurrency: 2}
+		Concurrency: 16, BusyConcurrency: 2, BusyShare: 0.1}
 	if g != want {
 		t.Fatalf("defaults %+v, want %+v", g, want)
 	}
@@ -22,12 +22,13 @@ func TestGCFileAndEnv(t *testing.T) {
 		"SLIPWAY_GC_LEASE":            "30s",
 		"SLIPWAY_GC_INTERVAL":         "2m",
 		"SLIPWAY_GC_BUSY_CONCURRENCY": "4",
+		"SLIPWAY_GC_BUSY_SHARE":       "0.25",
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := GC{Enabled: true, Interval: 2 * time.Minute, Grace: 0, DryRun: true, Referrers: "keep", Lease: 30 * time.Second,
-		Concurrency: 8, BusyConcurrency: 4}
+		Concurrency: 8, BusyConcurrency: 4, BusyShare: 0.25}
 	if cfg.GC != want {
 		t.Fatalf("got %+v, want %+v", cfg.GC, want)
 	}
@@ -48,10 +49,13 @@ func TestGCInvalid(t *testing.T) {
 		{"gc:\n  concurrency: 0\n", nil, "c.yml:2: gc.concurrency: must be between 1 and 256, got 0"},
 		{"gc:\n  busy_concurrency: 17\n", nil, "c.yml:2: gc.busy_concurrency: must be between 1 and gc.concurrency (16), got 17"},
 		{"gc:\n  concurrency: 4\n  busy_concurrency: 0\n", nil, "c.yml:3: gc.busy_concurrency: must be between 1 and gc.concurrency (4), got 0"},
+		{"gc:\n  busy_share: 0\n", nil, "c.yml:2: gc.busy_share: must be > 0 and <= 1, got 0"},
+		{"gc:\n  busy_share: 1.5\n", nil, "c.yml:2: gc.busy_share: must be > 0 and <= 1, got 1.5"},
 		{"gc:\n  interval: hourly\n", nil, `c.yml:2: gc.interval: must be a duration like "30s" or "1m30s", got "hourly"`},
 		{"gc:\n  enabled: sometimes\n", nil, "c.yml:2: gc.enabled: must be true or false"},
 		{"gc:\n  retention: {}\n", nil, "c.yml:2: gc.retention: unknown key"},
 		{"", map[string]string{"SLIPWAY_GC_GRACE": "a day"}, `env SLIPWAY_GC_GRACE: gc.grace: must be a duration`},
+		{"", map[string]string{"SLIPWAY_GC_BUSY_SHARE": "a tenth"}, `env SLIPWAY_GC_BUSY_SHARE: gc.busy_share: must be a number, got "a tenth"`},
 		{"", map[string]string{"SLIPWAY_GC_REFERRERS": "none"}, `env SLIPWAY_GC_REFERRERS: gc.referrers: must be follow_subject or keep`},
 	} {
 		_, err := Parse("c.yml", []byte(tc.file), envMap(tc.env))

@@ -3,6 +3,8 @@ package server
 import (
 	"sync/atomic"
 	"time"
+
+	"github.com/slipway/slipway/storage/pace"
 )
 
 // busyHold: a replica counts as serving clients for this long after its
@@ -33,11 +35,12 @@ func (a *activity) busy(now time.Time) bool {
 	return a.inFlight.Load() > 0 || last != 0 && now.UnixNano()-last < int64(busyHold)
 }
 
-// gcConcurrency is the bound on the store requests this replica's
-// collections keep in flight now.
-func (s *Server) gcConcurrency() int {
+// gcPace is how this replica's collections pace their store requests
+// now: gc.busy_concurrency at gc.busy_share while it serves clients,
+// gc.concurrency unpaused otherwise.
+func (s *Server) gcPace() pace.Bound {
 	if s.activity.busy(time.Now()) {
-		return s.cfg.GC.BusyConcurrency
+		return pace.Bound{InFlight: s.cfg.GC.BusyConcurrency, Share: s.cfg.GC.BusyShare}
 	}
-	return s.cfg.GC.Concurrency
+	return pace.Bound{InFlight: s.cfg.GC.Concurrency, Share: 1}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/slipway/slipway/auth"
+	"github.com/slipway/slipway/storage/pace"
 )
 
 func TestActivityBusy(t *testing.T) {
@@ -32,13 +33,12 @@ func TestActivityBusy(t *testing.T) {
 }
 
 // TestCollectionsYieldToClients: while a client's request is under way
-// the collections' bound is
-// gc.busy_concurrency; probes of /healthz and /readyz do not count; the
-// bound is gc.concurrency again once the replica has been quiet for
-// busyHold.
+// the collections' pace is gc.busy_concurrency at gc.busy_share; probes of
+// /healthz, /readyz and /metrics do not count; it is gc.concurrency
+// unpaused again once the replica has been quiet for busyHold.
 func TestCollectionsYieldToClients(t *testing.T) {
 	cfg := testConfig(t)
-	cfg.GC.Concurrency, cfg.GC.BusyConcurrency = 12, 3
+	cfg.GC.Concurrency, cfg.GC.BusyConcurrency, cfg.GC.BusyShare = 12, 3, 0.2
 	s, _ := newTestServerWith(t, cfg, nil, auth.Options{})
 	// A client request that lasts until release is closed, behind the
 	// server's own middleware.
@@ -56,8 +56,9 @@ func TestCollectionsYieldToClients(t *testing.T) {
 		}
 		resp.Body.Close()
 	}
-	if got := s.gcConcurrency(); got != 12 {
-		t.Fatalf("after probes only: %d, want 12", got)
+	idle, busy := pace.Bound{InFlight: 12, Share: 1}, pace.Bound{InFlight: 3, Share: 0.2}
+	if got := s.gcPace(); got != idle {
+		t.Fatalf("after probes only: %+v, want %+v", got, idle)
 	}
 
 	done := make(chan struct{})
@@ -74,16 +75,16 @@ func TestCollectionsYieldToClients(t *testing.T) {
 		}
 	}
 	time.Sleep(busyHold + 100*time.Millisecond) // still under way
-	if got := s.gcConcurrency(); got != 3 {
-		t.Fatalf("during a request: %d, want 3", got)
+	if got := s.gcPace(); got != busy {
+		t.Fatalf("during a request: %+v, want %+v", got, busy)
 	}
 	free()
 	<-done
-	if got := s.gcConcurrency(); got != 3 {
-		t.Fatalf("just after a request: %d, want 3", got)
+	if got := s.gcPace(); got != busy {
+		t.Fatalf("just after a request: %+v, want %+v", got, busy)
 	}
 	time.Sleep(busyHold + 100*time.Millisecond)
-	if got := s.gcConcurrency(); got != 12 {
-		t.Fatalf("a quiet second later: %d, want 12", got)
+	if got := s.gcPace(); got != idle {
+		t.Fatalf("a quiet second later: %+v, want %+v", got, idle)
 	}
 }

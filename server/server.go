@@ -250,11 +250,12 @@ func newServerOn(cfg config.Config, logger *slog.Logger, store storage.Store, vi
 	})
 	ret := newRetention(cfg, store, s.registry.Metadata(), s.promote, logger)
 	// The collections read and write through a store that keeps
-	// gc.busy_concurrency requests in flight while this replica serves
-	// clients, gc.concurrency otherwise; with metadata of their own on it,
+	// gc.busy_concurrency requests in flight, each place busy at most
+	// gc.busy_share of the time, while this replica serves clients, and
+	// gc.concurrency otherwise; with metadata of their own on it,
 	// as `slipway gc` has (what this replica's caches remember is then
 	// bounded as for a collection run by another replica).
-	gcStore := pace.Wrap(store, s.gcConcurrency)
+	gcStore := pace.Wrap(store, s.gcPace)
 	gcMeta := registry.New(gcStore, registry.Options{Logger: logger}).Metadata()
 	s.gc = newCollection(cfg, store, gcBackendFor(store, gcStore, gcMeta, ret), logger, s.metrics.gc)
 	s.routeAuth(e)

@@ -1,8 +1,10 @@
 // Package pace wraps a storage.Store so that its user keeps at most a
-// given number of requests in flight, a bound that may change from one
-// request to the next. The server's garbage collector goes through it:
-// many requests at once while its replica is idle, a few while the
-// replica serves clients, whose requests then find the store less busy.
+// given number of requests in flight, each place busy at most a given
+// share of the time; both may change from one request to the next. The
+// server's garbage collector goes through it: many requests at once while
+// its replica is idle, a few and spaced out while the replica serves
+// clients, whose requests then find the store almost as quiet as without
+// a collection.
 package pace
 
 import (
@@ -20,24 +22,34 @@ import (
 // rise without any request ending (the replica's clients went quiet).
 const recheck = 50 * time.Millisecond
 
+// Bound is how a Store paces requests at one moment.
+type Bound struct {
+	// InFlight: at most this many requests under way (at least one).
+	InFlight int
+	// Share in (0, 1]: a request that took d keeps its place for
+	// d×(1/Share − 1) more, so each place sends requests at most this
+	// share of the time, whatever they cost the store. 0 or 1: no pause.
+	Share float64
+}
+
 // Store bounds the requests in flight to the store it wraps.
 type Store struct {
 	storage.Store
-	limit func() int
+	bound func() Bound
 
 	mu   sync.Mutex
 	n    int           // requests in flight
 	done chan struct{} // closed (and replaced) whenever one ends
 }
 
-// Wrap returns s with at most limit() requests in flight (at least one),
-// limit being asked each time a request starts or waits. A request holds
-// its place until the call returns (a Get's body is read after that).
+// Wrap returns s paced by bound(), asked each time a request starts or
+// waits and when it ends. A request holds its place until the call
+// returns (a Get's body is read after that), then for its pause.
 // The result keeps the optional capabilities of s (storage.Presigner,
 // storage.StaleMultipartAborter), unbounded, and is a
 // storage.BatchDeleter (DeleteBatch).
-func Wrap(s storage.Store, limit func() int) storage.Store {
-	return storage.Wrapped(&Store{Store: s, limit: limit, done: make(chan struct{})}, s)
+func Wrap(s storage.Store, bound func() Bound) storage.Store {
+	return storage.Wrapped(&Store{Store: s, bound: bound, done: make(chan struct{})}, s)
 }
 
 // InFlight is the number of requests under way now.
@@ -47,18 +59,20 @@ func (s *Store) InFlight() int {
 	return s.n
 }
 
-// enter waits for a place under the bound, or for ctx to end.
-func (s *Store) enter(ctx context.Context) error {
+// enter waits for a place under the bound, or for ctx to end; leave
+// (deferred by the caller) gives it back.
+func (s *Store) enter(ctx context.Context) (leave func(), err error) {
 	var t *time.Timer
 	for {
 		s.mu.Lock()
-		if s.n < max(s.limit(), 1) {
+		if s.n < max(s.bound().InFlight, 1) {
 			s.n++
 			s.mu.Unlock()
 			if t != nil {
 				t.Stop()
 			}
-			return nil
+			start := time.Now()
+			return func() { s.leave(ctx, time.Since(start)) }, nil
 		}
 		done := s.done
 		s.mu.Unlock()
@@ -70,14 +84,24 @@ func (s *Store) enter(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return ctx.Err()
+			return nil, ctx.Err()
 		case <-done:
 		case <-t.C:
 		}
 	}
 }
 
-func (s *Store) leave() {
+// leave keeps the place of a request that took d for its pause (not past
+// ctx), then gives it back.
+func (s *Store) leave(ctx context.Context, d time.Duration) {
+	if share := s.bound().Share; share > 0 && share < 1 {
+		t := time.NewTimer(time.Duration(float64(d) * (1/share - 1)))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
+	}
 	s.mu.Lock()
 	s.n--
 	close(s.done)
@@ -86,50 +110,56 @@ func (s *Store) leave() {
 }
 
 func (s *Store) Get(ctx context.Context, key string, opts storage.GetOptions) (io.ReadCloser, storage.Info, error) {
-	if err := s.enter(ctx); err != nil {
+	leave, err := s.enter(ctx)
+	if err != nil {
 		return nil, storage.Info{}, err
 	}
-	defer s.leave()
+	defer leave()
 	return s.Store.Get(ctx, key, opts)
 }
 
 func (s *Store) Stat(ctx context.Context, key string) (storage.Info, error) {
-	if err := s.enter(ctx); err != nil {
+	leave, err := s.enter(ctx)
+	if err != nil {
 		return storage.Info{}, err
 	}
-	defer s.leave()
+	defer leave()
 	return s.Store.Stat(ctx, key)
 }
 
 func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) (storage.Info, error) {
-	if err := s.enter(ctx); err != nil {
+	leave, err := s.enter(ctx)
+	if err != nil {
 		return storage.Info{}, err
 	}
-	defer s.leave()
+	defer leave()
 	return s.Store.Put(ctx, key, r, size)
 }
 
 func (s *Store) PutIfAbsent(ctx context.Context, key string, r io.Reader, size int64) (storage.Info, error) {
-	if err := s.enter(ctx); err != nil {
+	leave, err := s.enter(ctx)
+	if err != nil {
 		return storage.Info{}, err
 	}
-	defer s.leave()
+	defer leave()
 	return s.Store.PutIfAbsent(ctx, key, r, size)
 }
 
 func (s *Store) PutIfMatch(ctx context.Context, key string, r io.Reader, size int64, etag string) (storage.Info, error) {
-	if err := s.enter(ctx); err != nil {
+	leave, err := s.enter(ctx)
+	if err != nil {
 		return storage.Info{}, err
 	}
-	defer s.leave()
+	defer leave()
 	return s.Store.PutIfMatch(ctx, key, r, size, etag)
 }
 
 func (s *Store) Delete(ctx context.Context, key string) error {
-	if err := s.enter(ctx); err != nil {
+	leave, err := s.enter(ctx)
+	if err != nil {
 		return err
 	}
-	defer s.leave()
+	defer leave()
 	return s.Store.Delete(ctx, key)
 }
 
@@ -137,10 +167,11 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 // has one, else one bounded Delete per key.
 func (s *Store) DeleteBatch(ctx context.Context, keys []string) error {
 	if b, ok := s.Store.(storage.BatchDeleter); ok {
-		if err := s.enter(ctx); err != nil {
+		leave, err := s.enter(ctx)
+		if err != nil {
 			return err
 		}
-		defer s.leave()
+		defer leave()
 		return b.DeleteBatch(ctx, keys)
 	}
 	g, gctx := errgroup.WithContext(ctx)
@@ -151,9 +182,10 @@ func (s *Store) DeleteBatch(ctx context.Context, keys []string) error {
 }
 
 func (s *Store) List(ctx context.Context, opts storage.ListOptions) (storage.ListPage, error) {
-	if err := s.enter(ctx); err != nil {
+	leave, err := s.enter(ctx)
+	if err != nil {
 		return storage.ListPage{}, err
 	}
-	defer s.leave()
+	defer leave()
 	return s.Store.List(ctx, opts)
 }

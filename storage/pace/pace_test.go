@@ -85,7 +85,7 @@ func TestBoundFollowsTheLimit(t *testing.T) {
 	h := &held{release: make(chan struct{})}
 	var limit atomic.Int32
 	limit.Store(2)
-	s := Wrap(h, func() int { return int(limit.Load()) })
+	s := Wrap(h, func() Bound { return Bound{InFlight: int(limit.Load())} })
 	var wg sync.WaitGroup
 	for range 10 {
 		wg.Add(1)
@@ -125,7 +125,7 @@ func TestBoundFollowsTheLimit(t *testing.T) {
 // context's error when the context ends, without reaching the store.
 func TestWaitEndsWithItsContext(t *testing.T) {
 	h := &held{release: make(chan struct{})}
-	s := Wrap(h, func() int { return 1 })
+	s := Wrap(h, func() Bound { return Bound{InFlight: 1} })
 	go func() { _, _ = s.Stat(context.Background(), "first") }()
 	eventually(t, "the first in flight", func() bool { return h.now.Load() == 1 })
 	ctx, cancel := context.WithCancel(context.Background())
@@ -149,7 +149,7 @@ func TestWaitEndsWithItsContext(t *testing.T) {
 // bounded request; without, one bounded Delete per key.
 func TestDeleteBatch(t *testing.T) {
 	h := &held{release: make(chan struct{})}
-	s := Wrap(batching{h}, func() int { return 2 })
+	s := Wrap(batching{h}, func() Bound { return Bound{InFlight: 2} })
 	go func() { _ = s.(storage.BatchDeleter).DeleteBatch(context.Background(), []string{"a", "b", "c"}) }()
 	eventually(t, "the batch in flight", func() bool { return h.now.Load() == 1 })
 	h.release <- struct{}{}
@@ -159,7 +159,7 @@ func TestDeleteBatch(t *testing.T) {
 	}
 
 	h = &held{release: make(chan struct{})}
-	s = Wrap(h, func() int { return 2 })
+	s = Wrap(h, func() Bound { return Bound{InFlight: 2} })
 	done := make(chan error)
 	go func() { done <- s.(storage.BatchDeleter).DeleteBatch(context.Background(), []string{"a", "b", "c"}) }()
 	eventually(t, "two deletes in flight", func() bool { return h.now.Load() == 2 })
@@ -172,6 +172,59 @@ func TestDeleteBatch(t *testing.T) {
 	}
 }
 
+// slow is a store whose Stat takes a while and notes when each began.
+type slow struct {
+	storage.Store
+	took   time.Duration
+	mu     sync.Mutex
+	starts []time.Time
+}
+
+func (s *slow) Stat(ctx context.Context, key string) (storage.Info, error) {
+	s.mu.Lock()
+	s.starts = append(s.starts, time.Now())
+	s.mu.Unlock()
+	time.Sleep(s.took)
+	return storage.Info{Key: key}, nil
+}
+
+// TestShareSpacesRequests: at one place and a share of 1/3, a request
+// that took 50 ms keeps its place 100 ms more, so the next starts at
+// least 150 ms after it; the pause ends with the request's context.
+func TestShareSpacesRequests(t *testing.T) {
+	const took = 50 * time.Millisecond
+	st := &slow{took: took}
+	var share atomic.Value
+	share.Store(1.0 / 3)
+	s := Wrap(st, func() Bound { return Bound{InFlight: 1, Share: share.Load().(float64)} })
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _ = s.Stat(context.Background(), "k")
+		}()
+	}
+	wg.Wait()
+	for i := 1; i < len(st.starts); i++ {
+		if gap := st.starts[i].Sub(st.starts[i-1]); gap < 3*took {
+			t.Fatalf("request %d started %v after the one before, want at least %v", i, gap, 3*took)
+		}
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), took+20*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	share.Store(0.001) // a pause of about 50 s, cut by the context
+	if _, err := s.Stat(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("a request whose context ended waited %v", d)
+	}
+
+}
+
 // TestConformance: the wrapped store still behaves as a store.
 func TestConformance(t *testing.T) {
 	storagetest.Run(t, func(t *testing.T) storage.Store {
@@ -179,6 +232,6 @@ func TestConformance(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return Wrap(st, func() int { return 3 })
+		return Wrap(st, func() Bound { return Bound{InFlight: 3, Share: 0.9} })
 	})
 }
