@@ -95,26 +95,23 @@ machine | sed 's/^/# /' >>"$RESULTS"
 args=(-url "${URL[slipway]}" -scenario gates-10 -kinds "$KINDS" -state "$RUN_DIR/state" -label slipway -cosign "$COSIGN_BIN" -cosign-key "$RUN_DIR/bench.key"
 	-iterations "$ITERS" -warmup "$WARMUP")
 timeout 1800 "$RB" "${args[@]}" -phase setup >/dev/null 2>>"$CLIENT_LOG" || die "setup failed: $(tail -3 "$CLIENT_LOG")"
-# cpu_ms PID: CPU time (user + system) the process has used, in ms.
-cpu_ms() { awk -v hz="$(getconf CLK_TCK)" '{print int(($14 + $15) * 1000 / hz)}' "/proc/$1/stat"; }
 failures=0
 for ((rep = 1; rep <= REPS; rep++)); do
 	sync
 	sleep "$SLEEP"
 	wait_quiet
-	s0=$(cpu_ms "${PID[slipway]}") m0=$(cpu_ms "${PID[minio]}")
-	if out=$(timeout 1800 "$RB" "${args[@]}" -rep "$rep" -phase run 2>>"$CLIENT_LOG"); then
-		s1=$(cpu_ms "${PID[slipway]}") m1=$(cpu_ms "${PID[minio]}")
+	if out=$(timeout 1800 "$RB" "${args[@]}" -rep "$rep" -phase run -server-pid "${PID[slipway]}" -also-pids "${PID[minio]}" 2>>"$CLIENT_LOG"); then
 		printf '%s\n' "$out" >>"$RESULTS"
-		# Server CPU of the whole rep (every kind, warm-up included), per
-		# timed operation: with one kind (KINDS=release) it is that kind's.
+		# regbench's server_cpu_s and also_cpu_s (MinIO) cover the whole
+		# run phase (every kind, warm-up included); per operation, with one
+		# kind (KINDS=release) they are that kind's.
 		log "rep $rep: $(python3 -c '
 import json, sys
-e = json.loads(sys.argv[1])["extra"]
+r = json.loads(sys.argv[1])
+e = r["extra"]
 n = (e["warmup"] + e["iterations"]) * len(e["kinds"].split(","))
-s, m = int(sys.argv[2]), int(sys.argv[3])
 print(", ".join("%s p50 %.1f ms" % (k, v["p50"]) for k, v in e["stats_ms"].items()), "|", ", ".join("%s %.2f" % kv for kv in e["ratios"].items()),
-      "| server CPU per operation: slipway %.1f ms, minio %.1f ms" % (s / n, m / n))' "$out" $((s1 - s0)) $((m1 - m0)))"
+      "| server CPU per operation: slipway %.1f ms, minio %.1f ms" % (1000 * r["server_cpu_s"] / n, 1000 * r["also_cpu_s"] / n))' "$out")"
 	else
 		failures=$((failures + 1))
 		log "rep $rep FAILED: $(tail -1 "$CLIENT_LOG")"

@@ -232,16 +232,8 @@ func (s *Service) releaseRecords(ctx context.Context, repo, tag, id string, at t
 		if err != nil {
 			return nil, nil, err
 		}
-		for _, r := range recs {
-			switch {
-			case r.Release == id:
-				out = append(out, r)
-			case r.Release != "" && newer == nil && releaseAfter(r.Release, id):
-				newer = &r
-			}
-			if r.At.Before(at.Add(-releaseSkew)) {
-				return out, newer, nil
-			}
+		if searchRelease(recs, id, at, &out, &newer) {
+			return out, newer, nil
 		}
 		if !page.Truncated || len(keys) == 0 {
 			return out, newer, nil
@@ -263,13 +255,28 @@ func (s *Service) releaseRecordsBelow(ctx context.Context, head *Record, repo, t
 		return nil, nil, nil
 	case !head.At.Before(at.Add(-releaseSkew)):
 		return s.releaseRecords(ctx, repo, tag, id, at)
-	case head.Release == id:
-		return []Record{*head}, nil, nil
-	case head.Release != "" && releaseAfter(head.Release, id):
-		h := *head
-		return nil, &h, nil
 	}
-	return nil, nil, nil
+	searchRelease([]Record{*head}, id, at, &out, &newer)
+	return out, newer, nil
+}
+
+// searchRelease adds to out the records of release id among recs (a
+// chain's records, newest first) and sets newer to the first record of a
+// release committed after id; it reports whether the search is over: a
+// record older than at minus releaseSkew was reached.
+func searchRelease(recs []Record, id string, at time.Time, out *[]Record, newer **Record) bool {
+	for _, r := range recs {
+		switch {
+		case r.Release == id:
+			*out = append(*out, r)
+		case r.Release != "" && *newer == nil && releaseAfter(r.Release, id):
+			*newer = &r
+		}
+		if r.At.Before(at.Add(-releaseSkew)) {
+			return true
+		}
+	}
+	return false
 }
 
 // releaseAfter: release a was committed after release b, by the time in

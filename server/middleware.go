@@ -79,10 +79,10 @@ func (s *Server) observe(c *gin.Context) {
 	}
 
 	defer func() {
-		if client {
-			s.activity.end(time.Now())
-		}
 		d := time.Since(start)
+		if client {
+			s.activity.end(start.Add(d))
+		}
 		route := routeLabel(c)
 		status := c.Writer.Status()
 		out := int64(max(c.Writer.Size(), 0))

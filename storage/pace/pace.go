@@ -13,8 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/slipway/slipway/storage"
 )
 
@@ -52,8 +50,8 @@ func Wrap(s storage.Store, bound func() Bound) storage.Store {
 	return storage.Wrapped(&Store{Store: s, bound: bound, done: make(chan struct{})}, s)
 }
 
-// InFlight is the number of requests under way now.
-func (s *Store) InFlight() int {
+// inFlight is the number of requests under way now.
+func (s *Store) inFlight() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.n
@@ -174,11 +172,9 @@ func (s *Store) DeleteBatch(ctx context.Context, keys []string) error {
 		defer leave()
 		return b.DeleteBatch(ctx, keys)
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	for _, k := range keys {
-		g.Go(func() error { return s.Delete(gctx, k) })
-	}
-	return g.Wait()
+	// DeleteAll's own loop, on s without this method (else it would call
+	// it again): every Delete bounded as above.
+	return storage.DeleteAll(ctx, struct{ storage.Store }{s}, keys, len(keys))
 }
 
 func (s *Store) List(ctx context.Context, opts storage.ListOptions) (storage.ListPage, error) {

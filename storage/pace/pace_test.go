@@ -109,8 +109,8 @@ func TestBoundFollowsTheLimit(t *testing.T) {
 	}
 	eventually(t, "one left in flight", func() bool { return h.now.Load() == 1 })
 	steady(t, "one at most", func() bool { return h.now.Load() == 1 })
-	if n := s.(interface{ InFlight() int }); n.InFlight() != 1 {
-		t.Fatalf("InFlight = %d, want 1", n.InFlight())
+	if n := s.(*Store).inFlight(); n != 1 {
+		t.Fatalf("inFlight = %d, want 1", n)
 	}
 	for range 6 {
 		h.release <- struct{}{}
