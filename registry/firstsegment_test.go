@@ -95,7 +95,7 @@ func TestImplicitFirstSegmentIsDeletedOnlyWhenUnused(t *testing.T) {
 	// cancel commits it meanwhile: purge must keep it.
 	committed := e.startUpload("cancel")
 	wantStatus(t, e.do("PATCH", committed, []byte("committed bytes")), http.StatusAccepted)
-	st, err := e.reg.sessions.load(ctx, "cancel", uploadID(committed), fromMemory)
+	st, err := e.reg.sessions.load(ctx, "cancel", uploadID(committed), "", fromMemory)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +129,7 @@ func TestImplicitFirstSegmentWithMoreDataClosesWithCompareAndSet(t *testing.T) {
 	loc := e.startUpload("cas")
 	wantStatus(t, e.do("PATCH", loc, []byte("first ")), http.StatusAccepted)
 	b := newEnvOn(t, e.dir)
-	st, err := b.reg.sessions.load(ctx, "cas", uploadID(loc), fromStore)
+	st, err := b.reg.sessions.load(ctx, "cas", uploadID(loc), "", fromStore)
 	if err != nil || len(st.segs) != 1 || st.segs[0].Digest != digest.FromString("first ") {
 		t.Fatalf("state on another replica: %+v, %v", st, err)
 	}

@@ -270,7 +270,10 @@ func (e *env) pushBlob(repo string, data []byte) digest.Digest {
 }
 
 // uploadID is the session id at the end of an upload Location.
-func uploadID(loc string) string { return loc[strings.LastIndex(loc, "/")+1:] }
+func uploadID(loc string) string {
+	loc, _, _ = strings.Cut(loc, "?")
+	return loc[strings.LastIndex(loc, "/")+1:]
+}
 
 // startUpload opens an upload session and returns its Location.
 func (e *env) startUpload(repo string) string {

@@ -251,7 +251,7 @@ func TestClosedSessionIsSafe(t *testing.T) {
 	wantStatus(t, e.do("PATCH", loc, []byte("closed ")), http.StatusAccepted)
 	wantStatus(t, e.do("PATCH", loc, []byte("bytes")), http.StatusAccepted)
 	d := digest.FromString("closed bytes")
-	st, err := e.reg.sessions.load(ctx, "repo", id, fromStore)
+	st, err := e.reg.sessions.load(ctx, "repo", id, "", fromStore)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,6 +25,9 @@ type segment struct {
 	// firstSegmentKey): the digest of its bytes, the one blob it can be
 	// committed as without a compare-and-set.
 	Digest digest.Digest `json:"digest,omitempty"`
+	// etag is the version the write answered (memory only): what a hash
+	// hint of the segment is bound to (hashhint.go).
+	etag string
 }
 
 // firstSegmentKey is where the first chunk of the session id goes: a key
@@ -75,7 +78,7 @@ func (r *Registry) writeSegment(ctx context.Context, body io.Reader, size int64,
 	if err != nil {
 		return segment{}, bodyError(err)
 	}
-	return segment{Key: key, Size: info.Size}, nil
+	return segment{Key: key, Size: info.Size, etag: info.ETag}, nil
 }
 
 // objectReader opens objects or ranges of them: the store for segments,

@@ -70,6 +70,9 @@ type session struct {
 type progress struct {
 	id     string
 	offset int64
+	// hint is the session's hash state for another replica (hashhint.go),
+	// when the answer can carry it.
+	hint string
 }
 
 func (s *session) progress() progress {

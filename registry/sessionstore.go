@@ -111,8 +111,9 @@ func (u *uploads) recall(name, id string) (*session, bool) {
 // load returns a session of name with its hash state: this replica's guess
 // when from is fromMemory and it has one, else the stored state. A missing
 // object is the initial state of a valid, young id (uploadid.go), with its
-// implicit first segment if that was written.
-func (u *uploads) load(ctx context.Context, name, id string, from origin) (*session, error) {
+// implicit first segment if that was written (its hash state from hint
+// when that verifies, hashhint.go).
+func (u *uploads) load(ctx context.Context, name, id, hint string, from origin) (*session, error) {
 	idInfo, ok := u.ids.parse(name, id)
 	if !ok {
 		return nil, errUploadUnknown
@@ -129,7 +130,7 @@ func (u *uploads) load(ctx context.Context, name, id string, from origin) (*sess
 			return nil, errUploadUnknown
 		}
 		s := newSession(id, name, idInfo.alg, idInfo.issued)
-		return s, u.loadFirstSegment(ctx, s)
+		return s, u.loadFirstSegment(ctx, s, hint)
 	}
 	if err != nil {
 		return nil, err
@@ -146,10 +147,12 @@ func (u *uploads) load(ctx context.Context, name, id string, from origin) (*sess
 }
 
 // loadFirstSegment adds a session's implicit first segment to s (not
-// stored), if it was written, hashing its bytes again: the one case where a
-// replica reads a chunk back to continue a session (another replica took
-// the first PATCH, or this one restarted since).
-func (u *uploads) loadFirstSegment(ctx context.Context, s *session) error {
+// stored), if it was written. Its hash state comes from the request's hint
+// when that verifies for the segment as stored; else its bytes are hashed
+// again: the one case where a replica reads a chunk back to continue a
+// session (another replica took the first PATCH and the client did not
+// send its Location back as given, or this one restarted since).
+func (u *uploads) loadFirstSegment(ctx context.Context, s *session, hint string) error {
 	key := firstSegmentKey(s.id)
 	info, err := u.store.Stat(ctx, key)
 	if errors.Is(err, storage.ErrNotFound) {
@@ -159,7 +162,9 @@ func (u *uploads) loadFirstSegment(ctx context.Context, s *session) error {
 		return err
 	}
 	seg := segment{Key: key, Size: info.Size}
-	if err := u.rehash(ctx, s.hasher, seg); err != nil {
+	if h, ok := u.ids.readHashHint(s.repo, s.id, hint, s.alg, info); ok {
+		s.hasher = h
+	} else if err := u.rehash(ctx, s.hasher, seg); err != nil {
 		return err
 	}
 	seg.Digest = digest.NewDigest(s.alg, s.hasher)
@@ -202,7 +207,7 @@ func (u *uploads) confirm(ctx context.Context, s *session, doubt func(*session) 
 	if s.origin != fromMemory || !doubt(s) {
 		return s, nil
 	}
-	return u.load(ctx, s.repo, s.id, fromStore)
+	return u.load(ctx, s.repo, s.id, "", fromStore)
 }
 
 // retryStale runs step on s: step records segs (written and hashed on s)
@@ -219,7 +224,7 @@ func (u *uploads) retryStale(ctx context.Context, s *session, segs []segment, st
 	if err == nil || s.origin != fromMemory || !stale(err) {
 		return next, err
 	}
-	fresh, err := u.load(ctx, s.repo, s.id, fromStore)
+	fresh, err := u.load(ctx, s.repo, s.id, "", fromStore)
 	if err != nil {
 		return s, err
 	}

@@ -27,6 +27,9 @@ type chunk struct {
 	// first to last; valid false: a range no session can satisfy.
 	ranged, valid bool
 	first, last   int64
+	// hint is the session's hash state as the request's URL carries it
+	// (hashhint.go): used only if this replica does not know the session.
+	hint string
 }
 
 // placement is where a chunk goes: start is -1 without a range (wherever
@@ -57,7 +60,7 @@ func (u *uploads) open(name string, alg digest.Algorithm) progress {
 // status is the progress of a session that takes data, read from the
 // store: another replica may have moved it.
 func (u *uploads) status(ctx context.Context, name, id string) (progress, error) {
-	s, err := u.loadOpen(ctx, name, id, fromStore)
+	s, err := u.loadOpen(ctx, name, id, "", fromStore)
 	return s.progress(), err
 }
 
@@ -66,8 +69,8 @@ func closed(s *session) bool { return !s.state.takesData() }
 
 // loadOpen loads a session that takes data: a committed or cancelled one
 // is errNotOpen (after checking a remembered one in the store).
-func (u *uploads) loadOpen(ctx context.Context, name, id string, from origin) (*session, error) {
-	s, err := u.load(ctx, name, id, from)
+func (u *uploads) loadOpen(ctx context.Context, name, id, hint string, from origin) (*session, error) {
+	s, err := u.load(ctx, name, id, hint, from)
 	if err == nil {
 		s, err = u.confirm(ctx, s, closed)
 	}
@@ -103,7 +106,7 @@ func (u *uploads) placeChunk(ctx context.Context, s *session, ch chunk) (*sessio
 // append adds one chunk to session id of name, for account acct (the
 // per-account bounds, opensessions.go).
 func (u *uploads) append(ctx context.Context, acct, name, id string, ch chunk) (progress, error) {
-	s, err := u.loadOpen(ctx, name, id, fromMemory)
+	s, err := u.loadOpen(ctx, name, id, ch.hint, fromMemory)
 	if err != nil {
 		return progress{}, err
 	}
@@ -117,7 +120,20 @@ func (u *uploads) append(ctx context.Context, acct, name, id string, ch chunk) (
 	}
 	s, err = u.appendChunk(ctx, s, ch.body, at)
 	settle(s, err)
-	return s.progress(), err
+	p := s.progress()
+	if err == nil {
+		p.hint = u.hintOf(s)
+	}
+	return p, err
+}
+
+// hintOf is the hash hint of a session that is only its implicit first
+// segment, just written by this replica ("" for any other).
+func (u *uploads) hintOf(s *session) string {
+	if s.state != sessionNew || len(s.segs) != 1 || s.segs[0].Key != firstSegmentKey(s.id) {
+		return ""
+	}
+	return u.ids.hashHint(s.repo, s.id, s.segs[0], s.hasher)
 }
 
 func lostRace(err error) bool { return errors.Is(err, storage.ErrPreconditionFailed) }
@@ -199,7 +215,7 @@ func (u *uploads) appendChunk(ctx context.Context, s *session, body io.Reader, a
 // keeps a cancel from dropping segments a blob now names); the descriptor
 // and link are written; the session is forgotten.
 func (u *uploads) commit(ctx context.Context, name, id string, d digest.Digest, ch chunk) (progress, error) {
-	s, err := u.load(ctx, name, id, fromMemory)
+	s, err := u.load(ctx, name, id, ch.hint, fromMemory)
 	if err == nil {
 		s, err = u.confirm(ctx, s, closed)
 	}
@@ -326,7 +342,7 @@ func (u *uploads) commitBlob(ctx context.Context, name string, d digest.Digest, 
 
 // cancel ends session id of name: see drop.
 func (u *uploads) cancel(ctx context.Context, name, id string) error {
-	s, err := u.loadOpen(ctx, name, id, fromStore)
+	s, err := u.loadOpen(ctx, name, id, "", fromStore)
 	if err != nil {
 		return err
 	}

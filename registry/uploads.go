@@ -177,7 +177,11 @@ func (r *Registry) accepted(c *gin.Context, name string, p progress) {
 // uploadHeaders describe a session: where to continue and what it holds.
 func (r *Registry) uploadHeaders(c *gin.Context, name string, p progress) {
 	h := c.Writer.Header()
-	h.Set("Location", r.opts.PublicURL+"/v2/"+name+"/blobs/uploads/"+p.id)
+	loc := r.opts.PublicURL + "/v2/" + name + "/blobs/uploads/" + p.id
+	if p.hint != "" {
+		loc += "?" + hashHintParam + "=" + p.hint // base64url: nothing to escape
+	}
+	h.Set("Location", loc)
 	h.Set("Docker-Upload-UUID", p.id)
 	h.Set("Range", fmt.Sprintf("0-%d", max(p.offset-1, 0)))
 	h.Set("Content-Length", "0")
@@ -186,7 +190,7 @@ func (r *Registry) uploadHeaders(c *gin.Context, name string, p progress) {
 // requestChunk is the request's body with its Content-Length and
 // Content-Range.
 func requestChunk(c *gin.Context) chunk {
-	ch := chunk{body: c.Request.Body, length: c.Request.ContentLength}
+	ch := chunk{body: c.Request.Body, length: c.Request.ContentLength, hint: c.Query(hashHintParam)}
 	if cr := c.GetHeader("Content-Range"); cr != "" {
 		ch.ranged = true
 		ch.first, ch.last, ch.valid = parseContentRange(cr)
