@@ -16,6 +16,20 @@ import (
 
 const refNameAnnotation = "org.opencontainers.image.ref.name"
 
+// writeLayout writes img into a new OCI image layout at dir, named tag
+// (the ref.name annotation), and returns dir.
+func writeLayout(t *testing.T, dir string, img v1.Image, tag string) string {
+	t.Helper()
+	p, err := layout.Write(dir, empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.AppendImage(img, layout.WithAnnotations(map[string]string{refNameAnnotation: tag})); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
 // TestSkopeo copies an OCI image layout (written with go-containerregistry)
 // to the registry with skopeo, and back into a fresh layout; the manifest
 // digest must be the same at all three places, and the copy back complete.
@@ -29,14 +43,7 @@ func testSkopeo(t *testing.T, b backend) {
 
 	img := ociImage(t, 2, 1<<20, v1.Platform{OS: "linux", Architecture: "amd64"})
 	want := mustDigest(t, img)
-	srcDir := filepath.Join(tools.Dir, "src-layout")
-	p, err := layout.Write(srcDir, empty.Index)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.AppendImage(img, layout.WithAnnotations(map[string]string{refNameAnnotation: "v1"})); err != nil {
-		t.Fatal(err)
-	}
+	srcDir := writeLayout(t, filepath.Join(tools.Dir, "src-layout"), img, "v1")
 
 	dest := reg.Ref("it/skopeo:1")
 	tools.Run("skopeo", "--insecure-policy", "copy", "--dest-tls-verify=false", "--dest-creds", reg.User().String(), "oci:"+srcDir+":v1", "docker://"+dest)

@@ -6,7 +6,7 @@
 #   - Debian packages: docker.io containerd skopeo chromium haproxy (apt-get
 #     update only if one is missing); chromium runs the admin pages' browser
 #     tests, haproxy balances the replicas of integration/cluster
-#   - Go tools into $(go env GOPATH)/bin: crane, oras, staticcheck, the stock
+#   - Go tools into $(go env GOPATH)/bin: crane, oras, regctl, staticcheck, the stock
 #     distribution registry, MinIO, versitygw and cosign (pinned versions
 #     below)
 #   - the OCI distribution-spec conformance binary, built once into
@@ -20,6 +20,7 @@ set -euo pipefail
 
 CRANE_VERSION=v0.22.1
 ORAS_VERSION=v1.3.6
+REGCTL_VERSION=v0.11.7
 STATICCHECK_VERSION=v0.8.2
 REGISTRY_VERSION=v3.1.2
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
@@ -96,6 +97,7 @@ go_tool() {
 }
 go_tool crane "github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION"
 go_tool oras "oras.land/oras/cmd/oras@$ORAS_VERSION"
+go_tool regctl "github.com/regclient/regclient/cmd/regctl@$REGCTL_VERSION"
 go_tool staticcheck "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
 go_tool registry "github.com/distribution/distribution/v3/cmd/registry@$REGISTRY_VERSION"
 # MinIO: the S3 server the storage/s3 tests and the S3 integration tests

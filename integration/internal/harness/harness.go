@@ -1,6 +1,6 @@
 // Package harness starts and stops the registry under test for the
 // integration tests, and runs the real clients (docker, ctr, crane, skopeo,
-// oras, the OCI conformance suite) against it.
+// oras, regctl, the OCI conformance suite) against it.
 //
 // The registry under test is Slipway (cmd/slipway, built once per test
 // binary by Main) unless SLIPWAY_IT_REGISTRY=stock, which runs the stock

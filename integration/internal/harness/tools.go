@@ -20,7 +20,7 @@ const setupHint = "run integration/scripts/setup.sh (as root) first"
 const DefaultTimeout = 5 * time.Minute
 
 // lookTool finds name on PATH, then in Go's bin folder (where setup.sh puts
-// crane, oras and the stock registry).
+// crane, oras, regctl and the stock registry).
 func lookTool(name string) (string, error) {
 	if p, err := exec.LookPath(name); err == nil {
 		return p, nil
