@@ -96,7 +96,20 @@ func TestHashHintSparesTheReread(t *testing.T) {
 	if raw, err := base64.RawURLEncoding.DecodeString(hint); err != nil || bytes.Contains(raw, tail[len(tail)-20:]) {
 		t.Errorf("hint %q (%v): carries the blob's last bytes in clear", hint, err)
 	}
+	// A status request on the other replica: answered from the hint, and
+	// its Location carries a hint again, which the PUT then uses.
 	b.calls.take()
+	st := send(t, "GET", b.base+loc, "")
+	if want := fmt.Sprintf("0-%d", len(body)-1); st.StatusCode != http.StatusNoContent || st.Header.Get("Range") != want {
+		t.Fatalf("GET status on the other replica: %d, Range %q, want 204 and %q", st.StatusCode, st.Header.Get("Range"), want)
+	}
+	if calls := b.calls.take(); rereadFirstSegment(calls) {
+		t.Errorf("GET status with the hint read the chunk back: %v", calls)
+	}
+	loc = st.Header.Get("Location")
+	if !strings.Contains(loc, "?"+hashHintParam+"=") {
+		t.Fatalf("GET status Location %q: no hash hint", loc)
+	}
 	if code := putDigest(t, b.base, loc, d); code != http.StatusCreated {
 		t.Fatalf("PUT on the other replica: %d", code)
 	}

@@ -161,7 +161,7 @@ func (u *uploads) loadFirstSegment(ctx context.Context, s *session, hint string)
 	if err != nil {
 		return err
 	}
-	seg := segment{Key: key, Size: info.Size}
+	seg := segment{Key: key, Size: info.Size, etag: info.ETag}
 	if h, ok := u.ids.readHashHint(s.repo, s.id, hint, s.alg, info); ok {
 		s.hasher = h
 	} else if err := u.rehash(ctx, s.hasher, seg); err != nil {

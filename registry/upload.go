@@ -58,10 +58,15 @@ func (u *uploads) open(name string, alg digest.Algorithm) progress {
 }
 
 // status is the progress of a session that takes data, read from the
-// store: another replica may have moved it.
-func (u *uploads) status(ctx context.Context, name, id string) (progress, error) {
-	s, err := u.loadOpen(ctx, name, id, "", fromStore)
-	return s.progress(), err
+// store: another replica may have moved it. hint is the request's hash
+// hint (hashhint.go); the progress carries one again when it can.
+func (u *uploads) status(ctx context.Context, name, id, hint string) (progress, error) {
+	s, err := u.loadOpen(ctx, name, id, hint, fromStore)
+	p := s.progress()
+	if err == nil {
+		p.hint = u.hintOf(s)
+	}
+	return p, err
 }
 
 // closed reports whether s was committed or cancelled.
@@ -128,7 +133,8 @@ func (u *uploads) append(ctx context.Context, acct, name, id string, ch chunk) (
 }
 
 // hintOf is the hash hint of a session that is only its implicit first
-// segment, just written by this replica ("" for any other).
+// segment, as this replica wrote or found it ("" for any other, or when
+// the segment's ETag is not known here).
 func (u *uploads) hintOf(s *session) string {
 	if s.state != sessionNew || len(s.segs) != 1 || s.segs[0].Key != firstSegmentKey(s.id) {
 		return ""

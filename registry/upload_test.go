@@ -28,7 +28,7 @@ func TestUploadsWithoutHTTP(t *testing.T) {
 	if got, err := u.append(ctx, "", "repo", p.id, body("late", 2)); !errors.Is(err, errRangeInvalid) || got.offset != 6 {
 		t.Fatalf("append out of place: %+v, %v; want errRangeInvalid at 6", got, err)
 	}
-	if got, err := u.status(ctx, "repo", p.id); err != nil || got.offset != 6 {
+	if got, err := u.status(ctx, "repo", p.id, ""); err != nil || got.offset != 6 {
 		t.Fatalf("status: %+v, %v", got, err)
 	}
 	var mismatch *digestMismatchError
@@ -36,7 +36,7 @@ func TestUploadsWithoutHTTP(t *testing.T) {
 		t.Fatalf("commit with a wrong digest: %v", err)
 	}
 	// A wrong digest ends the session.
-	if _, err := u.status(ctx, "repo", p.id); !errors.Is(err, errUploadUnknown) {
+	if _, err := u.status(ctx, "repo", p.id, ""); !errors.Is(err, errUploadUnknown) {
 		t.Fatalf("status after a wrong digest: %v", err)
 	}
 
@@ -59,7 +59,7 @@ func TestUploadsWithoutHTTP(t *testing.T) {
 	if err := u.cancel(ctx, "repo", p.id); !errors.Is(err, errUploadUnknown) {
 		t.Fatalf("second cancel: %v", err)
 	}
-	if _, err := u.status(ctx, "other", p.id); !errors.Is(err, errUploadUnknown) {
+	if _, err := u.status(ctx, "other", p.id, ""); !errors.Is(err, errUploadUnknown) {
 		t.Fatalf("status in another repository: %v", err)
 	}
 }

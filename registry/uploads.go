@@ -85,7 +85,7 @@ func (r *Registry) putWhole(c *gin.Context, name, dg string) {
 }
 
 func (r *Registry) uploadStatus(c *gin.Context, name, id string) {
-	p, err := r.sessions.status(c.Request.Context(), name, id)
+	p, err := r.sessions.status(c.Request.Context(), name, id, c.Query(hashHintParam))
 	if err != nil {
 		r.failUpload(c, name, id, p, err)
 		return
