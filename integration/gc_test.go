@@ -556,14 +556,21 @@ func TestGCKilled(t *testing.T) {
 		verifyStore(t, reg)
 	}
 
-	// Writes of the collector (tombstones, deletes, reports) take 40ms each
-	// from now on: the registry keeps serving at full speed (the delay is
-	// read at its start), `slipway gc` reads it from the configuration.
-	reg.SetWriteDelay(40 * time.Millisecond)
+	// Writes of the collector (tombstones, deletes, reports) take 200ms
+	// each from now on: the registry keeps serving at full speed (the
+	// delay is read at its start), `slipway gc` reads it from the
+	// configuration. A run writes its sweep entry, waits the 5 s fence
+	// (tombstone.Fence), then marks, looks again, commits or releases,
+	// deletes and reports, each step at least one such write. The killed
+	// runs keep their candidates until they are judged dead, so later runs
+	// have little to free and end soon after the fence: the kills are
+	// spread over the fence and the second after it, where every run still
+	// is, whatever the machine's speed.
+	reg.SetWriteDelay(200 * time.Millisecond)
 	killed := 0
 	var lastKill time.Time
-	for _, at := range []time.Duration{300 * time.Millisecond, time.Second, 3 * time.Second, 5500 * time.Millisecond,
-		6 * time.Second, 6500 * time.Millisecond, 7 * time.Second, 8 * time.Second, 10 * time.Second, 13 * time.Second} {
+	for _, at := range []time.Duration{300 * time.Millisecond, time.Second, 3 * time.Second, 5100 * time.Millisecond,
+		5300 * time.Millisecond, 5500 * time.Millisecond, 5700 * time.Millisecond, 5900 * time.Millisecond, 6200 * time.Millisecond, 7 * time.Second} {
 		cmd := exec.Command(harness.SlipwayBinary(t), "gc", "--config", reg.ConfigPath())
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		var out bytes.Buffer
@@ -584,7 +591,7 @@ func TestGCKilled(t *testing.T) {
 		}
 		checkKept(fmt.Sprintf("after killing slipway gc at %s", at))
 	}
-	if killed < 5 {
+	if killed < 6 {
 		t.Errorf("only %d of the runs were killed before they finished: the kills did not land inside runs", killed)
 	}
 	// The killed runs' sweep entries hold their objects until they are
