@@ -121,6 +121,25 @@ func TestHashHintSparesTheReread(t *testing.T) {
 		t.Fatalf("GET the blob: %d %s", res.StatusCode, res.Header.Get("Docker-Content-Digest"))
 	}
 
+	// Round robin's other case: POST on a, PATCH on b, PUT back on a, whose
+	// memory still holds the empty session it opened. The stale guess is
+	// dropped and the session loaded from the store with the hint.
+	res = send(t, "POST", a.base+"/v2/app/blobs/uploads/", "")
+	if res.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST: %d", res.StatusCode)
+	}
+	res = send(t, "PATCH", b.base+res.Header.Get("Location"), string(body))
+	if res.StatusCode != http.StatusAccepted {
+		t.Fatalf("PATCH on the other replica: %d", res.StatusCode)
+	}
+	a.calls.take()
+	if code := putDigest(t, a.base, res.Header.Get("Location"), d); code != http.StatusCreated {
+		t.Fatalf("PUT on the replica that opened the session: %d", code)
+	}
+	if calls := a.calls.take(); rereadFirstSegment(calls) {
+		t.Errorf("PUT on the replica that opened the session read the chunk back: %v", calls)
+	}
+
 	// The hint's state is the chunk's: a wrong digest is still refused.
 	_, loc = a.patched(t, "app", body)
 	if code := putDigest(t, b.base, loc, digest.FromString("other")); code != http.StatusBadRequest {

@@ -63,6 +63,10 @@ type session struct {
 	closedAs digest.Digest // sessionClosed: the blob it was committed as
 	etag     string        // version of uploads/<id> (not sessionNew)
 	origin   origin
+	// hint is the hash hint of the request that loaded s (hashhint.go),
+	// for when a guess from memory turns out stale and the session is
+	// loaded again from the store.
+	hint string
 }
 
 // progress is what a client is told of a session: where it is and how

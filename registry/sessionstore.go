@@ -120,6 +120,7 @@ func (u *uploads) load(ctx context.Context, name, id, hint string, from origin) 
 	}
 	if from == fromMemory {
 		if s, ok := u.recall(name, id); ok && (s.state != sessionNew || time.Since(idInfo.issued) <= u.ttl) {
+			s.hint = hint
 			return s, nil
 		}
 	}
@@ -130,6 +131,7 @@ func (u *uploads) load(ctx context.Context, name, id, hint string, from origin) 
 			return nil, errUploadUnknown
 		}
 		s := newSession(id, name, idInfo.alg, idInfo.issued)
+		s.hint = hint
 		return s, u.loadFirstSegment(ctx, s, hint)
 	}
 	if err != nil {
@@ -207,7 +209,7 @@ func (u *uploads) confirm(ctx context.Context, s *session, doubt func(*session) 
 	if s.origin != fromMemory || !doubt(s) {
 		return s, nil
 	}
-	return u.load(ctx, s.repo, s.id, "", fromStore)
+	return u.load(ctx, s.repo, s.id, s.hint, fromStore)
 }
 
 // retryStale runs step on s: step records segs (written and hashed on s)
@@ -224,7 +226,7 @@ func (u *uploads) retryStale(ctx context.Context, s *session, segs []segment, st
 	if err == nil || s.origin != fromMemory || !stale(err) {
 		return next, err
 	}
-	fresh, err := u.load(ctx, s.repo, s.id, "", fromStore)
+	fresh, err := u.load(ctx, s.repo, s.id, s.hint, fromStore)
 	if err != nil {
 		return s, err
 	}
