@@ -63,24 +63,36 @@ func eachBackend(t *testing.T, bs []backend, f func(t *testing.T, b backend)) {
 // redirects reports whether blob GETs on b are answered with a 307.
 func (b backend) redirects() bool { return b.s3 != nil && b.s3.Redirect }
 
+// requestLine is one request line of Slipway's access log.
+type requestLine struct {
+	Msg, Method, Route string
+	UserAgent          string `json:"user_agent"`
+	Status             int
+}
+
+// accessLog returns the requests in Slipway's access log from clients
+// whose User-Agent contains ua ("" for any).
+func accessLog(reg *harness.Registry, ua string) []requestLine {
+	var out []requestLine
+	for _, line := range strings.Split(reg.Logs(), "\n") {
+		var e requestLine
+		if !strings.HasPrefix(line, "{") || json.Unmarshal([]byte(line), &e) != nil || e.Msg != "request" {
+			continue
+		}
+		if strings.Contains(e.UserAgent, ua) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
 // blobGETs counts, in Slipway's access log, the blob GETs from clients whose
 // User-Agent contains ua ("" for any) that were answered with a redirect
 // (307) and with the bytes (200/206).
 func blobGETs(t *testing.T, reg *harness.Registry, ua string) (redirected, served int) {
 	t.Helper()
-	for _, line := range strings.Split(reg.Logs(), "\n") {
-		if !strings.HasPrefix(line, "{") {
-			continue
-		}
-		var e struct {
-			Msg, Method, Route string
-			UserAgent          string `json:"user_agent"`
-			Status             int
-		}
-		if json.Unmarshal([]byte(line), &e) != nil || e.Msg != "request" || e.Method != "GET" || e.Route != "blob" {
-			continue
-		}
-		if !strings.Contains(e.UserAgent, ua) {
+	for _, e := range accessLog(reg, ua) {
+		if e.Method != "GET" || e.Route != "blob" {
 			continue
 		}
 		switch e.Status {

@@ -37,15 +37,23 @@ import (
 // commit bytes under a digest they do not have.
 const hashHintParam = "_state"
 
-// hintAEAD is the cipher of the hints of k's sessions.
-func (k uploadIDs) hintAEAD() (cipher.AEAD, error) {
-	m := hmac.New(sha256.New, k.key)
+// hashHints seals and opens the hints of one upload id key.
+type hashHints struct{ aead cipher.AEAD }
+
+// newHashHints derives the hints' AES-256-GCM key from the upload ids'
+// key, once per registry (an AEAD is safe for concurrent use).
+func newHashHints(key []byte) hashHints {
+	m := hmac.New(sha256.New, key)
 	m.Write([]byte("slipway upload hash state key"))
 	block, err := aes.NewCipher(m.Sum(nil))
 	if err != nil {
-		return nil, err
+		panic(err) // a 32-byte key is always a valid AES key
 	}
-	return cipher.NewGCM(block)
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		panic(err) // AES has GCM's 16-byte block
+	}
+	return hashHints{aead: aead}
 }
 
 // hintData is what a hint is bound to besides its content.
@@ -53,9 +61,9 @@ func hintData(name, id, etag string) []byte {
 	return []byte(name + "\x00" + id + "\x00" + etag)
 }
 
-// hashHint is the hint for a session of name whose only bytes are seg,
+// seal is the hint for a session of name whose only bytes are seg,
 // hashed into h; "" when it cannot be made.
-func (k uploadIDs) hashHint(name, id string, seg segment, h hash.Hash) string {
+func (k hashHints) seal(name, id string, seg segment, h hash.Hash) string {
 	if seg.etag == "" {
 		return ""
 	}
@@ -63,33 +71,26 @@ func (k uploadIDs) hashHint(name, id string, seg segment, h hash.Hash) string {
 	if err != nil {
 		return ""
 	}
-	aead, err := k.hintAEAD()
-	if err != nil {
-		return ""
-	}
-	nonce := make([]byte, aead.NonceSize(), aead.NonceSize()+8+len(state)+aead.Overhead())
+	nonce := make([]byte, k.aead.NonceSize(), k.aead.NonceSize()+8+len(state)+k.aead.Overhead())
 	_, _ = rand.Read(nonce)
 	plain := binary.BigEndian.AppendUint64(nil, uint64(seg.Size))
 	plain = append(plain, state...)
-	return base64.RawURLEncoding.EncodeToString(aead.Seal(nonce, nonce, plain, hintData(name, id, seg.etag)))
+	return base64.RawURLEncoding.EncodeToString(k.aead.Seal(nonce, nonce, plain, hintData(name, id, seg.etag)))
 }
 
-// readHashHint returns the hash of alg whose state hint gives for the
-// object at (info) of session id of name; false when the hint does not
-// open for exactly that object.
-func (k uploadIDs) readHashHint(name, id, hint string, alg digest.Algorithm, info storage.Info) (hash.Hash, bool) {
+// open returns the hash of alg whose state hint gives for the object at
+// (info) of session id of name; false when the hint does not open for
+// exactly that object.
+func (k hashHints) open(name, id, hint string, alg digest.Algorithm, info storage.Info) (hash.Hash, bool) {
 	if hint == "" || info.ETag == "" {
 		return nil, false
 	}
 	b, err := base64.RawURLEncoding.DecodeString(hint)
-	if err != nil {
+	if err != nil || len(b) < k.aead.NonceSize() {
 		return nil, false
 	}
-	aead, err := k.hintAEAD()
-	if err != nil || len(b) < aead.NonceSize() {
-		return nil, false
-	}
-	plain, err := aead.Open(nil, b[:aead.NonceSize()], b[aead.NonceSize():], hintData(name, id, info.ETag))
+	n := k.aead.NonceSize()
+	plain, err := k.aead.Open(nil, b[:n], b[n:], hintData(name, id, info.ETag))
 	if err != nil || len(plain) < 8 || int64(binary.BigEndian.Uint64(plain)) != info.Size {
 		return nil, false
 	}

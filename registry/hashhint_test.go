@@ -5,18 +5,12 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
 
-	"github.com/gin-gonic/gin"
 	"github.com/opencontainers/go-digest"
-
-	"github.com/slipway/slipway/storage/fs"
 )
 
 // replica is one registry of several on one store directory, with its own
@@ -26,26 +20,15 @@ type replica struct {
 	base  string
 }
 
-func hintReplicas(t *testing.T, n int) ([]replica, *fs.Store) {
+func hintReplicas(t *testing.T, n int) []replica {
 	t.Helper()
 	dir := t.TempDir()
 	var rs []replica
-	var direct *fs.Store
 	for range n {
-		st, err := fs.New(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		direct = st
-		cs := &countingStore{Store: st}
-		reg := New(cs, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), UploadKey: []byte("shared by the replicas")})
-		e := gin.New()
-		reg.Register(e)
-		srv := httptest.NewServer(e)
-		t.Cleanup(srv.Close)
-		rs = append(rs, replica{calls: cs, base: srv.URL})
+		cs, _, base := countingEnvOn(t, dir, Options{UploadKey: []byte("shared by the replicas")})
+		rs = append(rs, replica{calls: cs, base: base})
 	}
-	return rs, direct
+	return rs
 }
 
 // patched opens a session on r, sends body as one PATCH (docker's way) and
@@ -80,7 +63,7 @@ func rereadFirstSegment(calls []string) bool { return slices.Contains(calls, "Ge
 // tampered one, another session's, one for an object written again)
 // falls back to reading the bytes and never commits a wrong digest.
 func TestHashHintSparesTheReread(t *testing.T) {
-	rs, store := hintReplicas(t, 2)
+	rs := hintReplicas(t, 2)
 	a, b := rs[0], rs[1]
 	// The hash state holds the last bytes hashed in clear: the hint must
 	// not (URLs end up in access logs).
@@ -179,7 +162,7 @@ func TestHashHintSparesTheReread(t *testing.T) {
 	// its ETag changed, so the bytes decide, and they are not d's.
 	_, loc = a.patched(t, "app", body)
 	key := firstSegmentKey(uploadID(loc))
-	ctx := context.Background()
+	ctx, store := context.Background(), a.calls.Store
 	if err := store.Delete(ctx, key); err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +175,7 @@ func TestHashHintSparesTheReread(t *testing.T) {
 // A second chunk sent to another replica continues from the hinted state;
 // the session is then stored with it, and a third replica commits it.
 func TestHashHintContinuesOnAnotherReplica(t *testing.T) {
-	rs, _ := hintReplicas(t, 3)
+	rs := hintReplicas(t, 3)
 	first, second := randomBytes(t, 300<<10), randomBytes(t, 200<<10)
 	d := digest.FromBytes(append(slices.Clone(first), second...))
 

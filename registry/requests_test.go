@@ -71,13 +71,20 @@ func (s *countingStore) Delete(ctx context.Context, key string) error {
 // countingEnv is a registry on a counting filesystem store (no env
 // helpers: it checks store calls, not responses in depth).
 func countingEnv(t *testing.T) (*countingStore, *Registry, string) {
+	return countingEnvOn(t, t.TempDir(), Options{})
+}
+
+// countingEnvOn is countingEnv on an existing store directory (another
+// replica) with registry options (the logger is set here).
+func countingEnvOn(t *testing.T, dir string, opts Options) (*countingStore, *Registry, string) {
 	t.Helper()
-	st, err := fs.New(t.TempDir())
+	st, err := fs.New(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cs := &countingStore{Store: st}
-	reg := New(cs, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	reg := New(cs, opts)
 	e := gin.New()
 	reg.Register(e)
 	srv := httptest.NewServer(e)

@@ -32,6 +32,7 @@ type uploads struct {
 	meta   *Metadata
 	write  segmentWriter
 	ids    uploadIDs
+	hints  hashHints     // the hash hints in Locations (hashhint.go)
 	ttl    time.Duration // an id that never stored data expires after it
 	limits *sessionLimits
 	logger *slog.Logger
@@ -77,7 +78,7 @@ func (e *digestMismatchError) Error() string {
 }
 
 func newUploads(store storage.Store, m *Metadata, write segmentWriter, opts Options) *uploads {
-	u := &uploads{store: store, meta: m, write: write, ids: uploadIDs{key: opts.UploadKey},
+	u := &uploads{store: store, meta: m, write: write, ids: uploadIDs{key: opts.UploadKey}, hints: newHashHints(opts.UploadKey),
 		ttl: opts.UploadTTL, limits: newSessionLimits(opts), logger: opts.Logger}
 	u.memory, _ = lru.New[string, sessionEntry](sessionCacheEntries)
 	return u
@@ -164,7 +165,7 @@ func (u *uploads) loadFirstSegment(ctx context.Context, s *session, hint string)
 		return err
 	}
 	seg := segment{Key: key, Size: info.Size, etag: info.ETag}
-	if h, ok := u.ids.readHashHint(s.repo, s.id, hint, s.alg, info); ok {
+	if h, ok := u.hints.open(s.repo, s.id, hint, s.alg, info); ok {
 		s.hasher = h
 	} else if err := u.rehash(ctx, s.hasher, seg); err != nil {
 		return err

@@ -139,7 +139,7 @@ func (u *uploads) hintOf(s *session) string {
 	if s.state != sessionNew || len(s.segs) != 1 || s.segs[0].Key != firstSegmentKey(s.id) {
 		return ""
 	}
-	return u.ids.hashHint(s.repo, s.id, s.segs[0], s.hasher)
+	return u.hints.seal(s.repo, s.id, s.segs[0], s.hasher)
 }
 
 func lostRace(err error) bool { return errors.Is(err, storage.ErrPreconditionFailed) }
