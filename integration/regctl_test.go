@@ -83,11 +83,11 @@ func testRegctl(t *testing.T, b backend) {
 		t.Errorf("regctl artifact list %s does not list the SBOM:\n%s", dest, listed)
 	}
 	sbomRef := strings.Fields(strings.TrimSpace(listed))
-	if len(sbomRef) == 2 {
-		got := regctl("artifact", "get", reg.Ref("it/regctl@"+sbomRef[1]))
-		if !strings.Contains(got, want.Hex[:16]) {
-			t.Errorf("regctl artifact get of the referrer: %q", got)
-		}
+	if len(sbomRef) != 2 {
+		t.Fatalf("regctl artifact list %s: want exactly the SBOM (type and digest), got:\n%s", dest, listed)
+	}
+	if got := regctl("artifact", "get", reg.Ref("it/regctl@"+sbomRef[1])); !strings.Contains(got, want.Hex[:16]) {
+		t.Errorf("regctl artifact get of the referrer: %q", got)
 	}
 
 	// Back into a layout: the same digest, every blob intact.
