@@ -70,8 +70,12 @@ func StartMinIOCluster(t testing.TB, n int) []*MinIO {
 			t.Fatalf("minio node %d: %v", i+1, err)
 		}
 	}
-	if err := waitClusterHealthy(nodes[0]); err != nil {
-		t.Fatal(err)
+	// Each node judges write quorum for itself: a replica may talk to any
+	// of them first (its start-up probe writes).
+	for i, m := range nodes {
+		if err := waitClusterHealthy(m); err != nil {
+			t.Fatalf("minio node %d: %v", i+1, err)
+		}
 	}
 	t.Logf("distributed minio: %d nodes (%s) live in %s", n, strings.Join(peers, " "), time.Since(start).Round(time.Millisecond))
 	return nodes
