@@ -101,21 +101,27 @@ func (l *Layout) Tags(ctx context.Context, repo string) (tags []Tag, problems []
 // Manifests lists the digests of the manifest revisions linked into a
 // repository (tagged or not), in lexical order of their keys.
 func (l *Layout) Manifests(ctx context.Context, repo string) ([]digest.Digest, []error, error) {
-	return l.links(ctx, revisionsPrefix(repo))
+	return l.links(ctx, revisionsPrefix(repo), true)
 }
 
 // Layers lists the digests of the blobs linked into a repository (layers
 // and image configs), in lexical order of their keys. The stock
 // registry's garbage collector deletes blobs but leaves their layer
 // links, so a listed blob may have no data (Blob says so).
+//
+// The digests are the ones the link keys name; the links are not read.
+// An import takes its blobs from the manifests it imports (and checks
+// their data), never from these links: they only name what no imported
+// manifest references (Plan.Unreferenced), and reading each would cost
+// one request per blob of the repository.
 func (l *Layout) Layers(ctx context.Context, repo string) ([]digest.Digest, []error, error) {
-	return l.links(ctx, layersPrefix(repo))
+	return l.links(ctx, layersPrefix(repo), false)
 }
 
-// links reads every "<alg>/<hex>/link" object below prefix. A link whose
-// content is not the digest its key names is a problem; so is any other
-// object there.
-func (l *Layout) links(ctx context.Context, prefix string) (ds []digest.Digest, problems []error, err error) {
+// links lists every "<alg>/<hex>/link" object below prefix; any other
+// object there is a problem. With read, each link is read too, and one
+// whose content is not the digest its key names is a problem.
+func (l *Layout) links(ctx context.Context, prefix string, read bool) (ds []digest.Digest, problems []error, err error) {
 	var keys []string
 	err = pages(ctx, l.store, storage.ListOptions{Prefix: prefix}, func(p storage.ListPage) bool {
 		for _, o := range p.Objects {
@@ -130,6 +136,10 @@ func (l *Layout) links(ctx context.Context, prefix string) (ds []digest.Digest, 
 		want, ok := linkDigest(strings.TrimPrefix(key, prefix))
 		if !ok {
 			problems = append(problems, corrupt(key, "not a link of the form <alg>/<hex>/link"))
+			continue
+		}
+		if !read {
+			ds = append(ds, want)
 			continue
 		}
 		got, err := l.readLink(ctx, key)
