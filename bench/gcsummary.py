@@ -187,6 +187,7 @@ if SYSTEMS:
 # --- pushes during a collection -----------------------------------------------------------------
 MODES = (('slipway', 'Without a collection'),
          ('slipway+gc', '`slipway gc` in a loop meanwhile (gc.concurrency)'),
+         ('slipway+gentlegc', '`slipway gc --gentle` in a loop meanwhile (gc.busy_concurrency, gc.busy_share)'),
          ('slipway+servergc', "the server's own collections meanwhile (gc.busy_concurrency while it has clients)"))
 pushes = {m: [r for r in lines if r.get('scenario') == 'gc-push' and r.get('registry') == m and not r.get('error')]
           for m, _ in MODES}

@@ -44,6 +44,8 @@
 #            push by design; it still reads every repository) from 1 s
 #            before the pushes to their end, at gc.concurrency (it sees
 #            no client);
+#   gentle   the same loop of `slipway gc --gentle` (gc.busy_concurrency
+#            requests in flight, each busy gc.busy_share of the time);
 #   server   the server's own scheduled collections back to back
 #            (gc.enabled, interval 1s, grace LOOP_GRACE, lease 3s), which
 #            keep gc.busy_concurrency requests in flight while the server
@@ -51,7 +53,7 @@
 # PUSH_GC names the collected modes run beside "without".
 #
 # Knobs: REPOS=2000 WORKERS=16 PUSH_WORKERS=8 DURATION=60s PUSH_REPS=1
-#   LOOP_GRACE=1h LINK_WAIT=0 SYSTEMS="slipway stock" PHASES="collect push" PUSH_GC="cli server" SLEEP=10
+#   LOOP_GRACE=1h LINK_WAIT=0 SYSTEMS="slipway stock" PHASES="collect push" PUSH_GC="cli gentle server" SLEEP=10
 #   DROP=1 GOBENCH=1 (run the gc package's Benchmark* for the 1 M-object
 #   memory figure, if there is one) SEED=1
 #   QUIET_PCT=10 QUIET_MAX=20 SLIPWAY_BIN STOCK_BIN MINIO_BIN KEEP=0 RESULTS
@@ -69,7 +71,7 @@ LOOP_GRACE=${LOOP_GRACE:-1h}
 LINK_WAIT=${LINK_WAIT:-0}
 SYSTEMS=${SYSTEMS:-slipway stock}
 PHASES=${PHASES:-collect push}
-PUSH_GC=${PUSH_GC:-cli server}
+PUSH_GC=${PUSH_GC:-cli gentle server}
 SLEEP=${SLEEP:-10}
 DROP=${DROP:-1}
 GOBENCH=${GOBENCH:-1}
@@ -85,7 +87,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 require_numbers LINK_WAIT REPOS WORKERS PUSH_WORKERS PUSH_REPS SLEEP SEED BASE_PORT
 for sys in $SYSTEMS; do [[ $sys == slipway || $sys == stock ]] || die "unknown system $sys (SYSTEMS: slipway stock)"; done
-for m in $PUSH_GC; do [[ $m == cli || $m == server ]] || die "unknown PUSH_GC mode $m (cli server)"; done
+for m in $PUSH_GC; do [[ $m == cli || $m == gentle || $m == server ]] || die "unknown PUSH_GC mode $m (cli gentle server)"; done
 [[ -x /usr/bin/time ]] || die "GNU time (/usr/bin/time) is needed for the collectors' wall time, CPU and peak RSS"
 command -v jq >/dev/null || die "jq is needed"
 command -v python3 >/dev/null || die "python3 is needed for the summary"
@@ -240,17 +242,30 @@ fi
 # --- phase: push ------------------------------------------------------------------------------
 if [[ " $PHASES " == *" push "* && " $SYSTEMS " == *" slipway "* ]]; then
 	[[ -n ${PID[slipway]:-} ]] || start slipway
-	gc_loop() { # runs slipway gc until RUN_DIR/stop-gc exists; counts runs
-		local ok=0 bad=0
+	# gc_loop [FLAG...]: runs slipway gc until RUN_DIR/stop-gc exists; counts
+	# the runs that completed and failed. The run under way when the pushes
+	# end is interrupted (stop_gc_loop: a --gentle run could take an hour),
+	# and counts as neither.
+	gc_loop() {
+		local ok=0 bad=0 pid
 		while [[ ! -e $RUN_DIR/stop-gc ]]; do
-			if env "${UNSET_ENV[@]}" "$SLIPWAY_BIN" gc --config "$RUN_DIR/slipway-gc-loop.yml" >>"$RUN_DIR/slipway-gc-loop.log" 2>&1; then
+			env "${UNSET_ENV[@]}" "$SLIPWAY_BIN" gc "$@" --config "$RUN_DIR/slipway-gc-loop.yml" >>"$RUN_DIR/slipway-gc-loop.log" 2>&1 &
+			pid=$!
+			echo "$pid" >"$RUN_DIR/gc-loop-pid"
+			if wait "$pid"; then
 				ok=$((ok + 1))
-			else
+			elif [[ ! -e $RUN_DIR/stop-gc ]]; then
 				bad=$((bad + 1))
 				sleep 1 # counted as a failure; no busy loop of failing runs
 			fi
 		done
 		echo "$ok $bad" >"$RUN_DIR/gc-loop-runs"
+	}
+	stop_gc_loop() {
+		touch "$RUN_DIR/stop-gc"
+		kill -INT "$(cat "$RUN_DIR/gc-loop-pid" 2>/dev/null)" 2>/dev/null || true
+		wait "${PID[gc-loop]}" || true
+		unset "PID[gc-loop]"
 	}
 	# gc_runs OUTCOME: the server's slipway_gc_runs_total{outcome=OUTCOME}.
 	gc_runs() {
@@ -266,16 +281,16 @@ if [[ " $PHASES " == *" push "* && " $SYSTEMS " == *" slipway "* ]]; then
 			start slipway "$cfg"
 			prep
 			case $mode in
-			cli)
-				rm -f "$RUN_DIR/stop-gc" "$RUN_DIR/gc-loop-runs"
-				gc_loop &
+			cli | gentle)
+				rm -f "$RUN_DIR/stop-gc" "$RUN_DIR/gc-loop-runs" "$RUN_DIR/gc-loop-pid"
+				flags=() label=slipway+gc
+				[[ $mode == cli ]] || flags=(--gentle) label=slipway+gentlegc
+				gc_loop "${flags[@]}" &
 				PID[gc-loop]=$!
 				sleep 1
-				rb slipway+gc -url "${URL[slipway]}" -scenario gc-push -workers "$PUSH_WORKERS" -duration "$DURATION" -rep "$rep" \
+				rb "$label" -url "${URL[slipway]}" -scenario gc-push -workers "$PUSH_WORKERS" -duration "$DURATION" -rep "$rep" \
 					-server-pid "${PID[slipway]}" -also-pids "${PID[minio]}" || true
-				touch "$RUN_DIR/stop-gc"
-				wait "${PID[gc-loop]}" || true
-				unset "PID[gc-loop]"
+				stop_gc_loop
 				read -r ok bad <"$RUN_DIR/gc-loop-runs"
 				;;
 			server)
@@ -292,13 +307,12 @@ if [[ " $PHASES " == *" push "* && " $SYSTEMS " == *" slipway "* ]]; then
 				;;
 			esac
 			# the collections' runs, as a line of their own beside the push line
-			label=slipway+gc
-			[[ $mode == cli ]] || label=slipway+servergc
+			[[ $mode != server ]] || label=slipway+servergc
 			jq -cn --arg reg "$label" --argjson ok "$ok" --argjson bad "$bad" --argjson rep "$rep" \
 				'{registry: $reg, scenario: "gc-loop", metric: "runs", value: $ok, rep: $rep, extra: {completed: $ok, failed: $bad}, time: (now | todate)}' >>"$RESULTS"
 			((bad == 0)) || {
 				failures=$((failures + 1))
-				log "gc ($mode): $bad runs failed: $(tail -3 "$RUN_DIR/slipway-gc-loop.log" "$RUN_DIR/slipway.log")"
+				log "gc ($mode): $bad runs failed: $(tail -n 3 "$RUN_DIR/slipway-gc-loop.log" "$RUN_DIR/slipway.log")"
 			}
 			log "pushes with gc $mode (rep $rep): $(jq -r '.value' <<<"${LAST:-null}") images/s, $ok gc runs completed ($bad failed)"
 		done

@@ -40,7 +40,7 @@ func (a *activity) busy(now time.Time) bool {
 // gc.concurrency unpaused otherwise.
 func (s *Server) gcPace() pace.Bound {
 	if s.activity.busy(time.Now()) {
-		return pace.Bound{InFlight: s.cfg.GC.BusyConcurrency, Share: s.cfg.GC.BusyShare}
+		return GentlePace(s.cfg.GC)
 	}
 	return pace.Bound{InFlight: s.cfg.GC.Concurrency, Share: 1}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/slipway/slipway/registry"
 	"github.com/slipway/slipway/retention"
 	"github.com/slipway/slipway/storage"
+	"github.com/slipway/slipway/storage/pace"
 )
 
 // collectorRun is one collection (*gc.Collector).
@@ -260,12 +261,14 @@ func (g *collection) lastFinished(ctx context.Context) (gc.Report, bool, error) 
 // replicas keep serving: first the retention pass when cfg has rules
 // that delete tags (dry when opts.DryRun), whose outcome goes to
 // retained (not called without such rules; its error does not stop the
-// collection, see applyRetention), then the collector. It takes the lease when it is free (so that no
+// collection, see applyRetention), then the collector, whose reads and
+// deletes go through collect (store itself, or store paced: GentlePace).
+// It takes the lease when it is free (so that no
 // scheduled run starts meanwhile) and runs anyway when another collector
 // holds it (or takes it over), telling held why: two collectors at once
 // are safe, only slower. A failed lease request is a store failure and
 // ends it.
-func CollectOnce(ctx context.Context, cfg config.Config, store storage.Store, opts gc.Options, held func(error), retained func(retention.Report, error)) (gc.Report, error) {
+func CollectOnce(ctx context.Context, cfg config.Config, store, collect storage.Store, opts gc.Options, held func(error), retained func(retention.Report, error)) (gc.Report, error) {
 	lease, err := gc.AcquireLease(ctx, store, "slipway gc "+leaseOwner(), cfg.GC.Lease)
 	switch {
 	case errors.Is(err, gc.ErrLeaseHeld):
@@ -281,9 +284,22 @@ func CollectOnce(ctx context.Context, cfg config.Config, store storage.Store, op
 	quiet := slog.New(slog.DiscardHandler)
 	meta := registry.New(store, registry.Options{Logger: quiet}).Metadata()
 	ledger := promote.New(store, meta, promote.Options{Stages: cfg.Stages, Logger: quiet})
-	b := gcBackendFor(store, store, meta, newRetention(cfg, store, meta, ledger, quiet))
+	collectMeta := meta
+	if collect != store {
+		collectMeta = registry.New(collect, registry.Options{Logger: quiet}).Metadata()
+	}
+	b := gcBackendFor(store, collect, collectMeta, newRetention(cfg, store, meta, ledger, quiet))
 	if rep, ran, err := applyRetention(ctx, b.retention, opts.DryRun); ran {
 		retained(rep, err)
 	}
 	return b.collector(opts).Run(ctx)
+}
+
+// GentlePace is the pace of a collection that shares the store with
+// clients, as a replica's own collections keep while it serves them:
+// gc.busy_concurrency requests in flight, each place busy at most
+// gc.busy_share of the time (docs/architecture.md 5.5). `slipway gc
+// --gentle` runs at it: a process apart cannot see the replicas' clients.
+func GentlePace(cfg config.GC) pace.Bound {
+	return pace.Bound{InFlight: cfg.BusyConcurrency, Share: cfg.BusyShare}
 }

@@ -5,14 +5,19 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/slipway/slipway/config"
 	"github.com/slipway/slipway/gc"
+	"github.com/slipway/slipway/retention"
 	"github.com/slipway/slipway/storage"
 	"github.com/slipway/slipway/storage/fs"
 )
@@ -381,5 +386,81 @@ func TestGCCollectorsKept(t *testing.T) {
 	}
 	if len(got) < 2 || !strings.HasPrefix(got[0], "first:") || !strings.HasPrefix(got[len(got)-1], "second:") {
 		t.Fatalf("progress %q", got)
+	}
+}
+
+// collectCounter counts the requests of a collection by kind and key.
+type collectCounter struct {
+	storage.Store
+	mu    sync.Mutex
+	calls []string
+}
+
+func (c *collectCounter) note(op, key string) {
+	c.mu.Lock()
+	c.calls = append(c.calls, op+" "+key)
+	c.mu.Unlock()
+}
+
+func (c *collectCounter) List(ctx context.Context, o storage.ListOptions) (storage.ListPage, error) {
+	c.note("List", o.Prefix)
+	return c.Store.List(ctx, o)
+}
+
+func (c *collectCounter) Delete(ctx context.Context, key string) error {
+	c.note("Delete", key)
+	return c.Store.Delete(ctx, key)
+}
+
+func (c *collectCounter) Put(ctx context.Context, key string, r io.Reader, n int64) (storage.Info, error) {
+	c.note("Put", key)
+	return c.Store.Put(ctx, key, r, n)
+}
+
+func (c *collectCounter) PutIfAbsent(ctx context.Context, key string, r io.Reader, n int64) (storage.Info, error) {
+	c.note("PutIfAbsent", key)
+	return c.Store.PutIfAbsent(ctx, key, r, n)
+}
+
+// CollectOnce (`slipway gc`) reads and deletes through the store it is
+// given to collect with (paced, for --gentle), and keeps the lease on the
+// store itself: a paced lease renewal could come late.
+func TestCollectOnceCollectsThroughCollect(t *testing.T) {
+	dir := t.TempDir()
+	store, err := fs.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	orphan := "data/ab/ab" + strings.Repeat("1", 62)
+	if _, err := store.Put(ctx, orphan, strings.NewReader("orphan"), 6); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-72 * time.Hour)
+	if err := os.Chtimes(filepath.Join(dir, filepath.FromSlash(orphan)), old, old); err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Default()
+	cfg.GC.Grace = 0
+	collect := &collectCounter{Store: store}
+	rep, err := CollectOnce(ctx, cfg, store, collect, GCOptions(cfg), func(err error) { t.Errorf("lease held: %v", err) }, func(retention.Report, error) {})
+	if err != nil || rep.Freed.Objects != 1 {
+		t.Fatalf("CollectOnce = %+v, %v; want the orphan freed", rep, err)
+	}
+	if _, err := store.Stat(ctx, orphan); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("the orphan: %v, want it gone", err)
+	}
+	collect.mu.Lock()
+	defer collect.mu.Unlock()
+	var listed, deleted bool
+	for _, c := range collect.calls {
+		listed = listed || strings.HasPrefix(c, "List ")
+		deleted = deleted || c == "Delete "+orphan
+		if strings.HasSuffix(c, " gc/lease") {
+			t.Errorf("the lease went through the collect store: %s", c)
+		}
+	}
+	if !listed || !deleted {
+		t.Fatalf("through the collect store: %q; want its listings and the orphan's delete", collect.calls)
 	}
 }

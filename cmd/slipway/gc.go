@@ -11,6 +11,7 @@ import (
 	"github.com/slipway/slipway/gc"
 	"github.com/slipway/slipway/retention"
 	"github.com/slipway/slipway/server"
+	"github.com/slipway/slipway/storage/pace"
 )
 
 // pingTimeout bounds the first contact with the store: an endpoint that
@@ -20,9 +21,10 @@ const pingTimeout = 30 * time.Second
 // gcCmd runs one garbage collection on the configured storage while the
 // replicas keep serving: a progress line per stage, then a summary.
 func gcCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env config.LookupEnv) int {
-	fl := newFlags("gc", "[--dry-run] [--config FILE] [--grace DURATION]", stderr)
+	fl := newFlags("gc", "[--dry-run] [--gentle] [--config FILE] [--grace DURATION]", stderr)
 	path := configFlag(fl)
 	dry := fl.Bool("dry-run", false, "report what would be freed, free nothing (also when gc.dry_run is true)")
+	gentle := fl.Bool("gentle", false, "yield to the replicas' clients: gc.busy_concurrency store requests in flight, each busy at most gc.busy_share of the time (default: gc.concurrency, no pause)")
 	grace := fl.Duration("grace", -1, "objects younger than this `duration` are kept (default: gc.grace)")
 	cfg, code, ok := loadConfig(fl, path, args, stderr, env)
 	if !ok {
@@ -63,12 +65,18 @@ func gcCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env con
 	if opts.DryRun {
 		mode = " (dry run: nothing is deleted)"
 	}
+	collect := store
+	if *gentle {
+		bound := server.GentlePace(cfg.GC)
+		collect = pace.Wrap(store, func() pace.Bound { return bound })
+		mode += fmt.Sprintf(", gently: %d requests in flight, each busy %.3g%% of the time", bound.InFlight, 100*bound.Share)
+	}
 	fmt.Fprintf(stdout, "collecting on %s, grace %s%s\n", storageName(cfg.Storage), cfg.GC.Grace, mode)
 	// A failed retention pass does not stop the collection (the
 	// collector is correct on whatever tags exist), but the command
 	// fails: the operator must see that old tags were not deleted.
 	var retErr error
-	rep, err := server.CollectOnce(ctx, cfg, store, opts, func(err error) {
+	rep, err := server.CollectOnce(ctx, cfg, store, collect, opts, func(err error) {
 		fmt.Fprintf(stderr, "slipway gc: note: %s; running anyway (two collectors are safe, only slower)\n", err)
 	}, func(r retention.Report, err error) {
 		fmt.Fprintf(stdout, "[%s] %s\n", time.Since(begun).Round(time.Second), r.Summary())

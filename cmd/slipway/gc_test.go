@@ -119,3 +119,24 @@ func TestGCCommandLeaseHeld(t *testing.T) {
 		t.Fatalf("exit %d\nstdout %s\nstderr %s", code, out, errs)
 	}
 }
+
+// --gentle runs at the pace the configuration gives a busy replica's
+// collections, says so, and frees what a run at full speed frees.
+func TestGCCommandGentle(t *testing.T) {
+	root := t.TempDir()
+	path := orphan(t, root)
+	env := map[string]string{"SLIPWAY_STORAGE_FILESYSTEM_ROOT": root,
+		"SLIPWAY_GC_BUSY_CONCURRENCY": "3", "SLIPWAY_GC_BUSY_SHARE": "0.5"}
+	code, out, errs := gcRun(t, env, "--gentle", "--grace", "0s")
+	if code != 0 {
+		t.Fatalf("gentle run: exit %d\n%s%s", code, out, errs)
+	}
+	for _, want := range []string{"grace 0s, gently: 3 requests in flight, each busy 50% of the time\n", "freed 1 objects (6 B), rescued 0"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("the orphan is still there: %v", err)
+	}
+}
