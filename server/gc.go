@@ -298,8 +298,15 @@ func CollectOnce(ctx context.Context, cfg config.Config, store, collect storage.
 // GentlePace is the pace of a collection that shares the store with
 // clients, as a replica's own collections keep while it serves them:
 // gc.busy_concurrency requests in flight, each place busy at most
-// gc.busy_share of the time (docs/architecture.md 5.5). `slipway gc
-// --gentle` runs at it: a process apart cannot see the replicas' clients.
+// gc.busy_share of the time (docs/architecture.md 5.5).
 func GentlePace(cfg config.GC) pace.Bound {
 	return pace.Bound{InFlight: cfg.BusyConcurrency, Share: cfg.BusyShare}
+}
+
+// GentleStore is store at GentlePace throughout, the store `slipway gc
+// --gentle` collects through: a process apart cannot see the replicas'
+// clients.
+func GentleStore(cfg config.GC, store storage.Store) storage.Store {
+	bound := GentlePace(cfg)
+	return pace.Wrap(store, func() pace.Bound { return bound })
 }

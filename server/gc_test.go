@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -17,9 +16,11 @@ import (
 
 	"github.com/slipway/slipway/config"
 	"github.com/slipway/slipway/gc"
+	"github.com/slipway/slipway/registry"
 	"github.com/slipway/slipway/retention"
 	"github.com/slipway/slipway/storage"
 	"github.com/slipway/slipway/storage/fs"
+	"github.com/slipway/slipway/storage/pause"
 )
 
 // fakeGC stands for package gc: each run reports its id through
@@ -389,39 +390,6 @@ func TestGCCollectorsKept(t *testing.T) {
 	}
 }
 
-// collectCounter counts the requests of a collection by kind and key.
-type collectCounter struct {
-	storage.Store
-	mu    sync.Mutex
-	calls []string
-}
-
-func (c *collectCounter) note(op, key string) {
-	c.mu.Lock()
-	c.calls = append(c.calls, op+" "+key)
-	c.mu.Unlock()
-}
-
-func (c *collectCounter) List(ctx context.Context, o storage.ListOptions) (storage.ListPage, error) {
-	c.note("List", o.Prefix)
-	return c.Store.List(ctx, o)
-}
-
-func (c *collectCounter) Delete(ctx context.Context, key string) error {
-	c.note("Delete", key)
-	return c.Store.Delete(ctx, key)
-}
-
-func (c *collectCounter) Put(ctx context.Context, key string, r io.Reader, n int64) (storage.Info, error) {
-	c.note("Put", key)
-	return c.Store.Put(ctx, key, r, n)
-}
-
-func (c *collectCounter) PutIfAbsent(ctx context.Context, key string, r io.Reader, n int64) (storage.Info, error) {
-	c.note("PutIfAbsent", key)
-	return c.Store.PutIfAbsent(ctx, key, r, n)
-}
-
 // CollectOnce (`slipway gc`) reads and deletes through the store it is
 // given to collect with (paced, for --gentle), and keeps the lease on the
 // store itself: a paced lease renewal could come late.
@@ -442,25 +410,69 @@ func TestCollectOnceCollectsThroughCollect(t *testing.T) {
 	}
 	cfg := config.Default()
 	cfg.GC.Grace = 0
-	collect := &collectCounter{Store: store}
-	rep, err := CollectOnce(ctx, cfg, store, collect, GCOptions(cfg), func(err error) { t.Errorf("lease held: %v", err) }, func(retention.Report, error) {})
+	// Points released at once: they only record whether an operation
+	// went through the collect store.
+	collect := pause.New(store)
+	seen := func(op, key string) *pause.Point {
+		p := collect.Before(op, key)
+		p.Release()
+		return p
+	}
+	listed, deleted, leased := seen(pause.List, registry.DataPrefix), seen(pause.Delete, orphan), seen(pause.PutIfAbsent, "gc/lease")
+	rep, err := CollectOnce(ctx, cfg, store, collect.Store(), GCOptions(cfg), func(err error) { t.Errorf("lease held: %v", err) }, func(retention.Report, error) {})
 	if err != nil || rep.Freed.Objects != 1 {
 		t.Fatalf("CollectOnce = %+v, %v; want the orphan freed", rep, err)
 	}
 	if _, err := store.Stat(ctx, orphan); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("the orphan: %v, want it gone", err)
 	}
-	collect.mu.Lock()
-	defer collect.mu.Unlock()
-	var listed, deleted bool
-	for _, c := range collect.calls {
-		listed = listed || strings.HasPrefix(c, "List ")
-		deleted = deleted || c == "Delete "+orphan
-		if strings.HasSuffix(c, " gc/lease") {
-			t.Errorf("the lease went through the collect store: %s", c)
+	reached := func(p *pause.Point) bool {
+		select {
+		case <-p.Reached():
+			return true
+		default:
+			return false
 		}
 	}
-	if !listed || !deleted {
-		t.Fatalf("through the collect store: %q; want its listings and the orphan's delete", collect.calls)
+	if !reached(listed) || !reached(deleted) {
+		t.Fatalf("through the collect store: listing %s %v, deleting the orphan %v; want both", registry.DataPrefix, reached(listed), reached(deleted))
+	}
+	if reached(leased) {
+		t.Error("the lease went through the collect store")
+	}
+}
+
+// GentleStore keeps gc.busy_concurrency requests in flight: with 1, a
+// second request waits while the first is held.
+func TestGentleStoreKeepsBusyConcurrency(t *testing.T) {
+	inner, err := fs.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := pause.New(inner)
+	t.Cleanup(held.ReleaseAll)
+	first := held.Before(pause.Stat, "a")
+	s := GentleStore(config.GC{BusyConcurrency: 1, BusyShare: 1}, held.Store())
+	ctx := context.Background()
+	done := make(chan string, 2)
+	stat := func(key string) {
+		_, _ = s.Stat(ctx, key)
+		done <- key
+	}
+	go stat("a")
+	<-first.Reached()
+	go stat("b")
+	select {
+	case k := <-done:
+		t.Fatalf("%s finished while a held the only place", k)
+	case <-time.After(200 * time.Millisecond):
+	}
+	first.Release()
+	for range 2 {
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("a request never finished after the first was released")
+		}
 	}
 }

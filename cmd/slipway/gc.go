@@ -11,7 +11,6 @@ import (
 	"github.com/slipway/slipway/gc"
 	"github.com/slipway/slipway/retention"
 	"github.com/slipway/slipway/server"
-	"github.com/slipway/slipway/storage/pace"
 )
 
 // pingTimeout bounds the first contact with the store: an endpoint that
@@ -67,9 +66,8 @@ func gcCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env con
 	}
 	collect := store
 	if *gentle {
-		bound := server.GentlePace(cfg.GC)
-		collect = pace.Wrap(store, func() pace.Bound { return bound })
-		mode += fmt.Sprintf(", gently: %d requests in flight, each busy %.3g%% of the time", bound.InFlight, 100*bound.Share)
+		collect = server.GentleStore(cfg.GC, store)
+		mode += fmt.Sprintf(", gently: %d requests in flight, each busy %.3g%% of the time", cfg.GC.BusyConcurrency, 100*cfg.GC.BusyShare)
 	}
 	fmt.Fprintf(stdout, "collecting on %s, grace %s%s\n", storageName(cfg.Storage), cfg.GC.Grace, mode)
 	// A failed retention pass does not stop the collection (the

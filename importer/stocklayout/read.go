@@ -99,9 +99,30 @@ func (l *Layout) Tags(ctx context.Context, repo string) (tags []Tag, problems []
 }
 
 // Manifests lists the digests of the manifest revisions linked into a
-// repository (tagged or not), in lexical order of their keys.
-func (l *Layout) Manifests(ctx context.Context, repo string) ([]digest.Digest, []error, error) {
-	return l.links(ctx, revisionsPrefix(repo), true)
+// repository (tagged or not), in lexical order of their keys. Each link
+// is read: one whose content is not the digest its key names is a
+// problem.
+func (l *Layout) Manifests(ctx context.Context, repo string) (ds []digest.Digest, problems []error, err error) {
+	links, problems, err := l.links(ctx, revisionsPrefix(repo))
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, k := range links {
+		got, err := l.readLink(ctx, k.key)
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
+			// Deleted since the listing: the stock registry deleted it.
+		case errors.As(err, new(*CorruptError)):
+			problems = append(problems, err)
+		case err != nil:
+			return nil, nil, fmt.Errorf("stock registry layout: %s: %w", k.key, err)
+		case got != k.digest:
+			problems = append(problems, corrupt(k.key, "link holds %s, not the digest %s its key names", got, k.digest))
+		default:
+			ds = append(ds, k.digest)
+		}
+	}
+	return ds, problems, nil
 }
 
 // Layers lists the digests of the blobs linked into a repository (layers
@@ -114,49 +135,37 @@ func (l *Layout) Manifests(ctx context.Context, repo string) ([]digest.Digest, [
 // their data), never from these links: they only name what no imported
 // manifest references (Plan.Unreferenced), and reading each would cost
 // one request per blob of the repository.
-func (l *Layout) Layers(ctx context.Context, repo string) ([]digest.Digest, []error, error) {
-	return l.links(ctx, layersPrefix(repo), false)
+func (l *Layout) Layers(ctx context.Context, repo string) (ds []digest.Digest, problems []error, err error) {
+	links, problems, err := l.links(ctx, layersPrefix(repo))
+	for _, k := range links {
+		ds = append(ds, k.digest)
+	}
+	return ds, problems, err
 }
 
-// links lists every "<alg>/<hex>/link" object below prefix; any other
-// object there is a problem. With read, each link is read too, and one
-// whose content is not the digest its key names is a problem.
-func (l *Layout) links(ctx context.Context, prefix string, read bool) (ds []digest.Digest, problems []error, err error) {
-	var keys []string
+// link is a listed "<alg>/<hex>/link" object and the digest its key names.
+type link struct {
+	key    string
+	digest digest.Digest
+}
+
+// links lists every "<alg>/<hex>/link" object below prefix, without
+// reading them; any other object there is a problem.
+func (l *Layout) links(ctx context.Context, prefix string) (links []link, problems []error, err error) {
 	err = pages(ctx, l.store, storage.ListOptions{Prefix: prefix}, func(p storage.ListPage) bool {
 		for _, o := range p.Objects {
-			keys = append(keys, o.Key)
+			if d, ok := linkDigest(strings.TrimPrefix(o.Key, prefix)); ok {
+				links = append(links, link{o.Key, d})
+			} else {
+				problems = append(problems, corrupt(o.Key, "not a link of the form <alg>/<hex>/link"))
+			}
 		}
 		return true
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("stock registry layout: list %s: %w", prefix, err)
 	}
-	for _, key := range keys {
-		want, ok := linkDigest(strings.TrimPrefix(key, prefix))
-		if !ok {
-			problems = append(problems, corrupt(key, "not a link of the form <alg>/<hex>/link"))
-			continue
-		}
-		if !read {
-			ds = append(ds, want)
-			continue
-		}
-		got, err := l.readLink(ctx, key)
-		switch {
-		case errors.Is(err, storage.ErrNotFound):
-			// Deleted since the listing: the stock registry deleted it.
-		case errors.As(err, new(*CorruptError)):
-			problems = append(problems, err)
-		case err != nil:
-			return nil, nil, fmt.Errorf("stock registry layout: %s: %w", key, err)
-		case got != want:
-			problems = append(problems, corrupt(key, "link holds %s, not the digest %s its key names", got, want))
-		default:
-			ds = append(ds, want)
-		}
-	}
-	return ds, problems, nil
+	return links, problems, nil
 }
 
 // linkDigest reads "<alg>/<hex>/link" as the digest <alg>:<hex>.
