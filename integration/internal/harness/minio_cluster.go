@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/minio/minio-go/v7"
 )
 
 // StartMinIOCluster starts a distributed MinIO for one test: n server
@@ -77,8 +80,55 @@ func StartMinIOCluster(t testing.TB, n int) []*MinIO {
 			t.Fatalf("minio node %d: %v", i+1, err)
 		}
 	}
+	// A 200 from /minio/health/cluster is not enough: a node may still
+	// answer a PUT with 503 SlowDownWrite (no write quorum yet, seen in CI
+	// a few seconds after every node said healthy), and a replica whose
+	// start-up probe gets that exits. Live means a PUT succeeds through
+	// every node.
+	if err := waitWritable(t, nodes); err != nil {
+		t.Fatal(err)
+	}
 	t.Logf("distributed minio: %d nodes (%s) live in %s", n, strings.Join(peers, " "), time.Since(start).Round(time.Millisecond))
 	return nodes
+}
+
+// waitWritable creates a bucket and waits until an object can be written
+// and deleted through each node in turn.
+func waitWritable(t testing.TB, nodes []*MinIO) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	bucket := "warm-up"
+	var last error
+	for ctx.Err() == nil {
+		last = nodes[0].Client(t).MakeBucket(ctx, bucket, minio.MakeBucketOptions{Region: MinIORegion})
+		if code := minio.ToErrorResponse(last).Code; code == "BucketAlreadyOwnedByYou" || code == "BucketAlreadyExists" {
+			last = nil // an earlier try made it and its answer was lost
+		}
+		if last == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if last != nil {
+		return fmt.Errorf("distributed minio: creating bucket %s through node 1: %w", bucket, last)
+	}
+	for i, m := range nodes {
+		c := m.Client(t)
+		for {
+			_, last = c.PutObject(ctx, bucket, "probe", strings.NewReader("x"), 1, minio.PutObjectOptions{})
+			if last == nil {
+				last = c.RemoveObject(ctx, bucket, "probe", minio.RemoveObjectOptions{})
+			}
+			if last == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return fmt.Errorf("distributed minio: node %d not writable within 60s: %w", i+1, last)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	return nil
 }
 
 // waitClusterHealthy waits until m reports that the cluster has write
