@@ -152,21 +152,19 @@ func (s *Service) copyReferrers(ctx context.Context, from, to string, d digest.D
 		if !slices.Contains(cosignSuffixes, strings.TrimPrefix(tag, prefix[:len(prefix)-1])) {
 			continue
 		}
-		st, err := s.meta.Tag(ctx, from, tag)
+		// Through the tag, as a pull by tag: a tag always names a manifest
+		// linked in its repository, so the link needs no check of its own.
+		sm, err := s.meta.Resolve(ctx, from, tag)
 		if errors.Is(err, storage.ErrNotFound) {
-			continue
+			continue // deleted since it was listed
 		}
-		if err != nil {
-			return storeError(err)
-		}
-		sm, err := s.meta.ManifestInRepo(ctx, from, st.Digest)
 		if err != nil {
 			return storeError(err)
 		}
 		if err := s.copyManifest(ctx, from, to, sm, seen, depth+1); err != nil {
 			return err
 		}
-		if err := s.setCarriedTag(ctx, to, tag, st.Digest); err != nil {
+		if err := s.setCarriedTag(ctx, to, tag, sm.Digest); err != nil {
 			return storeError(err)
 		}
 	}
