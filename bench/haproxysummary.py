@@ -3,8 +3,11 @@
 import json, statistics, sys
 
 rows, drains = {}, []
+servers = 3
 for line in open(sys.argv[1]):
     line = line.strip()
+    if line.startswith('# - HAProxy servers: '):
+        servers = int(line.rsplit(' ', 1)[1])
     if not line or line.startswith('#'):
         continue
     r = json.loads(line)
@@ -20,7 +23,8 @@ def med(rs, key):
 def f(v, fmt='%.1f'):
     return '—' if v is None else fmt % v
 
-print('| row | direct (one replica) | haproxy (three replicas) | haproxy / direct | p99 direct | p99 haproxy | p99 difference |')
+names = {1: 'replica 1 alone', 2: 'two replicas', 3: 'three replicas'}
+print('| row | direct (one replica) | haproxy (%s) | haproxy / direct | p99 direct | p99 haproxy | p99 difference |' % names[servers])
 print('|---|---|---|---|---|---|---|')
 for sc in sorted({k[0] for k in rows}):
     d, h = rows.get((sc, 'direct'), []), rows.get((sc, 'haproxy'), [])

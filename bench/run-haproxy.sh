@@ -34,6 +34,9 @@
 #   REGBENCH_FLAGS (extra regbench flags for the rows, e.g. "-n 4" for a smoke test)
 #   QUIET_PCT=10 QUIET_MAX=20 SLIPWAY_BIN MINIO_BIN HAPROXY_BIN KEEP=0 RESULTS
 #   BASE_PORT=5400 (replicas 5401-5403, HAProxy 5410, MinIO BASE_PORT+50)
+#   SERVERS=3: how many of the replicas HAProxy balances over. SERVERS=1
+#     puts HAProxy in front of replica 1 alone, the very one the direct
+#     rows call: what HAProxy's own hop costs, with no fan-out.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -47,13 +50,16 @@ PHASES=${PHASES:-rows drain}
 ROWS=${ROWS:-manifest-head push-16m}
 QUIET_MAX=${QUIET_MAX:-20}
 BASE_PORT=${BASE_PORT:-5400}
+SERVERS=${SERVERS:-3}
 HAPROXY_BIN=${HAPROXY_BIN:-/usr/sbin/haproxy}
 RESULTS=${RESULTS:-$REPO/bench/results/haproxy-$(date -u +%Y%m%dT%H%M%SZ).jsonl}
-COMMAND="REPS=$REPS SLEEP=$SLEEP DROP=$DROP DURATION=$DURATION DRAIN_DURATION=$DRAIN_DURATION bench/run-haproxy.sh"
+COMMAND="SERVERS=$SERVERS REPS=$REPS SLEEP=$SLEEP DROP=$DROP DURATION=$DURATION DRAIN_DURATION=$DRAIN_DURATION bench/run-haproxy.sh"
 
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+[[ $SERVERS =~ ^[123]$ ]] || die "SERVERS must be 1, 2 or 3"
+[[ $SERVERS == 3 || " $PHASES " != *" drain "* ]] || die "the drain phase SIGTERMs replica 2 of three: SERVERS=3 (or PHASES=rows)"
 [[ -x $HAPROXY_BIN ]] || die "no haproxy at $HAPROXY_BIN (apt-get install haproxy, or set HAPROXY_BIN)"
 start_run haproxyrun
 build_bench
@@ -83,8 +89,9 @@ start_haproxy() {
 	port_free "$port" || die "port $port in use (set BASE_PORT)"
 	# The configuration integration/cluster runs (harness.HAProxyConfig),
 	# not a copy of it.
-	(cd "$REPO" && go run ./integration/internal/harness/haproxycfg -bind "127.0.0.1:$port" -sock "$HAPROXY_SOCK" \
-		"127.0.0.1:$((BASE_PORT + 1))" "127.0.0.1:$((BASE_PORT + 2))" "127.0.0.1:$((BASE_PORT + 3))") >"$cfg" ||
+	local servers=() n
+	for ((n = 1; n <= SERVERS; n++)); do servers+=("127.0.0.1:$((BASE_PORT + n))"); done
+	(cd "$REPO" && go run ./integration/internal/harness/haproxycfg -bind "127.0.0.1:$port" -sock "$HAPROXY_SOCK" "${servers[@]}") >"$cfg" ||
 		die "cannot write the HAProxy configuration"
 	"$HAPROXY_BIN" -db -f "$cfg" >>"$RUN_DIR/haproxy.log" 2>&1 &
 	started haproxy "$port" 401
@@ -119,6 +126,7 @@ machine() {
 	echo "- $(cpu_facts)"
 	echo "- MinIO: $("$MINIO_BIN" --version 2>&1 | head -1), one drive under $BENCH_DIR; HAProxy: $("$HAPROXY_BIN" -v | head -1 | awk '{print $3}')"
 	echo "- Slipway: $(cd "$REPO" && git rev-parse --short HEAD), 3 replicas, http.drain_delay $DRAIN_DELAY"
+	echo "- HAProxy servers: $SERVERS"
 }
 machine | sed 's/^/# /' >>"$RESULTS"
 
