@@ -49,14 +49,21 @@ func (r *run) commitAll(ctx context.Context, marked []candidate, v verdict) erro
 			ready = append(ready, i)
 		}
 	}
+	tombs := &tombRemover{store: r.c.store, size: r.c.tombBatch, concurrency: r.c.opts.Concurrency}
 	for len(ready) > 0 {
 		kept := make([]bool, len(ready))
 		err := r.each(ctx, len(ready), func(ctx context.Context, n int) error {
 			var err error
-			kept[n], err = r.commit(ctx, marked[ready[n]], !keep[ready[n]])
+			kept[n], err = r.commit(ctx, marked[ready[n]], !keep[ready[n]], tombs)
 			return err
 		})
 		if err != nil {
+			// What is queued was resolved: its tombstones may go (best
+			// effort, as release does; recovery removes any left).
+			_ = tombs.flush(context.WithoutCancel(ctx))
+			return err
+		}
+		if err := tombs.flush(ctx); err != nil {
 			return err
 		}
 		var next []int
@@ -78,8 +85,12 @@ func (r *run) commitAll(ctx context.Context, marked []candidate, v verdict) erro
 			left = append(left, i)
 		}
 	}
-	return r.each(ctx, len(left), func(ctx context.Context, n int) error {
-		_, err := r.commit(ctx, marked[left[n]], false)
+	err := r.each(ctx, len(left), func(ctx context.Context, n int) error {
+		_, err := r.commit(ctx, marked[left[n]], false, tombs)
 		return err
 	})
+	if ferr := tombs.flush(context.WithoutCancel(ctx)); err == nil {
+		err = ferr
+	}
+	return err
 }

@@ -182,7 +182,7 @@ func (r *run) release(ctx context.Context, marked []candidate) {
 
 // commit resolves one marked candidate: kept (the second look found it
 // live, or a writer rescued it) or deleted.
-func (r *run) commit(ctx context.Context, c candidate, garbage bool) (kept bool, err error) {
+func (r *run) commit(ctx context.Context, c candidate, garbage bool, tombs *tombRemover) (kept bool, err error) {
 	defer r.count(&r.rep.Pending, -1)
 	if garbage {
 		if err := r.alive(); err != nil {
@@ -190,24 +190,32 @@ func (r *run) commit(ctx context.Context, c candidate, garbage bool) (kept bool,
 		}
 		err := tombstone.Commit(ctx, r.c.store, c.key, r.id, c.etag)
 		if err == nil {
-			return false, r.finishDeletion(ctx, c)
+			return false, r.deleteThen(ctx, c, tombs.remove)
 		}
 		if !errors.Is(err, storage.ErrPreconditionFailed) {
 			return false, err
 		}
 	}
 	r.count(&r.rep.Rescued, 1)
-	return true, tombstone.Remove(ctx, r.c.store, c.key)
+	return true, tombs.remove(ctx, c.key)
 }
 
 // finishDeletion deletes an object whose tombstone is deleting, then the
 // tombstone. Every step is idempotent: anyone may repeat it.
 func (r *run) finishDeletion(ctx context.Context, c candidate) error {
+	return r.deleteThen(ctx, c, func(ctx context.Context, key string) error {
+		return tombstone.Remove(ctx, r.c.store, key)
+	})
+}
+
+// deleteThen deletes c's object, then has its tombstone removed by
+// removeTomb (at once, or queued for a batch: tombs.go).
+func (r *run) deleteThen(ctx context.Context, c candidate, removeTomb func(ctx context.Context, objectKey string) error) error {
 	data, size, err := r.deleteObject(ctx, c.key)
 	if err != nil {
 		return err
 	}
-	if err := tombstone.Remove(ctx, r.c.store, c.key); err != nil {
+	if err := removeTomb(ctx, c.key); err != nil {
 		return err
 	}
 	r.freed(c.key, c.size)
