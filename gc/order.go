@@ -52,18 +52,12 @@ func (r *run) commitAll(ctx context.Context, marked []candidate, v verdict) erro
 	tombs := &tombRemover{store: r.c.store, size: r.c.tombBatch, concurrency: r.c.opts.Concurrency}
 	for len(ready) > 0 {
 		kept := make([]bool, len(ready))
-		err := r.each(ctx, len(ready), func(ctx context.Context, n int) error {
+		err := tombs.settle(ctx, r.each(ctx, len(ready), func(ctx context.Context, n int) error {
 			var err error
 			kept[n], err = r.commit(ctx, marked[ready[n]], !keep[ready[n]], tombs)
 			return err
-		})
+		}))
 		if err != nil {
-			// What is queued was resolved: its tombstones may go (best
-			// effort, as release does; recovery removes any left).
-			_ = tombs.flush(context.WithoutCancel(ctx))
-			return err
-		}
-		if err := tombs.flush(ctx); err != nil {
 			return err
 		}
 		var next []int
@@ -85,12 +79,8 @@ func (r *run) commitAll(ctx context.Context, marked []candidate, v verdict) erro
 			left = append(left, i)
 		}
 	}
-	err := r.each(ctx, len(left), func(ctx context.Context, n int) error {
+	return tombs.settle(ctx, r.each(ctx, len(left), func(ctx context.Context, n int) error {
 		_, err := r.commit(ctx, marked[left[n]], false, tombs)
 		return err
-	})
-	if ferr := tombs.flush(context.WithoutCancel(ctx)); err == nil {
-		err = ferr
-	}
-	return err
+	}))
 }

@@ -60,3 +60,14 @@ func (t *tombRemover) flush(ctx context.Context) error {
 	t.mu.Unlock()
 	return storage.DeleteAll(ctx, t.store, keys, t.concurrency)
 }
+
+// settle flushes after a commit layer whatever err it ended with (what is
+// queued was resolved, so its tombstones may go even on an error or a
+// cancelled ctx; recovery removes any left), and returns err, else the
+// flush's error.
+func (t *tombRemover) settle(ctx context.Context, err error) error {
+	if ferr := t.flush(context.WithoutCancel(ctx)); err == nil {
+		err = ferr
+	}
+	return err
+}

@@ -97,38 +97,42 @@ func StartMinIOCluster(t testing.TB, n int) []*MinIO {
 func waitWritable(t testing.TB, nodes []*MinIO) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	bucket := "warm-up"
-	var last error
-	for ctx.Err() == nil {
-		last = nodes[0].Client(t).MakeBucket(ctx, bucket, minio.MakeBucketOptions{Region: MinIORegion})
-		if code := minio.ToErrorResponse(last).Code; code == "BucketAlreadyOwnedByYou" || code == "BucketAlreadyExists" {
-			last = nil // an earlier try made it and its answer was lost
+	const bucket = "warm-up"
+	err := retry(ctx, func() error {
+		err := nodes[0].Client(t).MakeBucket(ctx, bucket, minio.MakeBucketOptions{Region: MinIORegion})
+		if code := minio.ToErrorResponse(err).Code; code == "BucketAlreadyOwnedByYou" || code == "BucketAlreadyExists" {
+			return nil // an earlier try made it and its answer was lost
 		}
-		if last == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if last != nil {
-		return fmt.Errorf("distributed minio: creating bucket %s through node 1: %w", bucket, last)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("distributed minio: creating bucket %s through node 1: %w", bucket, err)
 	}
 	for i, m := range nodes {
 		c := m.Client(t)
-		for {
-			_, last = c.PutObject(ctx, bucket, "probe", strings.NewReader("x"), 1, minio.PutObjectOptions{})
-			if last == nil {
-				last = c.RemoveObject(ctx, bucket, "probe", minio.RemoveObjectOptions{})
+		err := retry(ctx, func() error {
+			if _, err := c.PutObject(ctx, bucket, "probe", strings.NewReader("x"), 1, minio.PutObjectOptions{}); err != nil {
+				return err
 			}
-			if last == nil {
-				break
-			}
-			if ctx.Err() != nil {
-				return fmt.Errorf("distributed minio: node %d not writable within 60s: %w", i+1, last)
-			}
-			time.Sleep(100 * time.Millisecond)
+			return c.RemoveObject(ctx, bucket, "probe", minio.RemoveObjectOptions{})
+		})
+		if err != nil {
+			return fmt.Errorf("distributed minio: node %d not writable within 60s: %w", i+1, err)
 		}
 	}
 	return nil
+}
+
+// retry calls f every 100 ms until it succeeds or ctx ends, and returns
+// f's last error.
+func retry(ctx context.Context, f func() error) error {
+	for {
+		err := f()
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // waitClusterHealthy waits until m reports that the cluster has write
