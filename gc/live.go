@@ -3,6 +3,7 @@ package gc
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 
 	"github.com/opencontainers/go-digest"
@@ -19,8 +20,11 @@ type repoState struct {
 	manifests map[hash]link
 	blobs     map[hash]link
 	referrers []referrerEntry
-	objects   int64
-	bytes     int64
+	// tagObjs: the listed keys under _tags/, _tagjournal/ and _tagindex/,
+	// from which the tags are read (registry.Metadata.TagStatesListed).
+	tagObjs []storage.Info
+	objects int64
+	bytes   int64
 }
 
 // link is a listed link and the digest it names.
@@ -35,8 +39,12 @@ type referrerEntry struct {
 }
 
 func newRepoState(repo string, objs []storage.Info) *repoState {
-	st := &repoState{repo: repo, manifests: map[hash]link{}, blobs: map[hash]link{}}
+	st := &repoState{repo: repo, manifests: map[hash]link{}, blobs: map[hash]link{}, tagObjs: []storage.Info{}}
+	tagPrefix := registry.RepoPrefix(repo) + "_tag"
 	for _, o := range objs {
+		if strings.HasPrefix(o.Key, tagPrefix) {
+			st.tagObjs = append(st.tagObjs, o)
+		}
 		k, ok := registry.ParseRepoKey(o.Key)
 		if !ok || k.Repo != repo {
 			continue
@@ -132,7 +140,10 @@ func (r *run) readManifestRefs(ctx context.Context, d digest.Digest) (*manifestR
 // younger than grace, and (referrers: keep) every manifest with a subject.
 // It also returns the references read, by manifest.
 func (r *run) garbageLinks(ctx context.Context, st *repoState, ledger []digest.Digest) ([]candidate, map[hash]*manifestRefs, error) {
-	tags, err := r.c.meta.TagStates(ctx, st.repo)
+	// The tags as the repository's listing shows them: no list or Stat of
+	// its own (the second look lists the repository again, after the
+	// tombstones).
+	tags, err := r.c.meta.TagStatesListed(ctx, st.repo, st.tagObjs)
 	if err != nil {
 		return nil, nil, err
 	}

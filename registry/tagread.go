@@ -44,7 +44,46 @@ import (
 // repositories/<name>/_tagindex/tags is deleted (the next read rebuilds
 // it from the tags themselves).
 func (md *Metadata) TagStates(ctx context.Context, repo string) (map[string]TagState, error) {
-	return md.tagIndex.read(ctx, md, repo)
+	return md.tagIndex.read(ctx, md, repo, nil)
+}
+
+// TagStatesListed is TagStates on a listing of repo the caller made: the
+// keys under its _tags/, _tagjournal/ and _tagindex/ (other keys are
+// ignored), as the collector's walk of every repository lists them. The
+// journal records, the index's ETag and, without an index, the tag keys
+// come from it, so no list and no Stat is sent. Consistency is TagStates',
+// with "before the call began" read as "before the listing began": the
+// listing shows the journal and the index as they were at one time, which
+// is all the argument above uses (the index version it shows holds every
+// write whose record it does not show).
+func (md *Metadata) TagStatesListed(ctx context.Context, repo string, listing []storage.Info) (map[string]TagState, error) {
+	if listing == nil {
+		listing = []storage.Info{}
+	}
+	return md.tagIndex.read(ctx, md, repo, listing)
+}
+
+// tagListing is what TagStates needs of a repository's listing.
+type tagListing struct {
+	journal []storage.Info // records under _tagjournal/
+	tags    []string       // tag names under _tags/
+	index   *storage.Info  // _tagindex/tags, nil if absent
+}
+
+func newTagListing(repo string, objs []storage.Info) *tagListing {
+	l := &tagListing{}
+	jp, tp, ik := journalPrefix(repo), tagsPrefix(repo), tagIndexKey(repo)
+	for i, o := range objs {
+		switch {
+		case strings.HasPrefix(o.Key, jp):
+			l.journal = append(l.journal, o)
+		case strings.HasPrefix(o.Key, tp):
+			l.tags = append(l.tags, strings.TrimPrefix(o.Key, tp))
+		case o.Key == ik:
+			l.index = &objs[i]
+		}
+	}
+	return l
 }
 
 // indexEntry is one tag as the index holds it: the tag object's bytes
@@ -78,19 +117,31 @@ func newTagIndexes() *tagIndexes {
 	return &tagIndexes{cache: c}
 }
 
-func (t *tagIndexes) read(ctx context.Context, m *Metadata, repo string) (map[string]TagState, error) {
-	recs, err := listAll(ctx, m.store, journalPrefix(repo))
-	if err != nil {
-		return nil, err
+// read reads repo's tags; listed (nil: list here) is the caller's
+// listing of the repository.
+func (t *tagIndexes) read(ctx context.Context, m *Metadata, repo string, listed []storage.Info) (map[string]TagState, error) {
+	var l *tagListing
+	var recs []storage.Info
+	if listed != nil {
+		l = newTagListing(repo, listed)
+		recs = l.journal
+	} else {
+		var err error
+		if recs, err = listAll(ctx, m.store, journalPrefix(repo)); err != nil {
+			return nil, err
+		}
 	}
-	idx, err := t.load(ctx, m.store, repo)
+	idx, err := t.load(ctx, m.store, repo, l)
 	if err != nil {
 		return nil, err
 	}
 	var changed map[string]*indexEntry
-	if idx == nil {
+	switch {
+	case idx == nil && l != nil:
+		changed, err = readTagObjects(ctx, m, repo, l.tags)
+	case idx == nil:
 		changed, err = readTagKeys(ctx, m, repo)
-	} else {
+	default:
 		changed, err = readJournalTags(ctx, m, repo, recs)
 	}
 	if err != nil {
@@ -142,10 +193,20 @@ func (t *tagIndexes) fold(ctx context.Context, store, batch storage.Store, repo 
 }
 
 // load returns the stored index (nil if there is none), from the cache
-// when its ETag is still the stored one.
-func (t *tagIndexes) load(ctx context.Context, store storage.Store, repo string) (*parsedIndex, error) {
+// when its ETag is still the stored one: Stat-ed here, or as l (the
+// caller's listing, when not nil) shows it.
+func (t *tagIndexes) load(ctx context.Context, store storage.Store, repo string, l *tagListing) (*parsedIndex, error) {
 	key := tagIndexKey(repo)
-	info, err := store.Stat(ctx, key)
+	var info storage.Info
+	var err error
+	switch {
+	case l != nil && l.index == nil:
+		return nil, nil
+	case l != nil:
+		info = *l.index
+	default:
+		info, err = store.Stat(ctx, key)
+	}
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, nil
 	}

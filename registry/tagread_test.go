@@ -168,18 +168,25 @@ func (s *opCounter) List(ctx context.Context, o storage.ListOptions) (storage.Li
 // Reading N tags costs a few requests whatever N, once the index exists;
 // the first read costs a read per tag and a listing page per 1,000; a
 // tag write costs two small journal writes.
-func TestTagStatesRequests(t *testing.T) {
-	const n = 1200
+// countedRegistry is a registry on a filesystem store (st) whose store
+// requests cs counts. Its garbage-collection guard asks whether a sweep is
+// in progress once per CacheFor: once per test.
+func countedRegistry(t *testing.T) (st storage.Store, cs *opCounter, reg *Registry, md *Metadata) {
+	t.Helper()
 	st, err := fs.New(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	cs := &opCounter{Store: st, ops: map[string]int{}}
-	reg := New(cs, Options{})
-	md := reg.Metadata()
-	// The garbage-collection guard asks whether a sweep is in progress once
-	// per CacheFor: once in this test.
+	cs = &opCounter{Store: st, ops: map[string]int{}}
+	reg = New(cs, Options{})
+	md = reg.Metadata()
 	md.Guard().CacheFor = time.Hour
+	return st, cs, reg, md
+}
+
+func TestTagStatesRequests(t *testing.T) {
+	const n = 1200
+	_, cs, reg, md := countedRegistry(t)
 	ctx := context.Background()
 	d := digest.FromString("m")
 	for i := range n {
@@ -233,4 +240,70 @@ func TestTagStatesRequests(t *testing.T) {
 		t.Fatalf("TagStates after a move = %+v, %v", states["t00002"], err)
 	}
 	want("read after 3 moves", map[string]int{"List": 1, "Stat": 1, "Get": 3, "PutIfMatch": 1, "Delete": 3})
+}
+
+// TagStatesListed reads the same tags as TagStates from the caller's
+// listing of the repository: no list and no Stat of its own.
+func TestTagStatesListed(t *testing.T) {
+	const n = 20
+	st, cs, reg, md := countedRegistry(t)
+	ctx := context.Background()
+	for i := range n {
+		if err := md.SetTag(ctx, "app", fmt.Sprintf("t%02d", i), digest.FromString(fmt.Sprint(i)), "", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	listing := func() []storage.Info {
+		t.Helper()
+		objs, err := listAll(ctx, st, repoKey("app")+"_") // not counted
+		if err != nil {
+			t.Fatal(err)
+		}
+		return objs
+	}
+	read := func(step string, md *Metadata, ops map[string]int) map[string]TagState {
+		t.Helper()
+		reg.Wait()
+		cs.take()
+		got, err := md.TagStatesListed(ctx, "app", listing())
+		if err != nil {
+			t.Fatalf("%s: %v", step, err)
+		}
+		reg.Wait()
+		if c := cs.take(); fmt.Sprint(c) != fmt.Sprint(ops) {
+			t.Errorf("%s: store requests %v, want %v", step, c, ops)
+		}
+		want, err := New(st, Options{}).Metadata().TagStates(ctx, "app")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%s: %d tags, TagStates reads %d", step, len(got), len(want))
+		}
+		for tag, s := range want {
+			if got[tag].Digest != s.Digest || got[tag].ETag != s.ETag {
+				t.Errorf("%s: tag %s = %+v, TagStates reads %+v", step, tag, got[tag], s)
+			}
+		}
+		return got
+	}
+	// No index yet: each listed tag read, the index written, the done
+	// records deleted.
+	read("first read", md, map[string]int{"Get": n, "PutIfAbsent": 1, "Delete": n})
+	// The listing shows the index this process wrote: nothing to send.
+	read("read again", md, map[string]int{})
+	// Another process reads the index once.
+	read("other process", New(cs, Options{}).Metadata(), map[string]int{"Get": 1})
+	// A moved tag: its journal record in the listing, its read, one fold.
+	states, err := md.TagStates(ctx, "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := md.SetTag(ctx, "app", "t03", digest.FromString("moved"), "", states["t03"].ETag); err != nil {
+		t.Fatal(err)
+	}
+	got := read("after a move", md, map[string]int{"Get": 1, "PutIfMatch": 1, "Delete": 1})
+	if got["t03"].Digest != digest.FromString("moved") {
+		t.Errorf("moved tag reads %s", got["t03"].Digest)
+	}
 }
