@@ -39,8 +39,8 @@ type Collector struct {
 	refs *lru.Cache[hash, *manifestRefs]
 	// beatEvery is heartbeatEvery (tests shorten it).
 	beatEvery time.Duration
-	// tombBatch is tombBatch (tests shorten it).
-	tombBatch int
+	// chunk is commitChunk (tests shorten it).
+	chunk int
 }
 
 // refsCacheEntries bounds Collector.refs (an entry is ~0.5 KB).
@@ -93,7 +93,7 @@ func New(store storage.Store, meta *registry.Metadata, ledger LedgerReader, opts
 		ledger = noLedger{}
 	}
 	refs, _ := lru.New[hash, *manifestRefs](refsCacheEntries)
-	return &Collector{store: store, meta: meta, ledger: ledger, opts: opts, refs: refs, beatEvery: heartbeatEvery, tombBatch: tombBatch}
+	return &Collector{store: store, meta: meta, ledger: ledger, opts: opts, refs: refs, beatEvery: heartbeatEvery, chunk: commitChunk}
 }
 
 type noLedger struct{}

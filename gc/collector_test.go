@@ -10,6 +10,8 @@ import (
 	"time"
 
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/slipway/slipway/tombstone"
 )
 
 // An untagged manifest is freed with the links, descriptors and data of
@@ -185,7 +187,7 @@ func TestDryRun(t *testing.T) {
 	if got := e.registryKeys(); !slices.Equal(got, before) {
 		t.Fatalf("dry run changed the store:\n%q\n%q", before, got)
 	}
-	if len(e.keys("gc/tombstones/")) > 0 || len(e.keys("gc/sweeps/")) > 0 {
+	if len(e.keys(tombstone.Prefix)) > 0 || len(e.keys("gc/sweeps/")) > 0 {
 		t.Errorf("dry run wrote tombstones or a sweep entry")
 	}
 	real := e.run(Options{})

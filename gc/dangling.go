@@ -84,7 +84,7 @@ func (r *run) danglingLinks(ctx context.Context, missing *digestSets) error {
 		return nil
 	}
 	b := &batcher{r: r, look: r.lookDangling}
-	err := walk(ctx, r.c.store, registry.RepositoriesPrefix, func(o storage.Info) error {
+	err := storage.Walk(ctx, r.c.store, registry.RepositoriesPrefix, func(o storage.Info) error {
 		if r.age(o) < r.c.opts.Grace || !missing.names(o.Key) {
 			return nil
 		}

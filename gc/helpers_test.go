@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -24,6 +25,7 @@ import (
 	"github.com/slipway/slipway/registry"
 	"github.com/slipway/slipway/storage"
 	"github.com/slipway/slipway/storage/fs"
+	"github.com/slipway/slipway/tombstone"
 )
 
 // env is a registry served over HTTP on a filesystem store, and a
@@ -198,6 +200,16 @@ func (e *env) imageKeys(repo string, d digest.Digest) []string {
 	return keys
 }
 
+// hasTomb reports whether objectKey has a tombstone.
+func (e *env) hasTomb(objectKey string) bool {
+	e.t.Helper()
+	_, _, err := tombstone.Read(context.Background(), e.store, objectKey)
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		e.t.Fatal(err)
+	}
+	return err == nil
+}
+
 func (e *env) wantPresent(keys ...string) {
 	e.t.Helper()
 	for _, k := range keys {
@@ -224,10 +236,13 @@ func (e *env) verify() {
 	if err != nil || len(problems) > 0 {
 		e.t.Errorf("Verify: %v %q", err, problems)
 	}
-	for _, prefix := range []string{"gc/tombstones/", "gc/sweeps/", "gc/clock/"} {
+	for _, prefix := range []string{"gc/sweeps/", "gc/clock/"} {
 		if keys := e.keys(prefix); len(keys) > 0 {
 			e.t.Errorf("left under %s: %q", prefix, keys)
 		}
+	}
+	if left, err := tombstone.All(context.Background(), e.store); err != nil || len(left) > 0 {
+		e.t.Errorf("tombstones left: %v %v", left, err)
 	}
 }
 
@@ -235,7 +250,7 @@ func (e *env) verify() {
 func (e *env) keys(prefix string) []string {
 	e.t.Helper()
 	var out []string
-	err := walk(context.Background(), e.store, prefix, func(o storage.Info) error {
+	err := storage.Walk(context.Background(), e.store, prefix, func(o storage.Info) error {
 		out = append(out, o.Key)
 		return nil
 	})

@@ -76,22 +76,31 @@ func (r *run) lookLinks(ctx context.Context, cands []candidate) (verdict, error)
 			repos[k.Repo] = true
 		}
 	}
+	// Judged again a few repositories at a time, as in the first pass.
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(repoConcurrency)
 	for repo := range repos {
-		objs, err := listRepo(ctx, r.c.store, repo)
-		if err != nil {
-			return v, err
-		}
-		st := newRepoState(repo, objs)
-		fresh, refs, err := r.garbageLinks(ctx, st, ledger[repo])
-		if err != nil {
-			return v, err
-		}
-		for _, c := range fresh {
-			v.garbage[c.key] = true
-		}
-		addDeps(v.deps, st, refs)
+		g.Go(func() error {
+			objs, err := listRepo(gctx, r.c.store, repo)
+			if err != nil {
+				return err
+			}
+			st := newRepoState(repo, objs)
+			fresh, refs, err := r.garbageLinks(gctx, st, ledger[repo])
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, c := range fresh {
+				v.garbage[c.key] = true
+			}
+			addDeps(v.deps, st, refs)
+			return nil
+		})
 	}
-	return v, nil
+	return v, g.Wait()
 }
 
 // addDeps records what each manifest link of st needs: the links of its

@@ -49,14 +49,13 @@ func (r *run) commitAll(ctx context.Context, marked []candidate, v verdict) erro
 			ready = append(ready, i)
 		}
 	}
-	tombs := &tombRemover{store: r.c.store, size: r.c.tombBatch, concurrency: r.c.opts.Concurrency}
 	for len(ready) > 0 {
-		kept := make([]bool, len(ready))
-		err := tombs.settle(ctx, r.each(ctx, len(ready), func(ctx context.Context, n int) error {
-			var err error
-			kept[n], err = r.commit(ctx, marked[ready[n]], !keep[ready[n]], tombs)
-			return err
-		}))
+		layer := make([]candidate, len(ready))
+		garbage := make([]bool, len(ready))
+		for n, i := range ready {
+			layer[n], garbage[n] = marked[i], !keep[i]
+		}
+		kept, err := r.commitLayer(ctx, layer, garbage)
 		if err != nil {
 			return err
 		}
@@ -73,14 +72,12 @@ func (r *run) commitAll(ctx context.Context, marked []candidate, v verdict) erro
 	}
 	// A cycle (impossible with content-addressed manifests) would leave
 	// candidates unresolved: keep them.
-	var left []int
+	var left []candidate
 	for i := range marked {
 		if waits[i] > 0 {
-			left = append(left, i)
+			left = append(left, marked[i])
 		}
 	}
-	return tombs.settle(ctx, r.each(ctx, len(left), func(ctx context.Context, n int) error {
-		_, err := r.commit(ctx, marked[left[n]], false, tombs)
-		return err
-	}))
+	_, err := r.commitLayer(ctx, left, make([]bool, len(left)))
+	return err
 }

@@ -28,7 +28,7 @@ func (r *run) orphans(ctx context.Context) error {
 	b := &batcher{r: r, look: func(ctx context.Context, cands []candidate) (verdict, error) {
 		return r.lookOrphans(ctx, nm, cands)
 	}}
-	err := walk(ctx, r.c.store, registry.DataPrefix, func(o storage.Info) error {
+	err := storage.Walk(ctx, r.c.store, registry.DataPrefix, func(o storage.Info) error {
 		r.examined(1, o.Size)
 		if r.age(o) < minAge || nm.data.has(keyHash(o.Key)) {
 			return nil
@@ -46,7 +46,7 @@ func (r *run) orphans(ctx context.Context) error {
 func (r *run) readNames(ctx context.Context, nm *named) error {
 	var descs, sessions []string
 	var added []hash // seen is sealed while it is searched: added after
-	err := walk(ctx, r.c.store, registry.BlobsPrefix, func(o storage.Info) error {
+	err := storage.Walk(ctx, r.c.store, registry.BlobsPrefix, func(o storage.Info) error {
 		if h := keyHash(o.Key + "\x00" + o.ETag); !nm.seen.has(h) {
 			descs = append(descs, o.Key)
 			added = append(added, h)
@@ -68,7 +68,7 @@ func (r *run) readNames(ctx context.Context, nm *named) error {
 		})
 	}
 	if err == nil {
-		err = walk(ctx, r.c.store, registry.UploadsPrefix, func(o storage.Info) error {
+		err = storage.Walk(ctx, r.c.store, registry.UploadsPrefix, func(o storage.Info) error {
 			sessions = append(sessions, o.Key)
 			return nil
 		})

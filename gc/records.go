@@ -17,7 +17,7 @@ type digestSets struct{ blobs, manifests hashSet }
 // keys to treat as deleted (a dry run's stage 1).
 func (r *run) linked(ctx context.Context, gone *hashSet) (*digestSets, error) {
 	ls := &digestSets{}
-	err := walk(ctx, r.c.store, registry.RepositoriesPrefix, func(o storage.Info) error {
+	err := storage.Walk(ctx, r.c.store, registry.RepositoriesPrefix, func(o storage.Info) error {
 		k, ok := registry.ParseRepoKey(o.Key)
 		if !ok || (k.Kind != registry.KeyBlobs && k.Kind != registry.KeyManifests) {
 			return nil
@@ -70,7 +70,7 @@ func (r *run) records(ctx context.Context) error {
 	seen := newSeenSets(ls)
 	b := &batcher{r: r, look: r.lookRecords}
 	for _, prefix := range []string{registry.BlobsPrefix, registry.ManifestsPrefix} {
-		err := walk(ctx, r.c.store, prefix, func(o storage.Info) error {
+		err := storage.Walk(ctx, r.c.store, prefix, func(o storage.Info) error {
 			r.examined(1, o.Size)
 			seen.see(o.Key)
 			if r.age(o) < r.c.opts.Grace || !ls.unlinked(o.Key) {

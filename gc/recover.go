@@ -2,7 +2,7 @@ package gc
 
 import (
 	"context"
-	"errors"
+	"slices"
 	"strings"
 	"time"
 
@@ -28,23 +28,11 @@ func (r *run) recover(ctx context.Context) error {
 			dead[run] = true
 		}
 	}
-	var page []string
-	flush := func() error {
-		err := r.recoverPage(ctx, page, dead)
-		page = page[:0]
+	tombs, err := tombstone.All(ctx, r.c.store)
+	if err != nil {
 		return err
 	}
-	err = walk(ctx, r.c.store, tombstone.Prefix, func(o storage.Info) error {
-		page = append(page, strings.TrimPrefix(o.Key, tombstone.Prefix))
-		if len(page) == r.c.opts.BatchSize {
-			return flush()
-		}
-		return nil
-	})
-	if err == nil {
-		err = flush()
-	}
-	if err != nil {
+	if err := r.recoverTombs(ctx, tombs, dead); err != nil {
 		return err
 	}
 	for run := range dead {
@@ -54,7 +42,7 @@ func (r *run) recover(ctx context.Context) error {
 	}
 	// A clock object lives for two requests (storeNow): one older than a
 	// minute is a dead run's.
-	return walk(ctx, r.c.store, clockPrefix, func(o storage.Info) error {
+	return storage.Walk(ctx, r.c.store, clockPrefix, func(o storage.Info) error {
 		if r.now.Sub(o.ModTime) > time.Minute {
 			return r.c.store.Delete(ctx, o.Key)
 		}
@@ -66,48 +54,41 @@ func (r *run) recover(ctx context.Context) error {
 // the last heartbeat, in the store's time).
 func sweepEntries(ctx context.Context, s storage.Store) (map[string]storage.Info, error) {
 	out := map[string]storage.Info{}
-	err := walk(ctx, s, tombstone.SweepPrefix, func(o storage.Info) error {
+	err := storage.Walk(ctx, s, tombstone.SweepPrefix, func(o storage.Info) error {
 		out[strings.TrimPrefix(o.Key, tombstone.SweepPrefix)] = o
 		return nil
 	})
 	return out, err
 }
 
-// recoverPage handles tombstones of earlier runs. The sweep entries are
+// recoverTombs handles tombstones of earlier runs. The sweep entries are
 // listed after the tombstones are read: a run that wrote one of them
 // announced its sweep before, so a live run is never mistaken for one
 // without an entry.
-func (r *run) recoverPage(ctx context.Context, keys []string, dead map[string]bool) error {
-	if len(keys) == 0 {
+func (r *run) recoverTombs(ctx context.Context, tombs map[string]tombstone.Tomb, dead map[string]bool) error {
+	if len(tombs) == 0 {
 		return nil
-	}
-	tombs := make([]tombstone.Tomb, len(keys))
-	found := make([]bool, len(keys))
-	err := r.each(ctx, len(keys), func(ctx context.Context, i int) error {
-		t, _, err := tombstone.Read(ctx, r.c.store, keys[i])
-		if errors.Is(err, storage.ErrNotFound) {
-			return nil
-		}
-		tombs[i], found[i] = t, err == nil
-		return err
-	})
-	if err != nil {
-		return err
 	}
 	entries, err := sweepEntries(ctx, r.c.store)
 	if err != nil {
 		return err
 	}
-	return r.each(ctx, len(keys), func(ctx context.Context, i int) error {
-		_, hasEntry := entries[tombs[i].Run]
+	var finish []candidate
+	remove := map[string]string{}
+	for k, t := range tombs {
+		_, hasEntry := entries[t.Run]
 		switch {
-		case !found[i]:
-			return nil
-		case tombs[i].State == tombstone.Deleting:
-			return r.finishDeletion(ctx, candidate{key: keys[i]})
-		case !hasEntry || dead[tombs[i].Run]:
-			return tombstone.Remove(ctx, r.c.store, keys[i])
+		case t.State == tombstone.Deleting:
+			finish = append(finish, candidate{key: k, version: t.Version})
+		case !hasEntry || dead[t.Run]:
+			remove[k] = t.Version
 		}
-		return nil
-	})
+	}
+	slices.SortFunc(finish, func(a, b candidate) int { return strings.Compare(a.key, b.key) })
+	if err := r.each(ctx, len(finish), func(ctx context.Context, i int) error {
+		return r.finishDeletion(ctx, finish[i])
+	}); err != nil {
+		return err
+	}
+	return tombstone.RemoveAll(ctx, r.c.store, remove, r.c.opts.Concurrency)
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -17,9 +16,9 @@ import (
 
 // candidate is an object a stage decided is garbage.
 type candidate struct {
-	key  string
-	size int64  // its size as listed
-	etag string // its tombstone's, once marked
+	key     string
+	size    int64  // its size as listed
+	version string // its tombstone's version, once marked
 }
 
 // secondLook re-reads, from the store, exactly what could have made the
@@ -127,36 +126,42 @@ func (r *run) announce(ctx context.Context) error {
 	return nil
 }
 
-// mark writes the candidates' tombstones and returns those it wrote. An
-// object that already has one is another run's: a deleting one is
-// finished here, any other is left alone this run.
+// mark writes the candidates' tombstones (tombstone.MarkAll: one write
+// per shard) and returns those it wrote. An object that already has one
+// is another run's: a deleting one is finished here, any other is left
+// alone this run.
 func (r *run) mark(ctx context.Context, cands []candidate) ([]candidate, error) {
-	var mu sync.Mutex
+	keys := make([]string, len(cands))
+	for i, c := range cands {
+		keys[i] = c.key
+	}
+	versions, existing, err := tombstone.MarkAll(ctx, r.c.store, keys, r.id, r.c.opts.Concurrency)
 	var marked []candidate
-	err := r.each(ctx, len(cands), func(ctx context.Context, i int) error {
-		c := cands[i]
-		etag, err := tombstone.Mark(ctx, r.c.store, c.key, r.id)
-		if errors.Is(err, storage.ErrPreconditionFailed) {
-			return r.existing(ctx, c)
+	for _, c := range cands {
+		if v, ok := versions[c.key]; ok {
+			c.version = v
+			marked = append(marked, c)
 		}
-		if err != nil {
-			return err
+	}
+	if err == nil {
+		byKey := make(map[string]candidate, len(cands))
+		for _, c := range cands {
+			byKey[c.key] = c
 		}
-		c.etag = etag
-		mu.Lock()
-		marked = append(marked, c)
-		mu.Unlock()
-		return nil
-	})
+		err = r.each(ctx, len(existing), func(ctx context.Context, i int) error {
+			return r.existing(ctx, byKey[existing[i]])
+		})
+	}
 	if err != nil {
 		r.release(ctx, marked)
+		return nil, err
 	}
-	return marked, err
+	return marked, nil
 }
 
 // existing handles an object that already has a tombstone.
 func (r *run) existing(ctx context.Context, c candidate) error {
-	t, _, err := tombstone.Read(ctx, r.c.store, c.key)
+	t, version, err := tombstone.Read(ctx, r.c.store, c.key)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil // resolved meanwhile: the next run looks again
 	}
@@ -164,58 +169,21 @@ func (r *run) existing(ctx context.Context, c candidate) error {
 		return err
 	}
 	if t.State == tombstone.Deleting {
+		c.version = version
 		return r.finishDeletion(ctx, c)
 	}
 	return nil
 }
 
-// release removes tombstones of a batch abandoned on an error (best
-// effort: a tombstone left is removed by the next run, its sweep entry
-// being gone).
-func (r *run) release(ctx context.Context, marked []candidate) {
-	bg := context.WithoutCancel(ctx)
-	for _, c := range marked {
-		_ = tombstone.Remove(bg, r.c.store, c.key)
-	}
-	r.count(&r.rep.Pending, -int64(len(marked)))
-}
-
-// commit resolves one marked candidate: kept (the second look found it
-// live, or a writer rescued it) or deleted.
-func (r *run) commit(ctx context.Context, c candidate, garbage bool, tombs *tombRemover) (kept bool, err error) {
-	defer r.count(&r.rep.Pending, -1)
-	if garbage {
-		if err := r.alive(); err != nil {
-			return false, err
-		}
-		err := tombstone.Commit(ctx, r.c.store, c.key, r.id, c.etag)
-		if err == nil {
-			return false, r.deleteThen(ctx, c, tombs.remove)
-		}
-		if !errors.Is(err, storage.ErrPreconditionFailed) {
-			return false, err
-		}
-	}
-	r.count(&r.rep.Rescued, 1)
-	return true, tombs.remove(ctx, c.key)
-}
-
-// finishDeletion deletes an object whose tombstone is deleting, then the
-// tombstone. Every step is idempotent: anyone may repeat it.
+// finishDeletion deletes an object whose tombstone is deleting (at
+// version c.version), then the tombstone if it is still at that version.
+// Every step is idempotent: anyone may repeat it.
 func (r *run) finishDeletion(ctx context.Context, c candidate) error {
-	return r.deleteThen(ctx, c, func(ctx context.Context, key string) error {
-		return tombstone.Remove(ctx, r.c.store, key)
-	})
-}
-
-// deleteThen deletes c's object, then has its tombstone removed by
-// removeTomb (at once, or queued for a batch: tombs.go).
-func (r *run) deleteThen(ctx context.Context, c candidate, removeTomb func(ctx context.Context, objectKey string) error) error {
 	data, size, err := r.deleteObject(ctx, c.key)
 	if err != nil {
 		return err
 	}
-	if err := removeTomb(ctx, c.key); err != nil {
+	if err := tombstone.RemoveAll(ctx, r.c.store, map[string]string{c.key: c.version}, 1); err != nil {
 		return err
 	}
 	r.freed(c.key, c.size)
@@ -237,46 +205,33 @@ func (r *run) reportDry(ctx context.Context, c candidate) error {
 	return nil
 }
 
-// deleteObject deletes one object the way its kind needs
-// (registry.Metadata.DeleteObject: a descriptor first, then the data it
-// names — a crash between leaves orphan data, for stage 3 — and this
-// replica's caches forget it); a manifest link after its referrer entry.
-// It returns the data objects deleted with a descriptor and their bytes.
+// deleteObject deletes one object the way its kind needs, as a commit
+// chunk does (commit.go): a manifest link after its referrer entry, a
+// descriptor before the data it names (a crash between leaves orphan
+// data, for stage 3); this replica's caches forget it. It returns the
+// data objects deleted with a descriptor and their bytes.
 func (r *run) deleteObject(ctx context.Context, key string) (data []string, size int64, err error) {
-	switch {
-	case strings.HasPrefix(key, registry.BlobsPrefix):
-		data, size, err = r.descriptorData(ctx, key)
-		if errors.Is(err, storage.ErrNotFound) {
-			return nil, 0, nil // gone: its data, if any is left, is orphan data
-		}
-		if err != nil {
+	d, err := r.doom(ctx, key)
+	if err != nil {
+		return nil, 0, err
+	}
+	if d.referrer != "" {
+		if err := r.c.store.Delete(ctx, d.referrer); err != nil {
 			return nil, 0, err
 		}
-	case strings.HasPrefix(key, registry.RepositoriesPrefix):
-		if k, ok := registry.ParseRepoKey(key); ok && k.Kind == registry.KeyManifests {
-			if err := r.deleteReferrerEntry(ctx, k); err != nil {
-				return nil, 0, err
-			}
+	}
+	if !d.gone {
+		if err := r.c.store.Delete(ctx, key); err != nil {
+			return nil, 0, err
 		}
 	}
-	return data, size, r.c.meta.DeleteObject(ctx, key)
-}
-
-// deleteReferrerEntry deletes the referrer index entry of a manifest link
-// about to be deleted, if the manifest has a subject.
-func (r *run) deleteReferrerEntry(ctx context.Context, k registry.RepoKey) error {
-	man, err := r.c.meta.ManifestRecord(ctx, k.Digest)
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil
+	r.c.meta.Forget(key)
+	for _, k := range d.data {
+		if err := r.c.store.Delete(ctx, k); err != nil {
+			return nil, 0, err
+		}
 	}
-	if err != nil {
-		return err
-	}
-	refs, err := man.References()
-	if err != nil || refs.Subject == nil || refs.Subject.Digest.Validate() != nil {
-		return nil
-	}
-	return r.c.store.Delete(ctx, registry.ReferrerKey(k.Repo, refs.Subject.Digest, k.Digest))
+	return d.data, d.size, nil
 }
 
 // descriptorData reads what a descriptor names.

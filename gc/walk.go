@@ -7,27 +7,6 @@ import (
 	"github.com/slipway/slipway/storage"
 )
 
-// walk lists every object under prefix, a page at a time (one paged,
-// recursive listing), calling f for each.
-func walk(ctx context.Context, s storage.Store, prefix string, f func(storage.Info) error) error {
-	after := ""
-	for {
-		page, err := s.List(ctx, storage.ListOptions{Prefix: prefix, StartAfter: after})
-		if err != nil {
-			return err
-		}
-		for _, o := range page.Objects {
-			if err := f(o); err != nil {
-				return err
-			}
-		}
-		if !page.Truncated || len(page.Objects) == 0 {
-			return nil
-		}
-		after = page.Objects[len(page.Objects)-1].Key
-	}
-}
-
 // walkRepos lists repositories/ once and calls f with each repository's
 // objects, one repository at a time. A repository's keys are contiguous
 // in the listing ("<name>/_…": no component of a nested repository starts
@@ -35,7 +14,7 @@ func walk(ctx context.Context, s storage.Store, prefix string, f func(storage.In
 func walkRepos(ctx context.Context, s storage.Store, f func(repo string, objs []storage.Info) error) error {
 	var repo string
 	var objs []storage.Info
-	err := walk(ctx, s, registry.RepositoriesPrefix, func(o storage.Info) error {
+	err := storage.Walk(ctx, s, registry.RepositoriesPrefix, func(o storage.Info) error {
 		k, ok := registry.ParseRepoKey(o.Key)
 		if !ok {
 			return nil
@@ -60,7 +39,7 @@ func walkRepos(ctx context.Context, s storage.Store, f func(repo string, objs []
 // repositories').
 func listRepo(ctx context.Context, s storage.Store, repo string) ([]storage.Info, error) {
 	var objs []storage.Info
-	err := walk(ctx, s, registry.RepoPrefix(repo)+"_", func(o storage.Info) error {
+	err := storage.Walk(ctx, s, registry.RepoPrefix(repo)+"_", func(o storage.Info) error {
 		objs = append(objs, o)
 		return nil
 	})

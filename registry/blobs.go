@@ -88,8 +88,8 @@ func (r *Registry) getBlob(c *gin.Context, name, ref string) {
 		// again, naming other data) or unknown.
 		rc.Close()
 		rc = nil
-		r.meta.forgetKey(blobKey(d))
-		r.meta.forgetKey(blobLinkKey(name, d))
+		r.meta.Forget(blobKey(d))
+		r.meta.Forget(blobLinkKey(name, d))
 		if fresh, ferr := r.meta.blobInRepo(ctx, name, d); ferr == nil && fresh.Size == bd.Size {
 			rc = r.meta.openBlob(ctx, fresh, start, length)
 			k, err = io.ReadFull(rc, first)

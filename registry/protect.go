@@ -47,7 +47,7 @@ func (m *Metadata) DeleteObject(ctx context.Context, key string) error {
 	if ok && kind == "blob" && strings.HasPrefix(key, BlobsPrefix) {
 		bd, err := m.blobFromStore(ctx, d)
 		if errors.Is(err, storage.ErrNotFound) {
-			m.forgetKey(key)
+			m.Forget(key)
 			return nil
 		}
 		if err != nil {
@@ -56,7 +56,7 @@ func (m *Metadata) DeleteObject(ctx context.Context, key string) error {
 		if err := m.store.Delete(ctx, key); err != nil {
 			return err
 		}
-		m.forgetKey(key)
+		m.Forget(key)
 		for _, s := range bd.segments() {
 			if err := m.store.Delete(ctx, s.Key); err != nil {
 				return err
@@ -65,12 +65,13 @@ func (m *Metadata) DeleteObject(ctx context.Context, key string) error {
 		return nil
 	}
 	err := m.store.Delete(ctx, key)
-	m.forgetKey(key)
+	m.Forget(key)
 	return err
 }
 
-// forgetKey drops what this replica's caches remember of an object.
-func (m *Metadata) forgetKey(key string) {
+// Forget drops what this replica's caches remember of an object (the
+// collector calls it for the objects it deletes in batches).
+func (m *Metadata) Forget(key string) {
 	d, kind, ok := digestOfKey(key)
 	switch {
 	case !ok:
@@ -131,7 +132,7 @@ func (m *Metadata) recoverCollected(ctx context.Context, err error, attempt int,
 			return err
 		}
 	}
-	m.forgetKey(ce.Key)
+	m.Forget(ce.Key)
 	return nil
 }
 
@@ -146,7 +147,7 @@ func (m *Metadata) awaitCollected(ctx context.Context, ce *tombstone.CollectedEr
 	if ce.Deleting {
 		_, _ = tombstone.AwaitGone(ctx, m.store, ce.Key, awaitDeletion, awaitPoll)
 	}
-	m.forgetKey(ce.Key)
+	m.Forget(ce.Key)
 }
 
 // dropDanglingLink deletes the link a failed request wrote to an object
@@ -167,9 +168,9 @@ func (m *Metadata) dropDanglingLink(ctx context.Context, link, object string) {
 	if ok, err := m.exists(ctx, object); err != nil || ok {
 		return
 	}
-	m.forgetKey(object)
+	m.Forget(object)
 	_ = m.store.Delete(ctx, link)
-	m.forgetKey(link)
+	m.Forget(link)
 }
 
 // manifestTreeKeys lists what a request relying on manifest d of repo

@@ -50,9 +50,10 @@ func (g *Guard) Lists() int {
 // gone or whose deletion is committed, or a store error.
 //
 // Cost: with no sweep in progress, at most one list of gc/sweeps/ per
-// CacheFor (concurrent callers share it). During a sweep, one GET per key
-// (plus a Stat of an object without tombstone and a put-if-match per
-// marked object).
+// CacheFor (concurrent callers share it). During a sweep, one GET per
+// tombstone shard the keys hash to (plus a Stat of an object without
+// tombstone, and a read and a put-if-match of its shard per marked
+// object).
 func (g *Guard) Protect(ctx context.Context, keys ...string) error {
 	if len(keys) == 0 {
 		return nil
@@ -73,8 +74,11 @@ func (g *Guard) ProtectFunc(ctx context.Context, keys func() ([]string, error)) 
 	if err != nil {
 		return err
 	}
+	shards := map[string]map[string]Tomb{}
+	// One read per shard: the keys of a manifest tree that share a shard
+	// are judged on the same read.
 	for _, k := range ks {
-		if err := protectOne(ctx, g.s, k); err != nil {
+		if err := protectOne(ctx, g.s, k, shards); err != nil {
 			return err
 		}
 	}
@@ -138,11 +142,15 @@ func (g *Guard) cached(called time.Time) (sweep, ok bool) {
 }
 
 // protectOne applies the writer's rule to one object during a sweep.
-// Each retry follows a state change of the tombstone (marked -> rescued,
-// deleting, or removed), so a few rounds always settle.
-func protectOne(ctx context.Context, s storage.Store, key string) error {
+// Its first look at the tombstone may come from read, the shards this
+// Protect call already read (a read after the caller's writes, which is
+// all the rule needs); every later look reads again. Each retry follows a
+// state change of the tombstone (marked -> rescued, deleting, or
+// removed), so a few rounds always settle.
+func protectOne(ctx context.Context, s storage.Store, key string, read map[string]map[string]Tomb) error {
 	for round := 0; round < 8; round++ {
-		t, etag, err := Read(ctx, s, key)
+		t, version, err := readVia(ctx, s, key, read)
+		read = nil
 		switch {
 		case errors.Is(err, storage.ErrNotFound):
 			// No tombstone: a later one is followed by a second look that
@@ -164,7 +172,7 @@ func protectOne(ctx context.Context, s storage.Store, key string) error {
 		case Deleting:
 			return &CollectedError{Key: key, Deleting: true}
 		case Marked:
-			err := Rescue(ctx, s, key, t.Run, etag)
+			err := Rescue(ctx, s, key, t.Run, version)
 			if err == nil {
 				return nil
 			}
@@ -175,4 +183,22 @@ func protectOne(ctx context.Context, s storage.Store, key string) error {
 		}
 	}
 	return fmt.Errorf("gc: protect %s: tombstone kept changing: %w", key, storage.ErrUnavailable)
+}
+
+// readVia is Read of key's tombstone, from read when it holds key's shard
+// (and adding the shard to it when read is not nil).
+func readVia(ctx context.Context, s storage.Store, key string, read map[string]map[string]Tomb) (Tomb, string, error) {
+	if read == nil {
+		return Read(ctx, s, key)
+	}
+	sk := Key(key)
+	tombs, ok := read[sk]
+	if !ok {
+		var err error
+		if tombs, _, err = readShard(ctx, s, sk); err != nil {
+			return Tomb{}, "", err
+		}
+		read[sk] = tombs
+	}
+	return lookup(tombs, key)
 }

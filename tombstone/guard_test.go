@@ -3,6 +3,9 @@ package tombstone_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -141,5 +144,60 @@ func TestProtectConcurrentCallersShareOneList(t *testing.T) {
 	wg.Wait()
 	if n := g.Lists(); n != 1 {
 		t.Fatalf("%d lists for 20 concurrent Protects, want 1", n)
+	}
+}
+
+// getCount counts the reads of tombstone shards.
+type getCount struct {
+	storage.Store
+	mu   sync.Mutex
+	gets int
+}
+
+func (g *getCount) Get(ctx context.Context, key string, opts storage.GetOptions) (io.ReadCloser, storage.Info, error) {
+	if strings.HasPrefix(key, tombstone.Prefix) {
+		g.mu.Lock()
+		g.gets++
+		g.mu.Unlock()
+	}
+	return g.Store.Get(ctx, key, opts)
+}
+
+// The keys of one Protect call that share a shard are judged on one read
+// of it; a marked one among them is still rescued.
+func TestProtectReadsEachShardOnce(t *testing.T) {
+	ctx := context.Background()
+	s := &getCount{Store: fsStore(t)}
+	g := tombstone.NewGuard(s)
+	g.CacheFor = 0
+	keys := []string{"repositories/app/_blobs/sha256/0"}
+	for i := 1; len(keys) < 4; i++ {
+		if k := fmt.Sprintf("repositories/app/_blobs/sha256/%d", i); tombstone.Key(k) == tombstone.Key(keys[0]) {
+			keys = append(keys, k)
+		}
+	}
+	for _, k := range keys {
+		putObject(t, s, k)
+	}
+	if err := tombstone.BeginSweep(ctx, s, "r1"); err != nil {
+		t.Fatal(err)
+	}
+	version, err := tombstone.Mark(ctx, s, keys[2], "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.gets = 0
+	if err := g.Protect(ctx, keys...); err != nil {
+		t.Fatal(err)
+	}
+	// One read for the four keys, one more by the rescue's compare-and-set.
+	if s.gets != 2 {
+		t.Errorf("%d reads of the shard for %d keys and one rescue, want 2", s.gets, len(keys))
+	}
+	if got := state(t, s, keys[2]); got != tombstone.Rescued {
+		t.Errorf("the marked key after Protect: %q, want rescued", got)
+	}
+	if err := tombstone.Commit(ctx, s, keys[2], "r1", version); !errors.Is(err, storage.ErrPreconditionFailed) {
+		t.Errorf("Commit after the rescue: %v, want ErrPreconditionFailed", err)
 	}
 }

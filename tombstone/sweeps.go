@@ -50,30 +50,21 @@ func EndSweep(ctx context.Context, s storage.Store, run string) error {
 // it is listed is left out.
 func Sweeps(ctx context.Context, s storage.Store) ([]Sweep, error) {
 	var out []Sweep
-	opts := storage.ListOptions{Prefix: SweepPrefix}
-	for {
-		page, err := s.List(ctx, opts)
+	err := storage.Walk(ctx, s, SweepPrefix, func(o storage.Info) error {
+		sw, _, err := readSweep(ctx, s, o.Key)
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil
+		}
 		if err != nil {
-			return nil, err
+			return err
 		}
-		for _, o := range page.Objects {
-			sw, _, err := readSweep(ctx, s, o.Key)
-			if errors.Is(err, storage.ErrNotFound) {
-				continue
-			}
-			if err != nil {
-				return nil, err
-			}
-			if sw.Run == "" {
-				sw.Run = strings.TrimPrefix(o.Key, SweepPrefix)
-			}
-			out = append(out, sw)
+		if sw.Run == "" {
+			sw.Run = strings.TrimPrefix(o.Key, SweepPrefix)
 		}
-		if !page.Truncated || len(page.Objects) == 0 {
-			return out, nil
-		}
-		opts.StartAfter = page.Objects[len(page.Objects)-1].Key
-	}
+		out = append(out, sw)
+		return nil
+	})
+	return out, err
 }
 
 func readSweep(ctx context.Context, s storage.Store, key string) (Sweep, string, error) {
