@@ -57,6 +57,8 @@
 #   DROP=1 GOBENCH=1 (run the gc package's Benchmark* for the 1 M-object
 #   memory figure, if there is one) SEED=1
 #   QUIET_PCT=10 QUIET_MAX=20 SLIPWAY_BIN STOCK_BIN MINIO_BIN KEEP=0 RESULTS
+#   BY_KEY=0 (1: each collection's S3 requests by method and key class, in
+#   RESULTS with .<system>-<n>.bykey.json for .jsonl)
 #   BASE_PORT=5600 (Slipway +1, stock +3, MinIO +50/+51, proxy +61/+71)
 # Smoke test (~3 min): REPOS=20 DURATION=5s SLEEP=0 DROP=0 GOBENCH=0 bench/run-gc.sh
 set -euo pipefail
@@ -76,6 +78,7 @@ SLEEP=${SLEEP:-10}
 DROP=${DROP:-1}
 GOBENCH=${GOBENCH:-1}
 SEED=${SEED:-1}
+BY_KEY=${BY_KEY:-0}
 QUIET_MAX=${QUIET_MAX:-20}
 BASE_PORT=${BASE_PORT:-5600}
 STOCK_VERSION=v3.1.2
@@ -195,7 +198,15 @@ collect() {
 	prep
 	curl -sS "http://$PROXY_CTL/take" >/dev/null
 	env "${UNSET_ENV[@]}" OTEL_TRACES_EXPORTER=none /usr/bin/time -f '%e %U %S %M' -o "$tf" "${cmd[@]}" >"$out" 2>&1 || rc=$?
-	curl -sS "http://$PROXY_CTL/take" | jq -c '{total, counts}' >"$take"
+	curl -sS "http://$PROXY_CTL/take" >"$take.full"
+	jq -c '{total, counts}' "$take.full" >"$take"
+	# BY_KEY=1: the requests by method and key class (the key's first two
+	# path elements, digests cut), kept beside the run as .bykey.json.
+	if [[ $BY_KEY == 1 ]]; then
+		jq -c '[.requests[] | "\(.method) \(.kind) \(.path | split("/") | .[2:4] | map(select(test("^[0-9a-f]{16,}$") | not)) | join("/"))"]
+			| group_by(.) | map({key: .[0], value: length}) | sort_by(-.value) | from_entries' "$take.full" >"${RESULTS%.jsonl}.$sys-$n.bykey.json"
+	fi
+	rm -f "$take.full"
 	read -r wall user sys_s rss < <(tail -1 "$tf")
 	jq -cn --arg sys "$sys" --argjson n "$n" --argjson rc "$rc" --argjson wall "$wall" --argjson user "$user" --argjson syst "$sys_s" \
 		--argjson rss "$rss" --argjson bg "$BG" --slurpfile s3 "$take" --arg cmd "${cmd[*]##*/}" \
