@@ -131,9 +131,13 @@ func (r *run) announce(ctx context.Context) error {
 // is another run's: a deleting one is finished here, any other is left
 // alone this run.
 func (r *run) mark(ctx context.Context, cands []candidate) ([]candidate, error) {
-	keys := make([]string, len(cands))
-	for i, c := range cands {
-		keys[i] = c.key
+	keys := make([]string, 0, len(cands))
+	seen := make(map[string]bool, len(cands))
+	for _, c := range cands {
+		if !seen[c.key] { // a key twice in a batch is one candidate
+			seen[c.key] = true
+			keys = append(keys, c.key)
+		}
 	}
 	versions, existing, err := tombstone.MarkAll(ctx, r.c.store, keys, r.id, r.c.opts.Concurrency)
 	var marked []candidate
@@ -141,6 +145,7 @@ func (r *run) mark(ctx context.Context, cands []candidate) ([]candidate, error) 
 		if v, ok := versions[c.key]; ok {
 			c.version = v
 			marked = append(marked, c)
+			delete(versions, c.key)
 		}
 	}
 	if err == nil {
