@@ -3,6 +3,7 @@ package gc
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 
 	"github.com/slipway/slipway/registry"
@@ -54,11 +55,7 @@ func (r *run) resolveChunk(ctx context.Context, cands []candidate, garbage, kept
 	}
 	defer r.count(&r.rep.Pending, -int64(len(cands)))
 	dooms := make([]doomed, len(cands))
-	anyGarbage := false
-	for _, g := range garbage {
-		anyGarbage = anyGarbage || g
-	}
-	if anyGarbage {
+	if slices.Contains(garbage, true) {
 		if err := r.alive(); err != nil { // a zombie commits nothing
 			return err
 		}
@@ -77,32 +74,19 @@ func (r *run) resolveChunk(ctx context.Context, cands []candidate, garbage, kept
 	if err != nil {
 		return err
 	}
-	var refs, objects, data []string
+	var won []string
+	var wonDooms []doomed
 	for i, c := range cands {
-		if _, won := committed[c.key]; !won {
+		if _, ok := committed[c.key]; !ok {
 			kept[i] = true
 			r.count(&r.rep.Rescued, 1)
 			continue
 		}
-		d := dooms[i]
-		if d.referrer != "" {
-			refs = append(refs, d.referrer)
-		}
-		if !d.gone {
-			objects = append(objects, c.key)
-		}
-		data = append(data, d.data...)
+		won = append(won, c.key)
+		wonDooms = append(wonDooms, dooms[i])
 	}
-	// The order of writes, undone (docs/architecture.md 4.3): a referrer
-	// entry before its manifest link, a descriptor before its data. A kill
-	// between leaves Deleting tombstones, which recovery finishes.
-	for _, keys := range [][]string{refs, objects, data} {
-		if err := storage.DeleteAll(ctx, r.c.store, keys, r.c.opts.Concurrency); err != nil {
-			return err
-		}
-	}
-	for _, k := range objects {
-		r.c.meta.Forget(k)
+	if err := r.deleteDoomed(ctx, won, wonDooms); err != nil {
+		return err
 	}
 	if err := tombstone.RemoveAll(ctx, r.c.store, committed, r.c.opts.Concurrency); err != nil {
 		return err
@@ -112,6 +96,34 @@ func (r *run) resolveChunk(ctx context.Context, cands []candidate, garbage, kept
 			r.freed(c.key, c.size)
 			r.freedData(dooms[i].data, dooms[i].size)
 		}
+	}
+	return nil
+}
+
+// deleteDoomed deletes committed keys and what each dooms, in the
+// reverse order of writes (docs/architecture.md 4.3): referrer entries
+// before their manifest links, descriptors before their data, each kind
+// with multi-object deletes; this replica's caches forget the keys. A
+// kill between leaves Deleting tombstones, which recovery finishes.
+func (r *run) deleteDoomed(ctx context.Context, keys []string, dooms []doomed) error {
+	var refs, objects, data []string
+	for i, k := range keys {
+		d := dooms[i]
+		if d.referrer != "" {
+			refs = append(refs, d.referrer)
+		}
+		if !d.gone {
+			objects = append(objects, k)
+		}
+		data = append(data, d.data...)
+	}
+	for _, ks := range [][]string{refs, objects, data} {
+		if err := storage.DeleteAll(ctx, r.c.store, ks, r.c.opts.Concurrency); err != nil {
+			return err
+		}
+	}
+	for _, k := range keys {
+		r.c.meta.Forget(k)
 	}
 	return nil
 }

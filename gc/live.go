@@ -39,7 +39,7 @@ type referrerEntry struct {
 }
 
 func newRepoState(repo string, objs []storage.Info) *repoState {
-	st := &repoState{repo: repo, manifests: map[hash]link{}, blobs: map[hash]link{}, tagObjs: []storage.Info{}}
+	st := &repoState{repo: repo, manifests: map[hash]link{}, blobs: map[hash]link{}}
 	tagPrefix := registry.RepoPrefix(repo) + "_tag"
 	for _, o := range objs {
 		if strings.HasPrefix(o.Key, tagPrefix) {

@@ -131,28 +131,24 @@ func (r *run) announce(ctx context.Context) error {
 // is another run's: a deleting one is finished here, any other is left
 // alone this run.
 func (r *run) mark(ctx context.Context, cands []candidate) ([]candidate, error) {
+	byKey := make(map[string]candidate, len(cands)) // a key twice in a batch is one candidate
 	keys := make([]string, 0, len(cands))
-	seen := make(map[string]bool, len(cands))
 	for _, c := range cands {
-		if !seen[c.key] { // a key twice in a batch is one candidate
-			seen[c.key] = true
+		if _, dup := byKey[c.key]; !dup {
+			byKey[c.key] = c
 			keys = append(keys, c.key)
 		}
 	}
 	versions, existing, err := tombstone.MarkAll(ctx, r.c.store, keys, r.id, r.c.opts.Concurrency)
 	var marked []candidate
-	for _, c := range cands {
-		if v, ok := versions[c.key]; ok {
+	for _, k := range keys {
+		if v, ok := versions[k]; ok {
+			c := byKey[k]
 			c.version = v
 			marked = append(marked, c)
-			delete(versions, c.key)
 		}
 	}
 	if err == nil {
-		byKey := make(map[string]candidate, len(cands))
-		for _, c := range cands {
-			byKey[c.key] = c
-		}
 		err = r.each(ctx, len(existing), func(ctx context.Context, i int) error {
 			return r.existing(ctx, byKey[existing[i]])
 		})
@@ -211,30 +207,15 @@ func (r *run) reportDry(ctx context.Context, c candidate) error {
 }
 
 // deleteObject deletes one object the way its kind needs, as a commit
-// chunk does (commit.go): a manifest link after its referrer entry, a
-// descriptor before the data it names (a crash between leaves orphan
-// data, for stage 3); this replica's caches forget it. It returns the
-// data objects deleted with a descriptor and their bytes.
+// chunk does (deleteDoomed), and returns the data objects deleted with a
+// descriptor and their bytes.
 func (r *run) deleteObject(ctx context.Context, key string) (data []string, size int64, err error) {
 	d, err := r.doom(ctx, key)
+	if err == nil {
+		err = r.deleteDoomed(ctx, []string{key}, []doomed{d})
+	}
 	if err != nil {
 		return nil, 0, err
-	}
-	if d.referrer != "" {
-		if err := r.c.store.Delete(ctx, d.referrer); err != nil {
-			return nil, 0, err
-		}
-	}
-	if !d.gone {
-		if err := r.c.store.Delete(ctx, key); err != nil {
-			return nil, 0, err
-		}
-	}
-	r.c.meta.Forget(key)
-	for _, k := range d.data {
-		if err := r.c.store.Delete(ctx, k); err != nil {
-			return nil, 0, err
-		}
 	}
 	return d.data, d.size, nil
 }

@@ -327,16 +327,9 @@ func readTagObjects(ctx context.Context, m *Metadata, repo string, tags []string
 // listAll lists every object under prefix.
 func listAll(ctx context.Context, store storage.Store, prefix string) ([]storage.Info, error) {
 	var out []storage.Info
-	after := ""
-	for {
-		page, err := store.List(ctx, storage.ListOptions{Prefix: prefix, StartAfter: after})
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, page.Objects...)
-		if !page.Truncated || len(page.Objects) == 0 {
-			return out, nil
-		}
-		after = page.Objects[len(page.Objects)-1].Key
-	}
+	err := storage.Walk(ctx, store, prefix, func(o storage.Info) error {
+		out = append(out, o)
+		return nil
+	})
+	return out, err
 }

@@ -18,18 +18,11 @@ import (
 // storage.ErrPreconditionFailed if a tombstone exists (skip the object
 // this run). The collector marks a batch with MarkAll.
 func Mark(ctx context.Context, s storage.Store, objectKey, run string) (version string, err error) {
-	t := Tomb{Run: run, State: Marked, At: time.Now().UTC(), Version: newVersion()}
-	err = update(ctx, s, Key(objectKey), func(tombs map[string]Tomb) (bool, error) {
-		if _, ok := tombs[objectKey]; ok {
-			return false, storage.ErrPreconditionFailed
-		}
-		tombs[objectKey] = t
-		return true, nil
-	})
-	if err != nil {
-		return "", err
+	marked, existing, err := MarkAll(ctx, s, []string{objectKey}, run, 1)
+	if err == nil && len(existing) > 0 {
+		err = storage.ErrPreconditionFailed
 	}
-	return t.Version, nil
+	return marked[objectKey], err
 }
 
 // Read returns the tombstone of objectKey and its version, or
